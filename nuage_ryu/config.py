@@ -1,0 +1,139 @@
+"""Configuration options (oslo.config), declared once.
+
+Every option of DESIGN.md section 5 lives here. ``register_opts`` puts them on
+a ConfigOpts object (the framework's shared CONF in the launcher, a private
+one in tests). ``check_config_files`` turns oslo.config's silent acceptance of
+unknown options into a clear error, because a typo in an INI file should never
+be silently ignored on a network controller.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+
+from oslo_config import cfg
+
+DEFAULT_STATE_DIR = "/var/lib/nuage-ryu"
+DEFAULT_AGENT_SOCKET = "/run/nuage-ryu/agent.sock"
+
+ROLE_APPS = {
+    "directory": ["nuage_ryu.apps.directory_api"],
+    "vrs": ["nuage_ryu.apps.vrs_agent"],
+    "all": ["nuage_ryu.apps.directory_api", "nuage_ryu.apps.vrs_agent"],
+    "monitor": ["nuage_ryu.apps.datapath_monitor"],
+}
+
+DEFAULT_OPTS = [
+    cfg.StrOpt("state_dir", default=DEFAULT_STATE_DIR,
+               help="Directory for databases, sockets, tokens and logs of this node."),
+    cfg.StrOpt("role", default="all", choices=sorted(ROLE_APPS),
+               help="Which standard set of apps nuage-ryu-manager runs when no app is named."),
+]
+
+DIRECTORY_OPTS = [
+    cfg.StrOpt("connection", default="",
+               help="OVSDB remote(s) of the directory database, comma separated "
+                    "(e.g. 'tcp:10.0.0.1:6641,tcp:10.0.0.2:6641' for a Raft cluster). "
+                    "Empty: start an embedded ovsdb-server under state_dir."),
+    cfg.StrOpt("listen", default="",
+               help="Extra OVSDB listener of the embedded directory database for agents "
+                    "on other machines, e.g. 'ptcp:6641:0.0.0.0' or 'pssl:6641'."),
+    cfg.StrOpt("api_host", default="127.0.0.1", help="Address the REST API listens on."),
+    cfg.PortOpt("api_port", default=8080, help="TCP port of the REST API."),
+    cfg.StrOpt("api_socket", default="",
+               help="Also (or, with api_port 0, only) serve the REST API on this unix socket."),
+    cfg.StrOpt("api_token_file", default="",
+               help="File with the admin bearer token; default <state_dir>/api-token, "
+                    "created with mode 0600 if missing."),
+]
+
+VRS_OPTS = [
+    cfg.StrOpt("host_name", default="", help="Name of this host in the directory; default: hostname."),
+    cfg.StrOpt("tunnel_ip", default="", help="Local VXLAN tunnel endpoint address."),
+    cfg.StrOpt("ovsdb_connection", default="unix:/var/run/openvswitch/db.sock",
+               help="OVSDB remote of the local Open_vSwitch database."),
+    cfg.StrOpt("bridge", default="br-int", help="Integration bridge name."),
+    cfg.StrOpt("datapath_type", default="system", choices=["system", "netdev"],
+               help="'system' (kernel datapath) or 'netdev' (userspace datapath)."),
+    cfg.ListOpt("controller", default=["tcp:127.0.0.1:6653"],
+                help="OpenFlow controller target(s) set on the integration bridge."),
+    cfg.StrOpt("directory_connection", default="",
+               help="OVSDB remote(s) of the directory database; default: the embedded "
+                    "directory's unix socket under state_dir."),
+    cfg.StrOpt("agent_socket", default=DEFAULT_AGENT_SOCKET,
+               help="Unix socket of the local agent API that the CNI and Docker plugins call."),
+    cfg.IntOpt("underlay_mtu", default=1500, min=1280,
+               help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
+]
+
+GROUPS = {
+    "DEFAULT": DEFAULT_OPTS,
+    "directory": DIRECTORY_OPTS,
+    "vrs": VRS_OPTS,
+}
+
+
+class ConfigError(Exception):
+    """A configuration file or option is invalid."""
+
+
+def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """Register every nuage-ryu option on ``conf`` (idempotent)."""
+    for group, opts in GROUPS.items():
+        if group == "DEFAULT":
+            conf.register_opts(opts)
+        else:
+            conf.register_opts(opts, group=group)
+    return conf
+
+
+def known_options(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
+    """Map of section name -> option names registered on ``conf``."""
+    known: dict[str, set[str]] = {"DEFAULT": set()}
+    for name in conf:  # iterating a ConfigOpts yields option names and group names
+        if isinstance(getattr(conf, name, None), cfg.ConfigOpts.GroupAttr):
+            known[name] = set(conf[name])
+        else:
+            known["DEFAULT"].add(name)
+    return known
+
+
+def check_config_files(conf: cfg.ConfigOpts, paths: list[str]) -> None:
+    """Raise ConfigError naming the first unknown section or option in ``paths``."""
+    known = known_options(conf)
+    for path in paths:
+        if not os.path.exists(path):
+            raise ConfigError(f"config file {path} does not exist")
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path)
+        except configparser.Error as exc:
+            raise ConfigError(f"{path}: {exc.message.splitlines()[0]}") from None
+        sections = [("DEFAULT", parser.defaults().keys())]
+        sections += [(s, [k for k in parser[s] if k not in parser.defaults()]) for s in parser.sections()]
+        for section, keys in sections:
+            if section not in known:
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            for key in keys:
+                if key.replace("-", "_") not in known[section]:
+                    raise ConfigError(f"{path}: unknown option '{key}' in section [{section}]")
+
+
+def state_path(conf: cfg.ConfigOpts, *parts: str) -> str:
+    """A path under the configured state_dir."""
+    return os.path.join(conf.state_dir, *parts)
+
+
+def api_token_file(conf: cfg.ConfigOpts) -> str:
+    return conf.directory.api_token_file or state_path(conf, "api-token")
+
+
+def directory_socket(conf: cfg.ConfigOpts) -> str:
+    """Unix socket path of the embedded directory database."""
+    return state_path(conf, "directory", "db.sock")
+
+
+def directory_remote(conf: cfg.ConfigOpts) -> str:
+    """OVSDB remote(s) the VRS agent uses to follow the directory."""
+    return conf.vrs.directory_connection or conf.directory.connection or "unix:" + directory_socket(conf)
