@@ -25,7 +25,7 @@ ROLE_APPS = {
 }
 
 DEFAULT_OPTS = [
-    cfg.StrOpt("state_dir", default=DEFAULT_STATE_DIR,
+    cfg.StrOpt("state-dir", default=DEFAULT_STATE_DIR,
                help="Directory for databases, sockets, tokens and logs of this node."),
     cfg.StrOpt("role", default="all", choices=sorted(ROLE_APPS),
                help="Which standard set of apps nuage-ryu-manager runs when no app is named."),
@@ -79,10 +79,14 @@ class ConfigError(Exception):
 
 
 def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
-    """Register every nuage-ryu option on ``conf`` (idempotent)."""
+    """Register every nuage-ryu option on ``conf`` (idempotent).
+
+    The [DEFAULT] options are also command-line options (``--state-dir``,
+    ``--role``); must be called before ``conf`` parses its arguments.
+    """
     for group, opts in GROUPS.items():
         if group == "DEFAULT":
-            conf.register_opts(opts)
+            conf.register_cli_opts(opts)
         else:
             conf.register_opts(opts, group=group)
     return conf
