@@ -13,13 +13,20 @@ or use the context manager directly::
     with private_ovs() as ovs: ...
 
 ``ovsdb`` runs ovsdb-server only (enough for pure database tests, faster);
-``ovs`` adds ovs-vswitchd with the userspace datapath available.
-Teardown stops the daemons by pid and removes the directory, also when the test fails.
+``ovs`` adds ovs-vswitchd with the userspace datapath available, inside a
+network namespace of its own (``ovs.netns``): two userspace datapaths in one
+namespace fight over the ``ovs-netdev`` tap device and the bridges' taps, so
+sharing the root namespace with anyone else's OVS breaks bridge creation.
+Create test interfaces with ``ovs.run(["ip", "link", ...])`` so they land there.
+Teardown stops the daemons by pid, deletes the namespace and removes the
+directory, also when the test fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -30,22 +37,35 @@ import pytest
 
 from nuage_ryu.ovsdb.process import OvsInstance
 
+_netns_serial = itertools.count(1)
+
+
+def unique_netns_name(prefix: str = "nrt") -> str:
+    """A network namespace name no other test process uses (pid + counter)."""
+    return f"{prefix}-{os.getpid()}-{next(_netns_serial)}"
+
 
 @contextlib.contextmanager
-def private_ovs(vswitchd: bool = True, netns: str | None = None,
+def private_ovs(vswitchd: bool = True, netns: str | None = None, own_netns: bool | None = None,
                 prefix: str = "nr-ovs-") -> Iterator[OvsInstance]:
     """A started OvsInstance under a fresh /tmp directory, stopped and removed on exit.
 
     /tmp rather than pytest's tmp_path: unix socket paths must stay short.
+    ``own_netns`` (default: when ovs-vswitchd runs and no ``netns`` is given)
+    creates a fresh namespace for the instance and deletes it afterwards.
     """
+    if own_netns is None:
+        own_netns = vswitchd and netns is None
     rundir = tempfile.mkdtemp(prefix=prefix)
-    instance = OvsInstance(rundir, netns=netns)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, rundir, ignore_errors=True)
+        if own_netns:
+            netns = stack.enter_context(namespace(unique_netns_name()))
+        instance = OvsInstance(rundir, netns=netns)
+        # Registered before start so a half-started instance is stopped too.
+        stack.callback(instance.stop)
         instance.start(vswitchd=vswitchd)
         yield instance
-    finally:
-        instance.stop()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -63,7 +83,7 @@ def ovsdb() -> Iterator[OvsInstance]:
 
 
 @contextlib.contextmanager
-def netns(name: str) -> Iterator[str]:
+def namespace(name: str) -> Iterator[str]:
     """A network namespace named ``name``, deleted on exit (also on failure)."""
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
@@ -83,3 +103,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval:
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
         time.sleep(interval)
+
+
+# Earlier name of ``namespace``, kept for modules that already import it.
+netns = namespace

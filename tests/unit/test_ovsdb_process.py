@@ -9,7 +9,7 @@ import tempfile
 import pytest
 
 from nuage_ryu.ovsdb.process import OVS_VSWITCHD, OVSDB_SERVER, OvsError, OvsInstance, pid_alive
-from tests.ovs_fixtures import netns, ovs, ovsdb  # noqa: F401
+from tests.ovs_fixtures import namespace, ovs, ovsdb  # noqa: F401
 
 
 def test_start_and_drive(ovs):  # noqa: F811
@@ -47,7 +47,7 @@ def test_stop_is_idempotent_and_works_from_a_fresh_object():
 def test_inside_a_netns():
     rundir = tempfile.mkdtemp(prefix="nr-ovs-")
     name = f"nrt-proc-{os.getpid() % 100000}"
-    with netns(name):
+    with namespace(name):
         instance = OvsInstance(rundir, netns=name)
         try:
             instance.start()

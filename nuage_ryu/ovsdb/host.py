@@ -1,0 +1,567 @@
+"""Host Open vSwitch management over OVSDB (ovsdbapp): integration bridge, tunnel, container ports.
+
+``HostOVS`` keeps one IDL connection to a host's Open_vSwitch database and
+offers idempotent "ensure" operations: each call is one OVSDB transaction,
+always committed with ``check_error=True``, and re-running it with the same
+arguments changes nothing (it never recreates a row that is already right, so
+a re-run does not bounce the controller connection or renumber a port).
+
+Container ports carry the contract described in docs/ovsdb.md on their
+Interface's ``external_ids``: ``nuage-vport-id``, ``nuage-container-id``,
+``nuage-ifname`` and ``iface-id`` (= vport id, as OVN and Neutron do).
+
+Every failure surfaces as ``HostOVSError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from ovs import jsonrpc, poller, stream
+from ovsdbapp import exceptions as ovsdbapp_exceptions
+from ovsdbapp.backend.ovs_idl import command, connection, event, idlutils, transaction
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+SCHEMA_NAME = "Open_vSwitch"
+DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14", "OpenFlow15")
+VXLAN_PORT = "vxlan0"
+
+EXT_VPORT_ID = "nuage-vport-id"
+EXT_CONTAINER_ID = "nuage-container-id"
+EXT_IFNAME = "nuage-ifname"
+EXT_IFACE_ID = "iface-id"
+
+# Controller connection tuning: out-of-band (the management network is not the
+# overlay), a 10 s probe like Neutron's of_inactivity_probe, and a short
+# reconnect backoff so that a restarted agent is picked up within a second.
+DEFAULT_INACTIVITY_PROBE_MS = 10000
+DEFAULT_MAX_BACKOFF_MS = 1000
+
+
+class HostOVSError(Exception):
+    """The host's Open_vSwitch database is unreachable or refused an operation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VPortPort:
+    """A container (vport) port on a bridge, as recorded in OVSDB."""
+
+    ifname: str
+    ofport: int | None
+    vport_id: str
+    container_id: str
+    external_ids: dict[str, str]
+
+
+def datapath_id_for(host_name: str) -> int:
+    """A stable, non-zero 63-bit OpenFlow datapath id derived from ``host_name``.
+
+    63 bits (not 64) so that it fits the signed 64-bit integers of OVSDB and of
+    most JSON tooling; a hash so that the id survives bridge re-creation.
+    """
+    if not host_name:
+        raise HostOVSError("host name must not be empty")
+    digest = hashlib.sha256(host_name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1) or 1
+
+
+def format_datapath_id(datapath_id: int) -> str:
+    """The 16-hex-digit form OVS expects in ``other_config:datapath-id``."""
+    if not 0 < datapath_id < (1 << 64):
+        raise HostOVSError(f"datapath id out of range: {datapath_id}")
+    return f"{datapath_id:016x}"
+
+
+def vport_external_ids(vport_id: str, container_id: str, ifname: str,
+                       extra_ids: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Interface external_ids for a container port (the contract of docs/ovsdb.md)."""
+    ids = dict(extra_ids or {})
+    ids.update({EXT_VPORT_ID: vport_id, EXT_CONTAINER_ID: container_id, EXT_IFNAME: ifname,
+                EXT_IFACE_ID: vport_id})
+    return ids
+
+
+def fetch_schema(remote: str, timeout: float) -> dict:
+    """The Open_vSwitch schema JSON from the first answering remote, within ``timeout`` seconds.
+
+    ovsdbapp's own fetch blocks without a deadline on an unresponsive TCP
+    remote; this one gives up in time so callers can report a one-line error.
+    """
+    deadline = time.monotonic() + timeout
+    problems = []
+    for target in idlutils.parse_connection(remote):
+        error, strm = stream.Stream.open(target)
+        if error:
+            problems.append(f"{target}: {_strerror(error)}")
+            continue
+        rpc = None
+        try:
+            while (error := strm.connect()) == errno.EAGAIN:
+                if not _block_until(deadline, strm.run_wait, strm.connect_wait):
+                    error = errno.ETIMEDOUT
+                    break
+            if error:
+                problems.append(f"{target}: {_strerror(error)}")
+                continue
+            rpc = jsonrpc.Connection(strm)
+            request = jsonrpc.Message.create_request("get_schema", [SCHEMA_NAME])
+            rpc.send(request)
+            while True:
+                rpc.run()
+                error, reply = rpc.recv()
+                if reply is not None and reply.id == request.id:
+                    if reply.error:
+                        problems.append(f"{target}: {reply.error}")
+                        break
+                    return reply.result
+                if error and error != errno.EAGAIN:
+                    problems.append(f"{target}: {_strerror(error)}")
+                    break
+                if error and not _block_until(deadline, rpc.wait, rpc.recv_wait):
+                    problems.append(f"{target}: {_strerror(errno.ETIMEDOUT)}")
+                    break
+        finally:
+            if rpc is not None:
+                rpc.close()
+            else:
+                strm.close()
+    raise HostOVSError(f"cannot reach OVSDB at {remote}: {'; '.join(problems) or 'no remote given'}")
+
+
+def _strerror(error: int) -> str:
+    return "end of file" if error == -1 else os.strerror(error)
+
+
+def _block_until(deadline: float, *waiters) -> bool:
+    """Block on the waiters' fds until something happens or ``deadline``; False when it passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    waiting = poller.Poller()
+    for wait in waiters:
+        wait(waiting)
+    waiting.timer_wait(int(remaining * 1000) + 1)
+    waiting.block()
+    return True
+
+
+class _EventIdl(connection.OvsdbIdl):
+    """An IDL that hands row changes to a RowEventHandler (for WaitEvents)."""
+
+    def __init__(self, remote: str, helper) -> None:
+        super().__init__(remote, helper)
+        self.notify_handler = event.RowEventHandler()
+
+    def notify(self, ev, row, updates=None):
+        self.notify_handler.notify(ev, row, updates)
+
+
+class _HostApi(impl_idl.OvsdbIdl):
+    """ovsdbapp's Open_vSwitch API with a per-object connection.
+
+    ovsdbapp keeps the connection on the *class*, so a second API object for a
+    different database (several lab hosts in one process) would silently reuse
+    the first connection. Here it belongs to the instance.
+    """
+
+    @property
+    def ovsdb_connection(self):
+        return self.__dict__.get("_host_connection")
+
+    @ovsdb_connection.setter
+    def ovsdb_connection(self, conn):
+        self.__dict__["_host_connection"] = conn
+
+    def create_transaction(self, check_error=True, log_errors=False, **kwargs):
+        return _Transaction(self, self.ovsdb_connection, check_error=check_error,
+                            log_errors=log_errors)
+
+
+class _Transaction(transaction.Transaction):
+    """A plain transaction; it does not wait for ovs-vswitchd (see HostOVS.wait_for_vswitchd)."""
+
+    def pre_commit(self, txn):
+        # ovsdbapp's AddPortCommand records the interfaces it inserts here.
+        txn.expected_ifaces = set()
+
+
+class _InterfaceOfportReady(event.WaitEvent):
+    """Fires once the named Interface has an ofport (assigned, or -1 for failure)."""
+
+    def __init__(self, ifname: str, timeout: float) -> None:
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE), "Interface",
+                         (("name", "=", ifname),), timeout=timeout)
+        self.event_name = f"InterfaceOfportReady({ifname})"
+
+    def match_fn(self, ev, row, old):
+        return bool(row.ofport)
+
+
+class _VswitchdCaughtUp(event.WaitEvent):
+    """Fires once ovs-vswitchd reports cur_cfg >= the awaited next_cfg."""
+
+    def __init__(self, next_cfg: int, timeout: float) -> None:
+        super().__init__((self.ROW_UPDATE,), "Open_vSwitch", None, timeout=timeout)
+        self.next_cfg = next_cfg
+
+    def match_fn(self, ev, row, old):
+        return row.cur_cfg >= self.next_cfg
+
+
+class _BumpNextCfg(command.BaseCommand):
+    """Increment Open_vSwitch.next_cfg; the result is the new value.
+
+    A verified read-modify-write rather than the IDL's increment(), which the
+    IDL drops from transactions that change nothing else.
+    """
+
+    def run_idl(self, txn):
+        ovs = self.api._ovs
+        ovs.verify("next_cfg")
+        self.result = ovs.next_cfg + 1
+        ovs.next_cfg = self.result
+
+
+class _EnsureControllers(command.BaseCommand):
+    """Make a bridge's controllers exactly ``targets`` with the given settings.
+
+    Rows whose target is already right are kept (only their settings are
+    corrected), so re-running never drops a live OpenFlow connection.
+    """
+
+    def __init__(self, api, bridge: str, targets: Sequence[str], settings: Mapping[str, object]):
+        super().__init__(api)
+        self.bridge = bridge
+        self.targets = list(dict.fromkeys(targets))
+        self.settings = settings
+
+    def run_idl(self, txn):
+        br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge)
+        # A bridge inserted earlier in this transaction has no column values yet.
+        current = getattr(br, "controller", [])
+        existing = {row.target: row for row in current}
+        rows = []
+        for target in self.targets:
+            row = existing.get(target)
+            if row is None:
+                row = txn.insert(self.api._tables["Controller"])
+                row.target = target
+            _set_if_changed(row, self.settings)
+            rows.append(row)
+        if [r.uuid for r in rows] != [r.uuid for r in current]:
+            br.controller = rows
+
+
+class _EnsurePort(command.BaseCommand):
+    """Create (or correct) a one-interface port on a bridge; result is the Interface name."""
+
+    def __init__(self, api, bridge: str, name: str, iface_columns: Mapping[str, object]):
+        super().__init__(api)
+        self.bridge = bridge
+        self.name = name
+        self.iface_columns = iface_columns
+
+    def run_idl(self, txn):
+        try:
+            br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge)
+        except idlutils.RowNotFound:
+            raise HostOVSError(f"bridge {self.bridge} does not exist") from None
+        port = idlutils.row_by_value(self.api.idl, "Port", "name", self.name, None)
+        if port is None:
+            port = txn.insert(self.api._tables["Port"])
+            port.name = self.name
+            iface = txn.insert(self.api._tables["Interface"])
+            iface.name = self.name
+            port.interfaces = [iface]
+            br.addvalue("ports", port)
+        else:
+            owner = next((b for b in self.api._tables["Bridge"].rows.values() if port in b.ports), None)
+            if owner is not None and owner.uuid != br.uuid:
+                raise HostOVSError(f"port {self.name} already exists on bridge {owner.name}")
+            if owner is None:
+                br.addvalue("ports", port)
+            iface = next((i for i in port.interfaces if i.name == self.name), None)
+            if iface is None:
+                raise HostOVSError(f"port {self.name} has no interface of the same name")
+        _set_if_changed(iface, self.iface_columns)
+        self.result = self.name
+
+
+def _set_if_changed(row, columns: Mapping[str, object]) -> None:
+    """Write only the columns whose value differs, so re-runs are no-ops."""
+    for column, wanted in columns.items():
+        # Rows inserted in this transaction have no values to compare with.
+        current = getattr(row, column, None)
+        if isinstance(current, list) and not isinstance(wanted, list):
+            # Optional scalar columns read back as [] or [value].
+            wanted_cmp = [] if wanted is None else [wanted]
+        else:
+            wanted_cmp = wanted
+        if current != wanted_cmp:
+            setattr(row, column, wanted_cmp)
+
+
+class HostOVS:
+    """Idempotent management of one host's Open vSwitch over OVSDB.
+
+    ``remote`` is an OVSDB connection string (``unix:/path/db.sock``,
+    ``tcp:IP:PORT``, or a comma-separated list). ``timeout`` bounds connecting
+    and every transaction. Thread-safe: transactions are serialised by
+    ovsdbapp's connection thread, and reads take the connection lock.
+    """
+
+    def __init__(self, remote: str, timeout: float = 10.0) -> None:
+        self.remote = remote
+        self.timeout = timeout
+        schema = fetch_schema(remote, timeout)
+        helper = idlutils.create_schema_helper(schema)
+        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller"):
+            helper.register_table(table)
+        self._idl = _EventIdl(remote, helper)
+        self._conn = connection.Connection(self._idl, timeout)
+        self.api = _HostApi(self._conn, start=False)
+        try:
+            self._conn.start()
+        except Exception as exc:  # ovsdbapp raises a bare TimeoutException or socket errors
+            self._idl.close()
+            self._idl.notify_handler.shutdown()
+            raise HostOVSError(f"cannot reach OVSDB at {remote}: {exc}") from None
+        self._closed = False
+
+    # Transactions -------------------------------------------------------------
+
+    def _commit(self, commands: Iterable[command.BaseCommand]) -> list:
+        """Run ``commands`` in one transaction with check_error; HostOVSError on any failure."""
+        if getattr(self, "_closed", True):
+            raise HostOVSError(f"connection to {self.remote} is closed")
+        try:
+            with self.api.transaction(check_error=True, log_errors=False) as txn:
+                for cmd in commands:
+                    txn.add(cmd)
+            return [cmd.result for cmd in txn.commands]
+        except HostOVSError:
+            raise
+        except idlutils.RowNotFound as exc:
+            raise HostOVSError(f"OVSDB {self.remote}: {exc}") from None
+        except ovsdbapp_exceptions.TimeoutException:
+            raise HostOVSError(
+                f"OVSDB {self.remote}: transaction timed out after {self.timeout:g}s") from None
+        except RuntimeError as exc:
+            raise HostOVSError(f"OVSDB {self.remote}: {str(exc).splitlines()[0]}") from None
+
+    # Integration bridge and tunnel ------------------------------------------------
+
+    def ensure_integration_bridge(self, name: str, datapath_type: str, controllers: Sequence[str],
+                                  datapath_id: int,
+                                  protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+                                  external_ids: Mapping[str, str] | None = None,
+                                  inactivity_probe_ms: int = DEFAULT_INACTIVITY_PROBE_MS,
+                                  max_backoff_ms: int = DEFAULT_MAX_BACKOFF_MS) -> None:
+        """Create or correct the integration bridge ``name`` in one transaction.
+
+        fail_mode=secure (no flows without the controller: never a learning
+        switch that would leak traffic between tenants), the given OpenFlow
+        protocols, datapath type, fixed datapath id, in-band control disabled,
+        and exactly ``controllers`` as its controller targets.
+        """
+        if datapath_type not in ("system", "netdev"):
+            raise HostOVSError(f"datapath_type must be 'system' or 'netdev', not {datapath_type!r}")
+        if not controllers:
+            raise HostOVSError("at least one controller target is required")
+        other_config = {"datapath-id": format_datapath_id(datapath_id), "disable-in-band": "true"}
+        settings = {"connection_mode": "out-of-band", "inactivity_probe": inactivity_probe_ms,
+                    "max_backoff": max_backoff_ms}
+        commands = [
+            self.api.add_br(name, may_exist=True, datapath_type=datapath_type),
+            self.api.db_set("Bridge", name,
+                            ("fail_mode", "secure"),
+                            ("protocols", list(protocols)),
+                            ("other_config", other_config)),
+            _EnsureControllers(self.api, name, controllers, settings),
+        ]
+        if external_ids:
+            commands.append(self.api.db_set("Bridge", name, ("external_ids", dict(external_ids))))
+        self._commit(commands)
+
+    def ensure_tunnel_port(self, bridge: str, local_ip: str, name: str = VXLAN_PORT,
+                           dst_port: int | None = None, ofport_request: int | None = None) -> None:
+        """Create or correct the single flow-based VXLAN port of ``bridge``.
+
+        remote_ip=flow and key=flow: the pipeline picks the remote tunnel
+        endpoint and the VNI per packet, so one port serves every peer.
+        """
+        options = {"remote_ip": "flow", "key": "flow", "local_ip": local_ip}
+        if dst_port is not None:
+            options["dst_port"] = str(dst_port)
+        columns = {"type": "vxlan", "options": options}
+        if ofport_request is not None:
+            columns["ofport_request"] = ofport_request
+        self._commit([_EnsurePort(self.api, bridge, name, columns)])
+
+    def delete_bridge(self, name: str) -> None:
+        """Remove bridge ``name`` if it exists."""
+        self._commit([self.api.del_br(name, if_exists=True)])
+
+    # Container (vport) ports --------------------------------------------------------
+
+    def add_vport_port(self, bridge: str, ifname: str, vport_id: str, container_id: str,
+                       extra_ids: Mapping[str, str] | None = None,
+                       ofport_request: int | None = None, iface_type: str = "",
+                       mac: str | None = None) -> None:
+        """Attach interface ``ifname`` to ``bridge`` as the port of vport ``vport_id``.
+
+        The Interface's external_ids become exactly the contract keys plus
+        ``extra_ids``. Re-running with the same arguments is a no-op.
+        """
+        if not ifname or len(ifname) > 15:
+            raise HostOVSError(f"invalid interface name {ifname!r} (1 to 15 characters)")
+        if not vport_id:
+            raise HostOVSError("vport id must not be empty")
+        columns: dict[str, object] = {
+            "type": iface_type,
+            "external_ids": vport_external_ids(vport_id, container_id, ifname, extra_ids),
+        }
+        if ofport_request is not None:
+            columns["ofport_request"] = ofport_request
+        if mac is not None:
+            columns["mac"] = mac
+        self._commit([_EnsurePort(self.api, bridge, ifname, columns)])
+
+    def delete_vport_port(self, bridge: str, ifname: str) -> None:
+        """Remove port ``ifname`` from ``bridge``; nothing happens if it is not there."""
+        self._commit([self.api.del_port(ifname, bridge=bridge, if_exists=True)])
+
+    def list_vport_ports(self, bridge: str) -> list[VPortPort]:
+        """The container ports of ``bridge`` (interfaces that carry a nuage vport id), by name."""
+        found = []
+        with self._conn.lock:
+            br = idlutils.row_by_value(self._idl, "Bridge", "name", bridge, None)
+            if br is None:
+                raise HostOVSError(f"bridge {bridge} does not exist")
+            for port in br.ports:
+                for iface in port.interfaces:
+                    ids = dict(iface.external_ids)
+                    if EXT_VPORT_ID not in ids:
+                        continue
+                    found.append(VPortPort(
+                        ifname=iface.name,
+                        ofport=_ofport(iface),
+                        vport_id=ids[EXT_VPORT_ID],
+                        container_id=ids.get(EXT_CONTAINER_ID, ""),
+                        external_ids=ids,
+                    ))
+        return sorted(found, key=lambda p: p.ifname)
+
+    # Reads and waits ---------------------------------------------------------------
+
+    def get_ofport(self, ifname: str) -> int | None:
+        """The OpenFlow port number of ``ifname``; None if not assigned yet or absent.
+
+        Raises HostOVSError if ovs-vswitchd failed to add the interface (ofport -1).
+        """
+        with self._conn.lock:
+            iface = idlutils.row_by_value(self._idl, "Interface", "name", ifname, None)
+            if iface is None:
+                return None
+            ofport = _ofport(iface)
+            error = iface.error[0] if iface.error else "unknown error"
+        if ofport == -1:
+            raise HostOVSError(f"ovs-vswitchd could not add interface {ifname}: {error}")
+        return ofport
+
+    def wait_for_ofport(self, ifname: str, timeout: float | None = None) -> int:
+        """Block until ovs-vswitchd assigned ``ifname`` an ofport, and return it.
+
+        Driven by an OVSDB row event on the Interface table (no polling):
+        the event is registered first, then the cache is checked, so a change
+        that lands in between is never missed.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        waiter = _InterfaceOfportReady(ifname, timeout)
+        self._idl.notify_handler.watch_event(waiter)
+        try:
+            ofport = self.get_ofport(ifname)
+            if ofport is None and waiter.wait():
+                ofport = self.get_ofport(ifname)
+        finally:
+            self._idl.notify_handler.unwatch_event(waiter)
+        if ofport is None:
+            raise HostOVSError(f"interface {ifname} got no ofport within {timeout:g}s "
+                               "(is ovs-vswitchd running?)")
+        return ofport
+
+    def wait_for_vswitchd(self, timeout: float | None = None) -> None:
+        """Block until ovs-vswitchd has applied every change committed so far.
+
+        Same mechanism as ovs-vsctl without --no-wait: bump next_cfg, then wait
+        (row event on Open_vSwitch) for cur_cfg to reach it.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        (target,) = self._commit([_BumpNextCfg(self.api)])
+        waiter = _VswitchdCaughtUp(target, timeout)
+        self._idl.notify_handler.watch_event(waiter)
+        try:
+            with self._conn.lock:
+                done = self.api._ovs.cur_cfg >= target
+            if not done and not waiter.wait():
+                raise HostOVSError(f"ovs-vswitchd did not apply the configuration within {timeout:g}s "
+                                   f"(is it running against {self.remote}?)")
+        finally:
+            self._idl.notify_handler.unwatch_event(waiter)
+
+    def bridge_config(self, name: str) -> dict[str, object]:
+        """A plain-data view of a bridge's settings (for status output and tests)."""
+        with self._conn.lock:
+            br = idlutils.row_by_value(self._idl, "Bridge", "name", name, None)
+            if br is None:
+                raise HostOVSError(f"bridge {name} does not exist")
+            return {
+                "name": br.name,
+                "datapath_type": br.datapath_type,
+                "datapath_id": br.datapath_id[0] if br.datapath_id else None,
+                "fail_mode": br.fail_mode[0] if br.fail_mode else None,
+                "protocols": list(br.protocols),
+                "other_config": dict(br.other_config),
+                "external_ids": dict(br.external_ids),
+                "controllers": [{"target": c.target,
+                                 "is_connected": bool(c.is_connected),
+                                 "connection_mode": c.connection_mode[0] if c.connection_mode else None}
+                                for c in br.controller],
+                "ports": sorted(p.name for p in br.ports),
+            }
+
+    def interface_config(self, ifname: str) -> dict[str, object] | None:
+        """A plain-data view of one Interface row, or None if absent."""
+        with self._conn.lock:
+            iface = idlutils.row_by_value(self._idl, "Interface", "name", ifname, None)
+            if iface is None:
+                return None
+            return {"name": iface.name, "type": iface.type, "ofport": _ofport(iface),
+                    "options": dict(iface.options), "external_ids": dict(iface.external_ids),
+                    "error": iface.error[0] if iface.error else None}
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the connection thread and the event thread; safe to call twice."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._conn.stop(timeout=self.timeout)  # its thread closes the idl on the way out
+        self._idl.notify_handler.shutdown()
+
+    def __enter__(self) -> HostOVS:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _ofport(iface) -> int | None:
+    return iface.ofport[0] if iface.ofport else None
+
