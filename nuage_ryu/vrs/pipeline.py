@@ -1,0 +1,196 @@
+"""The br-int pipeline as data: tables, registers and priorities, declared once.
+
+Every other module (compiler, policy, simulator, docs) refers to these names;
+no table number or priority literal appears anywhere else. Like Faucet's
+``faucet_pipeline.py``, each table declares the match fields it accepts so a
+test can refuse a flow that uses a field its table was not designed for.
+
+Paths through the pipeline::
+
+    local vport  -> CLASSIFY -> ARP_RESPONDER                       (ARP: answered, never forwarded)
+    local vport  -> CLASSIFY -> INGRESS_CT -> INGRESS_CT_STATE [-> INGRESS_POLICY] -> L3_LOOKUP -> OUTPUT
+    VXLAN tunnel -> CLASSIFY -> OVERLAY_LOOKUP -> EGRESS_CT -> EGRESS_CT_STATE [-> EGRESS_POLICY] -> OUTPUT
+
+Policy is decided once per host the packet crosses: the sending host runs the
+rules in INGRESS_POLICY; the receiving host runs them again in EGRESS_POLICY
+for traffic that came over the overlay (it has no other way to learn the
+verdict, VXLAN carries only the VNI), which also lets each host commit the
+connection in its own conntrack so that replies are recognised on both ends.
+Local-to-local traffic is decided at INGRESS_POLICY only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---- registers ---------------------------------------------------------------
+# Registers survive goto, resubmit and ct() recirculation, so each stage can
+# read what an earlier one learned without re-matching it.
+
+
+@dataclass(frozen=True)
+class Register:
+    field: str  # the OXM/NXM field name
+    purpose: str
+
+
+REG_DOMAIN = Register("reg6", "domain of the packet: its VNI (24 bits), set by CLASSIFY")
+REG_SRC_PORT = Register("reg5", "ofport of the sending local vport; 0 when the packet came from the tunnel")
+REG_DST_PORT = Register("reg7", "ofport the packet leaves by: a local vport, or the VXLAN port")
+REG_DST_HOST = Register("reg4", "tunnel IPv4 (an int) of the destination host if REG_DST_PORT is the tunnel")
+
+REGISTERS = (REG_DOMAIN, REG_SRC_PORT, REG_DST_PORT, REG_DST_HOST)
+
+VNI_BITS = 24  # VXLAN network identifier width: what REG_DOMAIN copies into tunnel_id
+
+# ---- conntrack ct_state bits (ovs-fields(7)) ----------------------------------
+CT_NEW = 0x01
+CT_EST = 0x02
+CT_REL = 0x04
+CT_RPL = 0x08
+CT_INV = 0x10
+CT_TRK = 0x20
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ARP_REQUEST = 1
+ARP_REPLY = 2
+IP_PROTO_ICMP = 1
+IP_PROTO_TCP = 6
+IP_PROTO_UDP = 17
+DHCP_CLIENT_PORT = 68
+DHCP_SERVER_PORT = 67
+OFPVID_PRESENT = 0x1000  # OpenFlow 1.3 vlan_vid: set when the frame carries a tag
+
+
+# ---- tables --------------------------------------------------------------------
+
+_L2 = frozenset({"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"})
+_REGS = frozenset(r.field for r in REGISTERS)
+_IP = frozenset({"ipv4_src", "ipv4_dst", "ip_proto"})
+_L4 = frozenset({"tcp_src", "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code"})
+_ARP = frozenset({"arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"})
+_POLICY = _REGS | _IP | _L4 | frozenset({"eth_type", "ct_state", "conj_id"})
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    number: int
+    purpose: str
+    match_fields: frozenset[str]
+    next_tables: tuple[str, ...] = ()  # where its flows may go (documentation and a test check)
+
+
+CLASSIFY = Table(
+    "CLASSIFY", 0,
+    "Who sent this? Local vport by in_port (anti-spoofing: only its own MAC/IP, ARP only with its own "
+    "sha/spa, DHCP to the controller) or the VXLAN port by VNI -> REG_DOMAIN. Everything else dropped.",
+    _L2 | _IP | _ARP | frozenset({"tunnel_id", "udp_src", "udp_dst"}),
+    ("ARP_RESPONDER", "INGRESS_CT", "OVERLAY_LOOKUP"),
+)
+ARP_RESPONDER = Table(
+    "ARP_RESPONDER", 10,
+    "Answer ARP requests locally for every vport IP of the domain (with its MAC) and every subnet "
+    "gateway (with the domain's router MAC). Nothing else: ARP is never flooded or tunnelled.",
+    _REGS | _ARP | frozenset({"eth_type"}),
+)
+INGRESS_CT = Table(
+    "INGRESS_CT", 20, "Sender side: send IPv4 through conntrack in the domain's zone.",
+    _REGS | frozenset({"eth_type"}), ("INGRESS_CT_STATE",),
+)
+INGRESS_CT_STATE = Table(
+    "INGRESS_CT_STATE", 21,
+    "Sender side, after conntrack: established/related continue to L3_LOOKUP, invalid is dropped, "
+    "anything else (a new connection) goes to the rules.",
+    _REGS | frozenset({"ct_state"}), ("L3_LOOKUP", "INGRESS_POLICY"),
+)
+INGRESS_POLICY = Table(
+    "INGRESS_POLICY", 22,
+    "Sender side ACL for new connections: the domain's rules as conjunctive matches (first match by "
+    "rule priority decides; stateful allows commit), then the domain's default action.",
+    _POLICY, ("L3_LOOKUP",),
+)
+L3_LOOKUP = Table(
+    "L3_LOOKUP", 30,
+    "Where is the destination? Same subnet: L2 delivery to its MAC. Other subnet of the domain: "
+    "distributed routing on the first hop (eth_src=router MAC, eth_dst=its MAC, dec_ttl). Writes "
+    "REG_DST_PORT (+REG_DST_HOST for a remote vport).",
+    _REGS | _IP | frozenset({"eth_type", "eth_dst"}), ("OUTPUT",),
+)
+OVERLAY_LOOKUP = Table(
+    "OVERLAY_LOOKUP", 31,
+    "Traffic from the tunnel: only to a local vport of the VNI's domain, by its MAC and IP.",
+    _REGS | _IP | frozenset({"eth_type", "eth_dst"}), ("EGRESS_CT",),
+)
+EGRESS_CT = Table(
+    "EGRESS_CT", 40, "Receiver side: send IPv4 from the overlay through conntrack in the domain's zone.",
+    _REGS | frozenset({"eth_type"}), ("EGRESS_CT_STATE",),
+)
+EGRESS_CT_STATE = Table(
+    "EGRESS_CT_STATE", 41, "Receiver side, after conntrack: like INGRESS_CT_STATE.",
+    _REGS | frozenset({"ct_state"}), ("OUTPUT", "EGRESS_POLICY"),
+)
+EGRESS_POLICY = Table(
+    "EGRESS_POLICY", 42,
+    "Receiver side ACL for new connections from the overlay: the same rules as INGRESS_POLICY, seen "
+    "from the destination.",
+    _POLICY, ("OUTPUT",),
+)
+OUTPUT = Table(
+    "OUTPUT", 50,
+    "Leave the bridge: a local vport by REG_DST_PORT, or the flow-based VXLAN port with "
+    "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST.",
+    _REGS,
+)
+CANARY = Table(
+    "CANARY", 99,
+    "Holds one well-known flow that no packet reaches; if it is missing the switch lost its flows "
+    "(OVS restart) and the sync engine must re-push everything.",
+    frozenset({"reg0"}),
+)
+
+TABLES: tuple[Table, ...] = (
+    CLASSIFY, ARP_RESPONDER, INGRESS_CT, INGRESS_CT_STATE, INGRESS_POLICY, L3_LOOKUP, OVERLAY_LOOKUP,
+    EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, OUTPUT, CANARY,
+)
+TABLE_BY_NUMBER = {t.number: t for t in TABLES}
+TABLE_BY_NAME = {t.name: t for t in TABLES}
+
+# ---- priorities -----------------------------------------------------------------
+# One place for every priority. ACL rules own the whole 16-bit range of the two
+# policy tables (the directory allows rule priorities 1..65535, lower first);
+# the conntrack verdicts therefore live in their own *_CT_STATE tables and the
+# policy tables carry no table-miss flow (every domain has its default flow at 0;
+# a packet of no known domain never gets there, and OpenFlow 1.3+ misses drop).
+
+PRIO_TABLE_MISS = 0  # explicit drop at the bottom of the other tables (counted by cookie)
+PRIO_DEFAULT_ACTION = 0  # a domain's default allow/deny in INGRESS_POLICY / EGRESS_POLICY
+ACL_RULE_PRIORITY_MIN = 1
+ACL_RULE_PRIORITY_MAX = 65535
+PRIO_CT_INVALID = 300  # *_CT_STATE
+PRIO_CT_ESTABLISHED = 200  # *_CT_STATE: continuation/reply of a committed connection
+PRIO_CT_NEW = 1  # *_CT_STATE: everything else goes to the rules
+PRIO_CT_SEND = 100  # INGRESS_CT/EGRESS_CT: into conntrack
+PRIO_PORT_SECURITY = 100  # CLASSIFY: a vport's own MAC+IP / MAC+ARP
+PRIO_DHCP = 200  # CLASSIFY: above port security, a DHCP client may have no IP yet
+PRIO_TUNNEL = 100  # CLASSIFY: VXLAN port + VNI
+PRIO_ARP_REPLY = 100
+PRIO_L2 = 100  # L3_LOOKUP: same-subnet delivery
+PRIO_L3 = 90  # L3_LOOKUP: routed via the domain's router MAC
+PRIO_OVERLAY_DELIVERY = 100
+PRIO_OUTPUT = 100
+PRIO_CANARY = 1
+
+
+def acl_priority(rule_priority: int) -> int:
+    """OpenFlow priority for an ACL rule priority (lower rule number wins, so it maps higher)."""
+    if not ACL_RULE_PRIORITY_MIN <= rule_priority <= ACL_RULE_PRIORITY_MAX:
+        raise ValueError(
+            f"ACL priority {rule_priority} outside {ACL_RULE_PRIORITY_MIN}..{ACL_RULE_PRIORITY_MAX}")
+    return ACL_RULE_PRIORITY_MAX + 1 - rule_priority
+
+
+def table_of(number: int) -> Table:
+    """The table declared with this number (KeyError if none)."""
+    return TABLE_BY_NUMBER[number]
