@@ -1,0 +1,506 @@
+"""Directory object model: immutable objects, their API fields, and a state snapshot.
+
+Pure data, no I/O. The same field declarations drive request parsing
+(``validate.py``), the JSON representation and the OpenAPI document
+(``openapi.py``), so the three cannot drift apart.
+
+Ids are the OVSDB row UUIDs as strings. Parent references are ids too.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+
+# ---------------------------------------------------------------------------
+# Objects
+
+ENDPOINT_TYPES = ("any", "policygroup", "zone", "subnet", "cidr")
+VPORT_TYPES = ("container", "vm", "host")
+ACTIONS = ("allow", "deny")
+VPORT_STATUSES = ("down", "up")
+
+
+@dataclass(frozen=True, slots=True)
+class Enterprise:
+    id: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A routing domain (VRF): own VNI, own conntrack zone, own virtual router MAC."""
+
+    id: str
+    enterprise: str
+    name: str
+    vni: int
+    ct_zone: int
+    router_mac: str
+    default_action: str = "deny"
+    description: str = ""
+    subnet_epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    id: str
+    domain: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    id: str
+    zone: str
+    domain: str
+    name: str
+    cidr: str
+    gateway: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyGroup:
+    id: str
+    domain: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VPort:
+    """A container/VM/host interface on the overlay; membership in policy groups lives here."""
+
+    id: str
+    subnet: str
+    domain: str
+    name: str
+    ip: str
+    mac: str
+    gateway: str
+    type: str = "container"
+    host: str = ""
+    status: str = "down"
+    description: str = ""
+    policygroups: frozenset[str] = frozenset()
+    external_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An ACL rule endpoint: any, a policy group / zone / subnet (by id), or a CIDR."""
+
+    type: str
+    id: str | None = None
+    cidr: str | None = None
+
+    def as_dict(self) -> dict:
+        if self.type == "any":
+            return {"type": "any"}
+        if self.type == "cidr":
+            return {"type": "cidr", "cidr": self.cidr}
+        return {"type": self.type, "id": self.id}
+
+
+ANY = Endpoint("any")
+
+
+@dataclass(frozen=True, slots=True)
+class ACL:
+    """A security rule of a domain. Lower priority number is evaluated first."""
+
+    id: str
+    domain: str
+    priority: int
+    source: Endpoint = ANY
+    destination: Endpoint = ANY
+    protocol: str = "any"
+    dst_ports: str | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    action: str = "allow"
+    stateful: bool = True
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A hypervisor/container host running a VRS agent. last_seen: ms since the epoch, 0 = never."""
+
+    id: str
+    name: str
+    tunnel_ip: str = ""
+    datapath_id: str = ""
+    connected: bool = False
+    last_seen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A per-enterprise bearer token; only its SHA-256 is stored."""
+
+    id: str
+    enterprise: str
+    token_hash: str
+    name: str = ""
+    created: int = 0
+
+
+# ---------------------------------------------------------------------------
+# API fields, declared once
+
+
+@dataclass(frozen=True)
+class Field:
+    """One JSON field of an object.
+
+    kind: string, integer, boolean, ip, cidr, mac, enum, endpoint, ports,
+    protocol, ids (list of ids), map (string->string), id, timestamp.
+    access: "required" / "optional" (client may set on create), "server" (read-only).
+    """
+
+    name: str
+    kind: str
+    access: str = "optional"
+    mutable: bool = False
+    choices: tuple = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    nullable: bool = False
+    description: str = ""
+
+
+def _name(mutable: bool = True) -> Field:
+    return Field("name", "string", "required", mutable, description="Name, unique within the parent.")
+
+
+def _descr() -> Field:
+    return Field("description", "string", "optional", True, description="Free text.")
+
+
+def _id() -> Field:
+    return Field("id", "id", "server", description="Object id (OVSDB row UUID).")
+
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    "enterprise": (_id(), _name(), _descr()),
+    "domain": (
+        _id(),
+        Field("enterprise", "id", "server"),
+        _name(),
+        _descr(),
+        Field("vni", "integer", "optional", minimum=1, maximum=16777215,
+              description="VXLAN network identifier; unique; lowest free one when absent."),
+        Field("default_action", "enum", "optional", True, choices=ACTIONS,
+              description="What happens to traffic no rule matches (default deny)."),
+        Field("router_mac", "mac", "optional",
+              description="MAC of the distributed virtual router; generated when absent."),
+        Field("ct_zone", "integer", "server", description="Conntrack zone of the domain (1..65535)."),
+    ),
+    "zone": (_id(), Field("domain", "id", "server"), _name(), _descr()),
+    "subnet": (
+        _id(),
+        Field("zone", "id", "server"),
+        Field("domain", "id", "server"),
+        _name(),
+        _descr(),
+        Field("cidr", "cidr", "required", description="IPv4 network, e.g. 10.0.1.0/24."),
+        Field("gateway", "ip", "optional", description="Default gateway; first usable address when absent."),
+    ),
+    "vport": (
+        _id(),
+        Field("subnet", "id", "server"),
+        Field("zone", "id", "server"),
+        Field("domain", "id", "server"),
+        _name(),
+        _descr(),
+        Field("type", "enum", "optional", choices=VPORT_TYPES, description="Default container."),
+        Field("host", "string", "optional", True, description="Name of the host the vport lives on."),
+        Field("ip", "ip", "optional", description="Allocated from the subnet when absent."),
+        Field("mac", "mac", "optional", description="Generated (locally administered) when absent."),
+        Field("gateway", "ip", "server", description="The subnet's gateway."),
+        Field("status", "enum", "server", choices=VPORT_STATUSES,
+              description="down until the host's agent has installed the vport's flows."),
+        Field("policygroups", "ids", "optional", True, description="Ids of the policy groups it belongs to."),
+        Field("external_ids", "map", "optional", True,
+              description="Free string map for plugins (container id, interface name...)."),
+    ),
+    "policygroup": (_id(), Field("domain", "id", "server"), _name(), _descr()),
+    "acl": (
+        _id(),
+        Field("domain", "id", "server"),
+        Field("name", "string", "optional", True),
+        _descr(),
+        Field("priority", "integer", "required", True, minimum=1, maximum=65535,
+              description="Unique in the domain; lower is evaluated first."),
+        Field("source", "endpoint", "optional", True, description="Default any."),
+        Field("destination", "endpoint", "optional", True, description="Default any."),
+        Field("protocol", "protocol", "optional", True, description="any, tcp, udp, icmp or 0..255."),
+        Field("dst_ports", "ports", "optional", True, nullable=True,
+              description="'80' or '8000-8080'; tcp/udp only."),
+        Field("icmp_type", "integer", "optional", True, minimum=0, maximum=255, nullable=True),
+        Field("icmp_code", "integer", "optional", True, minimum=0, maximum=255, nullable=True),
+        Field("action", "enum", "optional", True, choices=ACTIONS, description="Default allow."),
+        Field("stateful", "boolean", "optional", True, description="Let replies through (default true)."),
+        Field("counters", "counters", "server", nullable=True,
+              description="Packet/byte counters (reserved; null until the agents report them)."),
+    ),
+    "host": (
+        _id(),
+        Field("name", "string", "required", description="Host name, unique."),
+        Field("tunnel_ip", "ip", "optional", True, description="VXLAN tunnel endpoint."),
+        Field("datapath_id", "string", "optional", True, description="br-int datapath id, 16 hex digits."),
+        Field("connected", "boolean", "server"),
+        Field("last_seen", "timestamp", "server", nullable=True, description="Last agent heartbeat (UTC)."),
+    ),
+    "token": (
+        _id(),
+        Field("enterprise", "id", "required", description="Enterprise the token is limited to."),
+        Field("name", "string", "optional", description="Label."),
+        Field("created", "timestamp", "server", nullable=True),
+    ),
+}
+
+# kind -> OVSDB table, plural (collection path), parent kind (None for top level)
+KINDS: dict[str, tuple[str, str, str | None]] = {
+    "enterprise": ("Enterprise", "enterprises", None),
+    "domain": ("Domain", "domains", "enterprise"),
+    "zone": ("Zone", "zones", "domain"),
+    "subnet": ("Subnet", "subnets", "zone"),
+    "vport": ("VPort", "vports", "subnet"),
+    "policygroup": ("PolicyGroup", "policygroups", "domain"),
+    "acl": ("ACL", "acls", "domain"),
+    "host": ("Host", "hosts", None),
+    "token": ("ApiToken", "tokens", None),
+}
+
+OBJECT_CLASSES = {
+    "enterprise": Enterprise,
+    "domain": Domain,
+    "zone": Zone,
+    "subnet": Subnet,
+    "vport": VPort,
+    "policygroup": PolicyGroup,
+    "acl": ACL,
+    "host": Host,
+    "token": ApiToken,
+}
+
+
+def iso_time(ms: int) -> str | None:
+    """ms since the epoch -> ISO 8601 UTC string (None for 0 = never)."""
+    if not ms:
+        return None
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------
+# Snapshot
+
+
+class DirectoryState:
+    """An immutable snapshot of the whole directory, indexed for the lookups validators and agents need.
+
+    The maps are ``id -> object``; never mutate them. Derived indexes are built lazily,
+    once per snapshot.
+    """
+
+    def __init__(
+        self,
+        enterprises: Mapping[str, Enterprise] | None = None,
+        domains: Mapping[str, Domain] | None = None,
+        zones: Mapping[str, Zone] | None = None,
+        subnets: Mapping[str, Subnet] | None = None,
+        vports: Mapping[str, VPort] | None = None,
+        policygroups: Mapping[str, PolicyGroup] | None = None,
+        acls: Mapping[str, ACL] | None = None,
+        hosts: Mapping[str, Host] | None = None,
+        tokens: Mapping[str, ApiToken] | None = None,
+    ):
+        self.enterprises = enterprises or {}
+        self.domains = domains or {}
+        self.zones = zones or {}
+        self.subnets = subnets or {}
+        self.vports = vports or {}
+        self.policygroups = policygroups or {}
+        self.acls = acls or {}
+        self.hosts = hosts or {}
+        self.tokens = tokens or {}
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[object]) -> DirectoryState:
+        """Build a state from a flat list of objects (tests, tools)."""
+        maps: dict[str, dict] = {KINDS[k][1]: {} for k in KINDS}
+        for obj in objects:
+            maps[KINDS[kind_of(obj)][1]][obj.id] = obj
+        return cls(**maps)
+
+    def table(self, kind: str) -> Mapping[str, object]:
+        """The id -> object map of ``kind``."""
+        return getattr(self, KINDS[kind][1])
+
+    def get(self, kind: str, obj_id: str):
+        """The object of ``kind`` with ``obj_id``, or None."""
+        return self.table(kind).get(obj_id)
+
+    # -- derived indexes (lazily, once per snapshot) --
+    @staticmethod
+    def _group(objs: Iterable, attr: str) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for obj in objs:
+            out.setdefault(getattr(obj, attr), []).append(obj)
+        return out
+
+    @cached_property
+    def _domains_by_enterprise(self):
+        return self._group(self.domains.values(), "enterprise")
+
+    @cached_property
+    def _zones_by_domain(self):
+        return self._group(self.zones.values(), "domain")
+
+    @cached_property
+    def _subnets_by_domain(self):
+        return self._group(self.subnets.values(), "domain")
+
+    @cached_property
+    def _subnets_by_zone(self):
+        return self._group(self.subnets.values(), "zone")
+
+    @cached_property
+    def _vports_by_subnet(self):
+        return self._group(self.vports.values(), "subnet")
+
+    @cached_property
+    def _vports_by_domain(self):
+        return self._group(self.vports.values(), "domain")
+
+    @cached_property
+    def _vports_by_host(self):
+        return self._group(self.vports.values(), "host")
+
+    @cached_property
+    def _members(self):
+        out: dict[str, list[VPort]] = {}
+        for vport in self.vports.values():
+            for pg in vport.policygroups:
+                out.setdefault(pg, []).append(vport)
+        return out
+
+    @cached_property
+    def _pgs_by_domain(self):
+        return self._group(self.policygroups.values(), "domain")
+
+    @cached_property
+    def _acls_by_domain(self):
+        return self._group(self.acls.values(), "domain")
+
+    @cached_property
+    def _hosts_by_name(self):
+        return {h.name: h for h in self.hosts.values()}
+
+    @cached_property
+    def _tokens_by_hash(self):
+        return {t.token_hash: t for t in self.tokens.values()}
+
+    @cached_property
+    def _macs(self):
+        return {v.mac for v in self.vports.values()}
+
+    # -- public lookups --
+    def domains_of(self, enterprise_id: str) -> list[Domain]:
+        return list(self._domains_by_enterprise.get(enterprise_id, ()))
+
+    def zones_of(self, domain_id: str) -> list[Zone]:
+        return list(self._zones_by_domain.get(domain_id, ()))
+
+    def subnets_of(self, domain_id: str) -> list[Subnet]:
+        return list(self._subnets_by_domain.get(domain_id, ()))
+
+    def subnets_of_zone(self, zone_id: str) -> list[Subnet]:
+        return list(self._subnets_by_zone.get(zone_id, ()))
+
+    def vports_of(self, domain_id: str) -> list[VPort]:
+        return list(self._vports_by_domain.get(domain_id, ()))
+
+    def vports_of_subnet(self, subnet_id: str) -> list[VPort]:
+        return list(self._vports_by_subnet.get(subnet_id, ()))
+
+    def vports_on_host(self, host_name: str) -> list[VPort]:
+        return list(self._vports_by_host.get(host_name, ()))
+
+    def members_of(self, policygroup_id: str) -> list[VPort]:
+        """Vports that belong to the policy group."""
+        return list(self._members.get(policygroup_id, ()))
+
+    def policygroups_of(self, domain_id: str) -> list[PolicyGroup]:
+        return list(self._pgs_by_domain.get(domain_id, ()))
+
+    def acls_of(self, domain_id: str) -> list[ACL]:
+        """Rules of the domain in evaluation order (lowest priority number first)."""
+        return sorted(self._acls_by_domain.get(domain_id, ()), key=lambda a: a.priority)
+
+    def host_by_name(self, name: str) -> Host | None:
+        return self._hosts_by_name.get(name)
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        return self._tokens_by_hash.get(token_hash)
+
+    def mac_in_use(self, mac: str) -> bool:
+        return mac in self._macs
+
+    def enterprise_of(self, kind: str, obj) -> str | None:
+        """Id of the enterprise an object belongs to (None for hosts)."""
+        if kind == "enterprise":
+            return obj.id
+        if kind == "token":
+            return obj.enterprise
+        if kind == "host":
+            return None
+        if kind == "domain":
+            return obj.enterprise
+        domain = self.domains.get(obj.domain)
+        return domain.enterprise if domain else None
+
+    def acls_referencing(self, kind: str, obj_id: str) -> list[ACL]:
+        """Rules whose source or destination is the given policy group/zone/subnet."""
+        return [a for a in self.acls.values()
+                if (a.source.type == kind and a.source.id == obj_id)
+                or (a.destination.type == kind and a.destination.id == obj_id)]
+
+
+def kind_of(obj) -> str:
+    """The kind name ('vport', ...) of an object."""
+    for kind, cls in OBJECT_CLASSES.items():
+        if isinstance(obj, cls):
+            return kind
+    raise TypeError(f"not a directory object: {obj!r}")
+
+
+def as_dict(kind: str, obj, state: DirectoryState | None = None) -> dict:
+    """The API (JSON) representation of an object."""
+    out: dict = {}
+    for f in FIELDS[kind]:
+        if f.name == "zone" and kind == "vport":
+            subnet = state.subnets.get(obj.subnet) if state else None
+            out["zone"] = subnet.zone if subnet else None
+        elif f.kind == "counters":
+            out[f.name] = None  # filled by the agents' counters (issue 5)
+        elif f.kind == "endpoint":
+            out[f.name] = getattr(obj, f.name).as_dict()
+        elif f.kind == "ids":
+            out[f.name] = sorted(getattr(obj, f.name))
+        elif f.kind == "map":
+            out[f.name] = dict(getattr(obj, f.name))
+        elif f.kind == "timestamp":
+            out[f.name] = iso_time(getattr(obj, f.name))
+        else:
+            out[f.name] = getattr(obj, f.name)
+    return out

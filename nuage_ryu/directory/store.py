@@ -1,0 +1,488 @@
+"""The directory store: an OVSDB database (schema ``Nuage_Directory``) followed with the python-ovs IDL.
+
+Reads: the IDL keeps a replica of the database; every row update is mirrored into
+immutable model objects, and after each batch of updates a new ``DirectoryState``
+snapshot is published. ``snapshot()`` just returns the latest one (no lock, no copy).
+
+Writes: ``apply(planner)`` calls the pure planner on the current snapshot, turns the
+resulting ``Change`` into ONE OVSDB transaction and commits it. Object ids are chosen
+by the planner and inserted with ``persist_uuid`` so that the id the API returns is
+the row UUID. The database itself enforces the invariants that must hold with
+several writers (several API processes on one Raft cluster): referential integrity
+(strong refs to parents and policy groups), unique indexes (names per parent, VNI,
+conntrack zone, (domain, ip), mac, (domain, priority)), and for subnet overlap a
+verify-and-increment of the domain's ``subnet_epoch``. A transaction that loses a
+race is re-planned on the fresh state (TRY_AGAIN, or an index conflict on an
+automatically chosen address/VNI); any other index conflict is a 409.
+
+Threading: one IDL thread runs ``idl.run()`` and calls the listeners. All IDL
+access (including commits by writer threads) happens under ``self._lock``, so
+in-process writers are serialised. Listeners are called from the IDL thread,
+after each applied update batch, with the new snapshot; they must not block for
+long and must not call ``apply``-style methods synchronously from that thread
+if they wait for the result of someone else's write (they may call them; the
+lock is re-entrant).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from importlib import resources
+from types import MappingProxyType
+
+import ovs.db.idl
+import ovs.poller
+
+from nuage_ryu.directory import model, validate
+from nuage_ryu.directory.errors import Conflict, DirectoryError, NotFound, Unavailable, ValidationError
+from nuage_ryu.directory.model import KINDS, DirectoryState, Endpoint
+from nuage_ryu.directory.validate import Change, Op
+
+LOG = logging.getLogger(__name__)
+
+TABLE_KIND = {table: kind for kind, (table, _plural, _parent) in KINDS.items()}
+REF_FIELDS = {"enterprise", "domain", "zone", "subnet"}
+# How often a write is re-planned after losing a race before giving up (409/503).
+MAX_ATTEMPTS = 20
+
+
+def schema_path() -> str:
+    """Path of the installed ``nuage_directory.ovsschema``."""
+    return str(resources.files("nuage_ryu.db").joinpath("nuage_directory.ovsschema"))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------------------
+# Row <-> model conversion
+
+
+def _ref(row, col: str) -> str:
+    return str(row._data[col].as_scalar())
+
+
+def _opt(row, col: str):
+    values = row._data[col].as_list()
+    return values[0] if values else None
+
+
+def _endpoint(row, prefix: str) -> Endpoint:
+    etype = row._data[prefix + "_type"].as_scalar()
+    if etype in ("policygroup", "zone", "subnet"):
+        ref = _opt(row, f"{prefix}_{etype}")
+        return Endpoint(etype, id=str(ref) if ref else None)
+    if etype == "cidr":
+        return Endpoint("cidr", cidr=_opt(row, prefix + "_cidr"))
+    return model.ANY
+
+
+def row_to_object(kind: str, row):
+    """Convert an IDL row into the immutable model object."""
+    rid = str(row.uuid)
+    if kind == "enterprise":
+        return model.Enterprise(rid, row.name, row.description)
+    if kind == "domain":
+        return model.Domain(rid, _ref(row, "enterprise"), row.name, row.vni, row.ct_zone, row.router_mac,
+                            row.default_action, row.description, row.subnet_epoch)
+    if kind == "zone":
+        return model.Zone(rid, _ref(row, "domain"), row.name, row.description)
+    if kind == "subnet":
+        return model.Subnet(rid, _ref(row, "zone"), _ref(row, "domain"), row.name, row.cidr, row.gateway,
+                            row.description)
+    if kind == "policygroup":
+        return model.PolicyGroup(rid, _ref(row, "domain"), row.name, row.description)
+    if kind == "vport":
+        return model.VPort(
+            rid, _ref(row, "subnet"), _ref(row, "domain"), row.name, row.ip, row.mac, row.gateway,
+            row.type, row.host, row.status, row.description,
+            frozenset(str(u) for u in row._data["policygroups"].as_list()),
+            MappingProxyType(dict(row.external_ids)))
+    if kind == "acl":
+        return model.ACL(
+            rid, _ref(row, "domain"), row.priority, _endpoint(row, "src"), _endpoint(row, "dst"),
+            row.protocol, _opt(row, "dst_ports"), _opt(row, "icmp_type"), _opt(row, "icmp_code"),
+            row.action, row.stateful, row.name, row.description)
+    if kind == "host":
+        return model.Host(rid, row.name, row.tunnel_ip, row.datapath_id, row.connected, row.last_seen)
+    if kind == "token":
+        return model.ApiToken(rid, _ref(row, "enterprise"), row.token_hash, row.name, row.created)
+    raise KeyError(kind)  # pragma: no cover
+
+
+def _columns(fields: dict) -> dict:
+    """Model field values -> OVSDB column values (python-ovs representation)."""
+    cols: dict = {}
+    for key, value in fields.items():
+        if key in REF_FIELDS:
+            cols[key] = uuid.UUID(value)
+        elif key in ("source", "destination"):
+            prefix = "src" if key == "source" else "dst"
+            cols[prefix + "_type"] = value.type
+            for etype in ("policygroup", "zone", "subnet"):
+                cols[f"{prefix}_{etype}"] = [uuid.UUID(value.id)] if value.type == etype else []
+            cols[prefix + "_cidr"] = [value.cidr] if value.type == "cidr" else []
+        elif key == "policygroups":
+            cols[key] = [uuid.UUID(v) for v in sorted(value)]
+        elif key == "external_ids":
+            cols[key] = dict(value)
+        elif key in ("dst_ports", "icmp_type", "icmp_code"):
+            cols[key] = [] if value is None else [value]
+        else:
+            cols[key] = value
+    return cols
+
+
+_INDEX_RE = re.compile(
+    r'rows in "(\w+)" table to have identical values \((.*?)\) for index on columns? (.*?)\.')
+
+
+def _conflict_message(error: str) -> str:
+    """Turn an OVSDB error into a message for the user."""
+    try:
+        err = json.loads(error)
+    except ValueError:
+        err = {"error": error}
+    details = err.get("details", "") if isinstance(err, dict) else ""
+    kind = err.get("error", "") if isinstance(err, dict) else str(err)
+    m = _INDEX_RE.search(details or "")
+    if m:
+        table, values, columns = m.groups()
+        cols = [c for c in re.findall(r'"(\w+)"', columns) if c not in REF_FIELDS] or ["name"]
+        return (f"another {TABLE_KIND.get(table, table)} already has this {' and '.join(cols)} "
+                f"({values}); a concurrent request got it first")
+    if kind == "referential integrity violation":
+        return f"the object is still referenced by other objects ({details})"
+    return f"{kind}: {details}" if details else kind
+
+
+# ---------------------------------------------------------------------------
+
+
+class _Idl(ovs.db.idl.Idl):
+    """IDL that forwards each row change to the store's mirror."""
+
+    def __init__(self, remote: str, helper, on_row):
+        super().__init__(remote, helper, leader_only=True)
+        self._on_row = on_row
+
+    def notify(self, event, row, updates=None):
+        self._on_row(event, row)
+
+
+class DirectoryStore:
+    """The directory database client used by the REST API and the VRS agent.
+
+    ``remote``: one OVSDB remote or a comma separated list of Raft cluster members
+    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``); writes go to the leader.
+    """
+
+    def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0):
+        self.remote = remote
+        self._schema = schema or schema_path()
+        self.write_timeout = write_timeout
+        self._lock = threading.RLock()
+        self._idl: _Idl | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._mirror: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
+        self._dirty: set[str] = set(KINDS)
+        self._state = DirectoryState()
+        self._version = 0
+        self._listeners: list[Callable[[DirectoryState], None]] = []
+
+    # -- lifecycle --
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, wait for the initial contents, and start the IDL thread."""
+        helper = ovs.db.idl.SchemaHelper(location=self._schema)
+        helper.register_all()
+        self._idl = _Idl(self.remote, helper, self._on_row)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._synced():
+                if time.monotonic() > deadline:
+                    self._idl.close()
+                    raise Unavailable(f"cannot reach the directory database at {self.remote}")
+                self._run_once(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._publish()
+        self._thread = threading.Thread(target=self._loop, name="directory-idl", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the IDL thread and close the connection."""
+        self._stopping.set()
+        self._wake()
+        if self._thread:
+            self._thread.join(5)
+        with self._lock:
+            if self._idl:
+                self._idl.close()
+                self._idl = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _synced(self) -> bool:
+        idl = self._idl
+        return idl.has_ever_connected() and idl.state == idl.IDL_S_MONITORING and idl._session.is_connected()
+
+    def _run_once(self, timeout: float) -> None:
+        # Caller holds the lock. Runs the IDL, then blocks (still holding it) at most `timeout`.
+        self._idl.run()
+        poller = ovs.poller.Poller()
+        self._idl.wait(poller)
+        poller.timer_wait(int(timeout * 1000))
+        poller.block()
+        self._idl.run()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                if self._idl is None:
+                    return
+                self._idl.run()
+                self._check_mirror()
+                self._publish()
+                poller = ovs.poller.Poller()
+                self._idl.wait(poller)
+                poller.fd_wait(self._wake_r, ovs.poller.POLLIN)
+                poller.timer_wait(1000)
+            self._fire_listeners()
+            poller.block()
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except OSError:
+                pass
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    # -- mirror --
+    def _on_row(self, event, row) -> None:
+        kind = TABLE_KIND.get(row._table.name)
+        if kind is None:
+            return
+        rid = str(row.uuid)
+        if event == ovs.db.idl.ROW_DELETE:
+            self._mirror[kind].pop(rid, None)
+        else:
+            self._mirror[kind][rid] = row_to_object(kind, row)
+        self._dirty.add(kind)
+
+    def _check_mirror(self) -> None:
+        # After a reconnect the IDL reloads everything without reporting deletions;
+        # a size mismatch reveals it and that table is rebuilt from the replica.
+        if self._idl.txn is not None:
+            return
+        for kind, (table, _p, _q) in KINDS.items():
+            rows = self._idl.tables[table].rows
+            if len(rows) != len(self._mirror[kind]):
+                self._mirror[kind] = {str(u): row_to_object(kind, r) for u, r in rows.items()}
+                self._dirty.add(kind)
+
+    def _publish(self) -> None:
+        if not self._dirty:
+            return
+        old = self._state
+        maps = {}
+        for kind, (_t, plural, _p) in KINDS.items():
+            maps[plural] = dict(self._mirror[kind]) if kind in self._dirty else getattr(old, plural)
+        self._dirty.clear()
+        self._state = DirectoryState(**maps)
+        self._version += 1
+
+    def _fire_listeners(self) -> None:
+        state, version = self._state, self._version
+        if version == getattr(self, "_fired_version", 0):
+            return
+        self._fired_version = version
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:  # a broken listener must not stop the IDL thread
+                LOG.exception("directory listener failed")
+
+    # -- reading --
+    def snapshot(self) -> DirectoryState:
+        """The latest published state (immutable; safe to use from any thread)."""
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the database (the leader, for a cluster)."""
+        idl = self._idl
+        return bool(idl and idl._session.is_connected())
+
+    def add_listener(self, callback: Callable[[DirectoryState], None]) -> None:
+        """Call ``callback(state)`` from the IDL thread after each applied update batch."""
+        self._listeners.append(callback)
+        self._wake()
+
+    # -- writing --
+    def apply(self, planner: Callable[[DirectoryState], Change]) -> tuple[Change, DirectoryState]:
+        """Plan on the current state and commit as one transaction; re-plan on lost races.
+
+        Returns the applied change and the state right after it. Raises DirectoryError.
+        """
+        deadline = time.monotonic() + self.write_timeout
+        with self._lock:
+            for _attempt in range(MAX_ATTEMPTS):
+                if self._idl is None:
+                    raise Unavailable("the directory store is stopped")
+                self._wait_synced(deadline)
+                self._publish()
+                change = planner(self._state)
+                if not change.ops:
+                    return change, self._state
+                status, error = self._commit(change, deadline)
+                if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
+                    self._publish()
+                    self._wake()
+                    return change, self._state
+                if status == ovs.db.idl.Transaction.ERROR:
+                    if '"duplicate uuid"' in error and self._inserts_present(change):
+                        # The previous attempt committed but its reply was lost (leader change).
+                        self._publish()
+                        self._wake()
+                        return change, self._state
+                    if '"constraint violation"' in error and change.auto_assigned:
+                        self._catch_up()
+                        continue
+                    if '"constraint violation"' in error or "referential integrity" in error:
+                        raise Conflict(_conflict_message(error))
+                    raise Unavailable(f"the directory database refused the change: {error}")
+                # TRY_AGAIN (verify failed, reconnect), NOT_LOCKED, ABORTED: re-plan.
+                self._catch_up()
+            raise Unavailable("too many concurrent changes; try again")
+
+    def _wait_synced(self, deadline: float) -> None:
+        while not self._synced():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable("the directory database is not reachable (no leader?)")
+            self._run_once(min(0.1, remaining))
+        self._idl.run()
+
+    def _catch_up(self) -> None:
+        # Let the replica receive what the winning writer committed.
+        seqno = self._idl.change_seqno
+        end = time.monotonic() + 0.2
+        while self._idl.change_seqno == seqno and time.monotonic() < end:
+            self._run_once(0.02)
+        self._check_mirror()
+
+    def _inserts_present(self, change: Change) -> bool:
+        self._catch_up()
+        return all(op.id in self._mirror[op.kind] for op in change.ops if op.action == "insert")
+
+    def _commit(self, change: Change, deadline: float) -> tuple[int, str]:
+        idl = self._idl
+        txn = ovs.db.idl.Transaction(idl)
+        try:
+            for kind, obj_id, column in change.guards:
+                row = idl.tables[KINDS[kind][0]].rows.get(uuid.UUID(obj_id))
+                if row is not None:
+                    row.verify(column)
+                    setattr(row, column, getattr(row, column) + 1)
+            for op in change.ops:
+                table = idl.tables[KINDS[op.kind][0]]
+                if op.action == "insert":
+                    row = txn.insert(table, new_uuid=uuid.UUID(op.id), persist_uuid=True)
+                else:
+                    row = table.rows.get(uuid.UUID(op.id))
+                    if row is None:
+                        raise NotFound(f"{op.kind} {op.id} not found")
+                if op.action == "delete":
+                    row.delete()
+                    continue
+                for col, value in _columns(op.fields).items():
+                    setattr(row, col, value)
+        except DirectoryError:
+            txn.abort()
+            raise
+        while True:
+            status = txn.commit()
+            if status != ovs.db.idl.Transaction.INCOMPLETE:
+                return status, txn.get_error()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                txn.abort()
+                raise Unavailable("the directory database did not confirm the change in time")
+            idl.run()
+            poller = ovs.poller.Poller()
+            idl.wait(poller)
+            txn.wait(poller)
+            poller.timer_wait(int(min(remaining, 0.5) * 1000))
+            poller.block()
+
+    # -- agent-side writes --
+    def register_host(self, name: str, tunnel_ip: str, datapath_id: str) -> str:
+        """Create or update the Host row of an agent, mark it connected; returns the host id."""
+        validate.check_hostname(name, "name")
+        body = {"tunnel_ip": tunnel_ip, "datapath_id": datapath_id}
+
+        def plan(state: DirectoryState) -> Change:
+            host = state.host_by_name(name)
+            if host is None:
+                change = validate.plan_create(state, "host", None, dict(body, name=name))
+                change.ops[0].fields.update(connected=True, last_seen=now_ms())
+                return change
+            change = validate.plan_update(state, "host", host.id, body)
+            extra = {"connected": True, "last_seen": now_ms()}
+            if change.ops:
+                change.ops[0].fields.update(extra)
+            else:
+                change.ops.append(Op("update", "host", host.id, extra))
+            return change
+
+        change, _state = self.apply(plan)
+        return change.result[1]
+
+    def set_host_connected(self, name: str, connected: bool) -> None:
+        """Mark a host (dis)connected; also refreshes last_seen when connected."""
+        fields = {"connected": bool(connected)}
+        if connected:
+            fields["last_seen"] = now_ms()
+        self._update_host(name, fields)
+
+    def heartbeat(self, name: str) -> None:
+        """Refresh a host's last_seen (agents call this periodically)."""
+        self._update_host(name, {"last_seen": now_ms()})
+
+    def _update_host(self, name: str, fields: dict) -> None:
+        def plan(state: DirectoryState) -> Change:
+            host = state.host_by_name(name)
+            if host is None:
+                raise NotFound(f"host {name} not found")
+            return Change([Op("update", "host", host.id, dict(fields))], ("host", host.id))
+
+        self.apply(plan)
+
+    def set_vport_status(self, vport_id: str, status: str) -> None:
+        """Set a vport's status ('up' once its flows are installed, 'down' otherwise)."""
+        if status not in model.VPORT_STATUSES:
+            raise ValidationError(f"status {status!r} is not one of: up, down")
+
+        def plan(state: DirectoryState) -> Change:
+            vport = validate.get_object(state, "vport", vport_id)
+            if vport.status == status:
+                return Change([], ("vport", vport_id))
+            return Change([Op("update", "vport", vport_id, {"status": status})], ("vport", vport_id))
+
+        self.apply(plan)
