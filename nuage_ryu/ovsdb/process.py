@@ -145,11 +145,18 @@ class OvsInstance:
     def logfile(self, daemon: str) -> str:
         return os.path.join(self.rundir, daemon + ".log")
 
-    def unixctl_path(self, daemon: str) -> str:
-        return os.path.join(self.rundir, daemon + ".ctl")
+    def unixctl_path(self, daemon: str) -> str | None:
+        """Control socket of a running daemon, or None when it is not running.
+
+        The daemons use OVS's default name ``<rundir>/<daemon>.<pid>.ctl`` (no
+        --unixctl), so that a plain ``ovs-appctl -t ovs-vswitchd`` with
+        OVS_RUNDIR set finds them, as in ``nuage-lab exec h1 -- ovs-appctl ...``.
+        """
+        pid = self.pids().get(daemon)
+        return os.path.join(self.rundir, f"{daemon}.{pid}.ctl") if pid else None
 
     @property
-    def unixctl(self) -> dict[str, str]:
+    def unixctl(self) -> dict[str, str | None]:
         """Control socket path of each daemon, keyed by daemon name."""
         return {daemon: self.unixctl_path(daemon) for daemon in DAEMONS}
 
@@ -211,7 +218,8 @@ class OvsInstance:
 
     def appctl(self, *args: str, target: str = OVS_VSWITCHD) -> str:
         """Run ovs-appctl against one of this instance's daemons; return stdout."""
-        return self.run(["ovs-appctl", "-t", self.unixctl_path(target), *args]).stdout
+        # A bare daemon name resolves through OVS_RUNDIR's pidfile to the socket.
+        return self.run(["ovs-appctl", "-t", target, *args]).stdout
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -249,16 +257,14 @@ class OvsInstance:
         argv = [daemon, *args,
                 f"--pidfile={self.pidfile(daemon)}",
                 f"--log-file={self.logfile(daemon)}",
-                f"--unixctl={self.unixctl_path(daemon)}",
-                "--detach", "--no-chdir", "-vconsole:off", "-vfile:info"]
+                "--detach", "--no-chdir", "-vconsole:off", "-vsyslog:off", "-vfile:info"]
         result = self.run(argv, check=False, timeout=timeout)
         if result.returncode != 0:
             raise OvsError(self._failure(daemon, f"exit {result.returncode}: "
                                                  f"{(result.stderr or '').strip()}"))
 
     def _appctl_ok(self, daemon: str) -> bool:
-        return self.run(["ovs-appctl", "-t", self.unixctl_path(daemon), "version"],
-                        check=False, timeout=5).returncode == 0
+        return self.run(["ovs-appctl", "-t", daemon, "version"], check=False, timeout=5).returncode == 0
 
     def _wait_for(self, ready, daemon: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -282,10 +288,13 @@ class OvsInstance:
             pid = read_pidfile(self.pidfile(daemon))
             if pid is not None:
                 kill_pid(pid, daemon, timeout)
-            # A daemon killed hard leaves its pidfile and sockets behind.
-            for stale in (self.pidfile(daemon), self.unixctl_path(daemon)):
+            # A daemon killed hard leaves its pidfile and control socket behind.
+            stale = [self.pidfile(daemon)]
+            if pid is not None:
+                stale.append(os.path.join(self.rundir, f"{daemon}.{pid}.ctl"))
+            for path in stale:
                 try:
-                    os.unlink(stale)
+                    os.unlink(path)
                 except FileNotFoundError:
                     pass
 
