@@ -225,6 +225,11 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
              match(in_port=port, eth_src=vport.mac, eth_type=P.ETH_TYPE_ARP, arp_sha=vport.mac,
                    arp_spa=vport.ip, **vlan),
              (*mark, Goto(P.ARP_RESPONDER.number)), c),
+        # A gratuitous ARP (its own IP as target) must not be answered: the vport would see its own
+        # address "in use" by itself.
+        Flow(P.ARP_RESPONDER.number, P.PRIO_GRATUITOUS_ARP,
+             match(eth_type=P.ETH_TYPE_ARP, arp_op=P.ARP_REQUEST, arp_spa=vport.ip, arp_tpa=vport.ip, **vni),
+             (), c),
         Flow(P.OVERLAY_LOOKUP.number, P.PRIO_OVERLAY_DELIVERY,
              match(eth_type=IP, eth_dst=vport.mac, ipv4_dst=vport.ip, **vni),
              (SetField(REG_DST_PORT, port), Goto(P.EGRESS_CT.number)), c),

@@ -176,6 +176,7 @@ PRIO_PORT_SECURITY = 100  # CLASSIFY: a vport's own MAC+IP / MAC+ARP
 PRIO_DHCP = 200  # CLASSIFY: above port security, a DHCP client may have no IP yet
 PRIO_TUNNEL = 100  # CLASSIFY: VXLAN port + VNI
 PRIO_ARP_REPLY = 100
+PRIO_GRATUITOUS_ARP = 110  # ARP_RESPONDER: a vport announcing itself gets no answer
 PRIO_L2 = 100  # L3_LOOKUP: same-subnet delivery
 PRIO_L3 = 90  # L3_LOOKUP: routed via the domain's router MAC
 PRIO_OVERLAY_DELIVERY = 100

@@ -1,0 +1,1 @@
+"""ACL policy compiler (phase 2 placeholder: filled in below)."""

@@ -1,0 +1,400 @@
+"""An OpenFlow table simulator for unit tests (in the spirit of Faucet's fakeoftable).
+
+Load ``Flow`` objects, then ask where a packet goes::
+
+    sim = TableSimulator(flows)
+    result = sim.process({"eth_src": ..., "eth_type": 0x0800, "ipv4_dst": ...}, in_port=3)
+    result.outputs  # [Delivery(port, packet)], empty when dropped
+
+It models what the VRS pipeline relies on: tables with priorities and masked
+matches, goto, resubmit, set_field and move (partial bits), dec_ttl, output
+(IN_PORT), controller, VLAN push/pop, Nicira ``conjunction`` (all clauses of a
+conj_id at one priority must match; a flow may carry several conjunction
+actions) and ``ct`` with a small conntrack model (zones, +trk/+new/+est/+rpl/+inv,
+commit; a connection's original direction stays +new until a reply is seen, as in
+Linux conntrack). Loading two flows with the same (table, priority, match)
+replaces the first, as OVS does. ``Overlay`` joins simulators of several hosts by
+their tunnel IPs so a test can follow a packet across the VXLAN fabric.
+
+Packets are dicts of os-ken field names; MACs and IPv4 addresses are strings,
+everything else ints. A field absent from the packet matches only if the field
+defaults to 0 (registers, metadata, tunnel fields, ct fields, vlan_vid).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from nuage_ryu.vrs.flow import (
+    OFPP_IN_PORT,
+    Conjunction,
+    Controller,
+    Ct,
+    DecTtl,
+    Flow,
+    Goto,
+    Move,
+    Output,
+    PopVlan,
+    PushVlan,
+    Resubmit,
+    SetField,
+)
+
+MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
+IPV4_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_dst", "tun_ipv4_src"})
+# Pipeline metadata: present (as 0) on every packet.
+ZERO_DEFAULT = frozenset(
+    {f"reg{i}" for i in range(16)}
+    | {"metadata", "tunnel_id", "tun_ipv4_dst", "tun_ipv4_src", "ct_state", "ct_zone", "ct_mark", "conj_id",
+       "vlan_vid"}
+)
+FIELD_BITS = {
+    **{f: 48 for f in MAC_FIELDS},
+    **{f: 32 for f in IPV4_FIELDS},
+    **{f"reg{i}": 32 for i in range(16)},
+    "metadata": 64, "tunnel_id": 64, "in_port": 32, "eth_type": 16, "vlan_vid": 13, "ip_proto": 8,
+    "nw_ttl": 8, "tcp_src": 16, "tcp_dst": 16, "udp_src": 16, "udp_dst": 16, "icmpv4_type": 8,
+    "icmpv4_code": 8, "arp_op": 16, "ct_state": 32, "ct_zone": 16, "ct_mark": 32, "conj_id": 32,
+}
+MAX_DEPTH = 64  # resubmit/goto/recirculation bound, like OVS's own recursion limit
+
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+class SimulationError(Exception):
+    """The flows do something the simulator (or OVS) would refuse."""
+
+
+def to_int(name: str, value) -> int:
+    """A field value (MAC/IPv4 string or int) as an int."""
+    if isinstance(value, int):
+        return value
+    if name in MAC_FIELDS or (isinstance(value, str) and value.count(":") == 5):
+        return int(value.replace(":", ""), 16)
+    return int(ipaddress.IPv4Address(value))
+
+
+def to_display(name: str, value: int):
+    """The readable form of a field value: MAC/IPv4 strings for address fields."""
+    if name in MAC_FIELDS:
+        h = f"{value:012x}"
+        return ":".join(h[i:i + 2] for i in range(0, 12, 2))
+    if name in IPV4_FIELDS:
+        return str(ipaddress.IPv4Address(value))
+    return value
+
+
+@dataclass(frozen=True)
+class Delivery:
+    port: int
+    packet: dict  # fields as the packet leaves (address fields as strings)
+
+    @property
+    def tunnel(self) -> tuple[int, str] | None:
+        """(VNI, tunnel destination IP) if this left with tunnel metadata set."""
+        if self.packet.get("tun_ipv4_dst") in (None, "0.0.0.0"):
+            return None
+        return (self.packet.get("tunnel_id", 0), self.packet["tun_ipv4_dst"])
+
+
+@dataclass(frozen=True)
+class Step:
+    table: int
+    priority: int
+    cookie: int
+    flow: Flow
+
+
+@dataclass
+class Result:
+    outputs: list[Delivery] = field(default_factory=list)
+    to_controller: list[dict] = field(default_factory=list)
+    trace: list[Step] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)  # same-priority overlaps met on the way
+
+    @property
+    def dropped(self) -> bool:
+        return not self.outputs and not self.to_controller
+
+    @property
+    def cookies(self) -> list[int]:
+        return [s.cookie for s in self.trace]
+
+    @property
+    def ports(self) -> list[int]:
+        return [d.port for d in self.outputs]
+
+    def format(self) -> str:
+        """A readable trace, like a much shorter ofproto/trace."""
+        lines = [f"table={s.table} priority={s.priority} cookie={s.cookie:#x} actions={_fmt_actions(s.flow)}"
+                 for s in self.trace]
+        for d in self.outputs:
+            lines.append(f"-> output {d.port}: " + ", ".join(f"{k}={v}" for k, v in sorted(d.packet.items())))
+        for _ in self.to_controller:
+            lines.append("-> controller")
+        if self.dropped:
+            lines.append("-> drop")
+        return "\n".join(lines)
+
+
+def _fmt_actions(flow: Flow) -> str:
+    if not flow.actions:
+        return "drop"
+    return ",".join(type(a).__name__ + (f"({_args(a)})") for a in flow.actions)
+
+
+def _args(action) -> str:
+    return ",".join(f"{k}={v}" for k, v in vars(action).items() if v is not None) if vars(action) else ""
+
+
+class Conntrack:
+    """A minimal connection tracker: per zone, 5-tuple connections, original vs reply direction."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple, dict] = {}  # (zone, orig tuple) -> {"seen_reply": bool}
+
+    @staticmethod
+    def tuple_of(pkt: dict) -> tuple | None:
+        if pkt.get("eth_type") != 0x0800 or "ipv4_src" not in pkt:
+            return None
+        proto = pkt.get("ip_proto", 0)
+        sport = pkt.get("tcp_src", pkt.get("udp_src", 0))
+        dport = pkt.get("tcp_dst", pkt.get("udp_dst", 0))
+        return (proto, pkt["ipv4_src"], pkt["ipv4_dst"], sport, dport)
+
+    def lookup(self, zone: int, pkt: dict) -> int:
+        t = self.tuple_of(pkt)
+        if t is None:
+            return CT_TRK | CT_INV
+        proto, src, dst, sport, dport = t
+        conn = self.connections.get((zone, t))
+        if conn is not None:
+            return CT_TRK | (CT_EST if conn["seen_reply"] else CT_NEW)
+        conn = self.connections.get((zone, (proto, dst, src, dport, sport)))
+        if conn is not None:
+            conn["seen_reply"] = True
+            return CT_TRK | CT_EST | CT_RPL
+        return CT_TRK | CT_NEW
+
+    def commit(self, zone: int, pkt: dict) -> None:
+        t = self.tuple_of(pkt)
+        if t is None:
+            return
+        proto, src, dst, sport, dport = t
+        if (zone, (proto, dst, src, dport, sport)) in self.connections:
+            return  # committing a reply: the connection exists already
+        self.connections.setdefault((zone, t), {"seen_reply": False})
+
+    def flush(self) -> None:
+        self.connections.clear()
+
+
+class TableSimulator:
+    """One bridge's flow tables plus its conntrack."""
+
+    def __init__(self, flows: Iterable[Flow] = ()) -> None:
+        self.tables: dict[int, dict[tuple, Flow]] = {}
+        self.conntrack = Conntrack()
+        self.load(flows)
+
+    def load(self, flows: Iterable[Flow]) -> None:
+        """Add flows; a flow with the identity of one already there replaces it (OFPFC_ADD)."""
+        for f in flows:
+            self.tables.setdefault(f.table, {})[f.key] = f
+        self._sorted: dict[int, list[Flow]] = {}
+
+    def delete(self, flows: Iterable[Flow]) -> None:
+        """Strict delete by identity."""
+        for f in flows:
+            self.tables.get(f.table, {}).pop(f.key, None)
+        self._sorted = {}
+
+    def apply(self, diff) -> None:
+        """Apply a ``FlowDiff`` (deletes first, then adds, like a bundle)."""
+        self.delete(diff.delete)
+        self.load(diff.add)
+
+    def flows(self) -> list[Flow]:
+        return [f for t in sorted(self.tables) for f in self.tables[t].values()]
+
+    def _table(self, number: int) -> list[Flow]:
+        if number not in self._sorted:
+            self._sorted[number] = sorted(self.tables.get(number, {}).values(), key=lambda f: -f.priority)
+        return self._sorted[number]
+
+    # -- matching --
+    @staticmethod
+    def _matches(flow: Flow, pkt: dict) -> bool:
+        for m in flow.match:
+            if m.name in pkt:
+                have = to_int(m.name, pkt[m.name])
+            elif m.name in ZERO_DEFAULT:
+                have = 0
+            else:
+                return False
+            want = to_int(m.name, m.value)
+            if m.mask is None:
+                if have != want:
+                    return False
+            else:
+                mask = to_int(m.name, m.mask)
+                if have & mask != want & mask:
+                    return False
+        return True
+
+    def lookup(self, table: int, pkt: dict, result: Result | None = None) -> Flow | None:
+        """The flow that wins for ``pkt`` in ``table``, with OVS conjunction semantics."""
+        hard: Flow | None = None
+        soft: dict[int, list[Flow]] = {}
+        for f in self._table(table):
+            if hard is not None and f.priority < hard.priority:
+                break
+            if not self._matches(f, pkt):
+                continue
+            if f.actions and all(isinstance(a, Conjunction) for a in f.actions):
+                soft.setdefault(f.priority, []).append(f)
+            elif hard is None:
+                hard = f
+            elif f.priority == hard.priority and result is not None:
+                result.ambiguous.append(f"table {table} priority {f.priority}: several flows match")
+        # Conjunctive matches above the best ordinary flow, highest priority first.
+        for prio in sorted(soft, reverse=True):
+            if hard is not None and prio <= hard.priority:
+                break
+            clauses: dict[int, set[int]] = {}
+            sizes: dict[int, int] = {}
+            for f in soft[prio]:
+                for a in f.actions:
+                    clauses.setdefault(a.conj_id, set()).add(a.clause)
+                    sizes[a.conj_id] = a.n_clauses
+            done = sorted(cid for cid, seen in clauses.items() if len(seen) == sizes[cid])
+            if not done:
+                continue
+            if len(done) > 1 and result is not None:
+                result.ambiguous.append(f"table {table} priority {prio}: conjunctions {done} all match")
+            # OVS re-runs the lookup with conj_id set; only an ordinary flow can win that lookup.
+            probe = dict(pkt, conj_id=done[0])
+            for f in self._table(table):
+                if f.priority < prio:
+                    break
+                if any(m.name == "conj_id" for m in f.match) and self._matches(f, probe):
+                    return f
+        return hard
+
+    # -- execution --
+    def process(self, packet: dict, in_port: int) -> Result:
+        """Run ``packet`` arriving on ``in_port`` through the pipeline from table 0."""
+        pkt = {k: to_int(k, v) for k, v in packet.items()}
+        pkt["in_port"] = in_port
+        result = Result()
+        self._run_table(0, pkt, result, 0)
+        return result
+
+    def _run_table(self, table: int, pkt: dict, result: Result, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise SimulationError("pipeline recursion too deep")
+        flow = self.lookup(table, pkt, result)
+        if flow is None:
+            return  # table miss: OpenFlow 1.3+ drops
+        result.trace.append(Step(table, flow.priority, flow.cookie, flow))
+        self._run_actions(flow, pkt, result, depth)
+
+    def _run_actions(self, flow: Flow, pkt: dict, result: Result, depth: int) -> None:
+        for i, a in enumerate(flow.actions):
+            if isinstance(a, Goto):
+                if i != len(flow.actions) - 1:
+                    raise SimulationError(f"goto must be the last action: {flow}")
+                if a.table <= flow.table:
+                    raise SimulationError(f"goto must go forward: {flow}")
+                self._run_table(a.table, pkt, result, depth + 1)
+            elif isinstance(a, Output):
+                port = pkt["in_port"] if a.port == OFPP_IN_PORT else a.port
+                if a.port != OFPP_IN_PORT and port == pkt["in_port"]:
+                    continue  # OVS never outputs to the in_port unless told IN_PORT
+                result.outputs.append(Delivery(port, self._export(pkt)))
+            elif isinstance(a, Controller):
+                result.to_controller.append(self._export(pkt))
+            elif isinstance(a, SetField):
+                pkt[a.name] = to_int(a.name, a.value)
+            elif isinstance(a, Move):
+                src = (pkt.get(a.src, 0) >> a.src_ofs) & ((1 << a.n_bits) - 1)
+                mask = ((1 << a.n_bits) - 1) << a.dst_ofs
+                pkt[a.dst] = (pkt.get(a.dst, 0) & ~mask) | (src << a.dst_ofs)
+            elif isinstance(a, DecTtl):
+                ttl = pkt.get("nw_ttl", 64)
+                if ttl <= 1:
+                    return  # OVS stops here (would send "invalid TTL" to a controller asking for it)
+                pkt["nw_ttl"] = ttl - 1
+            elif isinstance(a, Resubmit):
+                saved = pkt["in_port"]
+                if a.in_port is not None:
+                    pkt["in_port"] = a.in_port
+                self._run_table(a.table, pkt, result, depth + 1)
+                pkt["in_port"] = saved
+            elif isinstance(a, Ct):
+                self._conntrack(a, pkt, result, depth)
+            elif isinstance(a, PushVlan):
+                pkt["vlan_vid"] = 0x1000
+            elif isinstance(a, PopVlan):
+                pkt.pop("vlan_vid", None)
+            elif isinstance(a, Conjunction):
+                raise SimulationError(f"conjunction mixed with other actions: {flow}")
+            else:
+                raise SimulationError(f"unknown action {a!r}")
+
+    def _conntrack(self, a: Ct, pkt: dict, result: Result, depth: int) -> None:
+        zone = a.zone if a.zone_src is None else pkt.get(a.zone_src, 0) & 0xFFFF
+        view = self._export(pkt)
+        state = self.conntrack.lookup(zone, view) if a.table is not None else None
+        if a.commit:
+            self.conntrack.commit(zone, view)
+        if state is None:
+            return
+        # ct(table=N) recirculates a tracked copy of the packet into table N.
+        copy = dict(pkt, ct_state=state, ct_zone=zone)
+        self._run_table(a.table, copy, result, depth + 1)
+
+    @staticmethod
+    def _export(pkt: dict) -> dict:
+        return {k: to_display(k, v) for k, v in pkt.items()}
+
+
+class Overlay:
+    """Several hosts' simulators joined by VXLAN: follows tunnelled packets to their destination host."""
+
+    def __init__(self, tunnel_port: dict[str, int]) -> None:
+        self.hosts: dict[str, TableSimulator] = {}
+        self.tunnel_ip: dict[str, str] = {}
+        self.tunnel_port = tunnel_port  # host name -> ofport of its VXLAN port
+
+    def add_host(self, name: str, tunnel_ip: str, sim: TableSimulator) -> None:
+        self.hosts[name] = sim
+        self.tunnel_ip[name] = tunnel_ip
+
+    def send(self, host: str, packet: dict, in_port: int) -> list[tuple[str, Delivery]]:
+        """Final deliveries (host, Delivery) of a packet sent on ``host``'s ``in_port``; [] if dropped."""
+        out = []
+        for d in self.hosts[host].process(packet, in_port).outputs:
+            if d.port == self.tunnel_port.get(host) and d.tunnel:
+                vni, dst_ip = d.tunnel
+                target = next((h for h, ip in self.tunnel_ip.items() if ip == dst_ip), None)
+                if target is None:
+                    continue  # nobody has that tunnel IP: lost in the underlay
+                # What crosses the underlay: the inner frame plus VNI; registers do not.
+                inner = {k: v for k, v in d.packet.items() if k in _WIRE_FIELDS}
+                inner.update(tunnel_id=vni, tun_ipv4_src=self.tunnel_ip[host], tun_ipv4_dst=dst_ip)
+                arrived = self.hosts[target].process(inner, self.tunnel_port[target])
+                out += [(target, dd) for dd in arrived.outputs]
+            else:
+                out.append((host, d))
+        return out
+
+
+_WIRE_FIELDS = frozenset({
+    "eth_src", "eth_dst", "eth_type", "vlan_vid", "ipv4_src", "ipv4_dst", "ip_proto", "nw_ttl", "tcp_src",
+    "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "arp_op", "arp_spa", "arp_tpa", "arp_sha",
+    "arp_tha",
+})
