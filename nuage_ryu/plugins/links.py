@@ -1,0 +1,181 @@
+"""Kernel side of an attachment: the veth pair and the container's network namespace (pyroute2).
+
+Names are derived from (container id, interface name) so that any process can
+find the links of an attachment again after a restart, without stored state:
+``nr<11 hex>`` is the host end (the OVS port), ``nc<11 hex>`` the container end
+while it still sits in the host namespace (Docker mode, or during an attach).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+HOST_PREFIX = "nr"
+PEER_PREFIX = "nc"
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+class LinkError(Exception):
+    """A veth or namespace operation failed; the message says which and why."""
+
+
+def link_names(container_id: str, ifname: str) -> tuple[str, str]:
+    """(host end, container end before the move) for an attachment."""
+    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()[:11]
+    return HOST_PREFIX + digest, PEER_PREFIX + digest
+
+
+def valid_ifname(name: str) -> bool:
+    """A Linux interface name: 1-15 characters, no '/', whitespace, '.' or '..' alone."""
+    return bool(IFNAME_RE.match(name or "")) and name not in (".", "..")
+
+
+@dataclass(frozen=True)
+class ContainerInterface:
+    """What the container side looks like now (for CHECK and results)."""
+
+    ifname: str
+    index: int
+    mac: str
+    mtu: int
+    up: bool
+    addresses: tuple[str, ...]          # "ip/prefix"
+    default_gateway: str | None
+
+
+def _netns_target(netns: str) -> str:
+    if not netns or not os.path.exists(netns):
+        raise LinkError(f"network namespace {netns!r} does not exist")
+    return netns
+
+
+class LinkOps:
+    """veth pairs and namespace configuration.
+
+    ``host_netns`` is the namespace where the switch's ports live (None: this
+    process's own). With a userspace datapath in a lab host's namespace, the host
+    end of every veth must be in that namespace, not in the agent's.
+    """
+
+    def __init__(self, host_netns: str | None = None) -> None:
+        if host_netns and not host_netns.startswith("/"):
+            host_netns = f"/var/run/netns/{host_netns}"
+        self.host_netns = host_netns
+
+    def _host(self) -> IPRoute:
+        return IPRoute(netns=self.host_netns) if self.host_netns else IPRoute()
+
+    def exists(self, name: str) -> bool:
+        with self._host() as ip:
+            return bool(ip.link_lookup(ifname=name))
+
+    def list_names(self, prefix: str = HOST_PREFIX) -> list[str]:
+        """Names of host-namespace links starting with ``prefix`` (leftover detection)."""
+        with self._host() as ip:
+            names = [link.get_attr("IFLA_IFNAME") for link in ip.get_links()]
+        return sorted(n for n in names if n and n.startswith(prefix) and len(n) == 13)
+
+    def create_veth(self, host_name: str, peer_name: str, mtu: int) -> None:
+        """Create the pair in the host namespace; the host end is brought up."""
+        with self._host() as ip:
+            try:
+                ip.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, "mtu": mtu},
+                        mtu=mtu)
+            except NetlinkError as exc:
+                raise LinkError(f"cannot create veth {host_name}/{peer_name}: {exc.args[1]}") from None
+            index = ip.link_lookup(ifname=host_name)[0]
+            ip.link("set", index=index, state="up")
+
+    def delete(self, name: str) -> bool:
+        """Delete link ``name`` in the host namespace (its veth peer goes too); False if absent."""
+        with self._host() as ip:
+            found = ip.link_lookup(ifname=name)
+            if not found:
+                return False
+            try:
+                ip.link("del", index=found[0])
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return False
+                raise LinkError(f"cannot delete {name}: {exc.args[1]}") from None
+            return True
+
+    def mac_of(self, name: str) -> str | None:
+        with self._host() as ip:
+            found = ip.link_lookup(ifname=name)
+            return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else None
+
+    def has_interface(self, netns: str, ifname: str) -> bool:
+        with IPRoute(netns=_netns_target(netns)) as ns:
+            return bool(ns.link_lookup(ifname=ifname))
+
+    def move_and_configure(self, peer_name: str, netns: str, ifname: str, mac: str, address: str,
+                           gateway: str | None, mtu: int) -> int:
+        """Move ``peer_name`` into ``netns``, name it ``ifname``, set MAC/MTU/address/default route, up.
+
+        Returns the interface index inside the namespace.
+        """
+        target = _netns_target(netns)
+        with self._host() as ip:
+            found = ip.link_lookup(ifname=peer_name)
+            if not found:
+                raise LinkError(f"veth end {peer_name} vanished before it could be moved")
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                ip.link("set", index=found[0], net_ns_fd=fd)
+            except NetlinkError as exc:
+                raise LinkError(f"cannot move {peer_name} into {netns}: {exc.args[1]}") from None
+            finally:
+                os.close(fd)
+        iface = ipaddress.ip_interface(address)
+        with IPRoute(netns=target) as ns:
+            try:
+                index = ns.link_lookup(ifname=peer_name)[0]
+                ns.link("set", index=index, ifname=ifname, address=mac, mtu=mtu)
+                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                ns.link("set", index=index, state="up")
+                if gateway:
+                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+            except (NetlinkError, IndexError) as exc:
+                detail = exc.args[1] if isinstance(exc, NetlinkError) else "interface not found"
+                raise LinkError(f"cannot configure {ifname} in {netns}: {detail}") from None
+        return index
+
+    def inspect(self, netns: str, ifname: str) -> ContainerInterface | None:
+        """The container interface ``ifname`` in ``netns`` as it is now; None if absent."""
+        with IPRoute(netns=_netns_target(netns)) as ns:
+            found = ns.link_lookup(ifname=ifname)
+            if not found:
+                return None
+            link = ns.get_links(found[0])[0]
+            addrs = tuple(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                          for a in ns.get_addr(index=found[0], family=2))
+            gateway = None
+            for route in ns.get_routes(family=2, oif=found[0]):
+                if route["dst_len"] == 0 and route.get_attr("RTA_GATEWAY"):
+                    gateway = route.get_attr("RTA_GATEWAY")
+            return ContainerInterface(ifname=ifname, index=found[0], mac=link.get_attr("IFLA_ADDRESS"),
+                                      mtu=link.get_attr("IFLA_MTU"),
+                                      up=bool(link["flags"] & 1), addresses=addrs, default_gateway=gateway)
+
+    def delete_in_netns(self, netns: str, ifname: str) -> bool:
+        """Delete ``ifname`` inside ``netns`` if both exist; False otherwise."""
+        if not netns or not os.path.exists(netns):
+            return False
+        try:
+            with IPRoute(netns=netns) as ns:
+                found = ns.link_lookup(ifname=ifname)
+                if not found:
+                    return False
+                ns.link("del", index=found[0])
+                return True
+        except (NetlinkError, OSError):
+            return False
