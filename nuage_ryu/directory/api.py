@@ -1,0 +1,330 @@
+"""The directory REST API as a plain WSGI application (webob, a small route table).
+
+Runs inside the ``DirectoryApi`` app (cheroot server thread) but needs no os-ken:
+tests and tools can serve it with any WSGI server. All writes go through
+``DirectoryStore.apply`` with a planner from ``validate``, so each request is one
+OVSDB transaction.
+
+Auth: ``Authorization: Bearer <token>``. The admin token (from the token file)
+may do everything. An enterprise token (created via ``POST /tokens``; only its
+SHA-256 is stored) sees and changes only its own enterprise's objects: others'
+objects are 404 to it; it may read hosts but not create/change them, and may not
+create or delete enterprises or manage tokens (403).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import webob
+
+from nuage_ryu.directory import openapi, validate
+from nuage_ryu.directory.errors import (
+    BadRequest,
+    DirectoryError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+)
+from nuage_ryu.directory.model import KINDS, DirectoryState, as_dict
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+MAX_BODY = 1 << 20
+TOKEN_PREFIX = "nrt_"
+
+
+def hash_token(token: str) -> str:
+    """The stored form of an enterprise token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the admin, or an enterprise token limited to ``enterprise``."""
+
+    admin: bool
+    enterprise: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path pattern and the handler name for each method."""
+
+    pattern: str  # e.g. "/domains/{id}/zones"
+    methods: dict[str, str]
+    kind: str | None = None
+    parent: str | None = None
+    summary: str = ""
+
+    @property
+    def regex(self) -> re.Pattern:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+def build_routes() -> list[Route]:
+    """The route table (also the source of the OpenAPI document)."""
+    routes = []
+    for kind, (_table, plural, parent) in KINDS.items():
+        if parent is None:
+            routes.append(Route(f"/{plural}", {"GET": "list", "POST": "create"}, kind, None,
+                                f"{kind} collection"))
+        else:
+            pplural = KINDS[parent][1]
+            routes.append(Route(f"/{pplural}/{{id}}/{plural}", {"GET": "list", "POST": "create"},
+                                kind, parent, f"{kind}s of a {parent}"))
+        item = {"GET": "show", "PUT": "update", "DELETE": "delete"}
+        if kind == "token":
+            item = {"GET": "show", "DELETE": "delete"}
+        routes.append(Route(f"/{plural}/{{id}}", item, kind, None, f"one {kind}"))
+    routes.append(Route("/policygroups/{id}/vports", {"GET": "members", "PUT": "members_set",
+                                                      "POST": "members_add"}, "vport", "policygroup",
+                        "member vports of a policy group"))
+    routes.append(Route("/policygroups/{id}/vports/{vport_id}", {"DELETE": "members_remove"}, "vport",
+                        "policygroup", "remove one member"))
+    routes.append(Route("/openapi.json", {"GET": "openapi"}, None, None, "this document"))
+    return routes
+
+
+ROUTES = build_routes()
+_COMPILED = [(r, r.regex) for r in ROUTES]
+
+
+def _json_response(status: int, body=None, headers: dict | None = None) -> webob.Response:
+    resp = webob.Response(status=status, charset=None)
+    if body is not None:
+        resp.content_type = "application/json"
+        resp.body = json.dumps(body, separators=(",", ":")).encode()
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_response(exc: DirectoryError) -> webob.Response:
+    headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="nuage-ryu"'}
+    return _json_response(exc.status, exc.as_dict(), headers)
+
+
+class DirectoryAPI:
+    """WSGI application of ``/api/v1``."""
+
+    def __init__(self, store, admin_token: str, clock: Callable[[], float] = time.time):
+        if not admin_token:
+            raise ValueError("an admin token is required")
+        self.store = store
+        self._admin_token = admin_token.encode()
+        self._clock = clock
+        self._openapi = json.dumps(openapi.build_document(ROUTES)).encode()
+
+    # -- WSGI --
+    def __call__(self, environ, start_response):
+        req = webob.Request(environ)
+        try:
+            resp = self.handle(req)
+        except DirectoryError as exc:
+            resp = error_response(exc)
+        except Exception:  # a bug, never bad input: bad input raises DirectoryError
+            LOG.exception("internal error on %s %s", req.method, req.path)
+            resp = _json_response(500, {"error": {"code": "internal_error", "message": "internal error"}})
+        return resp(environ, start_response)
+
+    def handle(self, req: webob.Request) -> webob.Response:
+        path = req.path_info
+        if not path.startswith(PREFIX + "/"):
+            raise NotFound(f"no such path {path}; the API lives under {PREFIX}/")
+        sub = path[len(PREFIX):].rstrip("/") or "/"
+        for route, regex in _COMPILED:
+            m = regex.match(sub)
+            if not m:
+                continue
+            handler = route.methods.get(req.method)
+            if handler is None:
+                raise MethodNotAllowed(f"{req.method} is not allowed on {path}", sorted(route.methods))
+            if handler == "openapi":
+                return webob.Response(body=self._openapi, content_type="application/json", charset=None)
+            caller = self._authenticate(req)
+            return getattr(self, "_" + handler)(req, caller, route, **m.groupdict())
+        raise NotFound(f"no such path {path}")
+
+    # -- auth --
+    def _authenticate(self, req: webob.Request) -> Caller:
+        header = req.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        token = token.strip()
+        if hmac.compare_digest(token.encode(), self._admin_token):
+            return Caller(admin=True)
+        record = self.store.snapshot().token_by_hash(hash_token(token))
+        if record is None:
+            raise Unauthorized("unknown or revoked token")
+        return Caller(admin=False, enterprise=record.enterprise)
+
+    @staticmethod
+    def _visible(state: DirectoryState, caller: Caller, kind: str, obj) -> bool:
+        if caller.admin or kind == "host":
+            return True
+        if kind == "token":
+            return False
+        return state.enterprise_of(kind, obj) == caller.enterprise
+
+    def _lookup(self, state: DirectoryState, caller: Caller, kind: str, obj_id: str):
+        obj = state.get(kind, obj_id)
+        if obj is None or not self._visible(state, caller, kind, obj):
+            raise NotFound(f"{kind} {obj_id} not found")
+        return obj
+
+    @staticmethod
+    def _require_admin(caller: Caller, what: str) -> None:
+        if not caller.admin:
+            raise Forbidden(f"only the admin token may {what}")
+
+    # -- request helpers --
+    @staticmethod
+    def _params(req: webob.Request, allowed: tuple[str, ...]) -> dict[str, str]:
+        params = {}
+        for key, value in req.GET.items():
+            if key not in allowed:
+                raise BadRequest(f"unknown query parameter {key!r}"
+                                 + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
+            params[key] = value
+        return params
+
+    @staticmethod
+    def _body(req: webob.Request):
+        if req.content_length and req.content_length > MAX_BODY:
+            raise BadRequest(f"request body larger than {MAX_BODY} bytes")
+        raw = req.body
+        if not raw.strip():
+            raise BadRequest("request body must be a JSON object")
+        # The content type is not checked: curl's default form type with a JSON body is common.
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"malformed JSON: {exc}") from None
+
+    @staticmethod
+    def _cascade(params: dict) -> bool:
+        value = params.get("cascade", "false").lower()
+        if value not in ("true", "false", "1", "0", "yes", "no"):
+            raise BadRequest("cascade must be true or false")
+        return value in ("true", "1", "yes")
+
+    def _show(self, req, caller, route, id):  # noqa: A002 - path parameter name
+        self._params(req, ())
+        state = self.store.snapshot()
+        obj = self._lookup(state, caller, route.kind, id)
+        return _json_response(200, as_dict(route.kind, obj, state))
+
+    def _list(self, req, caller, route, id=None):  # noqa: A002
+        params = self._params(req, ("name",))
+        kind = route.kind
+        state = self.store.snapshot()
+        if kind == "token":
+            self._require_admin(caller, "manage tokens")
+        if route.parent:
+            self._lookup(state, caller, route.parent, id)
+            parent_attr = route.parent
+            objs = [o for o in state.table(kind).values() if getattr(o, parent_attr) == id]
+        else:
+            objs = [o for o in state.table(kind).values() if self._visible(state, caller, kind, o)]
+        if "name" in params:
+            objs = [o for o in objs if getattr(o, "name", None) == params["name"]]
+        objs.sort(key=lambda o: (getattr(o, "priority", 0), getattr(o, "name", ""), o.id))
+        return _json_response(200, [as_dict(kind, o, state) for o in objs])
+
+    def _create(self, req, caller, route, id=None):  # noqa: A002
+        self._params(req, ())
+        kind = route.kind
+        if kind in ("enterprise", "host"):
+            self._require_admin(caller, f"create {kind}s")
+        if kind == "token":
+            self._require_admin(caller, "manage tokens")
+        body = self._body(req)
+        if route.parent:
+            self._lookup(self.store.snapshot(), caller, route.parent, id)
+        extra: dict = {}
+        token = None
+        if kind == "token":
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            extra = {"token_hash": hash_token(token), "now_ms": int(self._clock() * 1000)}
+        change, state = self.store.apply(lambda s: validate.plan_create(s, kind, id, body, **extra))
+        obj_id = change.result[1]
+        out = as_dict(kind, state.get(kind, obj_id), state)
+        if token:
+            out["token"] = token  # shown once; only the hash is stored
+        if kind == "acl":
+            out["warnings"] = []  # reserved: shadowed-rule analysis (issue 5)
+        return _json_response(201, out, {"Location": f"{PREFIX}/{KINDS[kind][1]}/{obj_id}"})
+
+    def _update(self, req, caller, route, id):  # noqa: A002
+        self._params(req, ())
+        kind = route.kind
+        if kind == "host":
+            self._require_admin(caller, "change hosts")
+        body = self._body(req)
+        self._lookup(self.store.snapshot(), caller, kind, id)
+        _change, state = self.store.apply(lambda s: validate.plan_update(s, kind, id, body))
+        out = as_dict(kind, validate.get_object(state, kind, id), state)
+        if kind == "acl":
+            out["warnings"] = []
+        return _json_response(200, out)
+
+    def _delete(self, req, caller, route, id):  # noqa: A002
+        cascade = self._cascade(self._params(req, ("cascade",)))
+        kind = route.kind
+        if kind in ("host", "token"):
+            self._require_admin(caller, f"delete {kind}s")
+        # Looked up first, so that another tenant's enterprise is 404 (not 403) to a tenant.
+        self._lookup(self.store.snapshot(), caller, kind, id)
+        if kind == "enterprise":
+            self._require_admin(caller, "delete enterprises")
+        self.store.apply(lambda s: validate.plan_delete(s, kind, id, cascade))
+        return _json_response(204)
+
+    def _members(self, req, caller, route, id):  # noqa: A002
+        self._params(req, ())
+        state = self.store.snapshot()
+        self._lookup(state, caller, "policygroup", id)
+        members = sorted(state.members_of(id), key=lambda v: (v.name, v.id))
+        return _json_response(200, [as_dict("vport", v, state) for v in members])
+
+    def _change_members(self, req, caller, id, mode, vport_ids=None):  # noqa: A002
+        self._lookup(self.store.snapshot(), caller, "policygroup", id)
+        if vport_ids is None:
+            body = self._body(req)
+            if not isinstance(body, dict) or set(body) != {"vports"}:
+                raise BadRequest('body must be {"vports": [<vport id>, ...]}')
+            vport_ids = body["vports"]
+        self.store.apply(lambda s: validate.plan_membership(s, id, vport_ids, mode))
+        return self._members(req, caller, None, id)
+
+    def _members_set(self, req, caller, route, id):  # noqa: A002
+        self._params(req, ())
+        return self._change_members(req, caller, id, "set")
+
+    def _members_add(self, req, caller, route, id):  # noqa: A002
+        self._params(req, ())
+        return self._change_members(req, caller, id, "add")
+
+    def _members_remove(self, req, caller, route, id, vport_id):  # noqa: A002
+        self._params(req, ())
+        state = self.store.snapshot()
+        self._lookup(state, caller, "policygroup", id)
+        vport = state.vports.get(vport_id)
+        if vport is None or id not in vport.policygroups:
+            raise NotFound(f"vport {vport_id} is not a member of policy group {id}")
+        self.store.apply(lambda s: validate.plan_membership(s, id, [vport_id], "remove"))
+        return _json_response(204)

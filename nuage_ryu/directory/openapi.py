@@ -1,0 +1,201 @@
+"""The OpenAPI 3.0 document of /api/v1, generated from the route table and the field declarations.
+
+Generated (not hand-written) so that it cannot drift from what the API accepts;
+the tests validate real requests and responses against it with openapi-core.
+"""
+
+from __future__ import annotations
+
+from nuage_ryu import __version__
+from nuage_ryu.directory.model import FIELDS, KINDS, Field
+
+ERRORS = {
+    "400": "Malformed request (not JSON, wrong types, unknown fields or parameters)",
+    "401": "Missing or unknown bearer token",
+    "403": "Not allowed for this token",
+    "404": "No such object (or not visible to this token)",
+    "405": "Method not allowed on this path",
+    "409": "Conflict with existing state (duplicate, overlap, in use, exhausted, has dependents)",
+    "422": "Invalid value",
+    "503": "Directory database unavailable; retry",
+}
+
+_UUID = {"type": "string", "format": "uuid"}
+_ENDPOINT = {
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"type": "string", "enum": ["any", "policygroup", "zone", "subnet", "cidr"]},
+        "id": _UUID,
+        "cidr": {"type": "string"},
+    },
+}
+
+
+def field_schema(f: Field) -> dict:
+    """JSON schema of one field."""
+    k = f.kind
+    if k in ("string", "cidr", "ports"):
+        s: dict = {"type": "string"}
+    elif k == "ip":
+        s = {"type": "string", "format": "ipv4"}
+    elif k == "mac":
+        s = {"type": "string", "example": "02:00:00:00:00:01"}
+    elif k == "id":
+        s = dict(_UUID)
+    elif k == "integer":
+        s = {"type": "integer"}
+        if f.minimum is not None:
+            s["minimum"] = f.minimum
+        if f.maximum is not None:
+            s["maximum"] = f.maximum
+    elif k == "boolean":
+        s = {"type": "boolean"}
+    elif k == "enum":
+        s = {"type": "string", "enum": list(f.choices)}
+    elif k == "endpoint":
+        s = dict(_ENDPOINT)
+    elif k == "protocol":
+        s = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 255}]}
+    elif k == "ids":
+        s = {"type": "array", "items": _UUID}
+    elif k == "map":
+        s = {"type": "object", "additionalProperties": {"type": "string"}}
+    elif k == "timestamp":
+        s = {"type": "string", "format": "date-time"}
+    elif k == "counters":
+        s = {"type": "object", "additionalProperties": {"type": "integer"}}
+    else:  # pragma: no cover
+        raise ValueError(k)
+    if f.nullable:
+        s["nullable"] = True
+    if f.description:
+        s["description"] = f.description
+    if f.access == "server":
+        s["readOnly"] = True
+    return s
+
+
+def _cap(kind: str) -> str:
+    return {"policygroup": "PolicyGroup", "acl": "ACL", "vport": "VPort", "token": "ApiToken"}.get(
+        kind, kind.capitalize())
+
+
+def component_schemas() -> dict:
+    """Object, Create and Update schemas for every kind, plus Error."""
+    out: dict = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                     "properties": {"code": {"type": "string"},
+                                                    "message": {"type": "string"}}}},
+        },
+        "Members": {"type": "object", "required": ["vports"], "additionalProperties": False,
+                    "properties": {"vports": {"type": "array", "items": _UUID}}},
+    }
+    for kind in KINDS:
+        fields = FIELDS[kind]
+        name = _cap(kind)
+        props = {}
+        for f in fields:
+            s = field_schema(f)
+            s.pop("readOnly", None)
+            props[f.name] = s
+        if kind == "token":
+            props["token"] = {"type": "string", "description": "The token; returned only by create."}
+        if kind == "acl":
+            props["warnings"] = {"type": "array", "items": {"type": "string"},
+                                 "description": "Returned by create/update (e.g. shadowed rules)."}
+        out[name] = {"type": "object", "required": [f.name for f in fields], "properties": props}
+        create = {f.name: field_schema(f) for f in fields if f.access != "server"}
+        out["Create" + name] = {
+            "type": "object", "additionalProperties": False,
+            "required": [f.name for f in fields if f.access == "required"], "properties": create,
+        }
+        # PUT takes mutable fields; others are accepted only when unchanged (round trip of a GET).
+        update = {f.name: field_schema(f) for f in fields}
+        for s in update.values():
+            s.pop("readOnly", None)
+        out["Update" + name] = {"type": "object", "additionalProperties": False, "properties": update}
+    return out
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(codes) -> dict:
+    return {c: {"description": ERRORS[c], **_json(_ref("Error"))} for c in codes}
+
+
+def build_document(routes) -> dict:
+    """The whole OpenAPI document for ``routes`` (see ``api.ROUTES``)."""
+    paths: dict = {}
+    std = ["400", "401", "404", "405", "503"]
+    for route in routes:
+        item: dict = {}
+        params = [{"name": p, "in": "path", "required": True, "schema": _UUID}
+                  for p in ("id", "vport_id") if "{" + p + "}" in route.pattern]
+        if params:
+            item["parameters"] = params
+        for method, handler in route.methods.items():
+            op: dict = {"summary": f"{handler} {route.summary}", "operationId": f"{handler}_{route.pattern}",
+                        "responses": {}}
+            kind = route.kind
+            name = _cap(kind) if kind else None
+            if handler == "openapi":
+                op["security"] = []
+                op["responses"] = {"200": {"description": "This document", **_json({"type": "object"})},
+                                   **_errors(["404", "405"])}
+            elif handler == "list":
+                op["parameters"] = [{"name": "name", "in": "query", "required": False,
+                                     "schema": {"type": "string"}}]
+                op["responses"] = {"200": {"description": "Objects",
+                                           **_json({"type": "array", "items": _ref(name)})},
+                                   **_errors(std + ["403"])}
+            elif handler == "create":
+                op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
+                op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},
+                                   **_errors(std + ["403", "409", "422"])}
+            elif handler == "show":
+                op["responses"] = {"200": {"description": "The object", **_json(_ref(name))},
+                                   **_errors(std)}
+            elif handler == "update":
+                op["requestBody"] = {"required": True, **_json(_ref("Update" + name))}
+                op["responses"] = {"200": {"description": "Updated", **_json(_ref(name))},
+                                   **_errors(std + ["403", "409", "422"])}
+            elif handler in ("delete", "members_remove"):
+                if handler == "delete":
+                    op["parameters"] = [{"name": "cascade", "in": "query", "required": False,
+                                         "schema": {"type": "string", "enum": ["true", "false", "1", "0",
+                                                                                "yes", "no"]}}]
+                op["responses"] = {"204": {"description": "Deleted"}, **_errors(std + ["403", "409", "422"])}
+            elif handler == "members":
+                op["responses"] = {"200": {"description": "Member vports",
+                                           **_json({"type": "array", "items": _ref("VPort")})},
+                                   **_errors(std)}
+            elif handler in ("members_set", "members_add"):
+                op["requestBody"] = {"required": True, **_json(_ref("Members"))}
+                op["responses"] = {"200": {"description": "Member vports after the change",
+                                           **_json({"type": "array", "items": _ref("VPort")})},
+                                   **_errors(std + ["409", "422"])}
+            item[method.lower()] = op
+        paths["/api/v1" + route.pattern] = item
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "nuage-ryu directory API", "version": __version__,
+                 "description": "Policy directory (VSD role): enterprises, domains, zones, subnets, vports, "
+                                "policy groups, ACL rules, hosts. "
+                                "Errors are {\"error\": {\"code\", \"message\"}}."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": component_schemas()},
+        "paths": paths,
+    }

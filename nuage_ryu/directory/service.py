@@ -1,0 +1,141 @@
+"""The directory service: embedded ovsdb-server (optional) + store + REST API on cheroot.
+
+Framework-free so that tests, benchmarks and tools can run the exact service the
+``DirectoryApi`` os-ken app runs. Start order: token file, database, store, HTTP;
+stop order is the reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+
+from cheroot import wsgi
+
+from nuage_ryu import config
+from nuage_ryu.db.server import OvsdbServer
+from nuage_ryu.directory.api import DirectoryAPI
+from nuage_ryu.directory.store import DirectoryStore, schema_path
+
+LOG = logging.getLogger(__name__)
+
+HTTP_THREADS = 16
+
+
+def ensure_token_file(path: str) -> str:
+    """Read the admin token from ``path``; create it (mode 0600, random token) if missing."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        LOG.info("created admin token file %s", path)
+    with open(path) as f:
+        token = f.read().strip()
+    if not token:
+        raise ValueError(f"admin token file {path} is empty")
+    return token
+
+
+class DirectoryService:
+    """Everything the directory role runs, with explicit start/stop."""
+
+    def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", api_host: str = "127.0.0.1",
+                 api_port: int = 8080, api_socket: str = "", token_file: str = ""):
+        self.state_dir = state_dir
+        self.connection = connection
+        self.listen = listen
+        self.api_host = api_host
+        self.api_port = api_port
+        self.api_socket = api_socket
+        self.token_file = token_file or os.path.join(state_dir, "api-token")
+        self.db_server: OvsdbServer | None = None
+        self.store: DirectoryStore | None = None
+        self.api: DirectoryAPI | None = None
+        self._servers: list[wsgi.Server] = []
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def from_conf(cls, conf) -> DirectoryService:
+        """Build from the oslo.config options of section [directory]."""
+        d = conf.directory
+        return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, api_host=d.api_host,
+                   api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf))
+
+    @property
+    def db_remote(self) -> str:
+        return self.connection or "unix:" + os.path.join(self.state_dir, "directory", "db.sock")
+
+    def start(self) -> threading.Thread | None:
+        """Start everything; returns the main HTTP server thread. Cleans up on failure."""
+        try:
+            token = ensure_token_file(self.token_file)
+            if not self.connection:
+                db_dir = os.path.join(self.state_dir, "directory")
+                listen = [r.strip() for r in self.listen.split(",") if r.strip()]
+                self.db_server = OvsdbServer(os.path.join(db_dir, "directory.db"), schema_path(),
+                                             os.path.join(db_dir, "db.sock"), listen)
+                self.db_server.start()
+            self.store = DirectoryStore(self.db_remote)
+            self.store.start()
+            self.api = DirectoryAPI(self.store, token)
+            if self.api_port:
+                self._serve((self.api_host, self.api_port))
+            if self.api_socket:
+                try:
+                    os.unlink(self.api_socket)
+                except FileNotFoundError:
+                    pass
+                self._serve(self.api_socket)
+            if not self._servers:
+                raise ValueError("the REST API has neither api_port nor api_socket")
+        except BaseException:
+            self.stop()
+            raise
+        return self._threads[0]
+
+    def _serve(self, bind) -> None:
+        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory")
+        server.prepare()  # binds now, so that a taken port fails start()
+        thread = threading.Thread(target=server.serve, name=f"directory-http-{bind}", daemon=True)
+        thread.start()
+        self._servers.append(server)
+        self._threads.append(thread)
+        LOG.info("directory REST API listening on %s", bind)
+
+    @property
+    def bound_port(self) -> int | None:
+        """The TCP port actually bound (useful with api_port picked by the OS)."""
+        for server in self._servers:
+            addr = server.bind_addr
+            if isinstance(addr, tuple):
+                return addr[1]
+        return None
+
+    def stop(self) -> None:
+        """Stop HTTP, the store and the embedded ovsdb-server (by pid)."""
+        for server in self._servers:
+            try:
+                server.stop()
+            except Exception:  # stopping must continue with the next part
+                LOG.exception("stopping the HTTP server failed")
+        for thread in self._threads:
+            thread.join(5)
+        self._servers.clear()
+        self._threads.clear()
+        if self.store:
+            self.store.stop()
+            self.store = None
+        if self.db_server:
+            self.db_server.stop()
+            self.db_server = None
+        if self.api_socket:
+            try:
+                os.unlink(self.api_socket)
+            except FileNotFoundError:
+                pass
