@@ -403,6 +403,22 @@ class HostOVS:
             columns["ofport_request"] = ofport_request
         self._commit([_EnsurePort(self.api, bridge, name, columns)])
 
+    def ensure_physical_bridge(self, name: str, datapath_type: str, uplink: str | None = None) -> None:
+        """Create or correct an underlay bridge (e.g. ``br-phy``) with ``uplink`` as its port.
+
+        fail_mode=standalone: it is a plain learning switch between the host's
+        underlay NIC and its internal port, which carries the tunnel IP. With the
+        userspace datapath this is what lets OVS encapsulate VXLAN itself and
+        terminate it on the way in (native tunnelling).
+        """
+        commands = [
+            self.api.add_br(name, may_exist=True, datapath_type=datapath_type),
+            self.api.db_set("Bridge", name, ("fail_mode", "standalone")),
+        ]
+        if uplink:
+            commands.append(_EnsurePort(self.api, name, uplink, {"type": ""}))
+        self._commit(commands)
+
     def delete_bridge(self, name: str) -> None:
         """Remove bridge ``name`` if it exists."""
         self._commit([self.api.del_br(name, if_exists=True)])

@@ -1,0 +1,97 @@
+"""Network namespaces and links for the lab, through iproute2's ``ip``.
+
+``ip -n NS`` keeps every link operation inside the lab's own namespaces, so
+the root namespace never gets an interface. Namespaces are named files under
+/run/netns; a process is "inside" one when its /proc/PID/ns/net is the same
+inode, which is how ``processes_in`` finds what still runs there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+
+NETNS_DIR = "/run/netns"
+
+
+class LabError(Exception):
+    """The lab could not be built, inspected or torn down; the message is one line."""
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``ip [-n NETNS] ARGS``; LabError with ip's own message on failure."""
+    argv = ["ip", *(["-n", netns] if netns else []), *args]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        raise LabError("the 'ip' command (iproute2) is not installed") from None
+    if check and result.returncode != 0:
+        message = (result.stderr or result.stdout).strip().splitlines()
+        raise LabError(f"{' '.join(argv)}: {message[-1] if message else 'failed'}")
+    return result
+
+
+def exists(name: str) -> bool:
+    """True if a named network namespace ``name`` exists."""
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def add(name: str) -> None:
+    """Create namespace ``name`` with its loopback up."""
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", netns=name)
+
+
+def delete(name: str) -> bool:
+    """Delete namespace ``name`` if it exists; True if it did."""
+    if not exists(name):
+        return False
+    ip("netns", "delete", name)
+    return True
+
+
+def run_in(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, check: bool = False,
+           timeout: float = 60, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside namespace ``name``."""
+    full = ["ip", "netns", "exec", name, *argv]
+    try:
+        result = subprocess.run(full, env=dict(env) if env is not None else None, capture_output=capture,
+                                text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"timed out after {timeout:g}s: {' '.join(argv)} (in {name})") from None
+    if check and result.returncode != 0:
+        message = ((result.stderr or result.stdout or "").strip().splitlines() or ["failed"])[-1]
+        raise LabError(f"{' '.join(argv)} (in {name}): {message}")
+    return result
+
+
+def set_sysctl(name: str, settings: Mapping[str, str]) -> None:
+    """Write /proc/sys values inside namespace ``name`` (they are per namespace)."""
+    script = "; ".join(f"echo {value} > /proc/sys/{key.replace('.', '/')}" for key, value in settings.items())
+    run_in(name, ["sh", "-c", script], check=True)
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def processes_in(names: Sequence[str]) -> dict[int, str]:
+    """Pids (with their command name) of processes running inside any of the namespaces ``names``."""
+    inodes = {ino for ino in (_inode(os.path.join(NETNS_DIR, n)) for n in names) if ino is not None}
+    found: dict[int, str] = {}
+    if not inodes:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        if _inode(f"/proc/{entry}/ns/net") in inodes:
+            try:
+                with open(f"/proc/{entry}/comm", encoding="utf-8", errors="replace") as comm:
+                    found[int(entry)] = comm.read().strip()
+            except OSError:
+                continue
+    return found
