@@ -30,9 +30,15 @@ if FRAMEWORK == "os_ken":
         MAIN_DISPATCHER,
         set_ev_cls,
     )
-    from os_ken.lib import hub
+    from os_ken.lib import hub, type_desc
     from os_ken.lib.packet import arp, dhcp, ethernet, ipv4, packet, udp, vlan
-    from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser, ofproto_v1_4
+    from os_ken.ofproto import (
+        nicira_ext,
+        ofproto_v1_3,
+        ofproto_v1_3_parser,
+        ofproto_v1_4,
+        ofproto_v1_4_parser,
+    )
 
     BaseApp = app_manager.OSKenApp
 else:  # pragma: no cover - exercised by the classic Ryu integration test
@@ -46,9 +52,9 @@ else:  # pragma: no cover - exercised by the classic Ryu integration test
         MAIN_DISPATCHER,
         set_ev_cls,
     )
-    from ryu.lib import hub
+    from ryu.lib import hub, type_desc
     from ryu.lib.packet import arp, dhcp, ethernet, ipv4, packet, udp, vlan
-    from ryu.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser, ofproto_v1_4
+    from ryu.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser, ofproto_v1_4, ofproto_v1_4_parser
 
     BaseApp = app_manager.RyuApp
 
@@ -78,4 +84,6 @@ __all__ = [
     "ofproto_v1_3",
     "ofproto_v1_3_parser",
     "ofproto_v1_4",
+    "ofproto_v1_4_parser",
+    "type_desc",
 ]

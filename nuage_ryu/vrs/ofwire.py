@@ -1,0 +1,632 @@
+"""Fast OpenFlow 1.4 wire codec for the flow vocabulary (``nuage_ryu.vrs.flow``).
+
+os-ken builds a tree of Python objects per message and serialises it field by
+field: about 60 us per flow-mod here, i.e. 6 s for 100k flows, and parsing a
+flow-stats reply costs about as much. This module packs and parses the exact
+same bytes with ``struct`` for the subset of OpenFlow the project uses:
+
+* ``encode_flow_mod`` / ``encode_bundle_add``: FLOW_MOD (ADD or DELETE_STRICT),
+  optionally wrapped in an OFPT_BUNDLE_ADD_MESSAGE;
+* ``decode_flow_stats_reply``: an OFPMP_FLOW multipart reply -> ``Flow`` objects;
+* ``decode_flow_mod``: the inverse of the encoder (tests and debugging).
+
+Correctness is anchored on os-ken: match-field headers, value sizes and field
+order are taken from os-ken's own OXM/NXM tables at import time, rarely used
+actions are serialised once by os-ken and cached, and
+``tests/unit/test_ofmsg_wire.py`` asserts byte equality with os-ken's
+serialisation for every field and action type.
+
+Values are canonical on the way out of the decoder (lower-case MACs, dotted
+IPv4, ints; masks that cover the whole field are dropped, value bits outside
+the mask are cleared); ``canonical_flow`` applies the same rules to a desired
+flow so that desired and installed flows compare equal.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from nuage_ryu.framework import nicira_ext, ofproto_v1_4, ofproto_v1_4_parser, type_desc
+from nuage_ryu.vrs.flow import (
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    Conjunction,
+    Controller,
+    Ct,
+    DecTtl,
+    Flow,
+    Goto,
+    MatchField,
+    Move,
+    Output,
+    PopVlan,
+    PushVlan,
+    Resubmit,
+    SetField,
+)
+
+ofp = ofproto_v1_4
+parser = ofproto_v1_4_parser
+
+OFP_VERSION = ofp.OFP_VERSION  # 0x05
+OFPT_ERROR = ofp.OFPT_ERROR
+OFPT_FLOW_MOD = ofp.OFPT_FLOW_MOD
+OFPT_MULTIPART_REPLY = ofp.OFPT_MULTIPART_REPLY
+OFPT_BUNDLE_CONTROL = ofp.OFPT_BUNDLE_CONTROL
+OFPT_BUNDLE_ADD_MESSAGE = ofp.OFPT_BUNDLE_ADD_MESSAGE
+OFPFC_ADD = ofp.OFPFC_ADD
+OFPFC_DELETE_STRICT = ofp.OFPFC_DELETE_STRICT
+OFPP_ANY = ofp.OFPP_ANY
+OFPG_ANY = ofp.OFPG_ANY
+OFP_NO_BUFFER = ofp.OFP_NO_BUFFER
+OFPCML_MAX = ofp.OFPCML_MAX  # os-ken's default max_len of an output action
+OFPMPF_REPLY_MORE = ofp.OFPMPF_REPLY_MORE
+NX_EXPERIMENTER_ID = 0x00002320
+
+_HDR = struct.Struct("!BBHI")
+# FLOW_MOD after the header: cookie, cookie_mask, table_id, command, idle, hard,
+# priority, buffer_id, out_port, out_group, flags, importance.
+_FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIHH")
+_BUNDLE_ADD = struct.Struct("!BBHIIHH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_HH = struct.Struct("!HH")
+_PAD = bytes(8)
+
+
+class WireError(ValueError):
+    """A flow cannot be encoded, or bytes cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class RawAction:
+    """An installed action outside the flow vocabulary, kept as bytes.
+
+    It only ever appears in flows read from a switch, so such a flow never
+    equals a desired flow and the sync engine replaces it.
+    """
+
+    data: bytes
+
+
+# ---- match fields ------------------------------------------------------------
+
+class _Field:
+    """One OXM/NXM field: wire headers and value codec, derived from os-ken's tables."""
+
+    __slots__ = ("name", "size", "kind", "desc", "hdr", "hdr_w", "sort_key", "full")
+
+    def __init__(self, name: str) -> None:
+        num, desc = ofp.oxm_get_field_info_by_name(name)
+        self.name = name
+        self.desc = desc
+        self.size = desc.size
+        if desc is type_desc.MacAddr:
+            self.kind = "mac"
+        elif desc is type_desc.IPv4Addr:
+            self.kind = "ipv4"
+        elif isinstance(desc, type_desc.IntDescr):
+            self.kind = "int"
+        else:
+            self.kind = "other"
+        zero = bytes(self.size)
+        buf = bytearray()
+        n = ofp.oxm_serialize(num, zero, None, buf, 0)
+        self.hdr = bytes(buf[: n - self.size])
+        buf = bytearray()
+        n = ofp.oxm_serialize(num, zero, zero, buf, 0)
+        self.hdr_w = bytes(buf[: n - 2 * self.size])
+        # os-ken's OFPMatch orders fields by this key; OVS checks prerequisites
+        # field by field, so the order matters (eth_type before ipv4_dst).
+        self.sort_key = num[0] if isinstance(num, tuple) else num
+        self.full = b"\xff" * self.size
+
+    def to_bytes(self, value) -> bytes:
+        kind = self.kind
+        try:
+            if kind == "int":
+                return value.to_bytes(self.size, "big")
+            if kind == "ipv4":
+                return socket.inet_aton(value)
+            if kind == "mac":
+                raw = bytes.fromhex(value.replace(":", ""))
+                if len(raw) != 6:
+                    raise ValueError(value)
+                return raw
+            return bytes(self.desc.from_user(value))
+        except (AttributeError, OverflowError, OSError, ValueError, TypeError) as exc:
+            raise WireError(f"bad value {value!r} for field {self.name}") from exc
+
+    def from_bytes(self, raw: bytes):
+        kind = self.kind
+        if kind == "int":
+            return int.from_bytes(raw, "big")
+        if kind == "ipv4":
+            return socket.inet_ntoa(raw)
+        if kind == "mac":
+            return raw.hex(":")
+        return self.desc.to_user(raw)
+
+    def encode(self, value, mask=None) -> bytes:
+        if mask is None:
+            return self.hdr + self.to_bytes(value)
+        return self.hdr_w + self.to_bytes(value) + self.to_bytes(mask)
+
+
+_FIELDS: dict[str, _Field] = {}
+_FIELDS_BY_HDR: dict[bytes, _Field] = {}  # header with has-mask and length bits cleared
+
+
+def field(name: str) -> _Field:
+    """The codec of the match field ``name`` (os-ken's OXM/NXM field names)."""
+    spec = _FIELDS.get(name)
+    if spec is None:
+        try:
+            spec = _Field(name)
+        except KeyError as exc:
+            raise WireError(f"unknown match field {name!r}") from exc
+        _FIELDS[name] = spec
+    return spec
+
+
+def _register_all_fields() -> None:
+    for desc in ofp.oxm_types:
+        try:
+            spec = field(desc.name)
+        except (WireError, AttributeError):
+            continue
+        if len(spec.hdr) != 4:  # experimenter-class headers: decoded by os-ken's slow path
+            continue
+        key = bytes((spec.hdr[0], spec.hdr[1], spec.hdr[2] & 0xFE, 0))
+        # Prefer the first name os-ken lists for a header (e.g. tunnel_id over tunnel_id_nxm).
+        _FIELDS_BY_HDR.setdefault(key, spec)
+
+
+_register_all_fields()
+
+
+def canonical_match_field(m: MatchField) -> MatchField | None:
+    """The form OVS reports: value & mask, full masks dropped; None for an all-zero mask."""
+    spec = field(m.name)
+    if m.mask is None:
+        value = spec.from_bytes(spec.to_bytes(m.value))
+        return m if value == m.value else MatchField(m.name, value)
+    vraw = spec.to_bytes(m.value)
+    mraw = spec.to_bytes(m.mask)
+    if mraw == spec.full:
+        return MatchField(m.name, spec.from_bytes(vraw))
+    if not any(mraw):
+        return None
+    vraw = bytes(a & b for a, b in zip(vraw, mraw, strict=True))
+    return MatchField(m.name, spec.from_bytes(vraw), spec.from_bytes(mraw))
+
+
+def canonical_action(action):
+    """The form the decoder produces for ``action`` (what OVS reports back)."""
+    cls = type(action)
+    if cls is SetField:
+        spec = field(action.name)
+        value = spec.from_bytes(spec.to_bytes(action.value))
+        return action if value == action.value else SetField(action.name, value)
+    if cls is Output and action.port == OFPP_CONTROLLER:
+        return Controller(OFPCML_MAX)  # an output action carries os-ken's default max_len
+    if cls is Resubmit and action.in_port in (OFPP_IN_PORT, 0xFFF8):
+        return Resubmit(action.table)
+    if cls is Ct and action.zone_src is not None and action.zone:
+        return Ct(0, action.zone_src, action.commit, action.table)
+    return action
+
+
+def canonical_flow(flow: Flow) -> Flow:
+    """``flow`` as it reads back from OVS, so that desired == installed compares exactly."""
+    match = []
+    changed = False
+    for m in flow.match:
+        c = canonical_match_field(m)
+        if c is not m:
+            changed = True
+        if c is not None:
+            match.append(c)
+    actions = tuple(canonical_action(a) for a in flow.actions)
+    if actions != flow.actions:
+        changed = True
+    if not changed:
+        return flow
+    return Flow(flow.table, flow.priority, tuple(sorted(match)), actions, flow.cookie,
+                flow.idle_timeout, flow.hard_timeout)
+
+
+# ---- encoder -----------------------------------------------------------------
+
+_ORDER_CACHE: dict[tuple[str, ...], tuple[int, ...]] = {}
+
+
+def encode_match(match: tuple[MatchField, ...]) -> bytes:
+    """An ofp_match (OXM type, padded to 8 bytes) in os-ken's field order."""
+    names = tuple(m.name for m in match)
+    order = _ORDER_CACHE.get(names)
+    if order is None:
+        order = tuple(sorted(range(len(names)), key=lambda i: (field(names[i]).sort_key, i)))
+        _ORDER_CACHE[names] = order
+    parts = []
+    for i in order:
+        m = match[i]
+        spec = _FIELDS.get(m.name) or field(m.name)
+        if m.mask is None:
+            parts.append(spec.hdr + spec.to_bytes(m.value))
+        else:
+            parts.append(spec.hdr_w + spec.to_bytes(m.value) + spec.to_bytes(m.mask))
+    body = b"".join(parts)
+    length = 4 + len(body)
+    return _HH.pack(1, length) + body + _PAD[: (-length) % 8]
+
+
+_ACTION_CACHE: dict[object, bytes] = {}
+
+
+def oskens_action(action, dp=None):
+    """The os-ken action object for ``action`` (reference serialisation, slow path)."""
+    p = parser
+    cls = type(action)
+    if cls is Output:
+        return p.OFPActionOutput(action.port)
+    if cls is SetField:
+        return p.OFPActionSetField(**{action.name: action.value})
+    if cls is DecTtl:
+        return p.OFPActionDecNwTtl()
+    if cls is PushVlan:
+        return p.OFPActionPushVlan(action.ethertype)
+    if cls is PopVlan:
+        return p.OFPActionPopVlan()
+    if cls is Controller:
+        return p.OFPActionOutput(OFPP_CONTROLLER, action.max_len)
+    if cls is Resubmit:
+        in_port = OFPP_IN_PORT & 0xFFFF if action.in_port is None else action.in_port
+        return p.NXActionResubmitTable(in_port=in_port, table_id=action.table)
+    if cls is Move:
+        return p.NXActionRegMove(src_field=action.src, dst_field=action.dst, n_bits=action.n_bits,
+                                 src_ofs=action.src_ofs, dst_ofs=action.dst_ofs)
+    if cls is Ct:
+        if action.zone_src:
+            zone_src, zone_ofs_nbits = action.zone_src, nicira_ext.ofs_nbits(0, 15)
+        else:
+            zone_src, zone_ofs_nbits = "", action.zone
+        return p.NXActionCT(flags=nicira_ext.NX_CT_F_COMMIT if action.commit else 0,
+                            zone_src=zone_src, zone_ofs_nbits=zone_ofs_nbits,
+                            recirc_table=0xFF if action.table is None else action.table,
+                            alg=0, actions=[])
+    if cls is Conjunction:
+        # ovs-ofctl's clause k/n is 1-based; the wire carries k-1.
+        return p.NXActionConjunction(clause=action.clause - 1, n_clauses=action.n_clauses,
+                                     id_=action.conj_id)
+    raise WireError(f"unsupported action {action!r}")
+
+
+def encode_action(action) -> bytes:
+    """Wire bytes of one action; Output and SetField are packed directly, others cached."""
+    cls = type(action)
+    if cls is SetField:
+        spec = _FIELDS.get(action.name) or field(action.name)
+        oxm = spec.hdr + spec.to_bytes(action.value)
+        length = 4 + len(oxm)
+        padded = length + (-length) % 8
+        return _HH.pack(25, padded) + oxm + _PAD[: padded - length]
+    raw = _ACTION_CACHE.get(action)
+    if raw is None:
+        if cls is Output:
+            raw = struct.pack("!HHIH6x", 0, 16, action.port, OFPCML_MAX)
+        elif cls is Goto:
+            raise WireError("Goto must be the last action of a flow")
+        else:
+            buf = bytearray()
+            oskens_action(action).serialize(buf, 0)
+            raw = bytes(buf)
+        _ACTION_CACHE[action] = raw
+    return raw
+
+
+def encode_instructions(actions: tuple) -> bytes:
+    """apply-actions (if any) then goto-table (for a trailing Goto)."""
+    goto = None
+    if actions and type(actions[-1]) is Goto:
+        goto = actions[-1].table
+        actions = actions[:-1]
+    out = b""
+    if actions:
+        acts = b"".join([encode_action(a) for a in actions])
+        out = struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+    if goto is not None:
+        out += struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto)
+    return out
+
+
+def flow_mod_body(flow: Flow, command: int = OFPFC_ADD) -> bytes:
+    """FLOW_MOD without its 8-byte header."""
+    if command == OFPFC_ADD:
+        tail = encode_match(flow.match) + encode_instructions(flow.actions)
+        cookie, idle, hard = flow.cookie, flow.idle_timeout, flow.hard_timeout
+    else:
+        tail = encode_match(flow.match)
+        cookie, idle, hard = 0, 0, 0
+    return _FLOW_MOD.pack(0, 0, 0, 0, cookie, 0, flow.table, command, idle, hard, flow.priority,
+                          OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)[8:] + tail
+
+
+def encode_flow_mod(flow: Flow, xid: int, command: int = OFPFC_ADD) -> bytes:
+    """A complete FLOW_MOD message (ADD, or DELETE_STRICT by the flow's key)."""
+    body = flow_mod_body(flow, command)
+    return _HDR.pack(OFP_VERSION, OFPT_FLOW_MOD, 8 + len(body), xid) + body
+
+
+def encode_bundle_add(flow: Flow, xid: int, bundle_id: int, flags: int,
+                      command: int = OFPFC_ADD) -> bytes:
+    """OFPT_BUNDLE_ADD_MESSAGE wrapping a FLOW_MOD; the inner xid equals the outer (OF1.4 7.3.9.2)."""
+    body = flow_mod_body(flow, command)
+    inner_len = 8 + len(body)
+    return (_BUNDLE_ADD.pack(OFP_VERSION, OFPT_BUNDLE_ADD_MESSAGE, 16 + inner_len, xid, bundle_id, 0, flags)
+            + _HDR.pack(OFP_VERSION, OFPT_FLOW_MOD, inner_len, xid) + body)
+
+
+# ---- decoder -----------------------------------------------------------------
+
+_ACTION_DECODE_CACHE: dict[bytes, object] = {}
+
+
+_OXM_CACHE: dict[bytes, MatchField] = {}
+_OXM_CACHE_MAX = 1 << 16
+_FIELDS_BY_INT: dict[int, _Field] = {}
+
+
+def _decode_oxm_slow(raw: bytes) -> MatchField:
+    hdr = _U32.unpack_from(raw, 0)[0]
+    spec = _FIELDS_BY_INT.get(hdr & 0xFFFFFE00)
+    if spec is None:
+        if not _FIELDS_BY_INT:
+            for key, sp in _FIELDS_BY_HDR.items():
+                _FIELDS_BY_INT[_U32.unpack(key)[0]] = sp
+            return _decode_oxm_slow(raw)
+        n, value, mask, _ = ofp.oxm_parse(raw, 0)
+        name, uv = ofp.oxm_to_user(n, value, mask)
+        if isinstance(uv, tuple):
+            return MatchField(name, uv[0], uv[1])
+        return MatchField(name, uv)
+    size = spec.size
+    value = spec.from_bytes(raw[4:4 + size])
+    if hdr & 0x100:
+        return MatchField(spec.name, value, spec.from_bytes(raw[4 + size:4 + 2 * size]))
+    return MatchField(spec.name, value)
+
+
+def _decode_oxm(buf, pos: int):
+    """(MatchField, next position) for the OXM TLV at ``pos``."""
+    end = pos + 4 + buf[pos + 3]
+    raw = buf[pos:end]
+    m = _OXM_CACHE.get(raw)
+    if m is None:
+        m = _decode_oxm_slow(raw)
+        if len(_OXM_CACHE) < _OXM_CACHE_MAX:
+            _OXM_CACHE[raw] = m
+    return m, end
+
+
+def _by_name(m: MatchField) -> str:
+    return m.name
+
+
+def decode_match(buf, pos: int) -> tuple[tuple[MatchField, ...], int]:
+    """(match sorted like ``flow.match()``, position after the padded ofp_match)."""
+    mtype, mlen = _HH.unpack_from(buf, pos)
+    if mtype != 1:
+        raise WireError(f"unsupported match type {mtype}")
+    end = pos + mlen
+    p = pos + 4
+    fields = []
+    cache = _OXM_CACHE
+    while p < end:
+        nxt = p + 4 + buf[p + 3]
+        raw = buf[p:nxt]
+        m = cache.get(raw)
+        if m is None:
+            m = _decode_oxm_slow(raw)
+            if len(cache) < _OXM_CACHE_MAX:
+                cache[raw] = m
+        fields.append(m)
+        p = nxt
+    fields.sort(key=_by_name)  # names are unique in a match: same order as sorting MatchFields
+    return tuple(fields), pos + mlen + (-mlen) % 8
+
+
+def _nxm_name(header: int) -> str:
+    return ofp.oxm_to_user_header(ofp.oxm_parse_header(struct.pack("!I", header), 0)[0])
+
+
+def _decode_action(raw: bytes):
+    atype, alen = _HH.unpack_from(raw, 0)
+    if atype == 0:
+        port, max_len = struct.unpack_from("!IH", raw, 4)
+        if port == OFPP_CONTROLLER:
+            return Controller(max_len)
+        return Output(port)
+    if atype == 24:
+        return DecTtl()
+    if atype == 17:
+        return PushVlan(_U16.unpack_from(raw, 4)[0])
+    if atype == 18:
+        return PopVlan()
+    if atype == 0xFFFF and alen >= 10 and _U32.unpack_from(raw, 4)[0] == NX_EXPERIMENTER_ID:
+        subtype = _U16.unpack_from(raw, 8)[0]
+        if subtype == nicira_ext.NXAST_RESUBMIT_TABLE:
+            in_port, table = struct.unpack_from("!HB", raw, 10)
+            return Resubmit(table, None if in_port == OFPP_IN_PORT & 0xFFFF else in_port)
+        if subtype == nicira_ext.NXAST_REG_MOVE:
+            n_bits, src_ofs, dst_ofs, src, dst = struct.unpack_from("!HHHII", raw, 10)
+            return Move(_nxm_name(src), _nxm_name(dst), n_bits, src_ofs, dst_ofs)
+        if subtype == nicira_ext.NXAST_CONJUNCTION:
+            clause, n_clauses, conj_id = struct.unpack_from("!BBI", raw, 10)
+            return Conjunction(conj_id, clause + 1, n_clauses)
+        if subtype == nicira_ext.NXAST_CT and alen == 24:
+            flags, zone_src, zone_ofs_nbits, recirc, alg = struct.unpack_from("!HIHB3xH", raw, 10)
+            if alg == 0 and flags & ~nicira_ext.NX_CT_F_COMMIT == 0:
+                table = None if recirc == 0xFF else recirc
+                commit = bool(flags & nicira_ext.NX_CT_F_COMMIT)
+                if zone_src == 0:
+                    return Ct(zone_ofs_nbits, None, commit, table)
+                if zone_ofs_nbits == nicira_ext.ofs_nbits(0, 15):
+                    return Ct(0, _nxm_name(zone_src), commit, table)
+    return RawAction(raw)
+
+
+def decode_actions(buf, pos: int, end: int) -> list:
+    out = []
+    cache = _ACTION_DECODE_CACHE
+    while pos < end:
+        atype, alen = _HH.unpack_from(buf, pos)
+        if alen < 8:
+            raise WireError(f"bad action length {alen}")
+        raw = bytes(buf[pos:pos + alen])
+        if atype == 25:  # set_field: values vary per flow, never cached
+            m = _decode_oxm_slow(raw[4:4 + 4 + raw[7]])
+            out.append(SetField(m.name, m.value) if m.mask is None else RawAction(raw))
+        else:
+            action = cache.get(raw)
+            if action is None:
+                action = _decode_action(raw)
+                if len(cache) < 65536:
+                    cache[raw] = action
+            out.append(action)
+        pos += alen
+    return out
+
+
+def decode_instructions(buf, pos: int, end: int) -> tuple:
+    """The flow's action list: apply-actions, then Goto for a goto-table instruction."""
+    actions: list = []
+    goto = None
+    while pos < end:
+        itype, ilen = _HH.unpack_from(buf, pos)
+        if ilen < 8:
+            raise WireError(f"bad instruction length {ilen}")
+        if itype == ofp.OFPIT_APPLY_ACTIONS:
+            actions.extend(decode_actions(buf, pos + 8, pos + ilen))
+        elif itype == ofp.OFPIT_GOTO_TABLE:
+            goto = Goto(buf[pos + 4])
+        else:
+            actions.append(RawAction(bytes(buf[pos:pos + ilen])))
+        pos += ilen
+    if goto is not None:
+        actions.append(goto)
+    return tuple(actions)
+
+
+_FLOW_STATS = struct.Struct("!HBx8xHHHHH2xQ")
+
+
+def decode_flow_stats_body(buf, pos: int, end: int) -> list[Flow]:
+    """Flow objects from a run of ofp_flow_stats entries."""
+    flows = []
+    unpack = _FLOW_STATS.unpack_from
+    while pos < end:
+        length, table, priority, idle, hard, _flags, _importance, cookie = unpack(buf, pos)
+        if length < 56:
+            raise WireError(f"bad flow stats length {length}")
+        match, ipos = decode_match(buf, pos + 48)
+        actions = decode_instructions(buf, ipos, pos + length)
+        flows.append(Flow(table, priority, match, actions, cookie, idle, hard))
+        pos += length
+    return flows
+
+
+def decode_flow_stats_reply(buf) -> tuple[list[Flow], bool, int]:
+    """(flows, more, xid) from one raw OFPT_MULTIPART_REPLY of type OFPMP_FLOW."""
+    buf = bytes(buf)
+    version, mtype, length, xid = _HDR.unpack_from(buf, 0)
+    if mtype != OFPT_MULTIPART_REPLY:
+        raise WireError(f"not a multipart reply (type {mtype})")
+    stype, flags = _HH.unpack_from(buf, 8)
+    if stype != ofp.OFPMP_FLOW:
+        raise WireError(f"not a flow stats reply (multipart type {stype})")
+    return decode_flow_stats_body(buf, 16, length), bool(flags & OFPMPF_REPLY_MORE), xid
+
+
+def decode_flow_mod(buf, pos: int = 0) -> tuple[Flow, int, int]:
+    """(Flow, command, xid) from a FLOW_MOD (or the FLOW_MOD inside a BUNDLE_ADD)."""
+    version, mtype, length, xid = _HDR.unpack_from(buf, pos)
+    if mtype == OFPT_BUNDLE_ADD_MESSAGE:
+        return decode_flow_mod(buf, pos + 16)
+    if mtype != OFPT_FLOW_MOD:
+        raise WireError(f"not a flow mod (type {mtype})")
+    fields = _FLOW_MOD.unpack_from(buf, pos)
+    cookie, _, table, command, idle, hard, priority = fields[4:11]
+    match, ipos = decode_match(buf, pos + 48)
+    actions = decode_instructions(buf, ipos, pos + length)
+    return Flow(table, priority, match, actions, cookie, idle, hard), command, xid
+
+
+def encode_flow_stats_reply(flows, xid: int, more: bool = False) -> bytes:
+    """An OFPMP_FLOW reply as a switch would send it (tests and tools)."""
+    entries = []
+    for f in flows:
+        tail = encode_match(f.match) + encode_instructions(f.actions)
+        entries.append(struct.pack("!HBxIIHHHHH2xQQQ", 48 + len(tail), f.table, 0, 0, f.priority,
+                                   f.idle_timeout, f.hard_timeout, 0, 0, f.cookie, 0, 0) + tail)
+    body = b"".join(entries)
+    return struct.pack("!BBHIHH4x", OFP_VERSION, OFPT_MULTIPART_REPLY, 16 + len(body), xid, ofp.OFPMP_FLOW,
+                       OFPMPF_REPLY_MORE if more else 0) + body
+
+
+def split_messages(buf) -> list[tuple[int, int, bytes]]:
+    """[(type, xid, message bytes)] for a concatenation of OpenFlow messages."""
+    out = []
+    pos = 0
+    while pos < len(buf):
+        _version, mtype, length, xid = _HDR.unpack_from(buf, pos)
+        if length < 8:
+            raise WireError("bad message length")
+        out.append((mtype, xid, bytes(buf[pos:pos + length])))
+        pos += length
+    return out
+
+
+# ---- receiving flow stats without os-ken's per-entry parsing ----------------------
+
+class _LazyFlowStats:
+    """Stands in for OFPFlowStats in a reply body: parsed by os-ken only if an attribute is read."""
+
+    __slots__ = ("_buf", "_offset", "length", "_parsed")
+
+    def __init__(self, buf, offset: int, length: int) -> None:
+        self._buf = buf
+        self._offset = offset
+        self.length = length
+        self._parsed = None
+
+    @classmethod
+    def parser(cls, buf, offset):
+        return cls(buf, offset, _U16.unpack_from(buf, offset)[0])
+
+    def __getattr__(self, name):
+        if self._parsed is None:
+            self._parsed = parser.OFPFlowStats.parser(self._buf, self._offset)
+        return getattr(self._parsed, name)
+
+
+def install_lazy_flow_stats() -> None:
+    """Make os-ken's receive loop skip per-entry parsing of OFPMP_FLOW replies.
+
+    os-ken parses every flow-stats entry into objects before any handler runs
+    (~30 us per flow). After this call the body entries are parsed only when an
+    attribute is read, so other apps see the same data, while the sync engine
+    decodes ``msg.buf`` with ``decode_flow_stats_reply``. Idempotent.
+    """
+    types = parser.OFPMultipartReply._STATS_MSG_TYPES
+    current = types[ofp.OFPMP_FLOW]
+    if current.cls_stats_body_cls is _LazyFlowStats:
+        return
+
+    class OFPFlowStatsReply(current):  # same name: os-ken maps it to EventOFPFlowStatsReply
+        cls_stats_body_cls = _LazyFlowStats
+
+    OFPFlowStatsReply.cls_stats_type = current.cls_stats_type
+    types[ofp.OFPMP_FLOW] = OFPFlowStatsReply

@@ -1,0 +1,455 @@
+"""The flow sync engine: keep one bridge's flow table equal to the desired flows.
+
+``BridgeSync`` is a small state machine per datapath. It does no I/O and never
+blocks: every method returns the OpenFlow messages (wire bytes, xids already
+set) that the caller must send, and the replies are fed back in. That keeps the
+os-ken handlers short and makes the engine testable with fake replies.
+
+How it works (details and figures in docs/sync.md):
+
+* **Reconcile, never flush.** ``on_connect`` asks for the bridge's flows
+  (OFPMP_FLOW, all tables). When the reply is complete and a desired set is
+  known, the difference (deletes of stale flows, adds of new or changed ones)
+  goes out; an unchanged desired set sends nothing, so restarting the agent or
+  its OpenFlow connection touches no flow and drops no packet. Until the first
+  ``set_desired`` nothing is deleted: an agent that has not loaded its state
+  yet must not wipe the bridge.
+* **One bundle per change.** A difference is sent as one OpenFlow 1.4 bundle:
+  OPEN, BUNDLE_ADD(FLOW_MOD)... (strict deletes first, then adds), COMMIT, with
+  ATOMIC|ORDERED, pipelined with no barrier per flow. OVS applies all or
+  nothing. The COMMIT reply (matched by xid and bundle id) confirms it. One
+  bundle is in flight at a time; desired changes meanwhile are coalesced into
+  the next one.
+* **Ownership by cookie.** Only flows whose cookie ``owns(cookie)`` accepts
+  (default ``cookies.is_ours``: the project's cookie kinds) are compared and
+  deleted; flows with other cookies (another controller's, an operator's
+  ``ovs-ofctl add-flow`` with cookie 0) are left alone. A desired flow with the
+  same key as a foreign flow replaces it (OpenFlow ADD semantics).
+* **OVS restarts.** The canary flow (``CANARY_FLOW``: table CANARY, cookie
+  ``CANARY_COOKIE``, no packet ever reaches it) is always part of the desired
+  set. If a read-back lacks it, the switch lost its flows behind our back (a
+  new ovs-vswitchd, a ``del-flows``): every desired flow is re-added, not just
+  the apparent difference.
+* **Errors.** OVS answers a bad FLOW_MOD inside a bundle with an OFPErrorMsg
+  carrying that BUNDLE_ADD's xid; each BUNDLE_ADD has its own xid, so the
+  offending flow is known and logged. The bundle's outcome is then uncertain
+  (OVS discards the whole bundle when the commit fails, but a message refused
+  at add time is simply not in the bundle), so the engine re-reads the table
+  and retries without the offending flow (it is *quarantined* until
+  ``set_desired`` gives a different version of it; ``on_failed`` reports it).
+  Errors not tied to a flow are retried from a fresh read-back at most
+  ``max_retries`` times in a row; then the engine waits for the next
+  ``set_desired``/``resync``/reconnect.
+
+Wiring it into an os-ken app (the VRS agent does exactly this)::
+
+    from nuage_ryu.vrs import ofwire, sync
+
+    ofwire.install_lazy_flow_stats()  # once, before switches connect
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state(self, ev):
+        dp = ev.datapath
+        if ev.state == MAIN_DISPATCHER:
+            s = self.syncs[dp.id] = sync.BridgeSync(on_confirmed=self._flows_confirmed)
+            sync.send(dp, s.on_connect())
+            sync.send(dp, s.set_desired(self.compile_flows(dp.id)))
+        elif dp.id in self.syncs:
+            self.syncs.pop(dp.id).on_disconnect()
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _stats(self, ev):
+        sync.send(ev.msg.datapath, self.syncs[ev.msg.datapath.id].on_flow_stats_reply(ev.msg))
+
+    @set_ev_cls(ofp_event.EventOFPBundleCtrlMsg, MAIN_DISPATCHER)
+    def _bundle(self, ev):
+        sync.send(ev.msg.datapath, self.syncs[ev.msg.datapath.id].on_bundle_reply(ev.msg))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, ev):
+        sync.send(ev.msg.datapath, self.syncs[ev.msg.datapath.id].on_error(ev.msg))
+
+    # whenever the directory changes (in the app thread, or under the app's lock):
+    #     sync.send(dp, self.syncs[dp.id].set_desired(new_flows))
+
+``on_confirmed(cookies, generation)`` fires when the switch holds exactly the
+desired set of that generation: a vport whose cookie is in ``cookies`` can be
+set ``up``. Every method must be called from one thread (the app's event
+thread, or under one lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import logging
+import random
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from nuage_ryu.vrs import ofwire
+from nuage_ryu.vrs.cookies import CANARY_COOKIE, is_ours
+from nuage_ryu.vrs.flow import Flow
+from nuage_ryu.vrs.pipeline import CANARY, PRIO_CANARY
+
+LOG = logging.getLogger(__name__)
+
+CANARY_FLOW = Flow(CANARY.number, PRIO_CANARY, (), (), CANARY_COOKIE)
+
+BUNDLE_FLAGS = ofwire.ofp.OFPBF_ATOMIC | ofwire.ofp.OFPBF_ORDERED
+CHUNK_BYTES = 1 << 20  # bundle-add messages are concatenated into writes of about this size
+MAX_RETRIES = 3
+GC_PAUSE_THRESHOLD = 5000  # flows; above this, pause the cyclic GC while encoding/decoding
+
+_HDR = struct.Struct("!BBHI")
+_BUNDLE_CTRL = struct.Struct("!BBHIIHH")
+_MP_REQUEST_FLOW = struct.Struct("!BBHIHH4xB3xII4xQQ")
+_EMPTY_MATCH = struct.pack("!HH4x", 1, 4)
+
+# States of the connection.
+DISCONNECTED = "disconnected"
+READING = "reading"  # flow stats requested, reply not complete
+READY = "ready"  # installed flows known (and no bundle in flight)
+PUSHING = "pushing"  # a bundle is in flight
+STALLED = "stalled"  # too many failures in a row; waits for set_desired/resync/reconnect
+
+
+def send(datapath, msgs: Iterable[bytes]) -> None:
+    """Send messages returned by BridgeSync on an os-ken Datapath (one write per chunk)."""
+    for buf in msgs:
+        datapath.send(buf)
+
+
+@contextlib.contextmanager
+def gc_paused(n_items: int):
+    """Pause the cyclic garbage collector around a large batch of allocations.
+
+    Creating 100k flow objects triggers many full collections over an
+    ever-growing heap; pausing it makes encoding and decoding ~1.6x faster.
+    """
+    if n_items < GC_PAUSE_THRESHOLD or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@dataclass
+class Bundle:
+    """One bundle in flight."""
+
+    bundle_id: int
+    generation: int
+    open_xid: int
+    commit_xid: int
+    first_add_xid: int
+    messages: list[tuple[int, Flow]]  # (command, flow), in xid order from first_add_xid
+    result: dict  # the installed map once the commit succeeds
+    errors: list[tuple[Flow | None, int, int]] = field(default_factory=list)  # (flow, type, code)
+
+    def flow_for_xid(self, xid: int) -> tuple[int, Flow] | None:
+        i = (xid - self.first_add_xid) & 0xFFFFFFFF
+        return self.messages[i] if i < len(self.messages) else None
+
+
+@dataclass
+class SyncStats:
+    reads: int = 0
+    bundles: int = 0
+    adds: int = 0
+    deletes: int = 0
+    bytes_sent: int = 0
+    errors: int = 0
+    full_pushes: int = 0  # canary missing
+    last_adds: int = 0
+    last_deletes: int = 0
+
+
+class BridgeSync:
+    """Desired vs installed flows of one bridge; see the module docstring.
+
+    ``on_confirmed(cookies, generation)``: the switch now holds exactly the
+    desired flows of ``generation``; ``cookies`` are their cookies.
+    ``on_failed(flow, err_type, err_code)``: OVS refused ``flow``; it is quarantined.
+    """
+
+    def __init__(self, owns: Callable[[int], bool] = is_ours,
+                 on_confirmed: Callable[[frozenset[int], int], None] | None = None,
+                 on_failed: Callable[[Flow, int, int], None] | None = None,
+                 canary: Flow | None = CANARY_FLOW, max_retries: int = MAX_RETRIES,
+                 name: str = "bridge") -> None:
+        self.owns = owns
+        self.on_confirmed = on_confirmed
+        self.on_failed = on_failed
+        self.canary = ofwire.canonical_flow(canary) if canary is not None else None
+        self.max_retries = max_retries
+        self.name = name
+        self.state = DISCONNECTED
+        self.desired: dict | None = None  # key -> canonical Flow; None until set_desired
+        self.generation = 0
+        self.installed: dict = {}  # key -> Flow, valid in READY/PUSHING
+        self.confirmed_generation = -1
+        self.quarantine: dict = {}  # key -> Flow refused by the switch
+        self.bundle: Bundle | None = None
+        self.stats = SyncStats()
+        self._retries = 0
+        self._force_full = False
+        self._force_reread = False
+        self._read_xid: int | None = None
+        self._read_buf: list[Flow] = []
+        self._xids = itertools.count(random.randint(1, 1 << 30))
+        self._bundle_ids = itertools.count(random.randint(1, 1 << 16))
+
+    # ---- inputs ---------------------------------------------------------------------
+
+    def on_connect(self) -> list[bytes]:
+        """The switch (re)connected: read its flows. Returns the flow-stats request."""
+        self.bundle = None
+        self._retries = 0
+        return self._request_read()
+
+    def on_disconnect(self) -> None:
+        """The connection is gone; an in-flight bundle is lost (OVS discards open bundles)."""
+        self.state = DISCONNECTED
+        self.bundle = None
+        self._read_xid = None
+        self._read_buf = []
+
+    def resync(self) -> list[bytes]:
+        """Re-read the switch's flows and reconcile (a no-op if they are as desired)."""
+        if self.state == DISCONNECTED:
+            return []
+        if self.state == PUSHING:  # the commit reply will bring us back; then re-read
+            self._force_reread = True
+            return []
+        self._retries = 0
+        return self._request_read()
+
+    def set_desired(self, flows: Iterable[Flow]) -> list[bytes]:
+        """Replace the desired flow set. Returns the messages to send (maybe none)."""
+        flows = list(flows)
+        with gc_paused(len(flows)):
+            canon = ofwire.canonical_flow
+            desired = {}
+            for f in flows:
+                c = canon(f)
+                desired[c.key] = c
+            if self.canary is not None:
+                desired.setdefault(self.canary.key, self.canary)
+        # A new version of a quarantined flow gets another chance.
+        for key, bad in list(self.quarantine.items()):
+            if desired.get(key) != bad:
+                del self.quarantine[key]
+        self.desired = desired
+        self.generation += 1
+        if self.state == STALLED:
+            self.state = READY
+            self._retries = 0
+        if self.state == READY:
+            return self._push()
+        return []
+
+    def on_flow_stats_reply(self, msg) -> list[bytes]:
+        """One OFPMP_FLOW reply (os-ken message with ``.buf``, or raw bytes)."""
+        raw = msg if isinstance(msg, (bytes, bytearray, memoryview)) else msg.buf
+        xid = _HDR.unpack_from(raw, 0)[3]
+        if self.state != READING or xid != self._read_xid:
+            return []  # someone else's request, or a stale one
+        flows, more, _ = ofwire.decode_flow_stats_reply(raw)
+        self._read_buf.extend(flows)
+        if more:
+            return []
+        return self._read_done()
+
+    def on_bundle_reply(self, msg) -> list[bytes]:
+        """An OFPBundleCtrlMsg reply; the COMMIT reply completes the bundle in flight."""
+        b = self.bundle
+        if b is None or msg.xid != b.commit_xid or msg.bundle_id != b.bundle_id:
+            return []
+        if msg.type != ofwire.ofp.OFPBCT_COMMIT_REPLY:
+            return []
+        return self._bundle_done(committed=True)
+
+    def on_error(self, msg) -> list[bytes]:
+        """An OFPErrorMsg; errors for our bundle or read are handled, others ignored."""
+        xid, etype, ecode = msg.xid, msg.type, msg.code
+        if self.state == READING and xid == self._read_xid:
+            self.stats.errors += 1
+            LOG.error("%s: flow read failed: error type=%d code=%d", self.name, etype, ecode)
+            self.state = READY if self._retries < self.max_retries else STALLED
+            self._retries += 1
+            return self._request_read() if self.state == READY else []
+        b = self.bundle
+        if b is None:
+            return []
+        found = b.flow_for_xid(xid)
+        if found is not None:
+            command, flow = found
+            self.stats.errors += 1
+            b.errors.append((flow, etype, ecode))
+            LOG.error("%s: switch refused %s of %s: error type=%d code=%d (bundle %d)", self.name,
+                      "delete" if command == ofwire.OFPFC_DELETE_STRICT else "add",
+                      _describe(flow), etype, ecode, b.bundle_id)
+            if command == ofwire.OFPFC_ADD and self.desired is not None and \
+                    self.desired.get(flow.key) == flow:
+                self.quarantine[flow.key] = flow
+                if self.on_failed:
+                    self.on_failed(flow, etype, ecode)
+            return []
+        if xid in (b.open_xid, b.commit_xid):
+            self.stats.errors += 1
+            b.errors.append((None, etype, ecode))
+            LOG.error("%s: bundle %d %s failed: error type=%d code=%d", self.name, b.bundle_id,
+                      "open" if xid == b.open_xid else "commit", etype, ecode)
+            if xid == b.commit_xid:
+                return self._bundle_done(committed=False)
+        return []
+
+    # ---- queries --------------------------------------------------------------------
+
+    @property
+    def in_sync(self) -> bool:
+        """True when the switch is known to hold exactly the current desired set."""
+        return self.state == READY and self.confirmed_generation == self.generation
+
+    def installed_cookies(self) -> frozenset[int]:
+        return frozenset(f.cookie for f in self.installed.values())
+
+    # ---- internals ------------------------------------------------------------------
+
+    def _next_xid(self) -> int:
+        return next(self._xids) & 0xFFFFFFFF or next(self._xids)
+
+    def _request_read(self) -> list[bytes]:
+        self.state = READING
+        self._read_xid = xid = self._next_xid()
+        self._read_buf = []
+        self.stats.reads += 1
+        ofp = ofwire.ofp
+        # OFPMP_FLOW request: all tables, any out port/group, any cookie, empty match.
+        body = _MP_REQUEST_FLOW.pack(ofwire.OFP_VERSION, ofp.OFPT_MULTIPART_REQUEST,
+                                     _MP_REQUEST_FLOW.size + len(_EMPTY_MATCH), xid,
+                                     ofp.OFPMP_FLOW, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0)
+        return [body + _EMPTY_MATCH]
+
+    def _read_done(self) -> list[bytes]:
+        flows = self._read_buf
+        self._read_buf = []
+        self._read_xid = None
+        owns = self.owns
+        self.installed = {f.key: f for f in flows if owns(f.cookie)}
+        if self.canary is not None and self.installed.get(self.canary.key) != self.canary:
+            # The switch lost (or never had) our flows: re-add everything.
+            self._force_full = True
+            if flows or self.confirmed_generation >= 0:
+                LOG.warning("%s: canary flow missing: pushing all flows", self.name)
+        self.state = READY
+        return self._push()
+
+    def _push(self) -> list[bytes]:
+        """From READY: send the difference between installed and desired, if any."""
+        if self.desired is None:
+            return []  # never delete anything before we know what we want
+        desired = self.desired
+        if self.quarantine:
+            desired = {k: f for k, f in desired.items() if k not in self.quarantine}
+        installed = self.installed
+        with gc_paused(len(desired)):
+            deletes = [f for k, f in installed.items() if k not in desired]
+            if self._force_full:
+                adds = list(desired.values())
+                self.stats.full_pushes += 1
+            else:
+                adds = [f for k, f in desired.items() if installed.get(k) != f]
+            self._force_full = False
+            if not adds and not deletes:
+                self._confirm()
+                return []
+            return self._open_bundle(deletes, adds, desired)
+
+    def _open_bundle(self, deletes: list[Flow], adds: list[Flow], result: dict) -> list[bytes]:
+        bundle_id = next(self._bundle_ids) & 0xFFFFFFFF
+        open_xid = self._next_xid()
+        n = len(deletes) + len(adds)
+        first = self._next_xid()
+        # Reserve n consecutive xids for the bundle adds.
+        self._xids = itertools.count(first + n)
+        commit_xid = self._next_xid()
+        messages = [(ofwire.OFPFC_DELETE_STRICT, f) for f in deletes]
+        messages += [(ofwire.OFPFC_ADD, f) for f in adds]
+        out = [_bundle_ctrl(open_xid, bundle_id, ofwire.ofp.OFPBCT_OPEN_REQUEST)]
+        chunk: list[bytes] = []
+        size = 0
+        encode = ofwire.encode_bundle_add
+        xid = first
+        for command, flow in messages:
+            buf = encode(flow, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS, command)
+            xid += 1
+            chunk.append(buf)
+            size += len(buf)
+            if size >= CHUNK_BYTES:
+                out.append(b"".join(chunk))
+                chunk = []
+                size = 0
+        if chunk:
+            out.append(b"".join(chunk))
+        out.append(_bundle_ctrl(commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST))
+        self.bundle = Bundle(bundle_id, self.generation, open_xid, commit_xid, first, messages, result)
+        self.state = PUSHING
+        self.stats.bundles += 1
+        self.stats.last_adds = len(adds)
+        self.stats.last_deletes = len(deletes)
+        self.stats.adds += len(adds)
+        self.stats.deletes += len(deletes)
+        self.stats.bytes_sent += sum(len(b) for b in out)
+        return out
+
+    def _bundle_done(self, committed: bool) -> list[bytes]:
+        b = self.bundle
+        self.bundle = None
+        if committed and not b.errors:
+            self.installed = b.result
+            self._retries = 0
+            self.state = READY
+            if b.generation == self.generation and not self._force_reread:
+                self._confirm()
+                return []
+            if self._force_reread:
+                self._force_reread = False
+                return self._request_read()
+            return self._push()  # desired changed while the bundle was in flight
+        # Failed or partial: what the switch holds is uncertain. Read it back and retry
+        # (without quarantined flows). Only failures that quarantined nothing count.
+        self._force_reread = False
+        if not any(flow is not None and flow.key in self.quarantine for flow, _, _ in b.errors):
+            self._retries += 1
+        if self._retries > self.max_retries:
+            LOG.error("%s: %d failed bundles in a row; waiting for a change or reconnect",
+                      self.name, self._retries)
+            self.state = STALLED
+            return []
+        return self._request_read()
+
+    def _confirm(self) -> None:
+        self.confirmed_generation = self.generation
+        if self.on_confirmed is not None:
+            self.on_confirmed(frozenset(f.cookie for f in self.installed.values()), self.generation)
+
+
+def _bundle_ctrl(xid: int, bundle_id: int, ctrl_type: int) -> bytes:
+    return _BUNDLE_CTRL.pack(ofwire.OFP_VERSION, ofwire.OFPT_BUNDLE_CONTROL, _BUNDLE_CTRL.size, xid,
+                             bundle_id, ctrl_type, BUNDLE_FLAGS)
+
+
+def _describe(flow: Flow) -> str:
+    try:
+        from nuage_ryu.vrs.ofmsg import to_ofctl
+
+        return to_ofctl(flow)
+    except Exception:  # noqa: BLE001 - logging must not fail
+        return repr(flow)
