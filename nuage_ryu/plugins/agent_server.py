@@ -1,6 +1,6 @@
 """HTTP/1.1 + JSON server of the agent's local API on a unix socket.
 
-The VRS agent app (or ``python -m nuage_ryu.agentapi``) creates an
+The VRS agent app (or ``python -m nuage_ryu.plugins.agentd``) creates an
 ``AgentApiServer`` around an ``AttachService`` and starts it; each request runs
 in its own thread and calls one service method. Errors are
 ``{"error": {"code", "message"}}`` with the status of ``AttachError.STATUS``.

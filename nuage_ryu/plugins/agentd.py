@@ -1,4 +1,4 @@
-"""Run the attach service and its socket on their own: ``python -m nuage_ryu.agentapi ...``.
+"""Run the attach service and its socket on their own: ``python -m nuage_ryu.plugins.agentd ...``.
 
 The VRS agent app normally hosts the service (see docs/agent-api.md); this
 standalone form serves tests, benchmarks and hosts whose agent runs elsewhere.
@@ -14,8 +14,8 @@ import signal
 import sys
 import threading
 
-from nuage_ryu.agentapi.server import AgentApiServer
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET
+from nuage_ryu.plugins.agent_server import AgentApiServer
 from nuage_ryu.plugins.attach import AttachService
 from nuage_ryu.plugins.directory_client import DirectoryClient
 from nuage_ryu.plugins.links import LinkOps
@@ -35,7 +35,8 @@ def build_service(directory_url: str, token: str, ovsdb: str, host_name: str, br
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nuage_ryu.agentapi", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nuage_ryu.plugins.agentd",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--socket", default=DEFAULT_AGENT_SOCKET)
     parser.add_argument("--ovsdb", required=True, help="OVSDB remote of the host's Open_vSwitch database")
     parser.add_argument("--bridge", default="br-int")

@@ -1,7 +1,7 @@
 """The per-host attach service: wires a container interface onto the overlay.
 
 The VRS agent hosts one ``AttachService`` behind its local unix socket (see
-``nuage_ryu/agentapi``); the CNI and Docker plugins are thin clients of it.
+``nuage_ryu/plugins/agent_server.py``); the CNI and Docker plugins are thin clients of it.
 An attach is a sequence of steps, each with its undo:
 
 1. the vport in the directory (created, or a Docker IPAM reservation bound),

@@ -66,8 +66,8 @@ def prepare_bridge(ovs_instance, bridge: str = "br-int") -> None:
 def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host_name: str,
                   host_netns: str | None, up_mode: str = "ofport", bridge: str = "br-int",
                   underlay_mtu: int = 1500) -> Iterator[subprocess.Popen]:
-    """``python -m nuage_ryu.agentapi`` as a child process; waits for its socket; stopped by pid."""
-    argv = [sys.executable, "-m", "nuage_ryu.agentapi", "--socket", socket_path, "--ovsdb", ovsdb,
+    """``python -m nuage_ryu.plugins.agentd`` as a child process; waits for its socket; stopped by pid."""
+    argv = [sys.executable, "-m", "nuage_ryu.plugins.agentd", "--socket", socket_path, "--ovsdb", ovsdb,
             "--bridge", bridge, "--host-name", host_name, "--directory", directory.base,
             "--token-file", directory.token_file, "--up-mode", up_mode,
             "--underlay-mtu", str(underlay_mtu)]
