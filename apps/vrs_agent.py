@@ -1,0 +1,211 @@
+"""VRS agent: follows the directory and programs this host's Open vSwitch.
+
+Thin glue (Faucet-style) between the outside world and the pure core:
+
+* the directory, through an OVSDB IDL monitor (``DirectoryStore``): every
+  applied update wakes the worker;
+* the local Open_vSwitch database (``HostOVS``): ensures br-int and the VXLAN
+  port at start; container ports coming and going wake the worker;
+* OpenFlow 1.4 from br-int: connection, flow-stats and bundle replies go to the
+  bridge's ``BridgeSync`` state machine, whose answers are sent back.
+
+One worker thread owns ``AgentCore`` (directory snapshot + ports -> flow diff)
+and hands the desired flows to ``BridgeSync``; ``self._lock`` serialises the
+worker and the OpenFlow handlers around the sync state machine. Directory writes
+(host registration, heartbeat, vport status) happen on the worker or heartbeat
+threads, never in an OpenFlow handler, so handlers never block.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from nuage_ryu import config
+from nuage_ryu.directory.store import DirectoryStore
+from nuage_ryu.framework import (
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    BaseApp,
+    hub,
+    ofp_event,
+    ofproto_v1_4,
+    set_ev_cls,
+)
+from nuage_ryu.ovsdb.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
+from nuage_ryu.ovsdb.watch import InterfaceWatch
+from nuage_ryu.vrs import ofwire, sync
+from nuage_ryu.vrs.agent import AgentCore
+
+HEARTBEAT_INTERVAL_S = 5.0
+# Upper bound between two recomputes even without a wake-up (belt and braces:
+# a lost notification must not leave the bridge stale for long).
+RESYNC_INTERVAL_S = 10.0
+
+
+class VrsAgent(BaseApp):
+    OFP_VERSIONS = [ofproto_v1_4.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        conf = self.CONF.vrs
+        self.host_name = conf.host_name or socket.gethostname()
+        self.bridge = conf.bridge
+        self.datapath_id = datapath_id_for(self.host_name)
+        self.core = AgentCore(self.host_name)
+        self.sync: sync.BridgeSync | None = None  # of the connected br-int, None while disconnected
+        self.datapath = None
+        self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._running = False
+        self.host_ovs: HostOVS | None = None
+        self.store: DirectoryStore | None = None
+        self._watch: InterfaceWatch | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self):
+        conf = self.CONF.vrs
+        ofwire.install_lazy_flow_stats()  # flow-stats replies are decoded by the sync engine
+        self.host_ovs = HostOVS(conf.ovsdb_connection)
+        self.host_ovs.ensure_integration_bridge(
+            self.bridge, conf.datapath_type, list(conf.controller), self.datapath_id)
+        if conf.tunnel_ip:
+            self.host_ovs.ensure_tunnel_port(self.bridge, conf.tunnel_ip)
+        self._watch = InterfaceWatch(self.host_ovs, self.kick)
+        self.store = DirectoryStore(config.directory_remote(self.CONF))
+        self.store.start()
+        self.store.register_host(self.host_name, conf.tunnel_ip, format_datapath_id(self.datapath_id))
+        self.store.add_listener(lambda _state: self.kick())
+        self._running = True
+        super().start()
+        self.threads.append(hub.spawn(self._worker))
+        self.threads.append(hub.spawn(self._heartbeat))
+        self.logger.info("VRS agent for host %s on %s (dpid %016x)", self.host_name, self.bridge,
+                         self.datapath_id)
+        self.kick()
+
+    def close(self):
+        self._running = False
+        self._wake.set()
+        if self.store is not None:
+            try:
+                self.store.set_host_connected(self.host_name, False)
+            except Exception as exc:  # the directory may already be gone at shutdown
+                self.logger.warning("could not mark host disconnected: %s", exc)
+            self.store.stop()
+        if self._watch is not None:
+            self._watch.close()
+        if self.host_ovs is not None:
+            self.host_ovs.close()
+
+    def kick(self) -> None:
+        """Something changed: let the worker recompute (coalesces bursts)."""
+        self._wake.set()
+
+    # -- worker ----------------------------------------------------------------
+    def _worker(self):
+        while self._running:
+            self._wake.wait(RESYNC_INTERVAL_S)
+            self._wake.clear()
+            if not self._running:
+                break
+            try:
+                self._recompute()
+                self._write_statuses()
+            except Exception:
+                self.logger.exception("recompute failed; retrying on the next change")
+
+    def _recompute(self) -> None:
+        ports = self.host_ovs.list_vport_ports(self.bridge)
+        ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
+        tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.CONF.vrs.tunnel_ip else None
+        with self._lock:
+            self.core.set_directory(self.store.snapshot())
+            self.core.set_ports(ofports, tunnel)
+            generation, diff = self.core.recompute()
+            if diff:
+                self.logger.debug("generation %d: +%d -%d flows", generation, len(diff.add),
+                                  len(diff.delete))
+            if self.sync is not None and (diff or self.sync.desired is None):
+                self._push_desired(generation)
+
+    def _write_statuses(self) -> None:
+        with self._lock:
+            updates = self.core.status_updates()
+        for vport_id, status in updates:
+            try:
+                self.store.set_vport_status(vport_id, status)
+            except Exception as exc:  # e.g. deleted meanwhile; the next snapshot settles it
+                self.logger.info("vport %s status %s not written: %s", vport_id, status, exc)
+
+    def _heartbeat(self):
+        while self._running:
+            hub.sleep(HEARTBEAT_INTERVAL_S)
+            if not self._running:
+                break
+            try:
+                self.store.heartbeat(self.host_name)
+            except Exception as exc:
+                self.logger.warning("heartbeat failed: %s", exc)
+
+    # -- OpenFlow ----------------------------------------------------------------
+    # Every BridgeSync call happens under self._lock (the worker calls it too).
+    def _push_desired(self, core_generation: int) -> None:
+        msgs = self.sync.set_desired(self.core.desired())
+        self._core_generation[self.sync.generation] = core_generation
+        sync.send(self.datapath, msgs)
+
+    def _on_confirmed(self, _cookies, sync_generation: int) -> None:
+        core_generation = self._core_generation.pop(sync_generation, None)
+        for old in [g for g in self._core_generation if g < sync_generation]:
+            del self._core_generation[old]
+        if core_generation is not None:
+            self.core.confirm(core_generation)
+            self.kick()  # statuses are written by the worker, not in the handler
+
+    def _on_failed(self, flow, err_type: int, err_code: int) -> None:
+        self.logger.error("br-int refused a flow (type %d code %d): %s", err_type, err_code, flow)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def state_change(self, ev):
+        datapath = ev.datapath
+        if datapath.id != self.datapath_id:
+            if ev.state == MAIN_DISPATCHER:
+                self.logger.warning("ignoring datapath %016x: not %s's %s", datapath.id or 0,
+                                    self.host_name, self.bridge)
+            return
+        with self._lock:
+            if ev.state == MAIN_DISPATCHER:
+                self.datapath = datapath
+                self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
+                                            name=self.bridge)
+                self._core_generation.clear()
+                sync.send(datapath, self.sync.on_connect())
+                if self.core.state is not None:
+                    self._push_desired(self.core.generation)
+                self.logger.info("%s connected; reconciling its flows", self.bridge)
+            elif self.datapath is datapath:
+                self.sync.on_disconnect()
+                self.sync = None
+                self.datapath = None
+                self.logger.warning("%s disconnected; its flows stay in place (fail_mode=secure)",
+                                    self.bridge)
+        self.kick()
+
+    def _feed(self, datapath, handler_name: str, msg) -> None:
+        with self._lock:
+            if self.sync is not None and datapath is self.datapath:
+                sync.send(datapath, getattr(self.sync, handler_name)(msg))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats_reply(self, ev):
+        self._feed(ev.msg.datapath, "on_flow_stats_reply", ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPBundleCtrlMsg, MAIN_DISPATCHER)
+    def bundle_reply(self, ev):
+        self._feed(ev.msg.datapath, "on_bundle_reply", ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def error_msg(self, ev):
+        self._feed(ev.msg.datapath, "on_error", ev.msg)

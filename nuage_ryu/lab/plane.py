@@ -1,0 +1,192 @@
+"""The lab's control plane: the directory on the controller node, a VRS agent per host.
+
+``ControlPlane(lab)`` starts real processes with the real launcher, exactly as
+an operator would on real machines:
+
+* the directory (``nuage-ryu-manager ... nuage_ryu.apps.directory_api``) in the
+  controller node's namespace, with its embedded ovsdb-server; the REST API on
+  a unix socket (``<plane>/api.sock``), reachable from every namespace, so no
+  test traffic ever uses an address of the machine itself;
+* one VRS agent per host (``nuage-ryu-manager ... nuage_ryu.apps.vrs_agent``)
+  inside the host's namespace, listening for its br-int on that namespace's
+  loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
+  following the directory database over its unix socket.
+
+Processes are started in their own session and stopped by pid. Everything
+lives under ``<lab state dir>/plane/`` (config files, logs, the directory's
+state), removed by ``stop()``. ``nuage-lab down`` also kills any process left
+in the lab's namespaces, so a crashed test leaves nothing behind either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from nuage_ryu.lab.lab import Lab, LabHost
+from nuage_ryu.lab.netns import LabError
+from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryClientError
+
+PLANE_DIR = "plane"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+OFP_PORT = 6653
+
+
+def _wait(condition: Callable[[], object], timeout: float, what: str, proc=None, log: str | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise LabError(f"{what}: process exited with {proc.returncode}{_log_tail(log)}")
+        if time.monotonic() >= deadline:
+            raise LabError(f"timed out after {timeout:g}s waiting for {what}{_log_tail(log)}")
+        time.sleep(0.05)
+
+
+def _log_tail(path: str | None, lines: int = 12) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, errors="replace") as f:
+        tail = f.read().splitlines()[-lines:]
+    return "\n  " + "\n  ".join(tail)
+
+
+class ControlPlane:
+    """Directory + agents for a lab that is up."""
+
+    def __init__(self, lab: Lab, python: str = sys.executable) -> None:
+        self.lab = lab
+        self.python = python
+        self.root = os.path.join(lab.state_dir, PLANE_DIR)
+        self.directory_state = os.path.join(self.root, "directory")
+        self.api_socket = os.path.join(self.root, "api.sock")
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # -- paths -------------------------------------------------------------------
+    @property
+    def directory_db(self) -> str:
+        return "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
+
+    @property
+    def token_file(self) -> str:
+        return os.path.join(self.directory_state, "api-token")
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.root, f"{name}.log")
+
+    def client(self) -> DirectoryClient:
+        with open(self.token_file) as f:
+            return DirectoryClient("unix:" + self.api_socket, f.read().strip())
+
+    # -- processes ---------------------------------------------------------------
+    def _spawn(self, name: str, netns: str, conf_text: str, app: str, env=None) -> subprocess.Popen:
+        conf = os.path.join(self.root, f"{name}.ini")
+        with open(conf, "w") as f:
+            f.write(conf_text)
+        argv = ["ip", "netns", "exec", netns, self.python, "-m", "nuage_ryu.cmd.manager",
+                "--config-file", conf, app]
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env)
+        finally:
+            log.close()
+        self.procs[name] = proc
+        self._record()
+        return proc
+
+    def _record(self) -> None:
+        with open(os.path.join(self.root, "pids.json"), "w") as f:
+            json.dump({name: p.pid for name, p in self.procs.items()}, f)
+
+    def start_directory(self) -> None:
+        os.makedirs(self.directory_state, exist_ok=True)
+        node = self.lab.controller_node
+        conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
+                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n")
+        proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
+        log = self.log_path("directory")
+        _wait(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
+              START_TIMEOUT, "the directory API", proc, log)
+        _wait(self._api_answers, START_TIMEOUT, "the directory API to answer", proc, log)
+
+    def _api_answers(self) -> bool:
+        try:
+            self.client().request("GET", "/hosts")
+            return True
+        except (DirectoryClientError, OSError):
+            return False
+
+    def agent_conf(self, host: LabHost) -> str:
+        return (f"[DEFAULT]\nstate_dir = {os.path.join(self.root, host.name)}\n"
+                f"ofp_listen_host = 127.0.0.1\nofp_tcp_listen_port = {OFP_PORT}\n"
+                f"[vrs]\nhost_name = {host.host_name}\ntunnel_ip = {host.underlay_ip}\n"
+                f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
+                f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
+                f"directory_connection = {self.directory_db}\n"
+                f"agent_socket = {self.agent_socket(host)}\n")
+
+    def agent_socket(self, host: LabHost) -> str:
+        return os.path.join(self.root, host.name, "agent.sock")
+
+    def start_agent(self, host: LabHost, wait: bool = True) -> subprocess.Popen:
+        os.makedirs(os.path.join(self.root, host.name), exist_ok=True)
+        proc = self._spawn(f"agent-{host.name}", host.netns, self.agent_conf(host),
+                           "nuage_ryu.apps.vrs_agent")
+        if wait:
+            self.wait_agent_connected(host, proc)
+        return proc
+
+    def wait_agent_connected(self, host: LabHost, proc=None) -> None:
+        def connected() -> bool:
+            out = host.ovs.run(["ovs-vsctl", "--timeout=5", "get", "controller", "br-int", "is_connected"],
+                               check=False)
+            return out.returncode == 0 and out.stdout.strip() == "true"
+
+        _wait(connected, START_TIMEOUT, f"agent of {host.name} to connect", proc,
+              self.log_path(f"agent-{host.name}"))
+
+    def start(self) -> ControlPlane:
+        os.makedirs(self.root, exist_ok=True)
+        try:
+            self.start_directory()
+            for host in self.lab.hosts:
+                self.start_agent(host, wait=False)
+            for host in self.lab.hosts:
+                self.wait_agent_connected(host, self.procs[f"agent-{host.name}"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Stop one process by pid (SIGTERM, or the given signal); SIGKILL after ``timeout``."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._record()
+        return proc.returncode
+
+    def stop(self) -> None:
+        """Stop agents first, then the directory; remove the plane's files."""
+        for name in sorted(self.procs, key=lambda n: n == "directory"):
+            self.stop_process(name)
+        shutil.rmtree(self.root, ignore_errors=True)
