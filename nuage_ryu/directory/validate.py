@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from nuage_ryu.directory import ipam
@@ -25,6 +25,7 @@ from nuage_ryu.directory.model import (
     ENDPOINT_TYPES,
     FIELDS,
     KINDS,
+    OBJECT_CLASSES,
     DirectoryState,
     Endpoint,
     as_dict,
@@ -120,8 +121,8 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
         elif f.access == "server" or not f.mutable:
             if _same(shown.get(key), value):
                 continue
-            what = "read-only" if f.access == "server" else "cannot be changed after creation"
-            raise ValidationError(f"field {key!r} is {what}")
+            what = "is read-only" if f.access == "server" else "cannot be changed after creation"
+            raise ValidationError(f"field {key!r} {what}")
         out[key] = value
     if shown is None:
         for f in FIELDS[kind]:
@@ -622,3 +623,24 @@ def _merge_membership_drops(state: DirectoryState, change: Change) -> Change:
         ops.append(Op("update", "vport", vid, {"policygroups": state.vports[vid].policygroups - groups}))
     change.ops = ops
     return change
+
+
+def apply_change(state: DirectoryState, change: Change) -> DirectoryState:
+    """Apply a planned change in memory (what the database does): a new state, ``state`` untouched.
+
+    Used by tests and tools that need a directory without a database. Does not
+    re-check invariants; the planner did.
+    """
+    maps = {plural: dict(state.table(kind)) for kind, (_t, plural, _p) in KINDS.items()}
+    for kind, obj_id, column in change.guards:
+        table = maps[KINDS[kind][1]]
+        table[obj_id] = replace(table[obj_id], **{column: getattr(table[obj_id], column) + 1})
+    for op in change.ops:
+        table = maps[KINDS[op.kind][1]]
+        if op.action == "insert":
+            table[op.id] = OBJECT_CLASSES[op.kind](id=op.id, **op.fields)
+        elif op.action == "update":
+            table[op.id] = replace(table[op.id], **op.fields)
+        else:
+            table.pop(op.id, None)
+    return DirectoryState(**maps)
