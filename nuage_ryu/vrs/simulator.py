@@ -150,6 +150,9 @@ def _args(action) -> str:
     return ",".join(f"{k}={v}" for k, v in vars(action).items() if v is not None) if vars(action) else ""
 
 
+_ICMP_REPLY_OF = {0: 8, 14: 13, 16: 15, 18: 17}  # reply type -> its request type
+
+
 class Conntrack:
     """A minimal connection tracker: per zone, 5-tuple connections, original vs reply direction."""
 
@@ -161,6 +164,18 @@ class Conntrack:
         if pkt.get("eth_type") != 0x0800 or "ipv4_src" not in pkt:
             return None
         proto = pkt.get("ip_proto", 0)
+        if proto == 1:
+            # ICMP queries are tracked per query kind (echo, timestamp...): a request and its reply are
+            # one connection, another type/code is another one (Linux keys on type, code, id).
+            # Error messages are not modelled (they are +new, not +rel).
+            icmp_type, code = pkt.get("icmpv4_type", 0), pkt.get("icmpv4_code", 0)
+            is_reply = icmp_type in _ICMP_REPLY_OF
+            query = (_ICMP_REPLY_OF.get(icmp_type, icmp_type), code)
+            # "Ports" mark the direction, so only a reply type matches the reverse of a request.
+            me, peer = (query, "reply"), (query, "request")
+            if not is_reply:
+                me, peer = peer, me
+            return (proto, pkt["ipv4_src"], pkt["ipv4_dst"], me, peer)
         sport = pkt.get("tcp_src", pkt.get("udp_src", 0))
         dport = pkt.get("tcp_dst", pkt.get("udp_dst", 0))
         return (proto, pkt["ipv4_src"], pkt["ipv4_dst"], sport, dport)
