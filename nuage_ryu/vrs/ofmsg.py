@@ -238,6 +238,7 @@ def ofctl_actions(actions: tuple) -> str:
 
 def to_ofctl(flow: Flow) -> str:
     """One ``ovs-ofctl add-flows`` line: ``table=10,priority=100,cookie=0x1,in_port=3,actions=...``."""
+    flow = canonical_flow(flow)  # e.g. Output(CONTROLLER) carries max_len 65509 on the wire
     head = f"table={flow.table},priority={flow.priority},cookie={flow.cookie:#x}"
     if flow.idle_timeout:
         head += f",idle_timeout={flow.idle_timeout}"

@@ -180,8 +180,22 @@ def _register_all_fields() -> None:
         if len(spec.hdr) != 4:  # experimenter-class headers: decoded by os-ken's slow path
             continue
         key = bytes((spec.hdr[0], spec.hdr[1], spec.hdr[2] & 0xFE, 0))
-        # Prefer the first name os-ken lists for a header (e.g. tunnel_id over tunnel_id_nxm).
+        # OVS may answer with the old NXM header of a field (NXM_OF_ETH_SRC for eth_src,
+        # e.g. in reg_move); os-ken calls those "<name>_nxm". Decode them to the OXM name.
+        base = _canonical_name(desc.name)
+        if base != desc.name:
+            spec = field(base)
         _FIELDS_BY_HDR.setdefault(key, spec)
+
+
+def _canonical_name(name: str) -> str:
+    if name.endswith("_nxm"):
+        try:
+            field(name[:-4])
+            return name[:-4]
+        except WireError:
+            pass
+    return name
 
 
 _register_all_fields()
@@ -439,7 +453,10 @@ def decode_match(buf, pos: int) -> tuple[tuple[MatchField, ...], int]:
 
 
 def _nxm_name(header: int) -> str:
-    return ofp.oxm_to_user_header(ofp.oxm_parse_header(struct.pack("!I", header), 0)[0])
+    spec = _FIELDS_BY_HDR.get(struct.pack("!I", header & 0xFFFFFE00))
+    if spec is not None:
+        return spec.name
+    return _canonical_name(ofp.oxm_to_user_header(ofp.oxm_parse_header(struct.pack("!I", header), 0)[0]))
 
 
 def _decode_action(raw: bytes):
