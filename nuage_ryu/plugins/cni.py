@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
@@ -43,6 +44,9 @@ ERR_CHECK_FAILED = 101
 ERR_CONFLICT = 102
 
 NETWORK_KEYS = ("enterprise", "domain", "zone", "subnet")
+# Same rules as the agent's (nuage_ryu.plugins.attach / links), repeated to keep this module light.
+CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
 class CniError(Exception):
@@ -218,6 +222,11 @@ def run(env: dict, stdin: bytes) -> dict | None:
             raise _agent_error(exc, "GC") from None
         return None
     container_id, ifname = _require_env(env, "CNI_CONTAINERID", "CNI_IFNAME")
+    if not CONTAINER_ID_RE.match(container_id):
+        raise CniError(ERR_INVALID_ENV, f"CNI_CONTAINERID {container_id!r} is not a valid container id")
+    if not IFNAME_RE.match(ifname) or ifname in (".", ".."):
+        raise CniError(ERR_INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name "
+                                        "(1-15 characters)")
     cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
     if command == "DEL":
         try:

@@ -93,3 +93,41 @@ def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host
                 proc.wait(5)
         if proc.stdout:
             proc.stdout.close()
+
+
+def run_cni(command: str, conf: dict | str, container_id: str = "", netns: str = "", ifname: str = "eth0",
+            cni_args: str = "", env_extra: dict | None = None, binary: str | None = None,
+            ) -> tuple[int, dict | None]:
+    """Run the real ``nuage-cni`` executable like a runtime does; (exit code, decoded stdout or None)."""
+    import json
+
+    binary = binary or os.path.join(os.path.dirname(sys.executable), "nuage-cni")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
+           "CNI_PATH": "/opt/cni/bin"}
+    for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname),
+                       ("CNI_ARGS", cni_args)):
+        if value:
+            env[key] = value
+    env.update(env_extra or {})
+    data = conf if isinstance(conf, str) else json.dumps(conf)
+    proc = subprocess.run([binary], input=data.encode(), env=env, capture_output=True, timeout=60)
+    out = proc.stdout.decode().strip()
+    return proc.returncode, (json.loads(out) if out else None)
+
+
+def host_state(ovs_instance, directory: DirectoryClient, host_name: str, bridge: str = "br-int") -> dict:
+    """What an attach leaves behind on a host: OVS ports, nr/nc links, this host's vports."""
+    ports = ovs_instance.vsctl("list-ports", bridge).split()
+    argv = ["ip", "-o", "link"]
+    if ovs_instance.netns:
+        argv = ["ip", "netns", "exec", ovs_instance.netns, *argv]
+    links = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    names = sorted({line.split(":")[1].strip().split("@")[0] for line in links.splitlines()})
+    return {"ports": sorted(p for p in ports if p.startswith("nr")),
+            "links": [n for n in names if n.startswith(("nr", "nc")) and len(n) == 13],
+            "vports": sorted(v["id"] for v in directory.host_vports(host_name))}
+
+
+def ns_exec(netns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
+                          timeout=timeout)
