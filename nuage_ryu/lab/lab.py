@@ -314,6 +314,8 @@ class Lab:
                  netns=underlay)
         netns.ip("link", "set", port, "master", UNDERLAY_BRIDGE, "up", netns=underlay)
         netns.ip("link", "set", UPLINK, "up", netns=node_netns)
+        # Without this, TCP from this node dies in the receiving host's userspace datapath.
+        netns.disable_tx_checksum(node_netns, [UPLINK])
 
     def _build_host(self, state: dict, record: dict) -> None:
         lab_host = self._host_from(record, state)

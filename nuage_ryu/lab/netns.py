@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 NETNS_DIR = "/run/netns"
@@ -95,3 +96,29 @@ def processes_in(names: Sequence[str]) -> dict[int, str]:
             except OSError:
                 continue
     return found
+
+
+# SIOCETHTOOL with ETHTOOL_STXCSUM: the ioctl behind 'ethtool -K IF tx off' (ethtool is often absent).
+_TX_CHECKSUM_OFF = """
+import array, fcntl, socket, struct, sys
+SIOCETHTOOL, ETHTOOL_STXCSUM = 0x8946, 0x17
+for ifname in sys.argv[1:]:
+    value = array.array("I", [ETHTOOL_STXCSUM, 0])  # struct ethtool_value {cmd, data}
+    ifreq = struct.pack("16sP16x", ifname.encode(), value.buffer_info()[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+"""
+
+
+def disable_tx_checksum(name: str, ifnames: Sequence[str]) -> None:
+    """Turn off TX checksum offload on veths in namespace ``name``.
+
+    A kernel sending into a veth leaves TCP/UDP checksums for the "hardware"
+    to finish. When the peer end is read by OVS's userspace datapath (AF_PACKET,
+    no vnet header) the checksum is never finished and the receiver drops the
+    segment: ping works, TCP does not. Every veth whose traffic reaches a
+    netdev bridge needs this on its sending side (underlay NICs and container
+    interfaces alike).
+    """
+    if ifnames:
+        run_in(name, [sys.executable, "-S", "-c", _TX_CHECKSUM_OFF, *ifnames], check=True)

@@ -253,7 +253,7 @@ class _EnsureControllers(command.BaseCommand):
                 row.target = target
             _set_if_changed(row, self.settings)
             rows.append(row)
-        if [r.uuid for r in rows] != [r.uuid for r in current]:
+        if {r.uuid for r in rows} != {r.uuid for r in current}:  # a set column: order is meaningless
             br.controller = rows
 
 
@@ -547,7 +547,7 @@ class HostOVS:
                 "controllers": [{"target": c.target,
                                  "is_connected": bool(c.is_connected),
                                  "connection_mode": c.connection_mode[0] if c.connection_mode else None}
-                                for c in br.controller],
+                                for c in sorted(br.controller, key=lambda c: c.target)],
                 "ports": sorted(p.name for p in br.ports),
             }
 
