@@ -342,9 +342,9 @@ class AttachService:
         prefix = ipaddress.ip_network(subnet["cidr"], strict=False).prefixlen
         address = f"{vport['ip']}/{prefix}"
         gateway = vport.get("gateway") or subnet.get("gateway", "")
-        # 2. veth
-        self.links.create_veth(host_if, peer, self.mtu)
+        # 2. veth (undo registered first: deleting is idempotent, and a half-made pair must go too)
         undo.append(("delete veth", lambda: self.links.delete(host_if)))
+        self.links.create_veth(host_if, peer, self.mtu)
         # 3. container side
         if req.netns:
             self.links.move_and_configure(peer, req.netns, req.ifname, vport["mac"], address,
@@ -355,11 +355,11 @@ class AttachService:
                  EXT_SUBNET: subnet["id"]}
         if not req.netns:
             extra[EXT_PEER] = peer
+        undo.append(("delete OVS port", lambda: self.ovs.delete_vport_port(self.bridge, host_if)))
         try:
             self.ovs.add_vport_port(self.bridge, host_if, vport["id"], req.container_id, extra_ids=extra)
         except Exception as exc:
             raise AttachError("unavailable", f"local OVSDB: {exc}") from None
-        undo.append(("delete OVS port", lambda: self.ovs.delete_vport_port(self.bridge, host_if)))
         # 5. ofport
         try:
             ofport = self.ovs.wait_for_ofport(host_if, self.up_timeout)
