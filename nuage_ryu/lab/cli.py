@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = command
 
     from nuage_ryu.lab.lab import Lab, LabError
-    from nuage_ryu.ovsdb.host import HostOVSError
     from nuage_ryu.ovsdb.process import OvsError
 
     try:
@@ -91,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
             return _exec(lab, args)
         if args.command == "down":
             return _down(lab)
-    except (LabError, OvsError, HostOVSError) as exc:
-        print(f"nuage-lab: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except Exception as exc:
+        # The OVSDB layer is imported lazily (slow import), so its error type is looked up, not imported.
+        host_layer = sys.modules.get("nuage_ryu.ovsdb.host")
+        if not isinstance(exc, (LabError, OvsError)) and not (
+                host_layer is not None and isinstance(exc, host_layer.HostOVSError)):
+            raise
+        print(f"nuage-lab: error: {(str(exc).splitlines() or [type(exc).__name__])[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nuage-lab: interrupted", file=sys.stderr)

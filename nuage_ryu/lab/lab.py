@@ -9,6 +9,10 @@ Layout for prefix ``P`` and ``N`` hosts (see docs/lab.md)::
             br-int (secure, OpenFlow13-15, controller targets) + vxlan0 (remote_ip=flow,
             key=flow, local_ip=underlay IP)
 
+The OVSDB layer (and with it python-ovs, which pulls in eventlet when that is
+installed: ~0.3 s) is imported only by the commands that talk to OVSDB, so that
+``exec`` and ``down`` start fast.
+
 Everything created is recorded in ``<state>/lab.json`` before it is created, so
 ``down`` can undo a lab whose ``up`` crashed half-way. Processes are stopped by
 their recorded pids (checked to still be the expected binary); namespaces are
@@ -32,7 +36,6 @@ from collections.abc import Iterator, Sequence
 
 from nuage_ryu.lab import netns
 from nuage_ryu.lab.netns import LabError
-from nuage_ryu.ovsdb.host import HostOVS, HostOVSError, datapath_id_for, format_datapath_id
 from nuage_ryu.ovsdb.process import (
     DAEMONS,
     REQUIRED_BINARIES,
@@ -221,6 +224,8 @@ class Lab:
             if not CONTROLLER_RE.match(target):
                 raise LabError(f"invalid controller target {target!r} (expected tcp:IP:PORT, ssl:IP:PORT "
                                "or unix:PATH)")
+        from nuage_ryu.ovsdb.host import datapath_id_for
+
         hosts = []
         for index in range(1, n_hosts + 1):
             name = f"h{index}"
@@ -318,6 +323,8 @@ class Lab:
         netns.disable_tx_checksum(node_netns, [UPLINK])
 
     def _build_host(self, state: dict, record: dict) -> None:
+        from nuage_ryu.ovsdb.host import HostOVS
+
         lab_host = self._host_from(record, state)
         self._plug_node(state["underlay"]["netns"], lab_host.netns, lab_host.name)
         instance = lab_host.ovs
@@ -422,6 +429,8 @@ class Lab:
 
     def status(self) -> dict:
         """What the lab looks like now: namespaces, processes, bridges and ports (plain data)."""
+        from nuage_ryu.ovsdb.host import format_datapath_id
+
         state = self._state()
         report = {
             "state_dir": self.state_dir,
@@ -484,6 +493,8 @@ def _runs_with(pid: int, binary: str, rundir: str) -> bool:
 
 
 def _bridges_of(lab_host: LabHost) -> dict:
+    from nuage_ryu.ovsdb.host import HostOVS, HostOVSError
+
     try:
         with HostOVS(lab_host.db_remote, timeout=3) as ovsdb:
             bridges = {}
