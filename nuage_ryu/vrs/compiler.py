@@ -126,11 +126,14 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
                           (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
     d = cookie_for(CookieKind.ACL_DEFAULT, domain.id)
     allow = domain.default_action == "allow"
+    # A default allow is stateful: it commits the connection so that its replies come
+    # back as +est (conntrack marks a reply of an uncommitted connection +inv).
+    commit = (Ct(zone=domain.ct_zone, commit=True),)
     flows += [
         Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(**in_domain),
-             (Goto(P.L3_LOOKUP.number),) if allow else (), d),
+             (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
         Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(**in_domain),
-             (Goto(P.OUTPUT.number),) if allow else (), d),
+             (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
     ]
     return flows
 
