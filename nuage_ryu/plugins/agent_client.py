@@ -6,7 +6,6 @@ no os-ken, ovsdbapp or pyroute2 here.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 
@@ -30,55 +29,75 @@ class AgentUnavailable(AgentError):
         super().__init__(0, "unavailable", message)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
+def _recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+
+def _parse_response(raw: bytes) -> tuple[int, bytes]:
+    """(status, body) of a complete HTTP/1.1 response read until EOF."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("truncated response")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise ValueError(f"bad status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+            if len(body) < length:
+                raise ValueError("truncated body")
+            body = body[:length]
+    return status, body
 
 
 class AgentClient:
+    """HTTP/1.1 over the unix socket with ``Connection: close``.
+
+    Written on a plain socket rather than http.client, whose imports (email,
+    ssl) would double the start time of a CNI call.
+    """
+
     def __init__(self, socket_path: str = DEFAULT_AGENT_SOCKET, timeout: float = 60.0):
         self.socket_path = socket_path or DEFAULT_AGENT_SOCKET
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: dict | None = None):
-        conn = _UnixConnection(self.socket_path, self.timeout)
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        data = json.dumps(body).encode() if body is not None else b""
+        request = (f"{method} {path} HTTP/1.1\r\nHost: nuage-agent\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
             try:
-                conn.connect()
+                sock.connect(self.socket_path)
             except OSError as exc:
                 raise AgentUnavailable(f"cannot reach the nuage agent at {self.socket_path}: "
                                        f"{exc.strerror or exc} (is the VRS agent running on this host?)"
                                        ) from None
             try:
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
+                sock.sendall(request)
+                status, raw = _parse_response(_recv_all(sock))
+            except (OSError, ValueError) as exc:
                 raise AgentUnavailable(
                     f"nuage agent at {self.socket_path} dropped the request: {exc}") from None
         finally:
-            conn.close()
+            sock.close()
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
-            raise AgentError(resp.status, "failed", f"agent sent non-JSON (HTTP {resp.status})") from None
-        if resp.status >= 400:
+            raise AgentError(status, "failed", f"agent sent non-JSON (HTTP {status})") from None
+        if status >= 400:
             err = payload.get("error", {}) if isinstance(payload, dict) else {}
-            raise AgentError(resp.status, err.get("code", "failed"),
-                             err.get("message", f"HTTP {resp.status}"))
+            raise AgentError(status, err.get("code", "failed"),
+                             err.get("message", f"HTTP {status}"))
         return payload
 
     # Convenience wrappers
