@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.cookies import CANARY_COOKIE, STATIC_COOKIE, CookieKind, cookie_for
@@ -50,6 +51,7 @@ REG_DST_PORT = P.REG_DST_PORT.field
 REG_DST_HOST = P.REG_DST_HOST.field
 
 
+@lru_cache(maxsize=65536)  # a few subnets/CIDRs, compiled once per vport: memoise the parsing
 def cidr_match(cidr: str) -> str | tuple[str, str]:
     """An IPv4 match value for a CIDR: exact for a /32, (network, netmask) otherwise."""
     net = ipaddress.IPv4Network(cidr, strict=False)
@@ -58,6 +60,7 @@ def cidr_match(cidr: str) -> str | tuple[str, str]:
     return (str(net.network_address), str(net.netmask))
 
 
+@lru_cache(maxsize=65536)
 def ip_to_int(ip: str) -> int:
     return int(ipaddress.IPv4Address(ip))
 
@@ -128,11 +131,12 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     allow = domain.default_action == "allow"
     # A default allow is stateful: it commits the connection so that its replies come
     # back as +est (conntrack marks a reply of an uncommitted connection +inv).
+    # OVS accepts ct() only with an IP match (only IP reaches the policy tables anyway).
     commit = (Ct(zone=domain.ct_zone, commit=True),)
     flows += [
-        Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(**in_domain),
+        Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
              (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
-        Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(**in_domain),
+        Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
              (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
     ]
     return flows
@@ -391,8 +395,9 @@ class FlowCompiler:
             if before is None or before.actions != after.actions or before.cookie != after.cookie:
                 diff.add.append(after)
             self.flows[key] = after
-        diff.add.sort(key=lambda f: f.key)
-        diff.delete.sort(key=lambda f: f.key)
+        # Stable, cheap order for logs and bundles (comparing whole matches is slow at 100k flows).
+        diff.add.sort(key=lambda f: (f.table, -f.priority))
+        diff.delete.sort(key=lambda f: (f.table, -f.priority))
         return diff
 
     def _drop(self, owner: Owner) -> set[tuple]:
