@@ -110,3 +110,27 @@ def test_mininet_runner_bad_input_is_one_line():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("--hosts must be between 1 and 100")
+
+
+def test_mn_custom_topology_in_a_sandbox():
+    """The documented 'mn --custom ... --topo nuage,3 --controller none --test pingall' works.
+
+    Run inside fresh PID, network and mount namespaces with a private /tmp and
+    /run/openvswitch: should 'mn' hit an exception, its global cleanup (killall,
+    pkill -f, rm /tmp/*.log, del-br) can then only see the sandbox. When mn
+    (PID 1 there) exits, the kernel ends everything left in the sandbox.
+    """
+    links_before = root_links()
+    script = ("mount -t tmpfs nuage-mn-tmp /tmp && mkdir -p /run/openvswitch && "
+              "mount -t tmpfs nuage-mn-ovs /run/openvswitch && ip link set lo up && "
+              "HOME=/tmp exec mn --custom mininet_topos/nuage_lab.py --topo nuage,3 "
+              "--controller none --test pingall")
+    result = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc",
+                             "--propagation", "private", "sh", "-c", script],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Results: 0% dropped (12/12 received)" in output
+    assert "Caught exception" not in output
+    assert processes_mentioning("nuage_lab.py") == []
+    assert root_links() == links_before
