@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -260,6 +261,9 @@ class DirectoryAPI:
         if kind == "token":
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             extra = {"token_hash": hash_token(token), "now_ms": int(self._clock() * 1000)}
+        # One id for all attempts: if a commit's reply is lost (leader change), the retry finds the
+        # row and reports success instead of creating a second object.
+        extra["new_id"] = str(uuid.uuid4())
         change, state = self.store.apply(lambda s: validate.plan_create(s, kind, id, body, **extra))
         obj_id = change.result[1]
         out = as_dict(kind, state.get(kind, obj_id), state)

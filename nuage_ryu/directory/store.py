@@ -355,20 +355,20 @@ class DirectoryStore:
                     self._publish()
                     self._wake()
                     return change, self._state
-                if status == ovs.db.idl.Transaction.ERROR:
-                    if '"duplicate uuid"' in error and self._inserts_present(change):
-                        # The previous attempt committed but its reply was lost (leader change).
-                        self._publish()
-                        self._wake()
-                        return change, self._state
-                    if '"constraint violation"' in error and change.auto_assigned:
-                        self._catch_up()
-                        continue
+                if status == ovs.db.idl.Transaction.ERROR and (
+                        '"constraint violation"' not in error or not change.auto_assigned) and (
+                        '"duplicate uuid"' not in error):
                     if '"constraint violation"' in error or "referential integrity" in error:
                         raise Conflict(_conflict_message(error))
                     raise Unavailable(f"the directory database refused the change: {error}")
-                # TRY_AGAIN (verify failed, reconnect), NOT_LOCKED, ABORTED: re-plan.
+                # Lost a race (TRY_AGAIN after a failed verify or a reconnect, an index conflict on an
+                # automatically chosen value) or the outcome is unknown (leader change): if the
+                # previous attempt did commit, its inserted rows are there now; otherwise re-plan.
                 self._catch_up()
+                if self._inserts_present(change):
+                    self._publish()
+                    self._wake()
+                    return change, self._state
             raise Unavailable("too many concurrent changes; try again")
 
     def _wait_synced(self, deadline: float) -> None:
@@ -388,8 +388,8 @@ class DirectoryStore:
         self._check_mirror()
 
     def _inserts_present(self, change: Change) -> bool:
-        self._catch_up()
-        return all(op.id in self._mirror[op.kind] for op in change.ops if op.action == "insert")
+        inserts = [op for op in change.ops if op.action == "insert"]
+        return bool(inserts) and all(op.id in self._mirror[op.kind] for op in inserts)
 
     def _commit(self, change: Change, deadline: float) -> tuple[int, str]:
         idl = self._idl

@@ -61,6 +61,7 @@ class ManagerProcess:
 
     def __init__(self, state_dir: str, port: int | None = None, connection: str = "", extra: str = ""):
         self.state_dir = state_dir
+        os.makedirs(state_dir, exist_ok=True)
         self.port = port or free_port()
         self.config_file = os.path.join(state_dir, "nuage-ryu.conf")
         self.api_socket = os.path.join(state_dir, "api.sock")
