@@ -172,9 +172,10 @@ OFCTL_FIELD = {
 _PORT_NAMES = {OFPP_IN_PORT: "in_port", OFPP_CONTROLLER: "controller", OFPP_LOCAL: "local"}
 
 
-def _ofctl_value(name: str, value) -> str:
+def _ofctl_value(name: str, value, masked: bool = False) -> str:
+    # Decimal: ovs-ofctl takes port numbers (in_port) only in decimal; hex for masks and flag fields.
     if isinstance(value, int):
-        return f"{value:#x}" if value > 9 else str(value)
+        return f"{value:#x}" if masked or name == "ct_state" else str(value)
     return str(value)
 
 
@@ -185,7 +186,7 @@ def ofctl_match(match: tuple[MatchField, ...]) -> str:
         if m.mask is None:
             parts.append(f"{name}={_ofctl_value(m.name, m.value)}")
         else:
-            parts.append(f"{name}={_ofctl_value(m.name, m.value)}/{_ofctl_value(m.name, m.mask)}")
+            parts.append(f"{name}={_ofctl_value(m.name, m.value, True)}/{_ofctl_value(m.name, m.mask, True)}")
     return ",".join(parts)
 
 

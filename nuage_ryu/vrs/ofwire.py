@@ -24,6 +24,7 @@ flow so that desired and installed flows compare equal.
 
 from __future__ import annotations
 
+import operator
 import socket
 import struct
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ class RawAction:
 class _Field:
     """One OXM/NXM field: wire headers and value codec, derived from os-ken's tables."""
 
-    __slots__ = ("name", "size", "kind", "desc", "hdr", "hdr_w", "sort_key", "full")
+    __slots__ = ("name", "size", "kind", "desc", "hdr", "hdr_w", "sort_key", "full", "limit")
 
     def __init__(self, name: str) -> None:
         num, desc = ofp.oxm_get_field_info_by_name(name)
@@ -122,6 +123,7 @@ class _Field:
         # field by field, so the order matters (eth_type before ipv4_dst).
         self.sort_key = num[0] if isinstance(num, tuple) else num
         self.full = b"\xff" * self.size
+        self.limit = 1 << (8 * self.size)
 
     def to_bytes(self, value) -> bytes:
         kind = self.kind
@@ -199,14 +201,30 @@ def _canonical_name(name: str) -> str:
 
 
 _register_all_fields()
+_FIELDS_BY_INT: dict[int, _Field] = {_U32.unpack(k)[0]: spec for k, spec in _FIELDS_BY_HDR.items()}
+
+
+def _canonical_value(spec: _Field, value):
+    """``value`` as the decoder returns it; the same object when it already is (the common case)."""
+    kind = spec.kind
+    if kind == "int":
+        if type(value) is int and 0 <= value < spec.limit:
+            return value
+    elif kind == "mac":
+        if type(value) is str and len(value) == 17 and value == value.lower():
+            return value
+    elif kind == "ipv4":
+        if type(value) is str and socket.inet_ntoa(socket.inet_aton(value)) == value:
+            return value
+    return spec.from_bytes(spec.to_bytes(value))
 
 
 def canonical_match_field(m: MatchField) -> MatchField | None:
     """The form OVS reports: value & mask, full masks dropped; None for an all-zero mask."""
-    spec = field(m.name)
+    spec = _FIELDS.get(m.name) or field(m.name)
     if m.mask is None:
-        value = spec.from_bytes(spec.to_bytes(m.value))
-        return m if value == m.value else MatchField(m.name, value)
+        value = _canonical_value(spec, m.value)
+        return m if value is m.value else MatchField(m.name, value)
     vraw = spec.to_bytes(m.value)
     mraw = spec.to_bytes(m.mask)
     if mraw == spec.full:
@@ -214,18 +232,23 @@ def canonical_match_field(m: MatchField) -> MatchField | None:
     if not any(mraw):
         return None
     vraw = bytes(a & b for a, b in zip(vraw, mraw, strict=True))
-    return MatchField(m.name, spec.from_bytes(vraw), spec.from_bytes(mraw))
+    value, mask = spec.from_bytes(vraw), spec.from_bytes(mraw)
+    return m if value == m.value and mask == m.mask else MatchField(m.name, value, mask)
 
 
 def canonical_action(action):
-    """The form the decoder produces for ``action`` (what OVS reports back)."""
+    """The form the decoder produces for ``action`` (what OVS reports back); same object if unchanged."""
     cls = type(action)
+    if cls is Goto:
+        return action
     if cls is SetField:
-        spec = field(action.name)
-        value = spec.from_bytes(spec.to_bytes(action.value))
-        return action if value == action.value else SetField(action.name, value)
-    if cls is Output and action.port == OFPP_CONTROLLER:
-        return Controller(OFPCML_MAX)  # an output action carries os-ken's default max_len
+        spec = _FIELDS.get(action.name) or field(action.name)
+        value = _canonical_value(spec, action.value)
+        return action if value is action.value else SetField(action.name, value)
+    if cls is Output:
+        if action.port == OFPP_CONTROLLER:
+            return Controller(OFPCML_MAX)  # an output action carries os-ken's default max_len
+        return action
     if cls is Resubmit and action.in_port in (OFPP_IN_PORT, 0xFFF8):
         return Resubmit(action.table)
     if cls is Ct and action.zone_src is not None and action.zone:
@@ -234,20 +257,21 @@ def canonical_action(action):
 
 
 def canonical_flow(flow: Flow) -> Flow:
-    """``flow`` as it reads back from OVS, so that desired == installed compares exactly."""
-    match = []
-    changed = False
+    """``flow`` as it reads back from OVS, so that desired == installed compares exactly.
+
+    Returns ``flow`` itself when it is already canonical (cheap: no allocation).
+    """
     for m in flow.match:
-        c = canonical_match_field(m)
-        if c is not m:
-            changed = True
-        if c is not None:
-            match.append(c)
-    actions = tuple(canonical_action(a) for a in flow.actions)
-    if actions != flow.actions:
-        changed = True
-    if not changed:
-        return flow
+        if canonical_match_field(m) is not m:
+            break
+    else:
+        for a in flow.actions:
+            if canonical_action(a) is not a:
+                break
+        else:
+            return flow
+    match = [c for c in map(canonical_match_field, flow.match) if c is not None]
+    actions = tuple(map(canonical_action, flow.actions))
     return Flow(flow.table, flow.priority, tuple(sorted(match)), actions, flow.cookie,
                 flow.idle_timeout, flow.hard_timeout)
 
@@ -390,17 +414,12 @@ _ACTION_DECODE_CACHE: dict[bytes, object] = {}
 
 _OXM_CACHE: dict[bytes, MatchField] = {}
 _OXM_CACHE_MAX = 1 << 16
-_FIELDS_BY_INT: dict[int, _Field] = {}
 
 
 def _decode_oxm_slow(raw: bytes) -> MatchField:
     hdr = _U32.unpack_from(raw, 0)[0]
     spec = _FIELDS_BY_INT.get(hdr & 0xFFFFFE00)
     if spec is None:
-        if not _FIELDS_BY_INT:
-            for key, sp in _FIELDS_BY_HDR.items():
-                _FIELDS_BY_INT[_U32.unpack(key)[0]] = sp
-            return _decode_oxm_slow(raw)
         n, value, mask, _ = ofp.oxm_parse(raw, 0)
         name, uv = ofp.oxm_to_user(n, value, mask)
         if isinstance(uv, tuple):
@@ -425,8 +444,7 @@ def _decode_oxm(buf, pos: int):
     return m, end
 
 
-def _by_name(m: MatchField) -> str:
-    return m.name
+_by_name = operator.attrgetter("name")
 
 
 def decode_match(buf, pos: int) -> tuple[tuple[MatchField, ...], int]:
@@ -504,8 +522,13 @@ def decode_actions(buf, pos: int, end: int) -> list:
             raise WireError(f"bad action length {alen}")
         raw = bytes(buf[pos:pos + alen])
         if atype == 25:  # set_field: values vary per flow, never cached
-            m = _decode_oxm_slow(raw[4:4 + 4 + raw[7]])
-            out.append(SetField(m.name, m.value) if m.mask is None else RawAction(raw))
+            hdr = _U32.unpack_from(raw, 4)[0]
+            spec = _FIELDS_BY_INT.get(hdr & 0xFFFFFE00)
+            if spec is not None and not hdr & 0x100:
+                out.append(SetField(spec.name, spec.from_bytes(raw[8:8 + spec.size])))
+            else:
+                m = _decode_oxm_slow(raw[4:4 + 4 + raw[7]])
+                out.append(SetField(m.name, m.value) if m.mask is None else RawAction(raw))
         else:
             action = cache.get(raw)
             if action is None:

@@ -123,7 +123,7 @@ def send(datapath, msgs: Iterable[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def gc_paused(n_items: int):
+def gc_paused(n_items: int = GC_PAUSE_THRESHOLD):
     """Pause the cyclic garbage collector around a large batch of allocations.
 
     Creating 100k flow objects triggers many full collections over an
@@ -260,7 +260,8 @@ class BridgeSync:
         xid = _HDR.unpack_from(raw, 0)[3]
         if self.state != READING or xid != self._read_xid:
             return []  # someone else's request, or a stale one
-        flows, more, _ = ofwire.decode_flow_stats_reply(raw)
+        with gc_paused():  # one reply: ~64 KB, a few hundred flows
+            flows, more, _ = ofwire.decode_flow_stats_reply(raw)
         self._read_buf.extend(flows)
         if more:
             return []
@@ -365,7 +366,8 @@ class BridgeSync:
                 adds = list(desired.values())
                 self.stats.full_pushes += 1
             else:
-                adds = [f for k, f in desired.items() if installed.get(k) != f]
+                # Identity first: after a commit ``installed`` holds the desired objects themselves.
+                adds = [f for k, f in desired.items() if (have := installed.get(k)) is not f and have != f]
             self._force_full = False
             if not adds and not deletes:
                 self._confirm()
