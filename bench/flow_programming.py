@@ -180,7 +180,8 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             # 1. ovs-ofctl, on the same bridge, same flows.
             t = time.perf_counter()
-            subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", lab.mgmt, text], check=True)
+            subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "add-flows", lab.mgmt, text],
+                           check=True)
             results["ofctl"].append(time.perf_counter() - t)
             assert flow_count(lab.mgmt) == n + base, "ovs-ofctl did not install every flow"
             subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", "del-flows", lab.mgmt, "cookie=0/0"],

@@ -213,9 +213,8 @@ def _canonical_value(spec: _Field, value):
     elif kind == "mac":
         if type(value) is str and len(value) == 17 and value == value.lower():
             return value
-    elif kind == "ipv4":
-        if type(value) is str and socket.inet_ntoa(socket.inet_aton(value)) == value:
-            return value
+    elif kind == "ipv4" and type(value) is str and socket.inet_ntoa(socket.inet_aton(value)) == value:
+        return value
     return spec.from_bytes(spec.to_bytes(value))
 
 
