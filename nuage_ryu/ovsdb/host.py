@@ -561,6 +561,17 @@ class HostOVS:
                     "options": dict(iface.options), "external_ids": dict(iface.external_ids),
                     "error": iface.error[0] if iface.error else None}
 
+    def watch_event(self, row_event: event.RowEvent) -> None:
+        """Run ``row_event`` (an ovsdbapp RowEvent) on matching changes of the registered tables.
+
+        Its ``run`` is called from this connection's event thread; keep it short.
+        """
+        self._idl.notify_handler.watch_event(row_event)
+
+    def unwatch_event(self, row_event: event.RowEvent) -> None:
+        """Stop delivering ``row_event``."""
+        self._idl.notify_handler.unwatch_event(row_event)
+
     # Lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+from ovsdbapp.backend.ovs_idl import event
 
 from nuage_ryu.ovsdb.host import (
     EXT_CONTAINER_ID,
@@ -191,3 +193,23 @@ def test_wait_for_ofport_reports_failure_and_timeout(switch_host):
     with pytest.raises(HostOVSError, match="no ofport within"):
         switch_host.wait_for_ofport("nv-never", timeout=0.5)
     assert time.monotonic() - started < 2
+
+
+def test_watch_event_sees_vport_changes(host):
+    seen = threading.Event()
+
+    class VPortCreated(event.RowEvent):
+        def __init__(self):
+            super().__init__((self.ROW_CREATE,), "Interface", (("name", "=", "nv-watch"),))
+
+        def run(self, ev, row, old):
+            seen.set()
+
+    watcher = VPortCreated()
+    host.watch_event(watcher)
+    try:
+        host.ensure_integration_bridge("br-int", "netdev", [CONTROLLER], 1)
+        host.add_vport_port("br-int", "nv-watch", "vport-w", "container-w")
+        assert seen.wait(5)
+    finally:
+        host.unwatch_event(watcher)
