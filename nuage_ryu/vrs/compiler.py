@@ -74,7 +74,6 @@ _TABLES_WITH_MISS_DROP = (
 # ct_state matches: (value, mask). "+trk+est" must also be "-inv" to pass.
 CT_ESTABLISHED = (P.CT_TRK | P.CT_EST, P.CT_TRK | P.CT_EST | P.CT_INV)
 CT_RELATED = (P.CT_TRK | P.CT_REL, P.CT_TRK | P.CT_REL | P.CT_INV)
-CT_INVALID = (P.CT_TRK | P.CT_INV, P.CT_TRK | P.CT_INV)
 
 
 def compile_static(view: HostView) -> list[Flow]:
@@ -87,8 +86,11 @@ def compile_static(view: HostView) -> list[Flow]:
     ):
         # Continuations and replies of a connection a stateful allow committed pass without
         # re-evaluating the rules (a rule change never cuts a connection it still allows).
+        # Everything else - +new, and +inv too - goes to the rules: OVS conntrack marks every
+        # packet of an uncommitted TCP/ICMP exchange after the first one +inv (a SYN-ACK or an
+        # echo reply it never saw the start of), and those are exactly what stateless rules
+        # must be able to allow. ct(commit) never commits a +inv packet.
         flows += [
-            Flow(ct_table.number, P.PRIO_CT_INVALID, match(ct_state=CT_INVALID), (), c),
             Flow(ct_table.number, P.PRIO_CT_ESTABLISHED, match(ct_state=CT_ESTABLISHED),
                  (Goto(accepted.number),), c),
             Flow(ct_table.number, P.PRIO_CT_ESTABLISHED, match(ct_state=CT_RELATED),

@@ -101,8 +101,8 @@ INGRESS_CT = Table(
 )
 INGRESS_CT_STATE = Table(
     "INGRESS_CT_STATE", 21,
-    "Sender side, after conntrack: established/related continue to L3_LOOKUP, invalid is dropped, "
-    "anything else (a new connection) goes to the rules.",
+    "Sender side, after conntrack: established/related (not invalid) continue to L3_LOOKUP; "
+    "anything else (new, or invalid: a packet of an uncommitted exchange) goes to the rules.",
     _REGS | frozenset({"ct_state"}), ("L3_LOOKUP", "INGRESS_POLICY"),
 )
 INGRESS_POLICY = Table(
@@ -168,7 +168,6 @@ PRIO_TABLE_MISS = 0  # explicit drop at the bottom of the other tables (counted 
 PRIO_DEFAULT_ACTION = 0  # a domain's default allow/deny in INGRESS_POLICY / EGRESS_POLICY
 ACL_RULE_PRIORITY_MIN = 1
 ACL_RULE_PRIORITY_MAX = 65535
-PRIO_CT_INVALID = 300  # *_CT_STATE
 PRIO_CT_ESTABLISHED = 200  # *_CT_STATE: continuation/reply of a committed connection
 PRIO_CT_NEW = 1  # *_CT_STATE: everything else goes to the rules
 PRIO_CT_SEND = 100  # INGRESS_CT/EGRESS_CT: into conntrack

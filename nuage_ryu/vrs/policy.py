@@ -304,7 +304,8 @@ def compile_rule(view: HostView, plan: RulePlan) -> list[Flow]:
             continue
         if not active[side]:
             continue
-        flows.append(Flow(table, plan.priority, match(conj_id=plan.conj_id),
+        # eth_type: OVS accepts ct() only with an IP prerequisite in the match.
+        flows.append(Flow(table, plan.priority, match(conj_id=plan.conj_id, eth_type=IP),
                           _verdict(plan, side, plan.ct_zone), cookie))
         conj = lambda name: (Conjunction(plan.conj_id, plan.clause(name), plan.n_clauses),)  # noqa: E731
         if plan.clause("svc"):

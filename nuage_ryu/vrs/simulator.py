@@ -56,12 +56,14 @@ FIELD_BITS = {
     **{f: 32 for f in IPV4_FIELDS},
     **{f"reg{i}": 32 for i in range(16)},
     "metadata": 64, "tunnel_id": 64, "in_port": 32, "eth_type": 16, "vlan_vid": 13, "ip_proto": 8,
-    "nw_ttl": 8, "tcp_src": 16, "tcp_dst": 16, "udp_src": 16, "udp_dst": 16, "icmpv4_type": 8,
-    "icmpv4_code": 8, "arp_op": 16, "ct_state": 32, "ct_zone": 16, "ct_mark": 32, "conj_id": 32,
+    "nw_ttl": 8, "tcp_flags": 12, "tcp_src": 16, "tcp_dst": 16, "udp_src": 16, "udp_dst": 16,
+    "icmpv4_type": 8, "icmpv4_code": 8, "arp_op": 16, "ct_state": 32, "ct_zone": 16, "ct_mark": 32,
+    "conj_id": 32,
 }
 MAX_DEPTH = 64  # resubmit/goto/recirculation bound, like OVS's own recursion limit
 
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+TCP_SYN, TCP_RST, TCP_ACK = 0x02, 0x04, 0x10
 
 
 class SimulationError(Exception):
@@ -180,6 +182,19 @@ class Conntrack:
         dport = pkt.get("tcp_dst", pkt.get("udp_dst", 0))
         return (proto, pkt["ipv4_src"], pkt["ipv4_dst"], sport, dport)
 
+    @staticmethod
+    def starts_connection(pkt: dict) -> bool:
+        """Can this packet open a connection? As in OVS conntrack: a TCP packet only if it is a SYN
+        without ACK/RST, an ICMP packet only if it is not a reply. Packets without ``tcp_flags`` are
+        taken as a SYN (tests that care about replies give the flags)."""
+        proto = pkt.get("ip_proto")
+        if proto == 6:
+            flags = pkt.get("tcp_flags", TCP_SYN)
+            return bool(flags & TCP_SYN) and not flags & (TCP_ACK | TCP_RST)
+        if proto == 1:
+            return pkt.get("icmpv4_type", 8) not in _ICMP_REPLY_OF
+        return True
+
     def lookup(self, zone: int, pkt: dict) -> int:
         t = self.tuple_of(pkt)
         if t is None:
@@ -187,21 +202,25 @@ class Conntrack:
         proto, src, dst, sport, dport = t
         conn = self.connections.get((zone, t))
         if conn is not None:
+            # Linux (kernel datapath) semantics: the original direction is +new until a reply is seen.
             return CT_TRK | (CT_EST if conn["seen_reply"] else CT_NEW)
         conn = self.connections.get((zone, (proto, dst, src, dport, sport)))
         if conn is not None:
             conn["seen_reply"] = True
             return CT_TRK | CT_EST | CT_RPL
-        return CT_TRK | CT_NEW
+        return CT_TRK | (CT_NEW if self.starts_connection(pkt) else CT_INV)
 
     def commit(self, zone: int, pkt: dict) -> None:
+        """Commit the packet's connection; an invalid packet (see ``starts_connection``) commits nothing."""
         t = self.tuple_of(pkt)
         if t is None:
             return
         proto, src, dst, sport, dport = t
-        if (zone, (proto, dst, src, dport, sport)) in self.connections:
-            return  # committing a reply: the connection exists already
-        self.connections.setdefault((zone, t), {"seen_reply": False})
+        if (zone, t) in self.connections or (zone, (proto, dst, src, dport, sport)) in self.connections:
+            return  # already tracked (committing a reply or a continuation)
+        if pkt.get("ct_state", 0) & CT_INV or not self.starts_connection(pkt):
+            return
+        self.connections[(zone, t)] = {"seen_reply": False}
 
     def flush(self) -> None:
         self.connections.clear()
@@ -409,7 +428,8 @@ class Overlay:
 
 
 _WIRE_FIELDS = frozenset({
-    "eth_src", "eth_dst", "eth_type", "vlan_vid", "ipv4_src", "ipv4_dst", "ip_proto", "nw_ttl", "tcp_src",
+    "eth_src", "eth_dst", "eth_type", "vlan_vid", "ipv4_src", "ipv4_dst", "ip_proto", "nw_ttl", "tcp_flags",
+    "tcp_src",
     "tcp_dst", "udp_src", "udp_dst", "icmpv4_type", "icmpv4_code", "arp_op", "arp_spa", "arp_tpa", "arp_sha",
     "arp_tha",
 })

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 
@@ -153,6 +154,11 @@ class HostView:
     # -- derived lookups (cheap; the compiler caches what it needs per update) --
     def present_domains(self) -> frozenset[str]:
         """Domains with at least one vport on this host: the only ones that get flows here."""
+        return self._present
+
+    @cached_property
+    def _present(self) -> frozenset[str]:
+        # Computed once per view (the view is immutable); cached_property bypasses the frozen setattr.
         return frozenset(v.domain_id for v in self.vports.values()
                          if v.host == self.host_name and v.domain_id in self.domains)
 

@@ -13,7 +13,7 @@ from nuage_ryu.vrs.flow import Conjunction
 from nuage_ryu.vrs.policy import port_range_masks
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from nuage_ryu.vrs.view import AclRule, Endpoint, PolicyGroup
-from tests.unit.test_vrs_fixtures import HOSTS, TUN, VPORTS, port_of, to_vport, view_for
+from tests.unit.test_vrs_fixtures import ACK, HOSTS, SYN, TUN, VPORTS, port_of, to_vport, view_for
 
 GROUPS = {"a1": {"web"}, "a4": {"web"}, "a2": {"app"}, "a5": {"app"}, "a3": {"db"}}
 PGS = [PolicyGroup("web", "A"), PolicyGroup("app", "A"), PolicyGroup("db", "A"), PolicyGroup("bweb", "B")]
@@ -52,9 +52,9 @@ def send(net, src, dst, **kw) -> bool:
     return bool(got) and got[0][1].port == port_of(dst)
 
 
-def reply(net, src, dst, **kw) -> bool:
-    """The reply of a tcp connection src:40000 -> dst:dport, sent by dst."""
-    return send(net, dst, src, sport=kw.get("dport", 80), dport=40000, proto=kw.get("proto", 6))
+def reply(net, src, dst, flags=SYN | ACK, **kw) -> bool:
+    """The reply (SYN-ACK by default) of a tcp connection src:40000 -> dst:dport, sent by dst."""
+    return send(net, dst, src, sport=kw.get("dport", 80), dport=40000, flags=flags)
 
 
 THREE_TIER = [
@@ -66,10 +66,10 @@ THREE_TIER = [
 @pytest.mark.parametrize("src,dst", [("a1", "a2"), ("a4", "a2"), ("a1", "a5"), ("a4", "a5")])
 def test_three_tier_allowed_path_and_stateful_reply_same_and_cross_host(src, dst):
     net = net_of(THREE_TIER)
-    assert send(net, src, dst, dport=8080)
-    assert reply(net, src, dst, dport=8080)  # stateful: the reply comes back
-    assert reply(net, src, dst, dport=8080)
-    assert send(net, src, dst, dport=8080)  # and the connection continues
+    assert send(net, src, dst, dport=8080)  # SYN
+    assert reply(net, src, dst, dport=8080)  # stateful: the SYN-ACK comes back
+    assert send(net, src, dst, dport=8080, flags=ACK)  # and the connection continues
+    assert reply(net, src, dst, dport=8080, flags=ACK)
 
 
 def test_three_tier_everything_else_denied():
@@ -87,6 +87,9 @@ def test_stateless_allow_does_not_let_replies_back():
     for src, dst in (("a1", "a2"), ("a4", "a2")):
         assert send(net, src, dst, dport=8080)
         assert not reply(net, src, dst, dport=8080)
+        # Later packets of the exchange are +inv in conntrack (never committed) yet still allowed.
+        assert send(net, src, dst, dport=8080, flags=ACK)
+        assert not reply(net, src, dst, dport=8080, flags=ACK)
 
 
 def test_stateless_needs_and_gets_a_reverse_rule():
@@ -94,7 +97,8 @@ def test_stateless_needs_and_gets_a_reverse_rule():
                   rule("app-web", 11, APP, WEB, "tcp", "1024-65535", stateful=False)])
     for src, dst in (("a1", "a2"), ("a4", "a2"), ("a1", "a5")):
         assert send(net, src, dst, dport=8080)
-        assert reply(net, src, dst, dport=8080)
+        assert reply(net, src, dst, dport=8080)  # a SYN-ACK nobody committed: +inv, allowed by rule
+        assert send(net, src, dst, dport=8080, flags=ACK)
 
 
 def test_lower_priority_number_wins():
@@ -173,10 +177,19 @@ def test_protocol_by_number_and_udp():
 
 
 def test_default_allow_with_deny_rules():
-    net = net_of([rule("no-db", 10, WEB, DB, action="deny")], default="allow")
+    net = net_of([rule("no-db", 10, WEB, DB, action="deny"), rule("db-no", 11, DB, WEB, action="deny")],
+                 default="allow")
     assert not send(net, "a1", "a3", dport=5432)
+    assert not send(net, "a3", "a1", dport=5432)
     assert send(net, "a1", "a2", dport=1234)
-    assert send(net, "a3", "a1", dport=1234)
+    assert send(net, "a2", "a4", dport=1234)
+    assert reply(net, "a2", "a4", dport=1234)  # the default allow is stateful
+
+
+def test_default_deny_drops_replies_of_nothing():
+    net = net_of([])
+    assert not reply(net, "a1", "a2")  # an unsolicited SYN-ACK (+inv) is not let through
+    assert not send(net, "a1", "a2", flags=ACK)
 
 
 def test_default_deny_counts_under_the_default_cookie_and_rules_under_their_own():
@@ -216,10 +229,11 @@ def test_removing_a_rule_keeps_connections_it_allowed_but_blocks_new_ones():
     sim = TableSimulator(fc.desired())
     conn = to_vport(V["a1"], V["a2"], dport=8080)
     assert sim.process(conn, port_of("a1")).ports == [port_of("a2")]
-    back = to_vport(V["a2"], V["a1"], sport=8080, dport=40000)
+    back = to_vport(V["a2"], V["a1"], sport=8080, dport=40000, flags=SYN | ACK)
     assert sim.process(back, port_of("a2")).ports == [port_of("a1")]
     sim.apply(fc.update(views(THREE_TIER[1:])["h1"]))
-    assert sim.process(conn, port_of("a1")).ports == [port_of("a2")]  # established
+    assert sim.process(dict(conn, tcp_flags=ACK), port_of("a1")).ports == [port_of("a2")]  # established
+    assert sim.process(dict(back, tcp_flags=ACK), port_of("a2")).ports == [port_of("a1")]
     assert sim.process(dict(conn, tcp_src=40001), port_of("a1")).dropped  # new connection
 
 

@@ -18,6 +18,7 @@ from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from nuage_ryu.vrs.view import Domain, Host, HostView, LocalPort, Subnet, VPort
 
 TUN = 100  # VXLAN ofport on every host
+SYN, ACK = 0x02, 0x10  # tcp_flags: conntrack only opens a TCP connection on a SYN
 HOSTS = [Host("h1", "192.168.0.1"), Host("h2", "192.168.0.2"), Host("h3", "192.168.0.3")]
 ROUTER_A = "02:aa:00:00:00:01"
 ROUTER_B = "02:bb:00:00:00:01"
@@ -83,7 +84,8 @@ def ip_packet(src: VPort, dst_ip: str, dst_mac: str, proto: int = 6, ttl: int = 
     pkt = {"eth_src": src.mac, "eth_dst": dst_mac, "eth_type": 0x0800, "ipv4_src": src.ip,
            "ipv4_dst": dst_ip, "ip_proto": proto, "nw_ttl": ttl}
     if proto == 6:
-        pkt.update(tcp_src=l4.get("sport", 40000), tcp_dst=l4.get("dport", 80))
+        pkt.update(tcp_src=l4.get("sport", 40000), tcp_dst=l4.get("dport", 80),
+                   tcp_flags=l4.get("flags", SYN))
     elif proto == 17:
         pkt.update(udp_src=l4.get("sport", 40000), udp_dst=l4.get("dport", 53))
     elif proto == 1:

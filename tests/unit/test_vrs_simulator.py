@@ -139,9 +139,9 @@ def _ct_pipeline(commit_new: bool):
     ])
 
 
-def _reply(pkt):
+def _reply(pkt, flags=0x12):
     return dict(pkt, ipv4_src=pkt["ipv4_dst"], ipv4_dst=pkt["ipv4_src"], tcp_src=pkt["tcp_dst"],
-                tcp_dst=pkt["tcp_src"])
+                tcp_dst=pkt["tcp_src"], tcp_flags=flags)
 
 
 def test_conntrack_commit_makes_replies_established_and_states_follow_linux():
@@ -152,10 +152,20 @@ def test_conntrack_commit_makes_replies_established_and_states_follow_linux():
     assert sim.process(TCP, 9).ports == [2]  # now established both ways
 
 
-def test_without_commit_nothing_is_established():
+def test_without_commit_nothing_is_established_and_tcp_replies_are_invalid():
     sim = _ct_pipeline(commit_new=False)
-    sim.process(TCP, 9)
-    assert sim.process(_reply(TCP), 9).ports == [1]
+    sim.load([Flow(1, 7, match(ct_state=(0x30, 0x30)), (Output(3),))])  # +trk+inv
+    assert sim.process(TCP, 9).ports == [1]
+    assert sim.process(_reply(TCP), 9).ports == [3]  # a SYN-ACK OVS never saw the SYN of
+    assert sim.process(_reply(TCP, flags=0x10), 9).ports == [3]
+    assert sim.process(dict(TCP, ip_proto=17, udp_src=5, udp_dst=6), 9).ports == [1]  # udp: any is new
+
+
+def test_commit_of_an_invalid_packet_tracks_nothing():
+    sim = _ct_pipeline(commit_new=True)
+    sim.load([Flow(1, 7, match(ct_state=(0x30, 0x30)), (Ct(zone=5, commit=True), Output(3)))])
+    assert sim.process(dict(TCP, tcp_flags=0x10), 9).ports == [3]  # mid-stream ACK: +inv
+    assert sim.process(_reply(TCP), 9).ports == [3]  # still nothing to be a reply of
 
 
 def test_conntrack_zones_are_separate():
@@ -164,8 +174,9 @@ def test_conntrack_zones_are_separate():
     other = TableSimulator(sim.flows())
     other.conntrack = sim.conntrack
     other.load([Flow(0, 1, match(eth_type=0x0800), (Ct(zone=6, table=1),))])
-    assert other.process(_reply(TCP), 9).ports == [1]  # zone 6 never saw the connection
-    assert sim.process(_reply(TCP), 9).ports == [2]
+    # A packet on the reply tuple: zone 6 never saw the connection (new), zone 5 did (reply).
+    assert other.process(_reply(TCP, flags=0x02), 9).ports == [1]
+    assert sim.process(_reply(TCP, flags=0x02), 9).ports == [2]
 
 
 def test_ct_zone_from_register():
