@@ -278,7 +278,11 @@ class BridgeSync:
 
     def on_error(self, msg) -> list[bytes]:
         """An OFPErrorMsg; errors for our bundle or read are handled, others ignored."""
-        xid, etype, ecode = msg.xid, msg.type, msg.code
+        # Experimenter errors (OVS's NX errors in OF1.2+) have exp_type instead of a code.
+        xid, etype = msg.xid, msg.type
+        ecode = getattr(msg, "code", None)
+        if ecode is None:
+            ecode = getattr(msg, "exp_type", 0)
         if self.state == READING and xid == self._read_xid:
             self.stats.errors += 1
             LOG.error("%s: flow read failed: error type=%d code=%d", self.name, etype, ecode)
@@ -296,8 +300,9 @@ class BridgeSync:
             LOG.error("%s: switch refused %s of %s: error type=%d code=%d (bundle %d)", self.name,
                       "delete" if command == ofwire.OFPFC_DELETE_STRICT else "add",
                       _describe(flow), etype, ecode, b.bundle_id)
-            if command == ofwire.OFPFC_ADD and self.desired is not None and \
-                    self.desired.get(flow.key) == flow:
+            # A bundle-level error (bad bundle id after a failed OPEN, timeout) is not the flow's fault.
+            if command == ofwire.OFPFC_ADD and etype != ofwire.ofp.OFPET_BUNDLE_FAILED and \
+                    self.desired is not None and self.desired.get(flow.key) == flow:
                 self.quarantine[flow.key] = flow
                 if self.on_failed:
                     self.on_failed(flow, etype, ecode)

@@ -299,3 +299,27 @@ def test_large_multipart_read(n):
     bs = sync.BridgeSync()
     bs.set_desired(desired)
     assert connect(bs, sw, per_msg=500) == [] and bs.in_sync
+
+
+def test_bundle_level_errors_quarantine_nothing():
+    sw = Switch()
+    bs = sync.BridgeSync()
+    connect(bs, sw)
+    parsed = Switch.parse(bs.set_desired(flows(3)))
+    # OPEN refused: OVS then refuses every add and the commit with BAD_ID.
+    for kind, xid, _bid, _flags, _obj in parsed[:-1]:
+        code = ofp.OFPBFC_OUT_OF_BUNDLES if kind == "ctrl" else ofp.OFPBFC_BAD_ID
+        assert bs.on_error(Msg(xid=xid, type=ofp.OFPET_BUNDLE_FAILED, code=code)) == []
+    commit_error = Msg(xid=parsed[-1][1], type=ofp.OFPET_BUNDLE_FAILED, code=ofp.OFPBFC_BAD_ID)
+    out = Switch.parse(bs.on_error(commit_error))
+    assert [p[0] for p in out] == ["read"] and not bs.quarantine
+
+
+def test_experimenter_error_without_code_is_handled():
+    sw = Switch()
+    bs = sync.BridgeSync()
+    connect(bs, sw)
+    parsed = Switch.parse(bs.set_desired(flows(1)))
+    add_xid = next(p[1] for p in parsed if p[0] == "add")
+    assert bs.on_error(Msg(xid=add_xid, type=0xFFFF, exp_type=7, experimenter=0x2320)) == []
+    assert len(bs.quarantine) == 1
