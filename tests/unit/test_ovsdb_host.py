@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -213,3 +214,24 @@ def test_watch_event_sees_vport_changes(host):
         assert seen.wait(5)
     finally:
         host.unwatch_event(watcher)
+
+
+def test_silent_remote_times_out_within_the_deadline():
+    """A server that accepts but never answers (a hung ovsdb-server) fails after `timeout`, not later."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        remote = f"tcp:127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(HostOVSError, match="cannot reach OVSDB at " + remote):
+            HostOVS(remote, timeout=0.5)
+        assert 0.4 < time.monotonic() - started < 2
+
+
+def test_physical_bridge_is_standalone_with_its_uplink(host, ovsdb):  # noqa: F811
+    host.ensure_physical_bridge("br-phy", "netdev", uplink="eth0")
+    host.ensure_physical_bridge("br-phy", "netdev", uplink="eth0")
+    bridge = vsctl_json(ovsdb, "Bridge", "br-phy", "fail_mode", "datapath_type")
+    assert bridge == {"fail_mode": "standalone", "datapath_type": "netdev"}
+    assert ovsdb.vsctl("list-ports", "br-phy").split() == ["eth0"]
+    assert host.list_vport_ports("br-phy") == []  # an uplink is not a vport
