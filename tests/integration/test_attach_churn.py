@@ -8,8 +8,14 @@ import time
 
 import pytest
 
-from nuage_ryu.plugins.testing import agent_process, directory_service, host_state, make_network, \
-    prepare_bridge, run_cni
+from nuage_ryu.plugins.testing import (
+    agent_process,
+    directory_service,
+    host_state,
+    make_network,
+    prepare_bridge,
+    run_cni,
+)
 from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name
 
 pytestmark = pytest.mark.integration

@@ -74,7 +74,8 @@ def _request(ns: str, **kw) -> AttachRequest:
 
 CASES = [
     # (label, which dependency, method, exception, after real work, expected error kind)
-    ("directory down on create", "directory", "create_vport", DirectoryUnavailable("down"), False, "unavailable"),
+    ("directory down on create", "directory", "create_vport", DirectoryUnavailable("down"), False,
+     "unavailable"),
     ("vport created then directory fails", "directory", "create_vport", DirectoryUnavailable("lost reply"),
      True, "unavailable"),
     ("veth creation fails", "links", "create_veth", LinkError("no veth"), False, "failed"),

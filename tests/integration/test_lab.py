@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,6 +266,22 @@ def test_down_after_a_crashed_up():
             up.kill()
             up.wait()
         Lab(state_dir, prefix).down()
+
+
+def test_failed_up_removes_what_it_made():
+    """h2's ovsdb-server cannot start (corrupt database): 'up' fails with one line and rolls back."""
+    state_dir = tempfile.mkdtemp(prefix="nr-lab-fail-")
+    prefix = unique_prefix("f")
+    os.makedirs(os.path.join(state_dir, "h2"))
+    with open(os.path.join(state_dir, "h2", "conf.db"), "w", encoding="utf-8") as corrupt:
+        corrupt.write("not an OVSDB database\n")
+    try:
+        result = nuage_lab("up", "--hosts", "2", "--state-dir", state_dir, "--prefix", prefix)
+        assert_one_line_error(result, "ovsdb-server in netns " + f"{prefix}-h2")
+        assert leftovers(prefix, state_dir) == {"netns": [], "processes": [], "files": []}
+    finally:
+        Lab(state_dir, prefix).down()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def test_down_removes_everything(lab2):

@@ -1,0 +1,313 @@
+"""The Docker plugin driven over its real unix socket with the JSON sequences dockerd sends.
+
+There is no Docker engine here, so the test plays dockerd: it sends the calls of
+``docker network create -d nuage --ipam-driver nuage --subnet ... -o ...``,
+``docker run --network ...`` and ``docker rm``, and does with the answers what
+dockerd does (move the interface into the sandbox, rename it, set MAC, address
+and default route), then checks real traffic. Failures in the middle are
+followed by dockerd's own rollback calls, and nothing may leak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from nuage_ryu.plugins.agent_client import AgentClient, AgentUnavailable
+from nuage_ryu.plugins.testing import (
+    agent_process,
+    directory_service,
+    host_state,
+    make_network,
+    ns_exec,
+    prepare_bridge,
+)
+from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name, wait_until
+
+pytestmark = pytest.mark.integration
+HOST = "docker-host-1"
+EMPTY = {"ports": [], "links": [], "vports": []}
+NET_OPTS = {"enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}
+
+
+def _hex() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def plugin_process(sock: str, agent_sock: str, spec: str):
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "nuage-docker-plugin"),
+                             "--socket", sock, "--agent-socket", agent_sock, "--spec-file", spec],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: os.path.exists(sock) or proc.poll() is not None, message="plugin socket")
+        assert proc.poll() is None, proc.stderr.read()
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()
+
+
+class Dockerd:
+    """Plays dockerd: the plugin calls, and the netns work dockerd does with the answers."""
+
+    def __init__(self, sock: str, ovs, stack: contextlib.ExitStack):
+        self.client = AgentClient(sock, timeout=30)
+        self.ovs = ovs
+        self.stack = stack
+
+    def call(self, path: str, body: dict | None) -> dict:
+        return self.client.call("POST", path, body)
+
+    def ok(self, path: str, body: dict | None) -> dict:
+        reply = self.call(path, body)
+        assert not reply.get("Err") and not reply.get("Error"), (path, reply)
+        return reply
+
+    def activate(self) -> None:
+        assert self.call("/Plugin.Activate", None) == {"Implements": ["NetworkDriver", "IpamDriver"]}
+        assert self.ok("/NetworkDriver.GetCapabilities", None)["Scope"] == "local"
+        assert self.ok("/IpamDriver.GetCapabilities", None) == {"RequiresMACAddress": False,
+                                                                "RequiresRequestReplay": False}
+        self.spaces = self.ok("/IpamDriver.GetDefaultAddressSpaces", None)
+
+    def network_create(self, pool: str = "10.10.1.0/24", options: dict | None = None,
+                       ipam_options: dict | None = None) -> dict:
+        """`docker network create -d nuage --ipam-driver nuage --subnet POOL -o k=v ...`."""
+        network_id = _hex()
+        reply = self.call("/IpamDriver.RequestPool", {
+            "AddressSpace": self.spaces["LocalDefaultAddressSpace"], "Pool": pool, "SubPool": "",
+            "Options": ipam_options or {}, "V6": False})
+        if reply.get("Error"):
+            return {"error": reply["Error"]}
+        pool_id, gateway = reply["PoolID"], reply["Data"]["com.docker.network.gateway"]
+        gw = self.ok("/IpamDriver.RequestAddress", {
+            "PoolID": pool_id, "Address": "",
+            "Options": {"RequestAddressType": "com.docker.network.gateway"}})
+        assert gw["Address"] == gateway
+        reply = self.call("/NetworkDriver.CreateNetwork", {
+            "NetworkID": network_id,
+            "Options": {"com.docker.network.enable_ipv6": False,
+                        "com.docker.network.generic": dict(NET_OPTS if options is None else options)},
+            "IPv4Data": [{"AddressSpace": "nuage-local", "Pool": reply["Pool"], "Gateway": gateway,
+                          "AuxAddresses": {}}],
+            "IPv6Data": []})
+        if reply.get("Err"):  # dockerd rolls back the IPAM side
+            self.ok("/IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": gateway.split("/")[0]})
+            self.ok("/IpamDriver.ReleasePool", {"PoolID": pool_id})
+            return {"error": reply["Err"]}
+        return {"id": network_id, "pool_id": pool_id, "gateway": gateway}
+
+    def release(self, net: dict, address: str) -> None:
+        self.ok("/IpamDriver.ReleaseAddress", {"PoolID": net["pool_id"], "Address": address.split("/")[0]})
+
+    def network_rm(self, net: dict) -> None:
+        self.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net["id"]})
+        self.release(net, net["gateway"])
+        self.ok("/IpamDriver.ReleasePool", {"PoolID": net["pool_id"]})
+
+    def run(self, net: dict, endpoint_options: dict | None = None) -> dict:
+        """`docker run --network NET`: address, endpoint, join, then dockerd's netns work."""
+        endpoint_id = _hex()
+        sandbox = self.stack.enter_context(namespace(unique_netns_name("nrd")))
+        addr = self.ok("/IpamDriver.RequestAddress", {"PoolID": net["pool_id"], "Address": "", "Options": {}})
+        reply = self.call("/NetworkDriver.CreateEndpoint", {
+            "NetworkID": net["id"], "EndpointID": endpoint_id,
+            "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": ""},
+            "Options": {"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": [],
+                        **(endpoint_options or {})}})
+        if reply.get("Err"):
+            self.release(net, addr["Address"])
+            return {"error": reply["Err"]}
+        mac = reply["Interface"]["MacAddress"]
+        info = self.ok("/NetworkDriver.EndpointOperInfo", {"NetworkID": net["id"], "EndpointID": endpoint_id})
+        join = self.call("/NetworkDriver.Join", {"NetworkID": net["id"], "EndpointID": endpoint_id,
+                                                 "SandboxKey": f"/var/run/docker/netns/{sandbox}",
+                                                 "Options": {}})
+        if join.get("Err"):
+            self.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": net["id"], "EndpointID": endpoint_id})
+            self.release(net, addr["Address"])
+            return {"error": join["Err"]}
+        src = join["InterfaceName"]["SrcName"]
+        name = join["InterfaceName"]["DstPrefix"] + "0"
+        # What dockerd's sandbox code does with SrcName: move, rename, MAC, address, gateway, up.
+        host = ["ip", "netns", "exec", self.ovs.netns, "ip", "link", "set", src, "netns", sandbox]
+        subprocess.run(host, check=True)
+        for argv in (["ip", "link", "set", src, "name", name], ["ip", "link", "set", name, "address", mac],
+                     ["ip", "addr", "add", addr["Address"], "dev", name], ["ip", "link", "set", name, "up"],
+                     ["ip", "route", "add", "default", "via", join["Gateway"]]):
+            result = ns_exec(sandbox, *argv)
+            assert result.returncode == 0, (argv, result.stderr)
+        self.ok("/NetworkDriver.ProgramExternalConnectivity", {
+            "NetworkID": net["id"], "EndpointID": endpoint_id, "Options": {}})
+        return {"id": endpoint_id, "sandbox": sandbox, "address": addr["Address"], "mac": mac, "ifname": name,
+                "info": info["Value"], "net": net}
+
+    def rm(self, ctr: dict) -> None:
+        """`docker rm -f`: revoke, leave, the sandbox's interface goes, delete endpoint, release address."""
+        net = ctr["net"]
+        ids = {"NetworkID": net["id"], "EndpointID": ctr["id"]}
+        self.ok("/NetworkDriver.RevokeExternalConnectivity", ids)
+        self.ok("/NetworkDriver.Leave", ids)
+        ns_exec(ctr["sandbox"], "ip", "link", "del", ctr["ifname"])
+        self.ok("/NetworkDriver.DeleteEndpoint", ids)
+        self.release(net, ctr["address"])
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with contextlib.ExitStack() as stack:
+        directory = stack.enter_context(directory_service())
+        ovs = stack.enter_context(private_ovs())
+        net = make_network(directory, policygroups=("web", "db"))
+        prepare_bridge(ovs)
+        agent_sock = os.path.join(directory.state_dir, "agent.sock")
+        plugin_sock = os.path.join(directory.state_dir, "plugins", "nuage.sock")
+        spec = os.path.join(directory.state_dir, "etc", "nuage.spec")
+        agent = stack.enter_context(agent_process(agent_sock, ovs.db_remote, directory, HOST, ovs.netns))
+        plugin = stack.enter_context(plugin_process(plugin_sock, agent_sock, spec))
+        yield {"directory": directory, "ovs": ovs, "net": net, "agent_sock": agent_sock,
+               "plugin_sock": plugin_sock, "spec": spec, "agent": agent, "plugin": plugin, "stack": stack}
+
+
+@pytest.fixture
+def dockerd(lab):
+    with contextlib.ExitStack() as stack:
+        d = Dockerd(lab["plugin_sock"], lab["ovs"], stack)
+        d.activate()
+        yield d
+    assert host_state(lab["ovs"], lab["directory"], HOST) == EMPTY
+
+
+def test_spec_file(lab):
+    with open(lab["spec"]) as spec:
+        assert spec.read().strip() == f"unix://{lab['plugin_sock']}"
+
+
+def test_network_run_traffic_rm(lab, dockerd):
+    net = dockerd.network_create()
+    assert "error" not in net, net
+    web = dockerd.run(net, {"policygroup": "web,db"})
+    db = dockerd.run(net)
+    assert "error" not in web and "error" not in db, (web, db)
+    # The IPAM address is the directory's, bound to the endpoint; OVS port carries the contract.
+    vports = {v["ip"]: v for v in lab["directory"].host_vports(HOST)}
+    vport = vports[web["address"].split("/")[0]]
+    assert vport["mac"] == web["mac"] and vport["external_ids"]["nuage-container-id"] == web["id"]
+    assert sorted(vport["policygroups"]) == sorted(p["id"] for p in lab["net"]["policygroups"].values())
+    assert web["info"]["nuage.vport"] == vport["id"]
+    port = web["info"]["nuage.port"]
+    assert lab["ovs"].vsctl("get", "Interface", port, "external_ids:nuage-owner").strip() == "docker"
+    # Real traffic between the two containers.
+    ping = ns_exec(web["sandbox"], "ping", "-c", "2", "-i", "0.2", "-W", "2", db["address"].split("/")[0])
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    dockerd.rm(web)
+    dockerd.rm(db)
+    dockerd.network_rm(net)
+
+
+def test_network_by_ipam_options_and_bad_networks(lab, dockerd):
+    net = dockerd.network_create(pool="", ipam_options=NET_OPTS)
+    assert "error" not in net, net
+    dockerd.network_rm(net)
+    cases = [
+        (dict(pool=""), "needs the directory subnet"),
+        (dict(pool="10.99.0.0/24"), "no directory subnet has CIDR"),
+        (dict(ipam_options={"bogus": "1"}), "unknown IPAM option"),
+        (dict(options={"bogus": "1"}), "unknown network option"),
+        (dict(options=dict(NET_OPTS, subnet="nope")), "not found"),
+        (dict(pool="10.10.1.0/24", ipam_options=dict(NET_OPTS, zone="nope")), "not found"),
+    ]
+    for kwargs, message in cases:
+        reply = dockerd.network_create(**kwargs)
+        assert message in reply.get("error", ""), (kwargs, reply)
+    for body in ({"AddressSpace": "x", "Pool": "", "SubPool": "", "Options": {}, "V6": True},
+                 {"Pool": "10.10.1.0/24", "SubPool": "10.10.1.0/25"}):
+        assert dockerd.call("/IpamDriver.RequestPool", body)["Error"]
+    assert dockerd.call("/IpamDriver.RequestAddress", {"PoolID": "default:x", "Address": ""})["Error"]
+    assert dockerd.call("/NetworkDriver.CreateEndpoint", {"NetworkID": "unknown", "EndpointID": "e1",
+                                                          "Interface": {"Address": "10.10.1.9/24"}})["Err"]
+    join = {"NetworkID": "n", "EndpointID": "nope", "SandboxKey": "/x"}
+    assert dockerd.call("/NetworkDriver.Join", join)["Err"]
+    # A request that cannot be decoded gets an HTTP error status, as the protocol asks.
+    assert _raw_status(lab["plugin_sock"], b"{not json") == 400
+    assert _raw_status(lab["plugin_sock"], b"[1, 2]") == 400
+
+
+def _raw_status(sock: str, body: bytes) -> int:
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b"POST /NetworkDriver.CreateNetwork HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    reply = b""
+    while chunk := s.recv(4096):
+        reply += chunk
+    s.close()
+    return int(reply.split(b"\r\n")[0].split()[1])
+
+
+def test_failures_in_the_middle(lab, dockerd):
+    net = dockerd.network_create()
+    # 1. The agent dies between RequestAddress and CreateEndpoint: CreateEndpoint fails; dockerd's
+    #    ReleaseAddress is sent again once the agent is back.
+    def kill_agent():
+        lab["agent"].terminate()
+        lab["agent"].wait(10)
+    addr = dockerd.ok("/IpamDriver.RequestAddress", {"PoolID": net["pool_id"], "Address": "", "Options": {}})
+    kill_agent()
+    reply = dockerd.call("/NetworkDriver.CreateEndpoint", {
+        "NetworkID": net["id"], "EndpointID": _hex(), "Interface": {"Address": addr["Address"]},
+        "Options": {}})
+    assert "cannot reach the nuage agent" in reply["Err"]
+    lab["agent"] = lab["stack"].enter_context(agent_process(
+        lab["agent_sock"], lab["ovs"].db_remote, lab["directory"], HOST, lab["ovs"].netns))
+    dockerd.release(net, addr["Address"])
+    assert host_state(lab["ovs"], lab["directory"], HOST) == EMPTY
+    # 2. Unknown policy group: CreateEndpoint fails and leaves nothing; dockerd releases the address.
+    result = dockerd.run(net, {"policygroup": "nope"})
+    assert "not found" in result["error"]
+    assert host_state(lab["ovs"], lab["directory"], HOST) == EMPTY
+    # 3. A MAC the directory did not assign.
+    addr = dockerd.ok("/IpamDriver.RequestAddress", {"PoolID": net["pool_id"], "Address": "", "Options": {}})
+    reply = dockerd.call("/NetworkDriver.CreateEndpoint", {
+        "NetworkID": net["id"], "EndpointID": _hex(),
+        "Interface": {"Address": addr["Address"], "MacAddress": "02:00:00:00:00:01"}, "Options": {}})
+    assert "differs from the directory" in reply["Err"]
+    dockerd.release(net, addr["Address"])
+    # 4. The plugin restarts between network create and docker run: state is not in its memory.
+    lab["plugin"].terminate()
+    lab["plugin"].wait(5)
+    lab["plugin"] = lab["stack"].enter_context(
+        plugin_process(lab["plugin_sock"], lab["agent_sock"], lab["spec"]))
+    ctr = dockerd.run(net)
+    assert "error" not in ctr, ctr
+    # 5. ReleaseAddress of an address still attached is refused; DeleteEndpoint twice is fine.
+    reply = dockerd.call("/IpamDriver.ReleaseAddress", {"PoolID": net["pool_id"],
+                                                        "Address": ctr["address"].split("/")[0]})
+    assert "still attached" in reply["Error"]
+    dockerd.rm(ctr)
+    dockerd.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": net["id"], "EndpointID": ctr["id"]})
+    dockerd.release(net, ctr["address"])
+    dockerd.network_rm(net)
+    dockerd.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net["id"]})
+    # 6. The agent is unreachable for IPAM: an Error, not a crash.
+    kill_agent()
+    try:
+        reply = dockerd.call("/IpamDriver.RequestPool", {"Pool": "10.10.1.0/24", "Options": {}})
+        assert "cannot reach the nuage agent" in reply["Error"]
+    finally:
+        lab["agent"] = lab["stack"].enter_context(agent_process(
+            lab["agent_sock"], lab["ovs"].db_remote, lab["directory"], HOST, lab["ovs"].netns))
+    with pytest.raises(AgentUnavailable):
+        AgentClient("/tmp/nuage-nothing-here.sock").status()
