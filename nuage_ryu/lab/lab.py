@@ -21,6 +21,7 @@ deleted by their recorded names.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -31,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -52,6 +54,7 @@ DEFAULT_STATE_DIR = "/tmp/nuage-lab"
 DEFAULT_PREFIX = "nlab"
 DEFAULT_CONTROLLER = "tcp:127.0.0.1:6653"
 MAX_HOSTS = 100
+BUILD_PARALLELISM = 4  # hosts built at once; more only adds contention on small machines
 
 UNDERLAY_NET = ipaddress.ip_network("192.0.2.0/24")  # RFC 5737 documentation range
 CONTROLLER_NODE_IP = "192.0.2.2"
@@ -305,9 +308,23 @@ class Lab:
         self._plug_node(underlay, ctl["netns"], ctl["name"])
         netns.ip("addr", "add", f"{ctl['ip']}/{UNDERLAY_NET.prefixlen}", "dev", UPLINK, netns=ctl["netns"])
 
-        for record in state["hosts"]:
-            self._build_host(state, record)
-            self._write_state(state)  # record the pids as soon as they exist
+        # Hosts are independent and their build is mostly waiting on subprocesses
+        # and daemons: build them side by side. Every host records its pids in
+        # lab.json as soon as its daemons run.
+        state_lock = threading.Lock()
+
+        def build(record: dict) -> None:
+            try:
+                self._build_host(state, record)
+            finally:
+                with state_lock:
+                    self._write_state(state)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=BUILD_PARALLELISM) as pool:
+            futures = [pool.submit(build, record) for record in state["hosts"]]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
 
         self._prime_underlay(state)
 
