@@ -173,9 +173,19 @@ class OvsInstance:
         found = {}
         for daemon in DAEMONS:
             pid = read_pidfile(self.pidfile(daemon))
-            if pid is not None and pid_alive(pid, daemon):
+            if pid is not None and self._owns(pid, daemon):
                 found[daemon] = pid
         return found
+
+    def _owns(self, pid: int, daemon: str) -> bool:
+        """True if ``pid`` is ``daemon`` started for this rundir (a reused pid is somebody else's)."""
+        if not pid_alive(pid, daemon):
+            return False
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                return self.pidfile(daemon).encode() in cmdline.read()
+        except OSError:
+            return False
 
     def is_running(self, vswitchd: bool = True) -> bool:
         """True when ovsdb-server (and, with ``vswitchd``, ovs-vswitchd) are alive."""
@@ -286,7 +296,7 @@ class OvsInstance:
         """Stop the daemons by their recorded pids (vswitchd first); safe to call twice."""
         for daemon in reversed(DAEMONS):
             pid = read_pidfile(self.pidfile(daemon))
-            if pid is not None:
+            if pid is not None and self._owns(pid, daemon):
                 kill_pid(pid, daemon, timeout)
             # A daemon killed hard leaves its pidfile and control socket behind.
             stale = [self.pidfile(daemon)]
