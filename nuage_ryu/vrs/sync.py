@@ -2,7 +2,9 @@
 
 ``BridgeSync`` is a small state machine per datapath. It does no I/O and never
 blocks: every method returns the OpenFlow messages (wire bytes, xids already
-set) that the caller must send, and the replies are fed back in. That keeps the
+set) that the caller must send, in order (a list, or for a bundle a generator
+that encodes while the caller sends, so that OVS works on the first chunks
+while the rest is encoded), and the replies are fed back in. That keeps the
 os-ken handlers short and makes the engine testable with fake replies.
 
 How it works (details and figures in docs/sync.md):
@@ -86,7 +88,7 @@ import itertools
 import logging
 import random
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from nuage_ryu.vrs import ofwire
@@ -99,7 +101,7 @@ LOG = logging.getLogger(__name__)
 CANARY_FLOW = Flow(CANARY.number, PRIO_CANARY, (), (), CANARY_COOKIE)
 
 BUNDLE_FLAGS = ofwire.ofp.OFPBF_ATOMIC | ofwire.ofp.OFPBF_ORDERED
-CHUNK_BYTES = 1 << 20  # bundle-add messages are concatenated into writes of about this size
+CHUNK_BYTES = 256 << 10  # bundle-add messages are concatenated into writes of about this size
 MAX_RETRIES = 3
 GC_PAUSE_THRESHOLD = 5000  # flows; above this, pause the cyclic GC while encoding/decoding
 
@@ -114,6 +116,12 @@ READING = "reading"  # flow stats requested, reply not complete
 READY = "ready"  # installed flows known (and no bundle in flight)
 PUSHING = "pushing"  # a bundle is in flight
 STALLED = "stalled"  # too many failures in a row; waits for set_desired/resync/reconnect
+
+
+# What every input method returns: the OpenFlow messages to send, in order. A list, or
+# a generator that encodes a bundle while it is being sent: send all of it, in
+# order, before calling the engine again.
+Messages = list[bytes] | Iterator[bytes]
 
 
 def send(datapath, msgs: Iterable[bytes]) -> None:
@@ -207,7 +215,7 @@ class BridgeSync:
 
     # ---- inputs ---------------------------------------------------------------------
 
-    def on_connect(self) -> list[bytes]:
+    def on_connect(self) -> Messages:
         """The switch (re)connected: read its flows. Returns the flow-stats request."""
         self.bundle = None
         self._retries = 0
@@ -220,7 +228,7 @@ class BridgeSync:
         self._read_xid = None
         self._read_buf = []
 
-    def resync(self) -> list[bytes]:
+    def resync(self) -> Messages:
         """Re-read the switch's flows and reconcile (a no-op if they are as desired)."""
         if self.state == DISCONNECTED:
             return []
@@ -230,7 +238,7 @@ class BridgeSync:
         self._retries = 0
         return self._request_read()
 
-    def set_desired(self, flows: Iterable[Flow]) -> list[bytes]:
+    def set_desired(self, flows: Iterable[Flow]) -> Messages:
         """Replace the desired flow set. Returns the messages to send (maybe none)."""
         flows = list(flows)
         with gc_paused(len(flows)):
@@ -254,7 +262,7 @@ class BridgeSync:
             return self._push()
         return []
 
-    def on_flow_stats_reply(self, msg) -> list[bytes]:
+    def on_flow_stats_reply(self, msg) -> Messages:
         """One OFPMP_FLOW reply (os-ken message with ``.buf``, or raw bytes)."""
         raw = msg if isinstance(msg, (bytes, bytearray, memoryview)) else msg.buf
         xid = _HDR.unpack_from(raw, 0)[3]
@@ -267,7 +275,7 @@ class BridgeSync:
             return []
         return self._read_done()
 
-    def on_bundle_reply(self, msg) -> list[bytes]:
+    def on_bundle_reply(self, msg) -> Messages:
         """An OFPBundleCtrlMsg reply; the COMMIT reply completes the bundle in flight."""
         b = self.bundle
         if b is None or msg.xid != b.commit_xid or msg.bundle_id != b.bundle_id:
@@ -276,7 +284,7 @@ class BridgeSync:
             return []
         return self._bundle_done(committed=True)
 
-    def on_error(self, msg) -> list[bytes]:
+    def on_error(self, msg) -> Messages:
         """An OFPErrorMsg; errors for our bundle or read are handled, others ignored."""
         # Experimenter errors (OVS's NX errors in OF1.2+) have exp_type instead of a code.
         xid, etype = msg.xid, msg.type
@@ -331,7 +339,7 @@ class BridgeSync:
     def _next_xid(self) -> int:
         return next(self._xids) & 0xFFFFFFFF or next(self._xids)
 
-    def _request_read(self) -> list[bytes]:
+    def _request_read(self) -> Messages:
         self.state = READING
         self._read_xid = xid = self._next_xid()
         self._read_buf = []
@@ -343,7 +351,7 @@ class BridgeSync:
                                      ofp.OFPMP_FLOW, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0)
         return [body + _EMPTY_MATCH]
 
-    def _read_done(self) -> list[bytes]:
+    def _read_done(self) -> Messages:
         flows = self._read_buf
         self._read_buf = []
         self._read_xid = None
@@ -357,7 +365,7 @@ class BridgeSync:
         self.state = READY
         return self._push()
 
-    def _push(self) -> list[bytes]:
+    def _push(self) -> Messages:
         """From READY: send the difference between installed and desired, if any."""
         if self.desired is None:
             return []  # never delete anything before we know what we want
@@ -366,20 +374,33 @@ class BridgeSync:
             desired = {k: f for k, f in desired.items() if k not in self.quarantine}
         installed = self.installed
         with gc_paused(len(desired)):
-            deletes = [f for k, f in installed.items() if k not in desired]
+            adds = []
+            found = 0
+            get = installed.get
+            for key, flow in desired.items():
+                have = get(key)
+                if have is None:
+                    adds.append(flow)
+                    continue
+                found += 1
+                # Identity first: after a commit ``installed`` holds the desired objects themselves.
+                # The keys are equal already, so only the value part is compared.
+                if have is not flow and (have.actions != flow.actions or have.cookie != flow.cookie
+                                         or have.idle_timeout != flow.idle_timeout
+                                         or have.hard_timeout != flow.hard_timeout):
+                    adds.append(flow)
+            # Every installed key was desired: nothing to delete (saves a hash per flow).
+            deletes = [] if found == len(installed) else [f for k, f in installed.items() if k not in desired]
             if self._force_full:
                 adds = list(desired.values())
                 self.stats.full_pushes += 1
-            else:
-                # Identity first: after a commit ``installed`` holds the desired objects themselves.
-                adds = [f for k, f in desired.items() if (have := installed.get(k)) is not f and have != f]
             self._force_full = False
             if not adds and not deletes:
                 self._confirm()
                 return []
             return self._open_bundle(deletes, adds, desired)
 
-    def _open_bundle(self, deletes: list[Flow], adds: list[Flow], result: dict) -> list[bytes]:
+    def _open_bundle(self, deletes: list[Flow], adds: list[Flow], result: dict) -> Iterator[bytes]:
         bundle_id = next(self._bundle_ids) & 0xFFFFFFFF
         open_xid = self._next_xid()
         n = len(deletes) + len(adds)
@@ -389,34 +410,62 @@ class BridgeSync:
         commit_xid = self._next_xid()
         messages = [(ofwire.OFPFC_DELETE_STRICT, f) for f in deletes]
         messages += [(ofwire.OFPFC_ADD, f) for f in adds]
-        out = [_bundle_ctrl(open_xid, bundle_id, ofwire.ofp.OFPBCT_OPEN_REQUEST)]
-        chunk: list[bytes] = []
-        size = 0
-        encode = ofwire.encode_bundle_add
-        xid = first
-        for command, flow in messages:
-            buf = encode(flow, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS, command)
-            xid += 1
-            chunk.append(buf)
-            size += len(buf)
-            if size >= CHUNK_BYTES:
-                out.append(b"".join(chunk))
-                chunk = []
-                size = 0
-        if chunk:
-            out.append(b"".join(chunk))
-        out.append(_bundle_ctrl(commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST))
-        self.bundle = Bundle(bundle_id, self.generation, open_xid, commit_xid, first, messages, result)
+        bundle = Bundle(bundle_id, self.generation, open_xid, commit_xid, first, messages, result)
+        self.bundle = bundle
         self.state = PUSHING
         self.stats.bundles += 1
         self.stats.last_adds = len(adds)
         self.stats.last_deletes = len(deletes)
         self.stats.adds += len(adds)
         self.stats.deletes += len(deletes)
-        self.stats.bytes_sent += sum(len(b) for b in out)
-        return out
+        return self._encode_bundle(bundle)
 
-    def _bundle_done(self, committed: bool) -> list[bytes]:
+    def _encode_bundle(self, bundle: Bundle) -> Iterator[bytes]:
+        """The bundle's messages, encoded while they are sent.
+
+        A generator, so that the switch already applies the first chunks while the
+        rest is being encoded (the sender drains it chunk by chunk).
+        """
+        stats = self.stats
+        head = _bundle_ctrl(bundle.open_xid, bundle.bundle_id, ofwire.ofp.OFPBCT_OPEN_REQUEST)
+        stats.bytes_sent += len(head)
+        yield head
+        encode = ofwire.encode_bundle_add
+        bundle_id = bundle.bundle_id
+        chunk: list[bytes] = []
+        size = 0
+        xid = bundle.first_add_xid
+        for command, flow in bundle.messages:
+            try:
+                buf = encode(flow, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS, command)
+            except ofwire.WireError as exc:  # a compiler bug: keep it out, install the rest
+                self._unencodable(bundle, flow, exc)
+                buf = b""
+            xid += 1
+            chunk.append(buf)
+            size += len(buf)
+            if size >= CHUNK_BYTES:
+                stats.bytes_sent += size
+                yield b"".join(chunk)
+                chunk = []
+                size = 0
+        if chunk:
+            stats.bytes_sent += size
+            yield b"".join(chunk)
+        tail = _bundle_ctrl(bundle.commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST)
+        stats.bytes_sent += len(tail)
+        yield tail
+
+    def _unencodable(self, bundle: Bundle, flow: Flow, exc: Exception) -> None:
+        LOG.error("%s: cannot encode %r: %s", self.name, flow, exc)
+        self.stats.errors += 1
+        self.quarantine[flow.key] = flow
+        if bundle.result.get(flow.key) is flow:
+            bundle.result = {k: f for k, f in bundle.result.items() if k != flow.key}
+        if self.on_failed:
+            self.on_failed(flow, -1, -1)
+
+    def _bundle_done(self, committed: bool) -> Messages:
         b = self.bundle
         self.bundle = None
         if committed and not b.errors:

@@ -323,3 +323,15 @@ def test_experimenter_error_without_code_is_handled():
     add_xid = next(p[1] for p in parsed if p[0] == "add")
     assert bs.on_error(Msg(xid=add_xid, type=0xFFFF, exp_type=7, experimenter=0x2320)) == []
     assert len(bs.quarantine) == 1
+
+
+def test_unencodable_flow_is_kept_out_and_the_rest_installed():
+    failed = []
+    sw = Switch()
+    bs = sync.BridgeSync(on_failed=lambda f, t, c: failed.append(f))
+    connect(bs, sw)
+    bad = Flow(0, 1, match(eth_src="zz:zz:zz:zz:zz:zz"), (Output(1),), VP2)  # passes the cheap checks
+    parsed, after = run_bundle(bs, sw, bs.set_desired(flows(3) + [bad]))
+    assert failed == [bad] and after == [] and bs.in_sync
+    assert bad.key in bs.quarantine and bad.key not in bs.installed
+    assert {p[4] for p in parsed if p[0] == "add"} == set(flows(3)) | {CANARY}
