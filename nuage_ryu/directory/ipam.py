@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 from collections.abc import Callable, Collection
 
 import netaddr
@@ -102,10 +103,20 @@ def check_vport_ip(cidr: str, gateway: str, ip: str) -> str:
     return str(addr)
 
 
-def allocate_ip(cidr: str, gateway: str, used: Collection[str], requested: str | None = None) -> str:
+def _ip_str(value: int) -> str:
+    return socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+def _ip_int(ip: str) -> int:
+    return int.from_bytes(socket.inet_aton(ip), "big")
+
+
+def allocate_ip(cidr: str, gateway: str, used: Collection[str], requested: str | None = None,
+                hint: int | None = None) -> str:
     """An address for a new vport: ``requested`` if valid and free, else the next free one.
 
-    ``used`` are the addresses already held by vports of the subnet (strings).
+    ``used``: addresses held by the subnet's vports (a set makes this fast).
+    ``hint``: highest address handed out so far (as int); computed from ``used`` when absent.
     Raises ValidationError for an invalid request and Conflict when taken or exhausted.
     """
     if requested:
@@ -114,20 +125,19 @@ def allocate_ip(cidr: str, gateway: str, used: Collection[str], requested: str |
             raise Conflict(f"ip {ip} is already in use in {cidr}")
         return ip
     first, last = usable_range(cidr)
-    taken = {int(netaddr.IPAddress(u, 4)) for u in used}
-    taken.add(int(netaddr.IPAddress(gateway, 4)))
-    if len(taken) >= last - first + 1:
+    used = used if isinstance(used, (set, frozenset)) else set(used)
+    if len(used) + 1 >= last - first + 1:
         raise Conflict(f"subnet {cidr} is exhausted: all {capacity(cidr)} addresses are in use")
-    # Continue after the highest address in use; wrap to the start when the end is reached.
-    in_range = [t for t in taken if first <= t <= last]
-    start = max(in_range) + 1 if in_range else first
-    for candidate in range(start, last + 1):
-        if candidate not in taken:
-            return str(netaddr.IPAddress(candidate, 4))
-    for candidate in range(first, start):
-        if candidate not in taken:
-            return str(netaddr.IPAddress(candidate, 4))
-    raise Conflict(f"subnet {cidr} is exhausted: all {capacity(cidr)} addresses are in use")  # unreachable
+    if hint is None:
+        hint = max((_ip_int(u) for u in used), default=0)
+    # Continue after the highest address handed out; wrap to the start when the end is reached.
+    start = hint + 1 if first <= hint < last else first
+    for candidates in (range(start, last + 1), range(first, start)):
+        for candidate in candidates:
+            ip = _ip_str(candidate)
+            if ip not in used and ip != gateway:
+                return ip
+    raise Conflict(f"subnet {cidr} is exhausted: all {capacity(cidr)} addresses are in use")
 
 
 _MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$")

@@ -305,6 +305,35 @@ def iso_time(ms: int) -> str | None:
 # Snapshot
 
 
+@dataclass(frozen=True)
+class SubnetPorts:
+    """The vports of one subnet with the sets that vport creation checks (names, addresses).
+
+    ``max_ip`` is the highest address (as an int) handed out so far: an allocation hint only.
+    """
+
+    vports: Mapping[str, VPort]
+    names: frozenset[str]
+    ips: frozenset[str]
+    max_ip: int = 0
+
+    @classmethod
+    def build(cls, vports: Iterable[VPort]) -> SubnetPorts:
+        by_id = {v.id: v for v in vports}
+        ips = frozenset(v.ip for v in by_id.values())
+        names = frozenset(v.name for v in by_id.values())
+        return cls(by_id, names, ips, max((ip_int(i) for i in ips), default=0))
+
+
+EMPTY_SUBNET = SubnetPorts({}, frozenset(), frozenset(), 0)
+
+
+def ip_int(ip: str) -> int:
+    """Dotted-quad IPv4 -> int (fast; the address must be valid)."""
+    a, b, c, d = ip.split(".")
+    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+
+
 class DirectoryState:
     """An immutable snapshot of the whole directory, indexed for the lookups validators and agents need.
 
@@ -323,7 +352,11 @@ class DirectoryState:
         acls: Mapping[str, ACL] | None = None,
         hosts: Mapping[str, Host] | None = None,
         tokens: Mapping[str, ApiToken] | None = None,
+        subnet_ports: Mapping[str, SubnetPorts] | None = None,
+        macs: frozenset[str] | None = None,
     ):
+        """``subnet_ports``/``macs`` may be given precomputed (the store maintains them
+        incrementally, so that a write does not cost O(all vports)); else built lazily."""
         self.enterprises = enterprises or {}
         self.domains = domains or {}
         self.zones = zones or {}
@@ -333,6 +366,10 @@ class DirectoryState:
         self.acls = acls or {}
         self.hosts = hosts or {}
         self.tokens = tokens or {}
+        if subnet_ports is not None:
+            self.__dict__["_subnet_ports"] = subnet_ports
+        if macs is not None:
+            self.__dict__["_macs"] = macs
 
     @classmethod
     def from_objects(cls, objects: Iterable[object]) -> DirectoryState:
@@ -375,8 +412,9 @@ class DirectoryState:
         return self._group(self.subnets.values(), "zone")
 
     @cached_property
-    def _vports_by_subnet(self):
-        return self._group(self.vports.values(), "subnet")
+    def _subnet_ports(self) -> Mapping[str, SubnetPorts]:
+        groups = self._group(self.vports.values(), "subnet")
+        return {sid: SubnetPorts.build(vps) for sid, vps in groups.items()}
 
     @cached_property
     def _vports_by_domain(self):
@@ -411,8 +449,8 @@ class DirectoryState:
         return {t.token_hash: t for t in self.tokens.values()}
 
     @cached_property
-    def _macs(self):
-        return {v.mac for v in self.vports.values()}
+    def _macs(self) -> frozenset[str]:
+        return frozenset(v.mac for v in self.vports.values())
 
     # -- public lookups --
     def domains_of(self, enterprise_id: str) -> list[Domain]:
@@ -431,7 +469,11 @@ class DirectoryState:
         return list(self._vports_by_domain.get(domain_id, ()))
 
     def vports_of_subnet(self, subnet_id: str) -> list[VPort]:
-        return list(self._vports_by_subnet.get(subnet_id, ()))
+        return list(self.subnet_ports(subnet_id).vports.values())
+
+    def subnet_ports(self, subnet_id: str) -> SubnetPorts:
+        """Vports, names and addresses in use of one subnet."""
+        return self._subnet_ports.get(subnet_id, EMPTY_SUBNET)
 
     def vports_on_host(self, host_name: str) -> list[VPort]:
         return list(self._vports_by_host.get(host_name, ()))

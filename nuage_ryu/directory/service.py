@@ -22,6 +22,7 @@ from nuage_ryu.directory.store import DirectoryStore, schema_path
 LOG = logging.getLogger(__name__)
 
 HTTP_THREADS = 16
+ACCEPT_BACKLOG = 128
 
 
 def ensure_token_file(path: str) -> str:
@@ -100,7 +101,10 @@ class DirectoryService:
         return self._threads[0]
 
     def _serve(self, bind) -> None:
-        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory")
+        # A deep accept queue: with the default (5), a burst of new connections overflows it
+        # and the kernel's SYN retransmit adds a full second to some requests.
+        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
+                             request_queue_size=ACCEPT_BACKLOG)
         server.prepare()  # binds now, so that a taken port fails start()
         thread = threading.Thread(target=server.serve, name=f"directory-http-{bind}", daemon=True)
         thread.start()

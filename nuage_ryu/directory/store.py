@@ -167,6 +167,33 @@ def _conflict_message(error: str) -> str:
 # ---------------------------------------------------------------------------
 
 
+class _Bucket:
+    """Mutable per-subnet vport index of the store (see DirectoryStore._index_vport)."""
+
+    __slots__ = ("vports", "names", "ips", "max_ip")
+
+    def __init__(self):
+        self.vports: dict[str, model.VPort] = {}
+        self.names: set[str] = set()
+        self.ips: set[str] = set()
+        self.max_ip = 0
+
+    def add(self, vport) -> None:
+        self.vports[vport.id] = vport
+        self.names.add(vport.name)
+        self.ips.add(vport.ip)
+        self.max_ip = max(self.max_ip, model.ip_int(vport.ip))
+
+    def remove(self, vport) -> None:
+        # max_ip stays: it is an allocation hint ("continue after the last one handed out").
+        self.vports.pop(vport.id, None)
+        self.names.discard(vport.name)
+        self.ips.discard(vport.ip)
+
+    def freeze(self) -> model.SubnetPorts:
+        return model.SubnetPorts(dict(self.vports), frozenset(self.names), frozenset(self.ips), self.max_ip)
+
+
 class _Idl(ovs.db.idl.Idl):
     """IDL that forwards each row change to the store's mirror."""
 
@@ -196,6 +223,12 @@ class DirectoryStore:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._mirror: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
+        # Per-subnet vport buckets and the MAC set, kept incrementally so that publishing a
+        # snapshot after a vport write costs O(vports of that subnet) C-level copies, not a
+        # Python loop over every vport.
+        self._buckets: dict[str, _Bucket] = {}
+        self._macs: set[str] = set()
+        self._dirty_subnets: set[str] = set()
         self._dirty: set[str] = set(KINDS)
         self._state = DirectoryState()
         self._version = 0
@@ -280,10 +313,33 @@ class DirectoryStore:
             return
         rid = str(row.uuid)
         if event == ovs.db.idl.ROW_DELETE:
-            self._mirror[kind].pop(rid, None)
+            old = self._mirror[kind].pop(rid, None)
+            new = None
         else:
-            self._mirror[kind][rid] = row_to_object(kind, row)
+            old = self._mirror[kind].get(rid)
+            new = self._mirror[kind][rid] = row_to_object(kind, row)
+        if kind == "vport":
+            self._index_vport(old, new)
         self._dirty.add(kind)
+
+    def _index_vport(self, old, new) -> None:
+        if old is not None:
+            bucket = self._buckets.get(old.subnet)
+            if bucket is not None:
+                bucket.remove(old)
+            self._macs.discard(old.mac)
+            self._dirty_subnets.add(old.subnet)
+        if new is not None:
+            self._buckets.setdefault(new.subnet, _Bucket()).add(new)
+            self._macs.add(new.mac)
+            self._dirty_subnets.add(new.subnet)
+
+    def _rebuild_vport_index(self) -> None:
+        self._dirty_subnets |= set(self._buckets)
+        self._buckets = {}
+        self._macs = set()
+        for vport in self._mirror["vport"].values():
+            self._index_vport(None, vport)
 
     def _check_mirror(self) -> None:
         # After a reconnect the IDL reloads everything without reporting deletions;
@@ -295,6 +351,8 @@ class DirectoryStore:
             if len(rows) != len(self._mirror[kind]):
                 self._mirror[kind] = {str(u): row_to_object(kind, r) for u, r in rows.items()}
                 self._dirty.add(kind)
+                if kind == "vport":
+                    self._rebuild_vport_index()
 
     def _publish(self) -> None:
         if not self._dirty:
@@ -303,8 +361,21 @@ class DirectoryStore:
         maps = {}
         for kind, (_t, plural, _p) in KINDS.items():
             maps[plural] = dict(self._mirror[kind]) if kind in self._dirty else getattr(old, plural)
+        subnet_ports = old.__dict__.get("_subnet_ports")
+        macs = old.__dict__.get("_macs")
+        if "vport" in self._dirty or subnet_ports is None:
+            subnet_ports = dict(subnet_ports or {})
+            for sid in self._dirty_subnets:
+                bucket = self._buckets.get(sid)
+                if bucket is None or not bucket.vports:
+                    subnet_ports.pop(sid, None)
+                    self._buckets.pop(sid, None)
+                else:
+                    subnet_ports[sid] = bucket.freeze()
+            macs = frozenset(self._macs)
+        self._dirty_subnets.clear()
         self._dirty.clear()
-        self._state = DirectoryState(**maps)
+        self._state = DirectoryState(**maps, subnet_ports=subnet_ports, macs=macs)
         self._version += 1
 
     def _fire_listeners(self) -> None:

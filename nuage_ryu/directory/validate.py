@@ -350,8 +350,10 @@ def _tunnel_ip(value: str) -> str:
 
 
 def _macs_in_use(state: DirectoryState) -> Callable[[str], bool]:
-    router_macs = {d.router_mac for d in state.domains.values()}
-    return lambda mac: state.mac_in_use(mac) or mac in router_macs
+    def in_use(mac: str) -> bool:
+        return state.mac_in_use(mac) or any(d.router_mac == mac for d in state.domains.values())
+
+    return in_use
 
 
 # ---------------------------------------------------------------------------
@@ -419,13 +421,13 @@ def plan_create(state: DirectoryState, kind: str, parent_id: str | None, body, *
         fields.update(zone=parent.id, domain=parent.domain, cidr=cidr, gateway=gateway)
         change.guards.append(("domain", parent.domain, "subnet_epoch"))
     elif kind == "vport":
-        siblings = state.vports_of_subnet(parent.id)
-        _unique_name(siblings, name, "vport", "subnet")
-        used = [v.ip for v in siblings]
+        usage = state.subnet_ports(parent.id)  # precomputed sets: no scan of all vports
+        if name in usage.names:
+            raise Conflict(f"a vport named {name!r} already exists in this subnet")
         if data.get("ip"):
-            ip = ipam.allocate_ip(parent.cidr, parent.gateway, used, data["ip"])
+            ip = ipam.allocate_ip(parent.cidr, parent.gateway, usage.ips, data["ip"])
         else:
-            ip = ipam.allocate_ip(parent.cidr, parent.gateway, used)
+            ip = ipam.allocate_ip(parent.cidr, parent.gateway, usage.ips, hint=usage.max_ip)
             change.auto_assigned = True
         if data.get("mac"):
             mac = ipam.normalize_mac(data["mac"])

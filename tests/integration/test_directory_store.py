@@ -12,6 +12,7 @@ import pytest
 from nuage_ryu.db.server import OvsdbServer, prepare_db
 from nuage_ryu.directory import validate
 from nuage_ryu.directory.errors import Conflict, NotFound
+from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.testing import wait_until
 
@@ -116,6 +117,17 @@ def test_many_writers_many_vports(stores):
     wait_synced(stores, "vport", 60)
     vports = stores[1].snapshot().vports.values()
     assert len({v.ip for v in vports}) == 60 and len({v.mac for v in vports}) == 60
+    # delete some, then the incrementally kept per-subnet index must equal one built from scratch
+    doomed = sorted(v.id for v in vports)[:10]
+    for vid in doomed:
+        stores[0].apply(lambda s, vid=vid: validate.plan_delete(s, "vport", vid))
+    wait_synced(stores, "vport", 50)
+    for st in stores:
+        snap = st.snapshot()
+        fresh = DirectoryState.from_objects([o for kind in KINDS for o in snap.table(kind).values()])
+        kept, built = snap.subnet_ports(sub.id), fresh.subnet_ports(sub.id)
+        assert (kept.names, kept.ips, dict(kept.vports)) == (built.names, built.ips, dict(built.vports))
+        assert all(snap.mac_in_use(v.mac) for v in snap.vports.values()) and len(snap._macs) == 50
 
 
 def test_overlapping_subnets_from_two_writers_only_one_wins(stores):

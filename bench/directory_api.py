@@ -1,0 +1,151 @@
+"""Directory REST benchmarks: vport-create latency/throughput and bulk load times.
+
+    .venv/bin/python bench/directory_api.py [--creates 1000] [--vports 10000] [--rules 1000] [--json FILE]
+
+Runs a real nuage-ryu-manager (embedded ovsdb-server) on 127.0.0.1 with a fresh
+state dir; clients are stdlib keep-alive HTTP connections, one per thread.
+Measures:
+  * create-vport latency p50/p99/max and throughput with 1 and 8 concurrent clients
+  * time to load N vports (8 clients) into one /16 and M ACL rules (8 clients)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nuage_ryu.directory.testing import ManagerProcess  # noqa: E402
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -> tuple[list[float], float]:
+    """Split ``jobs`` over ``n_clients`` threads; returns (latencies in s, wall time in s)."""
+    latencies: list[float] = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+    chunks = [jobs[i::n_clients] for i in range(n_clients)]
+    start_barrier = threading.Barrier(n_clients + 1)
+
+    def worker(chunk):
+        client = mgr.client()
+        local = []
+        start_barrier.wait()
+        try:
+            for job in chunk:
+                t0 = time.perf_counter()
+                make_request(client, job)
+                local.append(time.perf_counter() - t0)
+        except Exception as exc:  # reported after the run
+            errors.append(exc)
+        finally:
+            client.close()
+            with lock:
+                latencies.extend(local)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    start_barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return latencies, wall
+
+
+def summary(name: str, latencies: list[float], wall: float) -> dict:
+    return {
+        "name": name,
+        "requests": len(latencies),
+        "wall_s": round(wall, 3),
+        "throughput_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=1000, help="vport creates per concurrency level")
+    parser.add_argument("--vports", type=int, default=10000)
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="nuage-bench-") as state:
+        mgr = ManagerProcess(state)
+        mgr.start()
+        try:
+            admin = mgr.client()
+            ent = admin.post("/enterprises", {"name": "bench"})
+            dom = admin.post(f"/enterprises/{ent['id']}/domains", {"name": "d"})
+            zone = admin.post(f"/domains/{dom['id']}/zones", {"name": "z"})
+
+            def create_vport(subnet_id, prefix="v"):
+                return lambda client, i: client.post(f"/subnets/{subnet_id}/vports", {"name": f"{prefix}{i}"})
+
+            for n_clients in (1, 8):
+                sub = admin.post(f"/zones/{zone['id']}/subnets",
+                                 {"name": f"lat{n_clients}", "cidr": f"10.{n_clients}.0.0/16"})
+                lat, wall = run_clients(mgr, n_clients, list(range(args.creates)), create_vport(sub["id"]))
+                results["runs"].append(summary(f"create vport, {n_clients} client(s)", lat, wall))
+                print(json.dumps(results["runs"][-1]), flush=True)
+
+            sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "load", "cidr": "10.100.0.0/16"})
+            lat, wall = run_clients(mgr, 8, list(range(args.vports)), create_vport(sub["id"]))
+            results["runs"].append(summary(f"load {args.vports} vports, 8 clients", lat, wall))
+            print(json.dumps(results["runs"][-1]), flush=True)
+
+            pgs = [admin.post(f"/domains/{dom['id']}/policygroups", {"name": f"pg{i}"})["id"]
+                   for i in range(20)]
+
+            def create_rule(client, i):
+                client.post(f"/domains/{dom['id']}/acls", {
+                    "priority": i + 1, "source": {"type": "policygroup", "id": pgs[i % 20]},
+                    "destination": {"type": "policygroup", "id": pgs[(i + 1) % 20]},
+                    "protocol": "tcp", "dst_ports": str(1 + i % 65535)})
+
+            lat, wall = run_clients(mgr, 8, list(range(args.rules)), create_rule)
+            results["runs"].append(summary(f"load {args.rules} ACL rules, 8 clients", lat, wall))
+            print(json.dumps(results["runs"][-1]), flush=True)
+
+            # With the directory loaded: one more latency sample at 8 clients.
+            lat, wall = run_clients(mgr, 8, list(range(args.creates)), create_vport(sub["id"], "after"))
+            results["runs"].append(summary(f"create vport at {args.vports}+ vports, 8 clients", lat, wall))
+            print(json.dumps(results["runs"][-1]), flush=True)
+
+            t0 = time.perf_counter()
+            listed = admin.get(f"/subnets/{sub['id']}/vports")
+            results["runs"].append({"name": f"list {len(listed)} vports of one subnet",
+                                    "wall_s": round(time.perf_counter() - t0, 3)})
+            print(json.dumps(results["runs"][-1]), flush=True)
+            admin.close()
+        finally:
+            mgr.stop()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
