@@ -167,6 +167,8 @@ class FlowSyncHarness(BaseApp):
                 "reads": st.reads, "bundles": st.bundles, "adds": st.adds, "deletes": st.deletes,
                 "errors": st.errors, "full_pushes": st.full_pushes, "bytes_sent": st.bytes_sent,
                 "last_adds": st.last_adds, "last_deletes": st.last_deletes,
+                "last_read_decode_s": st.last_read_decode_s, "last_prepare_s": st.last_prepare_s,
+                "last_diff_s": st.last_diff_s, "last_encode_s": st.last_encode_s,
             }
         return out
 

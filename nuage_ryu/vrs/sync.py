@@ -88,6 +88,7 @@ import itertools
 import logging
 import random
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -176,6 +177,11 @@ class SyncStats:
     full_pushes: int = 0  # canary missing
     last_adds: int = 0
     last_deletes: int = 0
+    # Where the time of the last operations went (CPU time in this engine, seconds).
+    last_read_decode_s: float = 0.0  # decoding the flow-stats replies of the last read
+    last_prepare_s: float = 0.0  # canonicalising + indexing the last desired set
+    last_diff_s: float = 0.0  # the last diff
+    last_encode_s: float = 0.0  # encoding the last bundle
 
 
 class BridgeSync:
@@ -241,6 +247,7 @@ class BridgeSync:
     def set_desired(self, flows: Iterable[Flow]) -> Messages:
         """Replace the desired flow set. Returns the messages to send (maybe none)."""
         flows = list(flows)
+        t0 = time.perf_counter()
         with gc_paused(len(flows)):
             canon = ofwire.canonical_flow
             desired = {}
@@ -255,6 +262,7 @@ class BridgeSync:
                 del self.quarantine[key]
         self.desired = desired
         self.generation += 1
+        self.stats.last_prepare_s = time.perf_counter() - t0
         if self.state == STALLED:
             self.state = READY
             self._retries = 0
@@ -268,8 +276,10 @@ class BridgeSync:
         xid = _HDR.unpack_from(raw, 0)[3]
         if self.state != READING or xid != self._read_xid:
             return []  # someone else's request, or a stale one
+        t0 = time.perf_counter()
         with gc_paused():  # one reply: ~64 KB, a few hundred flows
             flows, more, _ = ofwire.decode_flow_stats_reply(raw)
+        self.stats.last_read_decode_s += time.perf_counter() - t0
         self._read_buf.extend(flows)
         if more:
             return []
@@ -343,6 +353,7 @@ class BridgeSync:
         self.state = READING
         self._read_xid = xid = self._next_xid()
         self._read_buf = []
+        self.stats.last_read_decode_s = 0.0
         self.stats.reads += 1
         ofp = ofwire.ofp
         # OFPMP_FLOW request: all tables, any out port/group, any cookie, empty match.
@@ -373,6 +384,7 @@ class BridgeSync:
         if self.quarantine:
             desired = {k: f for k, f in desired.items() if k not in self.quarantine}
         installed = self.installed
+        t0 = time.perf_counter()
         with gc_paused(len(desired)):
             adds = []
             found = 0
@@ -395,6 +407,7 @@ class BridgeSync:
                 adds = list(desired.values())
                 self.stats.full_pushes += 1
             self._force_full = False
+            self.stats.last_diff_s = time.perf_counter() - t0
             if not adds and not deletes:
                 self._confirm()
                 return []
@@ -427,6 +440,7 @@ class BridgeSync:
         rest is being encoded (the sender drains it chunk by chunk).
         """
         stats = self.stats
+        stats.last_encode_s = 0.0
         head = _bundle_ctrl(bundle.open_xid, bundle.bundle_id, ofwire.ofp.OFPBCT_OPEN_REQUEST)
         stats.bytes_sent += len(head)
         yield head
@@ -435,6 +449,7 @@ class BridgeSync:
         chunk: list[bytes] = []
         size = 0
         xid = bundle.first_add_xid
+        t0 = time.perf_counter()
         for command, flow in bundle.messages:
             try:
                 buf = encode(flow, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS, command)
@@ -446,9 +461,13 @@ class BridgeSync:
             size += len(buf)
             if size >= CHUNK_BYTES:
                 stats.bytes_sent += size
-                yield b"".join(chunk)
+                data = b"".join(chunk)
+                stats.last_encode_s += time.perf_counter() - t0
+                yield data
+                t0 = time.perf_counter()
                 chunk = []
                 size = 0
+        stats.last_encode_s += time.perf_counter() - t0
         if chunk:
             stats.bytes_sent += size
             yield b"".join(chunk)
