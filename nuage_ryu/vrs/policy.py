@@ -193,7 +193,11 @@ class PolicyIndex:
         for v in view.vports.values():
             if v.domain_id in present:
                 for g in v.policygroups:
-                    self.members.setdefault(g, []).append(v)
+                    group = view.policygroups.get(g)
+                    # A group only holds vports of its own domain (the directory checks it; a stale
+                    # or foreign membership is ignored here rather than compiled).
+                    if group is not None and group.domain_id == v.domain_id:
+                        self.members.setdefault(g, []).append(v)
         for group in self.members.values():
             group.sort(key=lambda v: v.id)
         self.zone_cidrs: dict[str, list[str]] = {}

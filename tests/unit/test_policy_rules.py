@@ -275,3 +275,11 @@ def test_flow_count_is_linear_in_members_and_ports():
     policy = len(compile_host(with_rules)) - len(compile_host(base))
     n, m, k = 30, 20, 10
     assert policy < 3 * (n + m + k), policy
+
+
+def test_membership_in_a_group_of_another_domain_is_ignored():
+    groups = dict(GROUPS, b1={"web"})  # b1 is in domain B, "web" belongs to A
+    net = net_of(THREE_TIER, groups=groups)
+    assert not send(net, "b1", "b2", dport=8080)  # B is default deny and A's rule is not B's
+    flows = compile_host(views(THREE_TIER, groups=groups)["h1"])
+    assert cookie_for(CookieKind.POLICY_MEMBER, "b1") not in {f.cookie for f in flows}

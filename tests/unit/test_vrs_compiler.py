@@ -202,3 +202,14 @@ def test_from_directory_maps_a_snapshot():
 def test_hostview_is_plain_data():
     v = HostView.of("h", None)
     assert v.present_domains() == frozenset() and compile_host(v)  # the skeleton only
+
+
+def test_conflicting_directory_data_is_reported_not_fatal():
+    # A vport that claims its subnet's gateway address: two ARP answers for one IP.
+    squatter = vp("a9", "A", "A1", 0x19, "10.0.1.1", "h2")
+    fc = FlowCompiler()
+    fc.update(view_for("h1", vports=VPORTS + [squatter]))
+    assert fc.conflicts and {o[0] for o in fc.conflicts[0][1]} == {"subnet", "vport"}
+    arp = [f for f in fc.desired() if f.table == P.ARP_RESPONDER.number
+           and f.match_dict().get("arp_tpa") == "10.0.1.1" and f.match_dict()[P.REG_DOMAIN.field] == 1001]
+    assert len(arp) == 1  # one deterministic winner, the switch gets a consistent table
