@@ -9,6 +9,7 @@ nothing and leaving the flow table as it was.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -103,10 +104,15 @@ def test_tenants_with_the_same_cidr_never_meet(net):
 
 
 def port_rx(container) -> int:
-    """Packets OVS delivered to the container's port (tx from the bridge's point of view)."""
-    out = container.host.ovs.run(["ovs-vsctl", "get", "interface", container.host_ifname,
-                                  "statistics:tx_packets"]).stdout
-    return int(out.strip().strip('"'))
+    """Packets OVS delivered to the container's port, live from OpenFlow port stats.
+
+    (The Interface statistics column in OVSDB is only refreshed every few seconds.)
+    """
+    ofport = container.host.ovs.vsctl("get", "interface", container.host_ifname, "ofport").strip()
+    out = container.host.ovs.ofctl("-O", "OpenFlow14", "dump-ports", "br-int", ofport)
+    match = re.search(r"tx pkts=(\d+)", out)
+    assert match, out
+    return int(match.group(1))
 
 
 def test_spoofed_sources_are_dropped(net):
