@@ -141,3 +141,29 @@ def test_unknown_installed_action_is_kept_raw_and_never_equal():
     assert acts == [ofwire.RawAction(group), Output(1)]
     installed = Flow(0, 1, (), tuple(acts))
     assert ofwire.canonical_flow(Flow(0, 1, (), (Output(1),))) != installed
+
+
+def test_lazy_flow_stats_keep_oskens_view_for_other_apps():
+    from nuage_ryu.framework import ofp_event
+
+    raw = _stats_reply(SAMPLE_FLOWS[:3], xid=5)
+    ofwire.install_lazy_flow_stats()
+    ofwire.install_lazy_flow_stats()  # idempotent
+    msg = ofmsg.parser.OFPMultipartReply.parser(ofmsg.DATAPATH, 5, 19, len(raw), 5, raw)
+    assert type(msg).__name__ == "OFPFlowStatsReply"
+    assert ofp_event.ofp_msg_to_ev(msg).__class__.__name__ == "EventOFPFlowStatsReply"
+    # Entries are parsed by os-ken only when read, and then say the same as before.
+    want = [ofwire.canonical_flow(f) for f in SAMPLE_FLOWS[:3]]
+    assert [ofmsg.from_flow_stats(s) for s in msg.body] == want
+    assert [s.priority for s in msg.body] == [f.priority for f in SAMPLE_FLOWS[:3]]
+    assert ofwire.decode_flow_stats_reply(msg.buf)[0] == want
+
+
+def test_ofctl_text_form():
+    f = Flow(10, 100, match(eth_type=0x800, ipv4_dst=("10.1.0.0", "255.255.0.0"), reg6=7, in_port=12),
+             (SetField("eth_dst", MAC), Output(OFPP_IN_PORT), Goto(20)), cookie=0x500000000000001)
+    assert ofmsg.to_ofctl(f) == (
+        "table=10,priority=100,cookie=0x500000000000001,dl_type=2048,in_port=12,"
+        "nw_dst=10.1.0.0/255.255.0.0,reg6=7,"
+        "actions=set_field:02:00:0a:00:00:05->dl_dst,output:in_port,goto_table:20")
+    assert ofmsg.to_ofctl(Flow(99, 1, ())) == "table=99,priority=1,cookie=0x0,actions=drop"
