@@ -7,7 +7,11 @@ Thin glue (Faucet-style) between the outside world and the pure core:
 * the local Open_vSwitch database (``HostOVS``): ensures br-int and the VXLAN
   port at start; container ports coming and going wake the worker;
 * OpenFlow 1.4 from br-int: connection, flow-stats and bundle replies go to the
-  bridge's ``BridgeSync`` state machine, whose answers are sent back.
+  bridge's ``BridgeSync`` state machine, whose answers are sent back;
+* the plugins, through the agent API on ``[vrs] agent_socket``: an
+  ``AttachService`` (veth, OVSDB port, vport in the directory) whose "vport is
+  up" signal is this agent's own: it waits until the directory snapshot shows
+  the status this agent wrote after the vport's flows were confirmed.
 
 One worker thread owns ``AgentCore`` (directory snapshot + ports -> flow diff)
 and hands the desired flows to ``BridgeSync``; ``self._lock`` serialises the
@@ -18,8 +22,10 @@ threads, never in an OpenFlow handler, so handlers never block.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
 
 from nuage_ryu import config
 from nuage_ryu.directory.store import DirectoryStore
@@ -62,6 +68,8 @@ class VrsAgent(BaseApp):
         self.host_ovs: HostOVS | None = None
         self.store: DirectoryStore | None = None
         self._watch: InterfaceWatch | None = None
+        self._statuses = threading.Condition()  # notified on every directory snapshot
+        self.attach_server = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self):
@@ -76,7 +84,8 @@ class VrsAgent(BaseApp):
         self.store = DirectoryStore(config.directory_remote(self.CONF))
         self.store.start()
         self.store.register_host(self.host_name, conf.tunnel_ip, format_datapath_id(self.datapath_id))
-        self.store.add_listener(lambda _state: self.kick())
+        self.store.add_listener(self._on_directory_update)
+        self._start_agent_api()
         self._running = True
         super().start()
         self.threads.append(hub.spawn(self._worker))
@@ -85,9 +94,53 @@ class VrsAgent(BaseApp):
                          self.datapath_id)
         self.kick()
 
+    def _start_agent_api(self) -> None:
+        conf = self.CONF.vrs
+        if not conf.agent_socket:
+            return
+        # Imported here: only agents that serve plugins need the attach machinery.
+        from nuage_ryu.plugins.agent_server import AgentApiServer
+        from nuage_ryu.plugins.attach import AttachService
+        from nuage_ryu.plugins.directory_client import DirectoryClient
+        from nuage_ryu.plugins.links import LinkOps
+
+        token_file = config.directory_token_file(self.CONF)
+        try:
+            with open(token_file) as f:
+                token = f.read().strip()
+        except OSError as exc:
+            raise RuntimeError(f"agent API: cannot read the directory token {token_file}: "
+                               f"{exc.strerror}") from None
+        service = AttachService(DirectoryClient(conf.directory_api, token), self.host_ovs, LinkOps(),
+                                bridge=self.bridge, host_name=self.host_name,
+                                underlay_mtu=conf.underlay_mtu, wait_vport_up=self.wait_vport_up)
+        os.makedirs(os.path.dirname(conf.agent_socket) or ".", exist_ok=True)
+        self.attach_server = AgentApiServer(service, conf.agent_socket).start()
+        self.logger.info("agent API on %s", conf.agent_socket)
+
+    def _on_directory_update(self, _state) -> None:
+        self.kick()
+        with self._statuses:
+            self._statuses.notify_all()
+
+    def wait_vport_up(self, vport_id: str, timeout: float) -> bool:
+        """Block until the directory shows ``vport_id`` up (its flows are on the bridge)."""
+        deadline = time.monotonic() + timeout
+        with self._statuses:
+            while True:
+                vport = self.store.snapshot().vports.get(vport_id)
+                if vport is not None and vport.status == "up":
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._statuses.wait(remaining)
+
     def close(self):
         self._running = False
         self._wake.set()
+        if self.attach_server is not None:
+            self.attach_server.stop()
         if self.store is not None:
             try:
                 self.store.set_host_connected(self.host_name, False)

@@ -62,7 +62,13 @@ VRS_OPTS = [
                help="OVSDB remote(s) of the directory database; default: the embedded "
                     "directory's unix socket under state_dir."),
     cfg.StrOpt("agent_socket", default=DEFAULT_AGENT_SOCKET,
-               help="Unix socket of the local agent API that the CNI and Docker plugins call."),
+               help="Unix socket of the local agent API that the CNI and Docker plugins call; "
+                    "empty disables it."),
+    cfg.StrOpt("directory_api", default="http://127.0.0.1:8080",
+               help="REST API of the directory (http://HOST:PORT or unix:/path), used by the "
+                    "agent API to create and delete vports (IPAM) on behalf of the plugins."),
+    cfg.StrOpt("directory_token_file", default="",
+               help="Bearer token for directory_api; default: the directory's api_token_file."),
     cfg.IntOpt("underlay_mtu", default=1500, min=1280,
                help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
 ]
@@ -136,6 +142,11 @@ def api_token_file(conf: cfg.ConfigOpts) -> str:
 def directory_socket(conf: cfg.ConfigOpts) -> str:
     """Unix socket path of the embedded directory database."""
     return state_path(conf, "directory", "db.sock")
+
+
+def directory_token_file(conf: cfg.ConfigOpts) -> str:
+    """Token file the VRS agent uses for the directory REST API."""
+    return conf.vrs.directory_token_file or api_token_file(conf)
 
 
 def directory_remote(conf: cfg.ConfigOpts) -> str:

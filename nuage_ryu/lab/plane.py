@@ -134,6 +134,8 @@ class ControlPlane:
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.directory_db}\n"
+                f"directory_api = unix:{self.api_socket}\n"
+                f"directory_token_file = {self.token_file}\n"
                 f"agent_socket = {self.agent_socket(host)}\n")
 
     def agent_socket(self, host: LabHost) -> str:
