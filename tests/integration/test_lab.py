@@ -7,6 +7,7 @@ when a test fails, and the last test asserts that nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -236,6 +237,20 @@ def test_bad_input(lab2):
     assert_one_line_error(nuage_lab("status", "--state-dir", fresh), "no lab in")
     assert nuage_lab("down", "--state-dir", fresh).returncode == 0
     assert not os.path.exists(fresh)
+
+
+def test_concurrent_command_is_refused():
+    """While another nuage-lab command holds the state dir's lock, 'up' and 'down' refuse at once."""
+    state_dir = tempfile.mkdtemp(prefix="nr-lab-lock-")
+    try:
+        with open(os.path.join(state_dir, "lab.lock"), "w", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for command in (("up", "--hosts", "1", "--prefix", unique_prefix("l")), ("down",)):
+                assert_one_line_error(nuage_lab(*command, "--state-dir", state_dir),
+                                      "another nuage-lab command is working on")
+        assert sorted(os.listdir(state_dir)) == ["lab.lock"]  # nothing was created, the lock is left alone
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def test_down_after_a_crashed_up():
