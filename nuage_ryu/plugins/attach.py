@@ -19,6 +19,7 @@ so the service can be restarted at any time and finds everything again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import re
 import threading
@@ -264,7 +265,6 @@ class AttachService:
                         return found
                     self._teardown(existing[0])
                 host_if, peer = link_names(req.container_id, req.ifname)
-                self.links.delete(host_if)  # a leftover of a crash between veth and OVS port
                 if req.netns:
                     if not self._netns_exists(req.netns):
                         raise AttachError("invalid", f"network namespace {req.netns} does not exist")
@@ -342,13 +342,21 @@ class AttachService:
         prefix = ipaddress.ip_network(subnet["cidr"], strict=False).prefixlen
         address = f"{vport['ip']}/{prefix}"
         gateway = vport.get("gateway") or subnet.get("gateway", "")
-        # 2. veth (undo registered first: deleting is idempotent, and a half-made pair must go too)
+        # 2. veth, the peer created in the container namespace under its final name and MAC
+        #    (undo registered first: deleting is idempotent, and a half-made pair must go too)
         undo.append(("delete veth", lambda: self.links.delete(host_if)))
-        self.links.create_veth(host_if, peer, self.mtu)
-        # 3. container side
+        try:
+            host_mac = self.links.create_veth(host_if, req.ifname if req.netns else peer, self.mtu,
+                                              netns=req.netns or None, peer_mac=vport["mac"])
+        except LinkError as exc:
+            # EEXIST: a leftover host end of a crash between veth and OVS port; replace it once.
+            if exc.errno != errno.EEXIST or not self.links.delete(host_if):
+                raise
+            host_mac = self.links.create_veth(host_if, req.ifname if req.netns else peer, self.mtu,
+                                              netns=req.netns or None, peer_mac=vport["mac"])
+        # 3. container side: address, default route, up
         if req.netns:
-            self.links.move_and_configure(peer, req.netns, req.ifname, vport["mac"], address,
-                                          gateway or None, self.mtu)
+            self.links.configure(req.netns, req.ifname, address, gateway or None)
         # 4. OVS port
         extra = {EXT_CONTAINER_IFNAME: req.ifname, EXT_NETNS: req.netns, EXT_OWNER: req.owner,
                  EXT_ADDRESS: address, EXT_GATEWAY: gateway, EXT_MAC: vport["mac"],
@@ -367,7 +375,7 @@ class AttachService:
             raise AttachError("timeout", f"OVS port {host_if}: {exc}") from None
         return {
             "container_id": req.container_id, "ifname": req.ifname, "netns": req.netns, "owner": req.owner,
-            "host_ifname": host_if, "host_mac": self.links.mac_of(host_if) or "",
+            "host_ifname": host_if, "host_mac": host_mac,
             "peer_ifname": "" if req.netns else peer, "ofport": ofport,
             "vport_id": vport["id"], "subnet_id": subnet["id"], "address": address,
             "ip": vport["ip"], "gateway": gateway, "mac": vport["mac"], "mtu": self.mtu,

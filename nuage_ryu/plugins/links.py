@@ -25,7 +25,11 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
 class LinkError(Exception):
-    """A veth or namespace operation failed; the message says which and why."""
+    """A veth or namespace operation failed; the message says which and why (``errno`` if known)."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
 
 
 def link_names(container_id: str, ifname: str) -> tuple[str, str]:
@@ -118,16 +122,55 @@ class LinkOps:
             names = [link.get_attr("IFLA_IFNAME") for link in ip.get_links()]
         return sorted(n for n in names if n and n.startswith(prefix) and len(n) == 13)
 
-    def create_veth(self, host_name: str, peer_name: str, mtu: int) -> None:
-        """Create the pair in the host namespace; the host end is brought up."""
-        with self._host() as ip:
+    def create_veth(self, host_name: str, peer_name: str, mtu: int, netns: str | None = None,
+                    peer_mac: str | None = None) -> str:
+        """Create the pair; the host end is brought up; returns the host end's MAC.
+
+        With ``netns`` the peer is created directly inside that namespace under
+        ``peer_name`` (the kernel does it in one step, ~2 ms, where moving an
+        existing interface between namespaces costs ~20 ms).
+        """
+        peer: dict = {"ifname": peer_name, "mtu": mtu}
+        if peer_mac:
+            peer["address"] = peer_mac
+        fd = None
+        if netns:
             try:
-                ip.link("add", ifname=host_name, kind="veth", peer={"ifname": peer_name, "mtu": mtu},
-                        mtu=mtu)
-            except NetlinkError as exc:
-                raise LinkError(f"cannot create veth {host_name}/{peer_name}: {exc.args[1]}") from None
-            index = ip.link_lookup(ifname=host_name)[0]
-            ip.link("set", index=index, state="up")
+                fd = os.open(_netns_target(netns), os.O_RDONLY)
+            except OSError as exc:
+                raise LinkError(f"cannot open network namespace {netns}: {exc.strerror}") from None
+            peer["net_ns_fd"] = fd
+        try:
+            with self._host() as ip:
+                try:
+                    ip.link("add", ifname=host_name, kind="veth", peer=peer, mtu=mtu)
+                except NetlinkError as exc:
+                    where = f" (peer {peer_name} in {netns})" if netns else f"/{peer_name}"
+                    raise LinkError(f"cannot create veth {host_name}{where}: {exc.args[1]}",
+                                    exc.code) from None
+                found = ip.link_lookup(ifname=host_name)
+                if not found:
+                    raise LinkError(f"veth {host_name} vanished right after its creation")
+                ip.link("set", index=found[0], state="up")
+                return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def configure(self, netns: str, ifname: str, address: str, gateway: str | None) -> int:
+        """Set address and default route of ``ifname`` in ``netns`` and bring it up; returns its index."""
+        iface = ipaddress.ip_interface(address)
+        with open_netlink(_netns_target(netns)) as ns:
+            try:
+                index = ns.link_lookup(ifname=ifname)[0]
+                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                ns.link("set", index=index, state="up")
+                if gateway:
+                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
+            except (NetlinkError, IndexError) as exc:
+                detail = exc.args[1] if isinstance(exc, NetlinkError) else "interface not found"
+                raise LinkError(f"cannot configure {ifname} in {netns}: {detail}") from None
+        return index
 
     def delete(self, name: str) -> bool:
         """Delete link ``name`` in the host namespace (its veth peer goes too); False if absent."""
@@ -151,38 +194,6 @@ class LinkOps:
     def has_interface(self, netns: str, ifname: str) -> bool:
         with open_netlink(_netns_target(netns)) as ns:
             return bool(ns.link_lookup(ifname=ifname))
-
-    def move_and_configure(self, peer_name: str, netns: str, ifname: str, mac: str, address: str,
-                           gateway: str | None, mtu: int) -> int:
-        """Move ``peer_name`` into ``netns``, name it ``ifname``, set MAC/MTU/address/default route, up.
-
-        Returns the interface index inside the namespace.
-        """
-        target = _netns_target(netns)
-        with self._host() as ip:
-            found = ip.link_lookup(ifname=peer_name)
-            if not found:
-                raise LinkError(f"veth end {peer_name} vanished before it could be moved")
-            fd = os.open(target, os.O_RDONLY)
-            try:
-                ip.link("set", index=found[0], net_ns_fd=fd)
-            except NetlinkError as exc:
-                raise LinkError(f"cannot move {peer_name} into {netns}: {exc.args[1]}") from None
-            finally:
-                os.close(fd)
-        iface = ipaddress.ip_interface(address)
-        with open_netlink(target) as ns:
-            try:
-                index = ns.link_lookup(ifname=peer_name)[0]
-                ns.link("set", index=index, ifname=ifname, address=mac, mtu=mtu)
-                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-                ns.link("set", index=index, state="up")
-                if gateway:
-                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-            except (NetlinkError, IndexError) as exc:
-                detail = exc.args[1] if isinstance(exc, NetlinkError) else "interface not found"
-                raise LinkError(f"cannot configure {ifname} in {netns}: {detail}") from None
-        return index
 
     def inspect(self, netns: str, ifname: str) -> ContainerInterface | None:
         """The container interface ``ifname`` in ``netns`` as it is now; None if absent."""

@@ -14,7 +14,7 @@ import pytest
 from nuage_ryu.ovsdb.host import HostOVS, HostOVSError
 from nuage_ryu.plugins.attach import AttachError, AttachRequest, AttachService
 from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryUnavailable
-from nuage_ryu.plugins.links import LinkError, LinkOps
+from nuage_ryu.plugins.links import LinkError, LinkOps, link_names
 from nuage_ryu.plugins.testing import directory_service, host_state, make_network, ns_exec, prepare_bridge
 from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name
 
@@ -80,8 +80,8 @@ CASES = [
      True, "unavailable"),
     ("veth creation fails", "links", "create_veth", LinkError("no veth"), False, "failed"),
     ("veth made then failure", "links", "create_veth", LinkError("late"), True, "failed"),
-    ("move into netns fails", "links", "move_and_configure", LinkError("no move"), False, "failed"),
-    ("configured in netns then failure", "links", "move_and_configure", LinkError("late"), True, "failed"),
+    ("configuring the netns fails", "links", "configure", LinkError("no address"), False, "failed"),
+    ("configured in netns then failure", "links", "configure", LinkError("late"), True, "failed"),
     ("OVSDB refuses the port", "ovs", "add_vport_port", HostOVSError("refused"), False, "unavailable"),
     ("port added then OVSDB fails", "ovs", "add_vport_port", HostOVSError("late"), True, "unavailable"),
     ("no ofport", "ovs", "wait_for_ofport", HostOVSError("no ofport"), False, "timeout"),
@@ -163,7 +163,7 @@ def test_directory_unreachable(env, container):
 def test_rollback_reports_what_it_could_not_undo(env, container):
     directory, ovs, hostovs = env
     broken = Failing(Failing(directory, "delete_vport", DirectoryUnavailable("gone")), "x", Exception())
-    links = Failing(LinkOps(ovs.netns), "move_and_configure", LinkError("no move"))
+    links = Failing(LinkOps(ovs.netns), "configure", LinkError("no address"))
     service = _service(broken, hostovs, links)
     with pytest.raises(AttachError) as err:
         service.attach(_request(container))
@@ -174,3 +174,16 @@ def test_rollback_reports_what_it_could_not_undo(env, container):
     _service(directory, hostovs, LinkOps(ovs.netns)).gc([])
     assert host_state(ovs, directory, HOST) == EMPTY
     assert os.path.exists(f"/var/run/netns/{container}")
+
+
+def test_leftover_host_veth_is_replaced(env, container):
+    """A crash between "veth created" and "OVS port added" leaves the host end behind: the next ADD copes."""
+    directory, ovs, hostovs = env
+    host_if, peer = link_names("ctr-rb", "eth0")
+    ovs.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer])
+    service = _service(directory, hostovs, LinkOps(ovs.netns))
+    result = service.attach(_request(container))
+    assert result["host_ifname"] == host_if
+    assert host_state(ovs, directory, HOST)["links"] == [host_if]
+    service.detach("ctr-rb", "eth0")
+    assert host_state(ovs, directory, HOST) == EMPTY
