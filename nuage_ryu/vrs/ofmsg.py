@@ -110,6 +110,14 @@ def delete_strict(flow: Flow, datapath=DATAPATH):
                              flags=0, match=match_obj(flow), instructions=[])
 
 
+def delete_by_cookie(cookie: int, datapath=DATAPATH):
+    """OFPFlowMod (OFPFC_DELETE) removing every flow, in any table, whose cookie is exactly ``cookie``."""
+    return parser.OFPFlowMod(datapath, cookie=cookie, cookie_mask=ofwire.COOKIE_MASK_FULL,
+                             table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE, priority=0,
+                             buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+                             flags=0, match=parser.OFPMatch(), instructions=[])
+
+
 def serialize(msg, xid: int = 0) -> bytes:
     """Wire bytes of an os-ken message with the given xid."""
     msg.set_xid(xid)

@@ -58,7 +58,10 @@ OFPT_MULTIPART_REPLY = ofp.OFPT_MULTIPART_REPLY
 OFPT_BUNDLE_CONTROL = ofp.OFPT_BUNDLE_CONTROL
 OFPT_BUNDLE_ADD_MESSAGE = ofp.OFPT_BUNDLE_ADD_MESSAGE
 OFPFC_ADD = ofp.OFPFC_ADD
+OFPFC_DELETE = ofp.OFPFC_DELETE
 OFPFC_DELETE_STRICT = ofp.OFPFC_DELETE_STRICT
+OFPTT_ALL = ofp.OFPTT_ALL
+COOKIE_MASK_FULL = (1 << 64) - 1
 OFPP_ANY = ofp.OFPP_ANY
 OFPG_ANY = ofp.OFPG_ANY
 OFP_NO_BUFFER = ofp.OFP_NO_BUFFER
@@ -380,15 +383,29 @@ def encode_instructions(actions: tuple) -> bytes:
 
 
 def flow_mod_body(flow: Flow, command: int = OFPFC_ADD) -> bytes:
-    """FLOW_MOD without its 8-byte header."""
+    """FLOW_MOD without its 8-byte header.
+
+    OFPFC_ADD installs ``flow``; OFPFC_DELETE_STRICT removes the flow with its key;
+    OFPFC_DELETE removes every flow of table ``flow.table`` (OFPTT_ALL: any table)
+    matching ``flow.match`` whose cookie is exactly ``flow.cookie`` (see ``cookie_delete``).
+    """
+    cookie_mask = 0
     if command == OFPFC_ADD:
         tail = encode_match(flow.match) + encode_instructions(flow.actions)
         cookie, idle, hard = flow.cookie, flow.idle_timeout, flow.hard_timeout
+    elif command == OFPFC_DELETE:
+        tail = encode_match(flow.match)
+        cookie, cookie_mask, idle, hard = flow.cookie, COOKIE_MASK_FULL, 0, 0
     else:
         tail = encode_match(flow.match)
         cookie, idle, hard = 0, 0, 0
-    return _FLOW_MOD.pack(0, 0, 0, 0, cookie, 0, flow.table, command, idle, hard, flow.priority,
+    return _FLOW_MOD.pack(0, 0, 0, 0, cookie, cookie_mask, flow.table, command, idle, hard, flow.priority,
                           OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)[8:] + tail
+
+
+def cookie_delete(cookie: int) -> Flow:
+    """The pseudo-flow that, sent with OFPFC_DELETE, removes every flow with this exact cookie."""
+    return Flow(OFPTT_ALL, 0, (), (), cookie)
 
 
 def encode_flow_mod(flow: Flow, xid: int, command: int = OFPFC_ADD) -> bytes:

@@ -315,8 +315,8 @@ class BridgeSync:
             command, flow = found
             self.stats.errors += 1
             b.errors.append((flow, etype, ecode))
-            LOG.error("%s: switch refused %s of %s: error type=%d code=%d (bundle %d)", self.name,
-                      "delete" if command == ofwire.OFPFC_DELETE_STRICT else "add",
+            what = {ofwire.OFPFC_ADD: "add", ofwire.OFPFC_DELETE: "delete by cookie"}.get(command, "delete")
+            LOG.error("%s: switch refused %s of %s: error type=%d code=%d (bundle %d)", self.name, what,
                       _describe(flow), etype, ecode, b.bundle_id)
             # A bundle-level error (bad bundle id after a failed OPEN, timeout) is not the flow's fault.
             if command == ofwire.OFPFC_ADD and etype != ofwire.ofp.OFPET_BUNDLE_FAILED and \
@@ -413,16 +413,36 @@ class BridgeSync:
                 return []
             return self._open_bundle(deletes, adds, desired)
 
+    @staticmethod
+    def _delete_messages(deletes: list[Flow], desired: dict) -> list[tuple[int, Flow]]:
+        """Strict deletes, except one delete-by-cookie for an owner that has no desired flow left.
+
+        A deleted vport owns a dozen flows; its cookie no longer appears in the desired set, so
+        one OFPFC_DELETE with that exact cookie removes them all (OVS indexes flows by cookie).
+        Every installed flow with an owned cookie is in ``installed``, so nothing else goes.
+        """
+        if not deletes:
+            return []
+        live = {f.cookie for f in desired.values()}
+        gone: dict[int, int] = {}
+        strict = []
+        for f in deletes:
+            if f.cookie in live:
+                strict.append((ofwire.OFPFC_DELETE_STRICT, f))
+            else:
+                gone[f.cookie] = gone.get(f.cookie, 0) + 1
+        by_cookie = [(ofwire.OFPFC_DELETE, ofwire.cookie_delete(c)) for c in gone]
+        return by_cookie + strict
+
     def _open_bundle(self, deletes: list[Flow], adds: list[Flow], result: dict) -> Iterator[bytes]:
         bundle_id = next(self._bundle_ids) & 0xFFFFFFFF
-        open_xid = self._next_xid()
-        n = len(deletes) + len(adds)
-        first = self._next_xid()
-        # Reserve n consecutive xids for the bundle adds.
-        self._xids = itertools.count(first + n)
-        commit_xid = self._next_xid()
-        messages = [(ofwire.OFPFC_DELETE_STRICT, f) for f in deletes]
+        messages = self._delete_messages(deletes, result)
         messages += [(ofwire.OFPFC_ADD, f) for f in adds]
+        open_xid = self._next_xid()
+        first = self._next_xid()
+        # Reserve consecutive xids for the bundle adds.
+        self._xids = itertools.count(first + len(messages))
+        commit_xid = self._next_xid()
         bundle = Bundle(bundle_id, self.generation, open_xid, commit_xid, first, messages, result)
         self.bundle = bundle
         self.state = PUSHING

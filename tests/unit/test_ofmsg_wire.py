@@ -78,6 +78,12 @@ def test_delete_strict_bytes_equal_oskens(flow):
             == ofmsg.serialize(ofmsg.delete_strict(flow), 7))
 
 
+def test_delete_by_cookie_bytes_equal_oskens():
+    cookie = 0x0512345678ABCDEF
+    assert (ofwire.encode_flow_mod(ofwire.cookie_delete(cookie), 9, ofwire.OFPFC_DELETE)
+            == ofmsg.serialize(ofmsg.delete_by_cookie(cookie), 9))
+
+
 @pytest.mark.parametrize("flow", SAMPLE_FLOWS, ids=lambda f: f"t{f.table}p{f.priority}")
 def test_bundle_add_bytes_equal_oskens(flow):
     p = ofmsg.parser

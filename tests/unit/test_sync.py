@@ -43,6 +43,10 @@ class Switch:
                     assert inner_xid == xid
                     if command == ofp.OFPFC_ADD:
                         out.append(("add", xid, bundle_id, flags, flow))
+                    elif command == ofp.OFPFC_DELETE:  # every flow with this cookie, any table
+                        cookie_mask = struct.unpack_from("!Q", raw, 16 + 16)[0]
+                        assert flow.table == ofp.OFPTT_ALL and not flow.match and cookie_mask == (1 << 64) - 1
+                        out.append(("delete_cookie", xid, bundle_id, flags, flow.cookie))
                     else:  # a strict delete names only the key
                         assert command == ofp.OFPFC_DELETE_STRICT and not flow.actions and not flow.cookie
                         out.append(("delete", xid, bundle_id, flags, flow.key))
@@ -75,6 +79,8 @@ class Switch:
                 self.installed[obj.key] = obj
             elif kind == "delete":
                 self.installed.pop(obj, None)
+            elif kind == "delete_cookie":
+                self.installed = {k: f for k, f in self.installed.items() if f.cookie != obj}
             elif kind == "ctrl" and obj == ofp.OFPBCT_COMMIT_REQUEST:
                 commit = (xid, bundle_id)
         return commit
@@ -171,8 +177,11 @@ def test_flows_with_foreign_cookies_are_left_alone():
     bs = sync.BridgeSync()
     connect(bs, sw)
     parsed = Switch.parse(bs.set_desired(flows(2)))
-    deleted = [p[4] for p in parsed if p[0] == "delete"]
-    assert deleted == [ours_stale.key]
+    deleted = [p[4] for p in parsed if p[0].startswith("delete")]
+    assert deleted == [VP2]  # its owner has no desired flow left: one delete by cookie
+    sw.apply(parsed)
+    assert foreign.key in sw.installed and other_controller.key in sw.installed
+    assert ours_stale.key not in sw.installed
 
 
 def test_missing_canary_means_full_push():
@@ -182,9 +191,9 @@ def test_missing_canary_means_full_push():
     bs.set_desired(desired)
     parsed = Switch.parse(connect(bs, sw))
     adds = {p[4] for p in parsed if p[0] == "add"}
-    deletes = [p[4] for p in parsed if p[0] == "delete"]
+    deletes = [p[4] for p in parsed if p[0].startswith("delete")]
     assert adds == set(desired) | {CANARY}  # everything, not just the 10 missing
-    assert deletes == [Flow(0, 1, (), (), VP2).key]
+    assert deletes == [VP2]
     assert bs.stats.full_pushes == 1
 
 
@@ -335,3 +344,17 @@ def test_unencodable_flow_is_kept_out_and_the_rest_installed():
     assert failed == [bad] and after == [] and bs.in_sync
     assert bad.key in bs.quarantine and bad.key not in bs.installed
     assert {p[4] for p in parsed if p[0] == "add"} == set(flows(3)) | {CANARY}
+
+
+def test_owner_gone_is_one_delete_by_cookie_owner_shrunk_is_strict():
+    a = flows(5, cookie=VP)
+    b = flows(4, cookie=VP2, port_base=100)
+    sw = Switch(a + b + [CANARY])
+    bs = sync.BridgeSync()
+    connect(bs, sw)
+    parsed, _ = run_bundle(bs, sw, bs.set_desired(a[:3]))  # VP loses 2 flows, VP2 all 4
+    body = [(p[0], p[4]) for p in parsed if p[0] != "ctrl"]
+    assert body[0] == ("delete_cookie", VP2)
+    assert sorted(body[1:], key=str) == sorted([("delete", a[3].key), ("delete", a[4].key)], key=str)
+    assert bs.stats.last_deletes == 6 and bs.in_sync
+    assert sw.installed == {f.key: f for f in a[:3] + [CANARY]}
