@@ -125,7 +125,8 @@ def allocate_ip(cidr: str, gateway: str, used: Collection[str], requested: str |
             raise Conflict(f"ip {ip} is already in use in {cidr}")
         return ip
     first, last = usable_range(cidr)
-    used = used if isinstance(used, (set, frozenset)) else set(used)
+    if isinstance(used, (list, tuple)):
+        used = set(used)  # membership tests below must be O(1)
     if len(used) + 1 >= last - first + 1:
         raise Conflict(f"subnet {cidr} is exhausted: all {capacity(cidr)} addresses are in use")
     if hint is None:

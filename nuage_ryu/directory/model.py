@@ -10,7 +10,7 @@ Ids are the OVSDB row UUIDs as strings. Parent references are ids too.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -313,8 +313,8 @@ class SubnetPorts:
     """
 
     vports: Mapping[str, VPort]
-    names: frozenset[str]
-    ips: frozenset[str]
+    names: Collection[str]  # frozenset, or a persistent map used as a set (store)
+    ips: Collection[str]
     max_ip: int = 0
 
     @classmethod
@@ -353,7 +353,7 @@ class DirectoryState:
         hosts: Mapping[str, Host] | None = None,
         tokens: Mapping[str, ApiToken] | None = None,
         subnet_ports: Mapping[str, SubnetPorts] | None = None,
-        macs: frozenset[str] | None = None,
+        macs: Collection[str] | None = None,
     ):
         """``subnet_ports``/``macs`` may be given precomputed (the store maintains them
         incrementally, so that a write does not cost O(all vports)); else built lazily."""

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from importlib import resources
 from types import MappingProxyType
 
+import immutables
 import ovs.db.idl
 import ovs.poller
 
@@ -167,31 +168,11 @@ def _conflict_message(error: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-class _Bucket:
-    """Mutable per-subnet vport index of the store (see DirectoryStore._index_vport)."""
+def _discard(m: immutables.Map, key) -> immutables.Map:
+    return m.delete(key) if key in m else m
 
-    __slots__ = ("vports", "names", "ips", "max_ip")
 
-    def __init__(self):
-        self.vports: dict[str, model.VPort] = {}
-        self.names: set[str] = set()
-        self.ips: set[str] = set()
-        self.max_ip = 0
-
-    def add(self, vport) -> None:
-        self.vports[vport.id] = vport
-        self.names.add(vport.name)
-        self.ips.add(vport.ip)
-        self.max_ip = max(self.max_ip, model.ip_int(vport.ip))
-
-    def remove(self, vport) -> None:
-        # max_ip stays: it is an allocation hint ("continue after the last one handed out").
-        self.vports.pop(vport.id, None)
-        self.names.discard(vport.name)
-        self.ips.discard(vport.ip)
-
-    def freeze(self) -> model.SubnetPorts:
-        return model.SubnetPorts(dict(self.vports), frozenset(self.names), frozenset(self.ips), self.max_ip)
+_EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
 
 
 class _Idl(ovs.db.idl.Idl):
@@ -222,13 +203,13 @@ class DirectoryStore:
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._mirror: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
-        # Per-subnet vport buckets and the MAC set, kept incrementally so that publishing a
-        # snapshot after a vport write costs O(vports of that subnet) C-level copies, not a
-        # Python loop over every vport.
-        self._buckets: dict[str, _Bucket] = {}
-        self._macs: set[str] = set()
-        self._dirty_subnets: set[str] = set()
+        # The mirror is made of persistent (immutable, structure-sharing) maps: applying a row
+        # change costs O(log n) and publishing a snapshot costs nothing, whatever the size.
+        self._mirror: dict[str, immutables.Map] = {kind: immutables.Map() for kind in KINDS}
+        # Per-subnet vport index (names, addresses) and the MAC set, kept the same way, so that
+        # planning a vport create never walks all vports.
+        self._subnet_ports: immutables.Map = immutables.Map()
+        self._macs: immutables.Map = immutables.Map()
         self._dirty: set[str] = set(KINDS)
         self._state = DirectoryState()
         self._version = 0
@@ -312,34 +293,35 @@ class DirectoryStore:
         if kind is None:
             return
         rid = str(row.uuid)
+        table = self._mirror[kind]
+        old = table.get(rid)
         if event == ovs.db.idl.ROW_DELETE:
-            old = self._mirror[kind].pop(rid, None)
             new = None
+            if old is not None:
+                self._mirror[kind] = table.delete(rid)
         else:
-            old = self._mirror[kind].get(rid)
-            new = self._mirror[kind][rid] = row_to_object(kind, row)
+            new = row_to_object(kind, row)
+            self._mirror[kind] = table.set(rid, new)
         if kind == "vport":
             self._index_vport(old, new)
         self._dirty.add(kind)
 
     def _index_vport(self, old, new) -> None:
         if old is not None:
-            bucket = self._buckets.get(old.subnet)
-            if bucket is not None:
-                bucket.remove(old)
-            self._macs.discard(old.mac)
-            self._dirty_subnets.add(old.subnet)
+            sp = self._subnet_ports.get(old.subnet)
+            if sp is not None and old.id in sp.vports:
+                sp = model.SubnetPorts(sp.vports.delete(old.id), _discard(sp.names, old.name),
+                                       _discard(sp.ips, old.ip), sp.max_ip)
+                self._subnet_ports = (self._subnet_ports.set(old.subnet, sp) if len(sp.vports)
+                                      else self._subnet_ports.delete(old.subnet))
+            self._macs = _discard(self._macs, old.mac)
         if new is not None:
-            self._buckets.setdefault(new.subnet, _Bucket()).add(new)
-            self._macs.add(new.mac)
-            self._dirty_subnets.add(new.subnet)
-
-    def _rebuild_vport_index(self) -> None:
-        self._dirty_subnets |= set(self._buckets)
-        self._buckets = {}
-        self._macs = set()
-        for vport in self._mirror["vport"].values():
-            self._index_vport(None, vport)
+            sp = self._subnet_ports.get(new.subnet) or _EMPTY_PORTS
+            # max_ip only grows: it is an allocation hint ("continue after the last one handed out").
+            sp = model.SubnetPorts(sp.vports.set(new.id, new), sp.names.set(new.name, True),
+                                   sp.ips.set(new.ip, True), max(sp.max_ip, model.ip_int(new.ip)))
+            self._subnet_ports = self._subnet_ports.set(new.subnet, sp)
+            self._macs = self._macs.set(new.mac, True)
 
     def _check_mirror(self) -> None:
         # After a reconnect the IDL reloads everything without reporting deletions;
@@ -349,33 +331,19 @@ class DirectoryStore:
         for kind, (table, _p, _q) in KINDS.items():
             rows = self._idl.tables[table].rows
             if len(rows) != len(self._mirror[kind]):
-                self._mirror[kind] = {str(u): row_to_object(kind, r) for u, r in rows.items()}
+                self._mirror[kind] = immutables.Map({str(u): row_to_object(kind, r) for u, r in rows.items()})
                 self._dirty.add(kind)
                 if kind == "vport":
-                    self._rebuild_vport_index()
+                    self._subnet_ports, self._macs = immutables.Map(), immutables.Map()
+                    for vport in self._mirror["vport"].values():
+                        self._index_vport(None, vport)
 
     def _publish(self) -> None:
         if not self._dirty:
             return
-        old = self._state
-        maps = {}
-        for kind, (_t, plural, _p) in KINDS.items():
-            maps[plural] = dict(self._mirror[kind]) if kind in self._dirty else getattr(old, plural)
-        subnet_ports = old.__dict__.get("_subnet_ports")
-        macs = old.__dict__.get("_macs")
-        if "vport" in self._dirty or subnet_ports is None:
-            subnet_ports = dict(subnet_ports or {})
-            for sid in self._dirty_subnets:
-                bucket = self._buckets.get(sid)
-                if bucket is None or not bucket.vports:
-                    subnet_ports.pop(sid, None)
-                    self._buckets.pop(sid, None)
-                else:
-                    subnet_ports[sid] = bucket.freeze()
-            macs = frozenset(self._macs)
-        self._dirty_subnets.clear()
         self._dirty.clear()
-        self._state = DirectoryState(**maps, subnet_ports=subnet_ports, macs=macs)
+        maps = {plural: self._mirror[kind] for kind, (_t, plural, _p) in KINDS.items()}
+        self._state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs)
         self._version += 1
 
     def _fire_listeners(self) -> None:
