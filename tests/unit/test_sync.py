@@ -358,3 +358,18 @@ def test_owner_gone_is_one_delete_by_cookie_owner_shrunk_is_strict():
     assert sorted(body[1:], key=str) == sorted([("delete", a[3].key), ("delete", a[4].key)], key=str)
     assert bs.stats.last_deletes == 6 and bs.in_sync
     assert sw.installed == {f.key: f for f in a[:3] + [CANARY]}
+
+
+def test_resync_during_a_bundle_reads_after_the_commit():
+    sw = Switch()
+    bs = sync.BridgeSync()
+    connect(bs, sw)
+    msgs = bs.set_desired(flows(3))
+    assert bs.resync() == []  # a bundle is in flight: the read waits for its end
+    parsed, after = run_bundle(bs, sw, msgs)
+    (read,) = Switch.parse(after)
+    assert read[0] == "read" and not bs.in_sync
+    out = []
+    for raw in sw.stats_replies(read[1]):
+        out = bs.on_flow_stats_reply(raw)
+    assert out == [] and bs.in_sync
