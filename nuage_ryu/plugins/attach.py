@@ -52,6 +52,20 @@ VP_RESERVED = "nuage-reserved"
 DOCKER_NET_PREFIX = "nuage-docker-net-"
 
 OWNERS = ("cni", "docker")
+RESOLVE_TTL = 5.0  # seconds a network's (enterprise, domain, zone, subnet) -> subnet lookup is reused
+EXT_VPORT_ID = "nuage-vport-id"
+EXT_CONTAINER = "nuage-container-id"
+
+
+@dataclass(frozen=True)
+class OvsPort:
+    """A vport port found by name (same fields as HostOVS's VPortPort)."""
+
+    ifname: str
+    ofport: int | None
+    vport_id: str
+    container_id: str
+    external_ids: dict
 CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -115,6 +129,40 @@ class AttachRequest:
         return cls(**data)
 
 
+class _SharedExclusiveLock:
+    """A readers-writer lock: many holders of ``shared()`` or one of ``exclusive()``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True  # new shared holders wait from now on
+            self._cond.wait_for(lambda: self._shared == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 def _check_ids(container_id: str, ifname: str) -> None:
     if not CONTAINER_ID_RE.match(container_id or ""):
         raise AttachError("invalid", f"invalid container id {container_id!r} "
@@ -161,9 +209,12 @@ class AttachService:
         self.wait_vport_up = wait_vport_up or self._poll_directory_up
         self.up_timeout = up_timeout
         self.dns = dns or {}
-        self._lock = threading.RLock()          # OVS/link/directory mutations and GC
+        # Attaches and detaches of different interfaces run in parallel (shared side);
+        # GC, which looks at everything, runs alone (exclusive side).
+        self._lock = _SharedExclusiveLock()
         self._busy: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
         self._busy_guard = threading.Lock()
+        self._resolved: dict[tuple, tuple[float, dict]] = {}
 
     # Helpers -----------------------------------------------------------------------
 
@@ -202,8 +253,41 @@ class AttachService:
             raise AttachError("unavailable", f"local OVSDB: {exc}") from None
 
     def _find(self, container_id: str, ifname: str | None = None) -> list:
-        return [p for p in self._ports() if p.container_id == container_id
-                and (ifname is None or p.external_ids.get(EXT_CONTAINER_IFNAME) == ifname)]
+        """The OVS ports of a container (of one interface: a lookup by its derived port name)."""
+        if ifname is None:
+            return [p for p in self._ports() if p.container_id == container_id]
+        host_if = link_names(container_id, ifname)[0]
+        try:
+            row = self.ovs.interface_config(host_if)
+        except Exception as exc:  # HostOVSError
+            raise AttachError("unavailable", f"local OVSDB: {exc}") from None
+        if row is None:
+            return []
+        ids = row["external_ids"]
+        if ids.get(EXT_VPORT_ID) is None or ids.get(EXT_CONTAINER) != container_id \
+                or ids.get(EXT_CONTAINER_IFNAME) != ifname:
+            return []
+        return [OvsPort(ifname=host_if, ofport=row["ofport"], vport_id=ids[EXT_VPORT_ID],
+                        container_id=container_id, external_ids=ids)]
+
+    def _resolve(self, req: AttachRequest) -> dict:
+        """The subnet of a request; cached briefly, since a burst of ADDs names the same network."""
+        key = (req.enterprise, req.domain, req.zone, req.subnet)
+        now = time.monotonic()
+        with self._busy_guard:
+            hit = self._resolved.get(key)
+        if hit is not None and now - hit[0] < RESOLVE_TTL:
+            return hit[1]
+        net = self.directory.resolve_subnet(*key)
+        with self._busy_guard:
+            if len(self._resolved) > 256:
+                self._resolved.clear()
+            self._resolved[key] = (now, net)
+        return net
+
+    def _forget(self, req: AttachRequest) -> None:
+        with self._busy_guard:
+            self._resolved.pop((req.enterprise, req.domain, req.zone, req.subnet), None)
 
     @staticmethod
     def _describe(port, vport: dict | None = None) -> dict:
@@ -257,7 +341,7 @@ class AttachService:
                 and not re.match(r"^[0-9a-f-]{36}$", req.subnet):
             raise AttachError("invalid", "enterprise, domain and zone are required unless subnet is an id")
         with self._key(req.container_id, req.ifname):
-            with self._lock:
+            with self._lock.shared():
                 existing = self._find(req.container_id, req.ifname)
                 if existing:
                     found = self._existing(existing[0], req)
@@ -283,7 +367,7 @@ class AttachService:
                                                  f"{self.up_timeout:g}s (is the VRS agent connected to "
                                                  f"{self.bridge}?)")
             except BaseException as exc:
-                with self._lock:
+                with self._lock.shared():
                     leftovers = self._run_undo(undo)
                 raise self._attach_error(exc, leftovers) from None
             result["status"] = "up" if req.wait_up else "down"
@@ -329,14 +413,22 @@ class AttachService:
                    "host": vport.get("host", "")}
             undo.append(("restore vport", lambda: directory.update_vport(req.vport_id, old)))
         else:
-            net = directory.resolve_subnet(req.enterprise, req.domain, req.zone, req.subnet)
-            subnet = net["subnet"]
-            pg_ids = directory.resolve_policygroups(subnet["domain"], req.policygroups)
-            vport = directory.create_vport(subnet["id"], {
-                "name": f"{req.container_id[:40]}-{req.ifname}",
-                "type": "container", "host": self.host_name, "policygroups": pg_ids,
-                "external_ids": {VP_CONTAINER: req.container_id, VP_IFNAME: req.ifname,
-                                 VP_HOST: self.host_name, VP_OWNER: req.owner}})
+            fields = {"name": f"{req.container_id[:40]}-{req.ifname}", "type": "container",
+                      "host": self.host_name,
+                      "external_ids": {VP_CONTAINER: req.container_id, VP_IFNAME: req.ifname,
+                                       VP_HOST: self.host_name, VP_OWNER: req.owner}}
+            for attempt in (1, 2):
+                subnet = self._resolve(req)["subnet"]
+                try:
+                    fields["policygroups"] = pg_ids = directory.resolve_policygroups(subnet["domain"],
+                                                                                     req.policygroups)
+                    vport = directory.create_vport(subnet["id"], fields)
+                    break
+                except DirectoryClientError as exc:
+                    # A cached subnet deleted or renamed meanwhile: look it up again, once.
+                    self._forget(req)
+                    if attempt == 2 or exc.status not in (404, 422):
+                        raise
             vport_id = vport["id"]
             undo.append(("delete vport", lambda: directory.delete_vport(vport_id)))
         prefix = ipaddress.ip_network(subnet["cidr"], strict=False).prefixlen
@@ -422,7 +514,7 @@ class AttachService:
             raise AttachError("invalid", f"invalid container id {container_id!r}")
         if ifname and not valid_ifname(ifname):
             raise AttachError("invalid", f"invalid interface name {ifname!r}")
-        with self._key(container_id, ifname or "*"), self._lock:
+        with self._key(container_id, ifname or "*"), self._lock.shared():
             removed = []
             for port in self._find(container_id, ifname or None):
                 self._teardown(port)
@@ -501,7 +593,7 @@ class AttachService:
                 raise AttachError("invalid", "valid attachments must be objects with container_id and ifname")
             keep.add((item["container_id"], item["ifname"]))
         removed: dict[str, list] = {"attachments": [], "links": [], "vports": []}
-        with self._lock:
+        with self._lock.exclusive():
             with self._busy_guard:
                 busy = set(self._busy)
             ports = self._ports()

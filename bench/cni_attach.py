@@ -1,0 +1,110 @@
+"""Benchmark: CNI ADD -> vport up latency and attach churn, through the real nuage-cni executable.
+
+Setup (one host): the real directory (embedded ovsdb-server + REST API), a
+private OVS (userspace datapath, own netns) and the attach service behind its
+agent socket (``python -m nuage_ryu.plugins.agentd``). Each ADD is a fresh
+``nuage-cni`` process (process start included) and returns once the vport is up;
+the agent socket runs with ``--up-mode ofport`` (up = OVS assigned the port),
+since the VRS agent's flow install is measured by its own benchmarks.
+
+    .venv/bin/python bench/cni_attach.py [--count 100] [--parallel 8]
+
+Prints p50/p90/p99/max of sequential ADD and DEL latency, and ADD+DEL pairs per
+second sequentially and with --parallel concurrent workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nuage_ryu.plugins.testing import (  # noqa: E402
+    agent_process,
+    directory_service,
+    host_state,
+    make_network,
+    prepare_bridge,
+    run_cni,
+)
+from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name  # noqa: E402
+
+HOST = "bench-host"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict:
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 1), "p90_ms": round(percentile(ms, 90), 1),
+            "p99_ms": round(percentile(ms, 99), 1), "max_ms": round(max(ms), 1),
+            "mean_ms": round(statistics.mean(ms), 1)}
+
+
+def timed(command: str, conf: dict, cid: str, ns: str) -> float:
+    start = time.monotonic()
+    rc, out = run_cni(command, conf, cid, ns)
+    elapsed = time.monotonic() - start
+    if rc != 0:
+        raise RuntimeError(f"{command} {cid} failed: {out}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--json", default="", help="also write the results to this file")
+    args = parser.parse_args()
+    results: dict = {"count": args.count, "parallel": args.parallel, "cpus": os.cpu_count()}
+    with contextlib.ExitStack() as stack:
+        directory = stack.enter_context(directory_service())
+        ovs = stack.enter_context(private_ovs())
+        make_network(directory, cidr="10.64.0.0/20")
+        prepare_bridge(ovs)
+        sock = os.path.join(directory.state_dir, "agent.sock")
+        stack.enter_context(agent_process(sock, ovs.db_remote, directory, HOST, ovs.netns))
+        conf = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni", "agent_socket": sock,
+                "enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}
+        spaces = [f"/var/run/netns/{stack.enter_context(namespace(unique_netns_name('nrb')))}"
+                  for _ in range(args.count)]
+        print(f"setup done: {args.count} namespaces; sequential ADDs...", flush=True)
+        adds = [timed("ADD", conf, f"bench-{i}", ns) for i, ns in enumerate(spaces)]
+        dels = [timed("DEL", conf, f"bench-{i}", ns) for i, ns in enumerate(spaces)]
+        results["add_to_up"] = summary(adds)
+        results["del"] = summary(dels)
+        results["sequential_pairs_per_s"] = round(args.count / (sum(adds) + sum(dels)), 1)
+        assert host_state(ovs, directory, HOST) == {"ports": [], "links": [], "vports": []}
+
+        def pair(i: int) -> None:
+            timed("ADD", conf, f"churn-{i}", spaces[i])
+            timed("DEL", conf, f"churn-{i}", spaces[i])
+
+        print(f"churn with {args.parallel} workers...", flush=True)
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            list(pool.map(pair, range(args.count)))
+        elapsed = time.monotonic() - start
+        results["parallel_pairs_per_s"] = round(args.count / elapsed, 1)
+        leftover = host_state(ovs, directory, HOST)
+        results["leaked_after_churn"] = leftover
+        assert leftover == {"ports": [], "links": [], "vports": []}, leftover
+    print(json.dumps(results, indent=2))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
