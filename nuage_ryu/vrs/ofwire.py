@@ -556,8 +556,25 @@ def decode_actions(buf, pos: int, end: int) -> list:
     return out
 
 
+_INSTRUCTIONS_CACHE: dict[bytes, tuple] = {}
+
+
 def decode_instructions(buf, pos: int, end: int) -> tuple:
-    """The flow's action list: apply-actions, then Goto for a goto-table instruction."""
+    """The flow's action list: apply-actions, then Goto for a goto-table instruction.
+
+    Many flows share their instructions (a domain's classification, a vport's delivery):
+    decoded tuples are cached by their bytes (bounded, like the match-field cache).
+    """
+    raw = buf[pos:end]
+    actions = _INSTRUCTIONS_CACHE.get(raw)
+    if actions is None:
+        actions = _decode_instructions(buf, pos, end)
+        if len(_INSTRUCTIONS_CACHE) < _OXM_CACHE_MAX:
+            _INSTRUCTIONS_CACHE[raw] = actions
+    return actions
+
+
+def _decode_instructions(buf, pos: int, end: int) -> tuple:
     actions: list = []
     goto = None
     while pos < end:
