@@ -323,7 +323,10 @@ def oskens_action(action, dp=None):
     if cls is Controller:
         return p.OFPActionOutput(OFPP_CONTROLLER, action.max_len)
     if cls is Resubmit:
-        in_port = OFPP_IN_PORT & 0xFFFF if action.in_port is None else action.in_port
+        # NX resubmit carries an OpenFlow 1.0 (16-bit) port: reserved ports 0xffffffxx -> 0xffxx.
+        in_port = OFPP_IN_PORT if action.in_port is None else action.in_port
+        if in_port >= 0xFFFFFF00:
+            in_port -= 0xFFFF0000
         return p.NXActionResubmitTable(in_port=in_port, table_id=action.table)
     if cls is Move:
         return p.NXActionRegMove(src_field=action.src, dst_field=action.dst, n_bits=action.n_bits,
@@ -510,7 +513,9 @@ def _decode_action(raw: bytes):
         subtype = _U16.unpack_from(raw, 8)[0]
         if subtype == nicira_ext.NXAST_RESUBMIT_TABLE:
             in_port, table = struct.unpack_from("!HB", raw, 10)
-            return Resubmit(table, None if in_port == OFPP_IN_PORT & 0xFFFF else in_port)
+            if in_port >= 0xFF00:  # reserved OpenFlow 1.0 port -> its OpenFlow 1.1+ number
+                in_port += 0xFFFF0000
+            return Resubmit(table, None if in_port == OFPP_IN_PORT else in_port)
         if subtype == nicira_ext.NXAST_REG_MOVE:
             n_bits, src_ofs, dst_ofs, src, dst = struct.unpack_from("!HHHII", raw, 10)
             return Move(_nxm_name(src), _nxm_name(dst), n_bits, src_ofs, dst_ofs)

@@ -62,6 +62,10 @@ SAMPLE_FLOWS = [
     Flow(24, 10, match(tun_ipv4_src="192.168.50.3", reg0=1, reg1=2, reg2=3, reg3=4, reg4=5, reg5=6,
                        ct_zone=3),
          (Move("reg0", "reg1", 16, 0, 16), Output(5)), cookie=0xF),
+    Flow(25, 12, match(tunnel_id=(0x1000, 0xFFFF00), tun_ipv4_dst="192.168.50.1", reg7=(0x10, 0xF0),
+                       eth_dst="02:00:00:00:00:09", eth_type=0x0806, arp_sha="02:00:00:00:00:08",
+                       arp_spa=("10.0.0.0", "255.0.0.0"), arp_tha="00:00:00:00:00:00"),
+         (Resubmit(26, in_port=OFPP_IN_PORT), Output(OFPP_IN_PORT)), cookie=0x11),
     Flow(24, 11, match(eth_type=0x86DD, ipv6_dst="fe80::1", ip_proto=58, icmpv6_type=135,
                        ipv6_nd_target="fe80::1"), (Output(OFPP_CONTROLLER),), cookie=0x10),
 ]
