@@ -128,7 +128,8 @@ def policygroups_of(conf: dict, cni_args: dict[str, str]) -> list[str]:
     """Per-container groups (CNI_ARGS, then runtimeConfig) replace the network's list."""
     if "NUAGE_POLICYGROUPS" in cni_args:
         return _names(cni_args["NUAGE_POLICYGROUPS"], "CNI_ARGS NUAGE_POLICYGROUPS")
-    runtime = conf.get("runtimeConfig") or {}
+    runtime = conf.get("runtimeConfig")
+    runtime = {} if runtime is None else runtime
     if not isinstance(runtime, dict):
         raise CniError(ERR_INVALID_CONFIG, "runtimeConfig must be an object")
     for key in ("policygroups", "policyGroups"):
