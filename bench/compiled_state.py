@@ -14,6 +14,7 @@ Run:  .venv/bin/python bench/compiled_state.py
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -94,14 +95,27 @@ def measure(placement: str) -> dict:
     moved = VPort(**{**vars(vports[i]), "ip": "10.1.255.250"})
     vports[i] = moved
     new_view = view_for("h0", (parts[0], parts[1], vports, *parts[3:]))
-    t = time.perf_counter()
-    diff = fc.update(new_view)
-    inc = time.perf_counter() - t
+    # Best of 5 (the build machine is shared: the minimum is the least noisy figure).
+    inc, diff = float("inf"), None
+    for target in (new_view, view) * 5:
+        t = time.perf_counter()
+        d = fc.update(target)
+        inc = min(inc, time.perf_counter() - t)
+        diff = diff or d
+    # The same after gc.freeze(): the cyclic GC walking the compiler's long-lived objects is a large
+    # part of the cost above; an agent can freeze them after its first compile.
+    gc.freeze()
+    inc_frozen = float("inf")
+    for target in (new_view, view) * 5:
+        t = time.perf_counter()
+        fc.update(target)
+        inc_frozen = min(inc_frozen, time.perf_counter() - t)
+    gc.unfreeze()
     return {
         "placement": placement, "flows_min": min(counts), "flows_median": int(statistics.median(counts)),
-        "flows_max": max(counts), "compile_s_median": statistics.median(times), "compile_s_max": max(times),
-        "memory_mb_one_host": one / 1e6, "incremental_s": inc, "incremental_changes": len(diff.add)
-        + len(diff.delete),
+        "flows_max": max(counts), "compile_s_median": statistics.median(times), "compile_s_min": min(times),
+        "memory_mb_one_host": one / 1e6, "incremental_s": inc, "incremental_frozen_s": inc_frozen,
+        "incremental_changes": len(diff.add) + len(diff.delete),
     }
 
 
@@ -123,15 +137,15 @@ def growth() -> tuple[int, int]:
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     print(f"{N_VPORTS} vports, {N_HOSTS} hosts, {N_DOMAINS} domains (5 groups, 10 rules each)\n")
-    print("| placement | flows/host min / median / max | compile/host median (max) | memory 1 host "
-          "| 1-vport update |")
-    print("|---|---|---|---|---|")
+    print("| placement | flows/host min / median / max | compile/host min (median) | memory 1 host "
+          "| 1-vport update | same, after gc.freeze() |")
+    print("|---|---|---|---|---|---|")
     for placement in ("spread", "clustered"):
         r = measure(placement)
         print(f"| {r['placement']} | {r['flows_min']} / {r['flows_median']} / {r['flows_max']} "
-              f"| {r['compile_s_median'] * 1000:.0f} ms ({r['compile_s_max'] * 1000:.0f} ms) "
+              f"| {r['compile_s_min'] * 1000:.0f} ms ({r['compile_s_median'] * 1000:.0f} ms) "
               f"| {r['memory_mb_one_host']:.1f} MB | {r['incremental_s'] * 1000:.1f} ms, "
-              f"{r['incremental_changes']} flow changes |")
+              f"{r['incremental_changes']} flow changes | {r['incremental_frozen_s'] * 1000:.1f} ms |")
     b, a = growth()
     print(f"\ngrowth check (clustered, host h0): {b} flows; after +5,000 vports in 10 absent domains: {a}")
 
