@@ -5,8 +5,20 @@ Thin glue: all work is in ``nuage_ryu.directory.service.DirectoryService``
 and the REST API served by cheroot). This app handles no OpenFlow events.
 """
 
+from nuage_ryu import config
 from nuage_ryu.directory.service import DirectoryService
 from nuage_ryu.framework import CONF, BaseApp
+
+
+def _ensure_options(conf) -> None:
+    """nuage-ryu-manager registers our options; classic ryu-manager does not (then they are
+    registered here as plain config-file options, which is allowed after argument parsing)."""
+    if "directory" in conf and "state_dir" in conf:
+        return
+    if "state_dir" not in conf:
+        conf.register_opts(config.DEFAULT_OPTS)
+    if "directory" not in conf:
+        conf.register_opts(config.DIRECTORY_OPTS, group="directory")
 
 
 class DirectoryApi(BaseApp):
@@ -14,6 +26,7 @@ class DirectoryApi(BaseApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        _ensure_options(CONF)
         self.service = DirectoryService.from_conf(CONF)
 
     def start(self):

@@ -34,6 +34,7 @@ from nuage_ryu.directory.errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
 )
 from nuage_ryu.directory.model import KINDS, DirectoryState, as_dict
@@ -206,8 +207,10 @@ class DirectoryAPI:
     @staticmethod
     def _body(req: webob.Request):
         if req.content_length and req.content_length > MAX_BODY:
-            raise BadRequest(f"request body larger than {MAX_BODY} bytes")
-        raw = req.body
+            raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+        raw = req.body_file.read(MAX_BODY + 1)  # also bounds chunked bodies without a length
+        if len(raw) > MAX_BODY:
+            raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
         if not raw.strip():
             raise BadRequest("request body must be a JSON object")
         # The content type is not checked: curl's default form type with a JSON body is common.

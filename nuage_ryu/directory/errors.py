@@ -29,6 +29,13 @@ class BadRequest(DirectoryError):
     code = "bad_request"
 
 
+class PayloadTooLarge(BadRequest):
+    """Request body above the limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
 class Unauthorized(DirectoryError):
     """Missing or unknown bearer token."""
 

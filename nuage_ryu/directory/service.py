@@ -16,7 +16,7 @@ from cheroot import wsgi
 
 from nuage_ryu import config
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory.api import DirectoryAPI
+from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 
 LOG = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ class DirectoryService:
         # and the kernel's SYN retransmit adds a full second to some requests.
         server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
                              request_queue_size=ACCEPT_BACKLOG)
+        # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
+        server.max_request_body_size = 4 * MAX_BODY
         server.prepare()  # binds now, so that a taken port fails start()
         thread = threading.Thread(target=server.serve, name=f"directory-http-{bind}", daemon=True)
         thread.start()

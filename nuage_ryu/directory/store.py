@@ -18,10 +18,10 @@ automatically chosen address/VNI); any other index conflict is a 409.
 Threading: one IDL thread runs ``idl.run()`` and calls the listeners. All IDL
 access (including commits by writer threads) happens under ``self._lock``, so
 in-process writers are serialised. Listeners are called from the IDL thread,
-after each applied update batch, with the new snapshot; they must not block for
-long and must not call ``apply``-style methods synchronously from that thread
-if they wait for the result of someone else's write (they may call them; the
-lock is re-entrant).
+after applied updates, with the newest snapshot (batches that arrive while a
+listener runs are coalesced into one call with the latest state); they must not
+block for long. They may call the write methods (the lock is re-entrant), but the
+monitor then waits for that transaction.
 """
 
 from __future__ import annotations
@@ -385,6 +385,7 @@ class DirectoryStore:
                 if self._idl is None:
                     raise Unavailable("the directory store is stopped")
                 self._wait_synced(deadline)
+                self._check_mirror()
                 self._publish()
                 change = planner(self._state)
                 if not change.ops:

@@ -220,6 +220,8 @@ def test_every_error_class_and_nothing_changes(manager, admin, tree):
         status, _h, data = raw("POST", "/api/v1/enterprises", body)
         assert status == 400, (body, data)
         assert set(json.loads(data)["error"]) == {"code", "message"}
+    status, _h, data = raw("POST", "/api/v1/enterprises", b'{"name": "' + b"x" * (2 << 20) + b'"}')
+    assert status == 413 and json.loads(data)["error"]["code"] == "payload_too_large"
     expect_error(400, "bad_request", admin.get, "/enterprises", colour="red")
     expect_error(400, "bad_request", admin.delete, f"/domains/{dom['id']}", cascade="maybe")
     # 401
