@@ -58,6 +58,19 @@ class VPortPort:
     external_ids: dict[str, str]
 
 
+@dataclasses.dataclass(frozen=True)
+class VPortSpec:
+    """What ``add_vport_ports`` needs to know about one container port."""
+
+    ifname: str
+    vport_id: str
+    container_id: str
+    extra_ids: Mapping[str, str] | None = None
+    ofport_request: int | None = None
+    iface_type: str = ""
+    mac: str | None = None
+
+
 def datapath_id_for(host_name: str) -> int:
     """A stable, non-zero 63-bit OpenFlow datapath id derived from ``host_name``.
 
@@ -434,23 +447,40 @@ class HostOVS:
         The Interface's external_ids become exactly the contract keys plus
         ``extra_ids``. Re-running with the same arguments is a no-op.
         """
-        if not ifname or len(ifname) > 15:
-            raise HostOVSError(f"invalid interface name {ifname!r} (1 to 15 characters)")
-        if not vport_id:
-            raise HostOVSError("vport id must not be empty")
-        columns: dict[str, object] = {
-            "type": iface_type,
-            "external_ids": vport_external_ids(vport_id, container_id, ifname, extra_ids),
-        }
-        if ofport_request is not None:
-            columns["ofport_request"] = ofport_request
-        if mac is not None:
-            columns["mac"] = mac
-        self._commit([_EnsurePort(self.api, bridge, ifname, columns)])
+        self.add_vport_ports(bridge, [VPortSpec(ifname, vport_id, container_id, extra_ids=extra_ids,
+                                                ofport_request=ofport_request, iface_type=iface_type,
+                                                mac=mac)])
+
+    def add_vport_ports(self, bridge: str, specs: Iterable[VPortSpec]) -> None:
+        """``add_vport_port`` for many ports in one transaction (all or nothing)."""
+        commands = []
+        for spec in specs:
+            if not spec.ifname or len(spec.ifname) > 15:
+                raise HostOVSError(f"invalid interface name {spec.ifname!r} (1 to 15 characters)")
+            if not spec.vport_id:
+                raise HostOVSError(f"vport id of {spec.ifname} must not be empty")
+            columns: dict[str, object] = {
+                "type": spec.iface_type,
+                "external_ids": vport_external_ids(spec.vport_id, spec.container_id, spec.ifname,
+                                                   spec.extra_ids),
+            }
+            if spec.ofport_request is not None:
+                columns["ofport_request"] = spec.ofport_request
+            if spec.mac is not None:
+                columns["mac"] = spec.mac
+            commands.append(_EnsurePort(self.api, bridge, spec.ifname, columns))
+        if commands:
+            self._commit(commands)
 
     def delete_vport_port(self, bridge: str, ifname: str) -> None:
         """Remove port ``ifname`` from ``bridge``; nothing happens if it is not there."""
-        self._commit([self.api.del_port(ifname, bridge=bridge, if_exists=True)])
+        self.delete_vport_ports(bridge, [ifname])
+
+    def delete_vport_ports(self, bridge: str, ifnames: Iterable[str]) -> None:
+        """Remove several ports from ``bridge`` in one transaction; absent ones are skipped."""
+        commands = [self.api.del_port(ifname, bridge=bridge, if_exists=True) for ifname in ifnames]
+        if commands:
+            self._commit(commands)
 
     def list_vport_ports(self, bridge: str) -> list[VPortPort]:
         """The container ports of ``bridge`` (interfaces that carry a nuage vport id), by name."""

@@ -18,6 +18,7 @@ from nuage_ryu.ovsdb.host import (
     HostOVS,
     HostOVSError,
     VPortPort,
+    VPortSpec,
     datapath_id_for,
     format_datapath_id,
 )
@@ -235,3 +236,21 @@ def test_physical_bridge_is_standalone_with_its_uplink(host, ovsdb):  # noqa: F8
     assert bridge == {"fail_mode": "standalone", "datapath_type": "netdev"}
     assert ovsdb.vsctl("list-ports", "br-phy").split() == ["eth0"]
     assert host.list_vport_ports("br-phy") == []  # an uplink is not a vport
+
+
+def test_batches_are_one_transaction(host, ovsdb):  # noqa: F811
+    host.ensure_integration_bridge("br-int", "netdev", [CONTROLLER], 1)
+    specs = [VPortSpec(f"nv-{i}", f"vport-{i}", f"container-{i}") for i in range(20)]
+    host.add_vport_ports("br-int", specs)
+    assert [p.vport_id for p in host.list_vport_ports("br-int")] == sorted(f"vport-{i}" for i in range(20))
+    # All or nothing: one bad spec and none of the batch is applied.
+    with pytest.raises(HostOVSError, match="interface name"):
+        host.add_vport_ports("br-int", [VPortSpec("nv-new", "vport-new", "c"), VPortSpec("", "v", "c")])
+    ovsdb.vsctl("--no-wait", "add-br", "br-other")
+    host.add_vport_port("br-other", "nv-taken", "vport-t", "container-t")
+    with pytest.raises(HostOVSError, match="already exists on bridge br-other"):
+        host.add_vport_ports("br-int", [VPortSpec("nv-new", "vport-new", "c"),
+                                        VPortSpec("nv-taken", "vport-t", "c")])
+    assert "nv-new" not in [p.ifname for p in host.list_vport_ports("br-int")]
+    host.delete_vport_ports("br-int", [s.ifname for s in specs] + ["nv-absent"])
+    assert host.list_vport_ports("br-int") == []
