@@ -147,10 +147,15 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
 # ---- ARP responder -----------------------------------------------------------------
 
 
-def arp_reply_flow(vni: int, ip: str, mac: str, cookie: int) -> Flow:
-    """Turn an ARP request for ``ip`` into the reply "ip is-at mac" and send it back where it came from."""
+def arp_reply_flow(vni: int, ip: str, mac: str, subnet_cidr: str, cookie: int) -> Flow:
+    """Turn an ARP request for ``ip`` into the reply "ip is-at mac" and send it back where it came from.
+
+    Only asked from inside ``subnet_cidr`` (the target's subnet), as on a real link: an address of
+    another subnet is reached through the gateway, never by its MAC.
+    """
     return Flow(P.ARP_RESPONDER.number, P.PRIO_ARP_REPLY,
-                match(eth_type=P.ETH_TYPE_ARP, arp_op=P.ARP_REQUEST, arp_tpa=ip, **{REG_DOMAIN: vni}), (
+                match(eth_type=P.ETH_TYPE_ARP, arp_op=P.ARP_REQUEST, arp_tpa=ip, arp_spa=cidr_match(subnet_cidr),
+                      **{REG_DOMAIN: vni}), (
                     Move("eth_src", "eth_dst", 48),
                     SetField("eth_src", mac),
                     SetField("arp_op", P.ARP_REPLY),
@@ -167,7 +172,7 @@ def compile_subnet(view: HostView, subnet: Subnet) -> list[Flow]:
     domain = view.domains.get(subnet.domain_id)
     if domain is None or domain.id not in view.present_domains():
         return []
-    return [arp_reply_flow(domain.vni, subnet.gateway, domain.router_mac,
+    return [arp_reply_flow(domain.vni, subnet.gateway, domain.router_mac, subnet.cidr,
                            cookie_for(CookieKind.SUBNET, subnet.id))]
 
 
@@ -201,7 +206,7 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
         return []
     c = vport_cookie(view, vport)
     vni = {REG_DOMAIN: domain.vni}
-    flows = [arp_reply_flow(domain.vni, vport.ip, vport.mac, c)]
+    flows = [arp_reply_flow(domain.vni, vport.ip, vport.mac, subnet.cidr, c)]
     dest = _destination(view, vport)
     if dest is not None:
         to_output = (*dest, Goto(P.OUTPUT.number))
