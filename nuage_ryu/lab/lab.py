@@ -389,6 +389,7 @@ class Lab:
                 return
             if time.monotonic() > deadline:
                 raise LabError(f"underlay check failed: {ns} cannot reach {target}")
+            time.sleep(0.1)  # an immediate failure (no route yet) must not spin
 
     # down --------------------------------------------------------------------------
 
