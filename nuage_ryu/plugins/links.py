@@ -8,12 +8,16 @@ while it still sits in the host namespace (Docker mode, or during an attach).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
+import fcntl
 import hashlib
 import ipaddress
 import os
 import re
+import socket
+import struct
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -67,8 +71,13 @@ def open_netlink(netns: str | None = None) -> IPRoute:
     netlink socket belongs to the namespace it was created in, so switching
     only this thread into ``netns`` for the creation and back takes ~1 ms.
     """
+    return _created_in(netns, IPRoute)
+
+
+def _created_in(netns: str | None, factory):
+    """``factory()`` called with this thread inside ``netns`` (sockets stay bound to it)."""
     if not netns:
-        return IPRoute()
+        return factory()
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         try:
@@ -80,7 +89,7 @@ def open_netlink(netns: str | None = None) -> IPRoute:
                 err = ctypes.get_errno()
                 raise LinkError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
             try:
-                return IPRoute()
+                return factory()
             finally:
                 if _libc.setns(own, _CLONE_NEWNET) != 0:  # pragma: no cover - would be a kernel bug
                     raise SystemExit("nuage: cannot return to the agent's own network namespace")
@@ -88,6 +97,28 @@ def open_netlink(netns: str | None = None) -> IPRoute:
             os.close(target)
     finally:
         os.close(own)
+
+
+_SIOCETHTOOL, _ETHTOOL_STXCSUM = 0x8946, 0x17
+
+
+def disable_tx_checksum(netns: str | None, ifname: str) -> None:
+    """Turn TX checksum offload off on ``ifname`` (in ``netns``).
+
+    A kernel sending into a veth leaves TCP/UDP checksums for the "hardware";
+    OVS's userspace datapath (netdev bridges) reads the other end without
+    finishing them, so the receiver drops the segments (ping works, TCP does
+    not). Needed on the container end whenever br-int is a netdev bridge.
+    """
+    value = array.array("I", [_ETHTOOL_STXCSUM, 0])  # struct ethtool_value {cmd, data}
+    ifreq = struct.pack("16sP16x", ifname.encode(), value.buffer_info()[0])
+    sock = _created_in(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    try:
+        fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, ifreq)
+    except OSError as exc:
+        raise LinkError(f"cannot turn off TX checksum offload on {ifname}: {exc.strerror}") from None
+    finally:
+        sock.close()
 
 
 def _netns_target(netns: str) -> str:
@@ -104,10 +135,12 @@ class LinkOps:
     end of every veth must be in that namespace, not in the agent's.
     """
 
-    def __init__(self, host_netns: str | None = None) -> None:
+    def __init__(self, host_netns: str | None = None, tx_checksum_offload: bool = True) -> None:
         if host_netns and not host_netns.startswith("/"):
             host_netns = f"/var/run/netns/{host_netns}"
         self.host_netns = host_netns
+        # False with a userspace (netdev) datapath: see disable_tx_checksum.
+        self.tx_checksum_offload = tx_checksum_offload
 
     def _host(self) -> IPRoute:
         return open_netlink(self.host_netns)
@@ -152,7 +185,10 @@ class LinkOps:
                 if not found:
                     raise LinkError(f"veth {host_name} vanished right after its creation")
                 ip.link("set", index=found[0], state="up")
-                return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+                mac = ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
+            if not self.tx_checksum_offload:
+                disable_tx_checksum(netns or self.host_netns, peer_name)
+            return mac
         finally:
             if fd is not None:
                 os.close(fd)

@@ -65,14 +65,19 @@ def prepare_bridge(ovs_instance, bridge: str = "br-int") -> None:
 @contextlib.contextmanager
 def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host_name: str,
                   host_netns: str | None, up_mode: str = "ofport", bridge: str = "br-int",
-                  underlay_mtu: int = 1500) -> Iterator[subprocess.Popen]:
-    """``python -m nuage_ryu.plugins.agentd`` as a child process; waits for its socket; stopped by pid."""
+                  underlay_mtu: int = 1500, tx_checksum_offload: bool = False) -> Iterator[subprocess.Popen]:
+    """``python -m nuage_ryu.plugins.agentd`` as a child process; waits for its socket; stopped by pid.
+
+    TX checksum offload is off on container interfaces by default: the tests' bridges are netdev.
+    """
     argv = [sys.executable, "-m", "nuage_ryu.plugins.agentd", "--socket", socket_path, "--ovsdb", ovsdb,
             "--bridge", bridge, "--host-name", host_name, "--directory", directory.base,
             "--token-file", directory.token_file, "--up-mode", up_mode,
             "--underlay-mtu", str(underlay_mtu)]
     if host_netns:
         argv += ["--host-netns", host_netns]
+    if not tx_checksum_offload:  # the tests' bridges are netdev (userspace) bridges
+        argv.append("--no-tx-checksum-offload")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 20

@@ -112,7 +112,8 @@ def test_udhcpc_gets_directory_lease(tmp_path):
                   "sendp(Ether(src='%s',dst='ff:ff:ff:ff:ff:ff')/IP(src='0.0.0.0',dst='255.255.255.255')"
                   "/UDP(sport=68,dport=67)/Raw(b'\\x01garbage'), iface='eth0', verbose=0);"
                   "sendp(Ether(src='02:66:66:66:66:66',dst='ff:ff:ff:ff:ff:ff')/IP(src='0.0.0.0',"
-                  "dst='255.255.255.255')/UDP(sport=68,dport=67)/BOOTP(op=1,chaddr=bytes.fromhex('026666666666'))"
+                  "dst='255.255.255.255')/UDP(sport=68,dport=67)"
+                  "/BOOTP(op=1,chaddr=bytes.fromhex('026666666666'))"
                   "/DHCP(options=[('message-type','discover'),'end']), iface='eth0', verbose=0)") % MAC
         subprocess.run(["ip", "netns", "exec", client, sys.executable, "-c", sender], check=True, timeout=60)
         wait_until(lambda: stats(tmp_path).get("malformed", 0) >= 1
