@@ -11,7 +11,8 @@ object per line, one JSON reply per line:
   ``{"cmd": "set_desired", "synthetic": N}`` (``synthetic_flows(N)``):
   applies it to every connected bridge and to bridges that connect later, then
   waits until confirmed; the reply has the time from the call to the commit
-  reply (``elapsed``), adds/deletes/bundles sent;
+  reply (``elapsed``), adds/deletes/bundles sent; with ``"reread": true`` the
+  bridge is read back first and the new set is diffed against what it holds;
 * ``{"cmd": "resync"}``: re-read every bridge's flows and reconcile; timed too;
 * ``{"cmd": "wait_in_sync", "timeout": S}``.
 
@@ -203,6 +204,8 @@ class FlowSyncHarness(BaseApp):
                 t0 = time.perf_counter()
                 self.desired = flows
                 for dpid, s in self.syncs.items():
+                    if req.get("reread"):  # read the bridge back first, then diff against it
+                        sync.send(self.datapaths[dpid], s.resync())
                     sync.send(self.datapaths[dpid], s.set_desired(flows))
                 ok = self._wait_in_sync(timeout)
                 elapsed = time.perf_counter() - t0
