@@ -136,6 +136,7 @@ class Lab:
 
     @property
     def state_path(self) -> str:
+        """Path of the lab's record, ``<state_dir>/lab.json``."""
         return os.path.join(self.state_dir, STATE_FILE)
 
     def _read_state(self) -> dict | None:
@@ -193,6 +194,7 @@ class Lab:
 
     @property
     def underlay_netns(self) -> str:
+        """Name of the namespace holding the underlay bridge."""
         return self._state()["underlay"]["netns"]
 
     @staticmethod

@@ -140,9 +140,11 @@ class OvsInstance:
         return "unix:" + self.db_sock
 
     def pidfile(self, daemon: str) -> str:
+        """Path of ``daemon``'s pidfile."""
         return os.path.join(self.rundir, daemon + ".pid")
 
     def logfile(self, daemon: str) -> str:
+        """Path of ``daemon``'s log file."""
         return os.path.join(self.rundir, daemon + ".log")
 
     def unixctl_path(self, daemon: str) -> str | None:
