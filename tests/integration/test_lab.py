@@ -154,6 +154,38 @@ def attached_container(lab: Lab, host_name: str, index: int, ip: str):
         yield name, ifname, ovsdb.wait_for_ofport(ifname, timeout=10)
 
 
+ECHO_SERVER = ("import socket\n"
+               "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+               "s.bind(('0.0.0.0', 7007)); s.listen(1); s.settimeout(20)\n"
+               "print('listening', flush=True)\n"
+               "c, _ = s.accept(); c.settimeout(20)\n"
+               "data = b''\n"
+               "while len(data) < 200000:\n"
+               "    chunk = c.recv(65536)\n"
+               "    if not chunk: break\n"
+               "    data += chunk\n"
+               "c.sendall(str(len(data)).encode()); c.close()\n")
+ECHO_CLIENT = ("import socket, sys\n"
+               "c = socket.create_connection((sys.argv[1], 7007), timeout=20)\n"
+               "c.sendall(b'x' * 200000); c.shutdown(socket.SHUT_WR)\n"
+               "print(c.recv(64).decode())\n")
+
+
+def assert_tcp_echo(client_netns: str, server_netns: str, server_ip: str) -> None:
+    """200 kB over TCP across the overlay (bulk segments: checks checksums and the 1450 MTU)."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_netns, sys.executable, "-c", ECHO_SERVER],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "listening", server.stderr.read()
+        client = netns.run_in(client_netns, [sys.executable, "-c", ECHO_CLIENT, server_ip], timeout=30)
+        assert client.returncode == 0, client.stderr
+        assert client.stdout.strip() == "200000"
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=10)
+
+
 def test_vxlan_between_hosts(lab2):
     """Two containers on different hosts ping each other through the flow-based VXLAN ports."""
     h1, h2 = lab2.hosts
@@ -179,6 +211,7 @@ def test_vxlan_between_hosts(lab2):
             assert "n_packets=0," not in dump and "n_packets=" in dump
             neighbours = lab2.exec("h1", ["ovs-appctl", "tnl/arp/show"], check=True).stdout
             assert h2.underlay_ip in neighbours
+            assert_tcp_echo(c1, _c2, "10.250.0.2")
         finally:
             for host in (h1, h2):
                 lab2.exec(host.name, ["ovs-ofctl", "-O", "OpenFlow13", "del-flows", "br-int"])
