@@ -18,6 +18,7 @@ Run:  .venv/bin/python bench/policy_flowcount.py
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import sys
 import time
@@ -90,9 +91,14 @@ def big_compile() -> tuple[int, float, float]:
     full = time.perf_counter() - t
     changed = list(acl)
     changed[500] = AclRule(**{**vars(acl[500]), "dst_ports": "2000-2999"})
-    t = time.perf_counter()
-    fc.update(view.replace(acl_rules=changed))
-    return len(fc.flows), full, time.perf_counter() - t
+    gc.freeze()  # as the agent should after its first compile (see docs/pipeline.md)
+    one = float("inf")
+    for target in (view.replace(acl_rules=changed), view) * 2:  # best of 4, the machine is shared
+        t = time.perf_counter()
+        fc.update(target)
+        one = min(one, time.perf_counter() - t)
+    gc.unfreeze()
+    return len(fc.flows), full, one
 
 
 def main() -> None:

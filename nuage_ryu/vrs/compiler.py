@@ -368,19 +368,21 @@ class FlowCompiler:
         """Switch to ``view``; returns what must change in the bridge (only changed flows)."""
         present = view.present_domains()
         inputs: dict[Owner, object] = {}
-        compilers: dict[Owner, OwnerKind] = {}
+        compilers: dict[str, OwnerKind] = {}  # owner[0] -> the kind that compiles it
         for kind in _owner_kinds():
-            for owner, fp in kind.inputs(view, present).items():
-                inputs[owner] = fp
-                compilers[owner] = kind
-        changed = [o for o, fp in inputs.items() if o not in self._inputs or self._inputs[o] != fp]
+            fps = kind.inputs(view, present)
+            inputs.update(fps)
+            compilers.update(dict.fromkeys({o[0] for o in fps}, kind))
+        old = self._inputs
+        missing = object()
+        changed = [o for o, fp in inputs.items() if old.get(o, missing) != fp]
         gone = [o for o in self._inputs if o not in inputs]
         touched: set[tuple] = set()
         for owner in gone:
             touched |= self._drop(owner)
         for owner in changed:
             touched |= self._drop(owner)
-            new = compilers[owner].compile(view, owner)
+            new = compilers[owner[0]].compile(view, owner)
             self._owned[owner] = new
             for flow in new:
                 self._by_key.setdefault(flow.key, {})[owner] = flow

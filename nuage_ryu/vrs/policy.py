@@ -355,16 +355,25 @@ def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
 
 def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
     idx = policy_index(view)
+    ofports = {p.vport_id: p.ofport for p in view.local_ports.values()}
     out: dict[Owner, object] = {}
     for rid, plan in idx.plans.items():
         active = _clause_sizes(view, idx, plan)
+        act = (active["ingress"], active["egress"])
         cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (plan.rule.source,
                                                                                  plan.rule.destination))
-        out[("acl", rid)] = (plan, cidr_data, tuple(sorted(active.items())))
-        for ep in (plan.rule.source, plan.rule.destination):
+        out[("acl", rid)] = (plan, cidr_data, act)
+        # A member's flows depend on the rule only through its band priority, conj id and clause
+        # numbering: small values, so 10^5 member fingerprints compare fast.
+        shape = (plan.priority, plan.conj_id, plan.clauses, plan.vni)
+        roles: dict[str, tuple] = {}
+        for role, ep in (("src", plan.rule.source), ("dst", plan.rule.destination)):
             for v in idx.group_members(ep):
-                out[("acl-member", rid, v.id)] = (plan, v.ip, v.host, frozenset(v.policygroups),
-                                                  _ofport(view, v), tuple(sorted(active.items())))
+                roles[v.id] = (*roles.get(v.id, ()), role, v.ip)
+        for vid, role_ips in roles.items():
+            v = view.vports[vid]
+            ofport = ofports.get(vid) if v.host == view.host_name else None
+            out[("acl-member", rid, vid)] = (shape, act, role_ips, ofport)
     return out
 
 
