@@ -149,6 +149,9 @@ def _status(lab, args) -> int:
             if "tunnel" in bridge:
                 tunnel = " ".join(f"{k}={v}" for k, v in sorted(bridge["tunnel"].items()))
                 print(f"       tunnel {tunnel}")
+            for vport in bridge.get("vports", []):
+                print(f"       vport {vport['vport_id']} on {vport['ifname']} (ofport {vport['ofport']}, "
+                      f"container {vport['container_id'] or '-'})")
     return 0
 
 

@@ -526,9 +526,14 @@ def _bridges_of(lab_host: LabHost) -> dict:
                 config["ports"] = {port: (ovsdb.interface_config(port) or {}).get("ofport")
                                    for port in config["ports"]}
                 bridges[name] = config
-            tunnel = ovsdb.interface_config(TUNNEL_PORT)
-            if tunnel is not None:
-                bridges[INTEGRATION_BRIDGE]["tunnel"] = tunnel["options"]
+            if INTEGRATION_BRIDGE in bridges:
+                tunnel = ovsdb.interface_config(TUNNEL_PORT)
+                if tunnel is not None:
+                    bridges[INTEGRATION_BRIDGE]["tunnel"] = tunnel["options"]
+                bridges[INTEGRATION_BRIDGE]["vports"] = [
+                    {"ifname": p.ifname, "ofport": p.ofport, "vport_id": p.vport_id,
+                     "container_id": p.container_id}
+                    for p in ovsdb.list_vport_ports(INTEGRATION_BRIDGE)]
             return bridges
     except HostOVSError as exc:
         return {"error": str(exc)}

@@ -212,6 +212,12 @@ def test_vxlan_between_hosts(lab2):
             neighbours = lab2.exec("h1", ["ovs-appctl", "tnl/arp/show"], check=True).stdout
             assert h2.underlay_ip in neighbours
             assert_tcp_echo(c1, _c2, "10.250.0.2")
+            # status shows the container ports as vports.
+            report = json.loads(nuage_lab("status", "--json", "--state-dir", lab2.state_dir).stdout)
+            vports = report["hosts"][0]["bridges"]["br-int"]["vports"]
+            assert vports == [{"ifname": port1, "ofport": vports[0]["ofport"], "vport_id": "vport-c1",
+                               "container_id": "container-c1"}]
+            assert "vport vport-c1 on ct1" in nuage_lab("status", "--state-dir", lab2.state_dir).stdout
         finally:
             for host in (h1, h2):
                 lab2.exec(host.name, ["ovs-ofctl", "-O", "OpenFlow13", "del-flows", "br-int"])
