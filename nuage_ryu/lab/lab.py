@@ -40,6 +40,7 @@ from nuage_ryu.lab import netns
 from nuage_ryu.lab.netns import LabError
 from nuage_ryu.ovsdb.process import (
     DAEMONS,
+    MAX_RUNDIR_LENGTH,
     REQUIRED_BINARIES,
     OvsError,
     OvsInstance,
@@ -231,6 +232,10 @@ class Lab:
                                "or unix:PATH)")
         from nuage_ryu.ovsdb.host import datapath_id_for
 
+        longest = os.path.join(self.state_dir, f"h{n_hosts}")
+        if len(longest) > MAX_RUNDIR_LENGTH:
+            raise LabError(f"state dir path too long: {self.state_dir} (host directories must stay within "
+                           f"{MAX_RUNDIR_LENGTH} characters for OVS's unix sockets)")
         hosts = []
         for index in range(1, n_hosts + 1):
             name = f"h{index}"

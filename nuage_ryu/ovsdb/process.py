@@ -30,6 +30,7 @@ DAEMONS = (OVSDB_SERVER, OVS_VSWITCHD)
 REQUIRED_BINARIES = ("ovsdb-tool", OVSDB_SERVER, OVS_VSWITCHD, "ovs-vsctl", "ovs-ofctl", "ovs-appctl")
 
 START_TIMEOUT = 20.0
+MAX_RUNDIR_LENGTH = 80  # leaves room for "/<bridge>.mgmt" within the 107-byte unix socket path limit
 STOP_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
 LOG_TAIL_LINES = 15
@@ -129,8 +130,9 @@ class OvsInstance:
         self.db_sock = os.path.join(self.rundir, "db.sock")
         # Unix socket paths are limited to 107 bytes; bridge management sockets
         # (<rundir>/<bridge>.mgmt) are the longest we create.
-        if len(self.rundir) > 80:
-            raise OvsError(f"rundir path too long for unix sockets (max 80 chars): {self.rundir}")
+        if len(self.rundir) > MAX_RUNDIR_LENGTH:
+            raise OvsError(f"rundir path too long for unix sockets (max {MAX_RUNDIR_LENGTH} characters): "
+                           f"{self.rundir}")
 
     # Paths -----------------------------------------------------------------
 

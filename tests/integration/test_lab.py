@@ -270,6 +270,8 @@ def test_bad_input(lab2):
                           "invalid prefix")
     assert_one_line_error(nuage_lab("up", "--hosts", "1", "--controller", "6653", "--state-dir", fresh),
                           "invalid controller target")
+    too_long = os.path.join(fresh, "x" * 80)
+    assert_one_line_error(nuage_lab("up", "--hosts", "1", "--state-dir", too_long), "state dir path too long")
     no_ovs = dict(os.environ, PATH="/nonexistent")
     assert_one_line_error(nuage_lab("up", "--hosts", "1", "--state-dir", fresh, env=no_ovs),
                           "not found on PATH: ovsdb-tool")
