@@ -33,12 +33,12 @@ from nuage_ryu.vrs.flow import (
     Flow,
     FlowDiff,
     Goto,
+    MatchField,
     Move,
     Output,
     PopVlan,
     PushVlan,
     SetField,
-    match,
 )
 from nuage_ryu.vrs.view import Domain, HostView, Subnet, VPort
 
@@ -49,6 +49,20 @@ REG_DOMAIN = P.REG_DOMAIN.field
 REG_SRC_PORT = P.REG_SRC_PORT.field
 REG_DST_PORT = P.REG_DST_PORT.field
 REG_DST_HOST = P.REG_DST_HOST.field
+
+
+def match(**fields) -> tuple[MatchField, ...]:
+    """``flow.match`` with the same canonical result, faster: a match never repeats a field name, so
+    sorting by name (C string compare) orders the MatchFields exactly as sorting them would, and the
+    MatchFields themselves are interned (the same reg6=VNI or eth_type appears in thousands of flows).
+    The compiler builds ~10^5 matches per host; this was its hottest spot."""
+    return tuple(_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
+                 for name, value in sorted(fields.items()))
+
+
+@lru_cache(maxsize=1 << 18)
+def _field(name: str, value, mask) -> MatchField:
+    return MatchField(name, value, mask)
 
 
 @lru_cache(maxsize=65536)  # a few subnets/CIDRs, compiled once per vport: memoise the parsing

@@ -36,7 +36,6 @@ own flows when it is the first/last member that makes a table (in)active).
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,10 +47,11 @@ from nuage_ryu.vrs.compiler import (
     Owner,
     OwnerKind,
     cidr_match,
+    match,
     register_owner_kind,
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto, match
+from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto
 from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, VPort
 
 IP = P.ETH_TYPE_IPV4
@@ -147,7 +147,10 @@ class RulePlan:
         return len(self.clauses)
 
     def clause(self, name: str) -> int | None:
-        return dict(self.clauses).get(name)
+        for clause_name, number in self.clauses:  # at most 3 entries: faster than building a dict
+            if clause_name == name:
+                return number
+        return None
 
 
 def _is_trivial(ep: Endpoint) -> bool:
@@ -226,14 +229,20 @@ class PolicyIndex:
         return self.members.get(ep.id, []) if ep.type == "policygroup" else []
 
 
-_INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_last_index: tuple = (None, None)  # (view, its index): one update reads one view many times
 
 
 def policy_index(view: HostView) -> PolicyIndex:
-    """The (cached) PolicyIndex of a view."""
-    idx = _INDEXES.get(view)
-    if idx is None:
-        idx = _INDEXES[view] = PolicyIndex(view)
+    """The PolicyIndex of a view, built once per view (cached by identity for the last view).
+
+    The (view, index) pair is replaced as a whole, so callers compiling different views from
+    different threads can only miss the cache, never get another view's index."""
+    global _last_index
+    last = _last_index
+    if last[0] is view:
+        return last[1]
+    idx = PolicyIndex(view)
+    _last_index = (view, idx)
     return idx
 
 

@@ -213,3 +213,13 @@ def test_conflicting_directory_data_is_reported_not_fatal():
     arp = [f for f in fc.desired() if f.table == P.ARP_RESPONDER.number
            and f.match_dict().get("arp_tpa") == "10.0.1.1" and f.match_dict()[P.REG_DOMAIN.field] == 1001]
     assert len(arp) == 1  # one deterministic winner, the switch gets a consistent table
+
+
+def test_compiler_match_is_the_canonical_flow_match():
+    from nuage_ryu.vrs import compiler
+    from nuage_ryu.vrs import flow as F
+
+    fields = {"reg6": 5, "eth_type": 0x800, "ipv4_dst": ("10.0.0.0", "255.0.0.0"), "tcp_dst": (80, 0xFFF0),
+              "arp_tpa": "10.0.0.1", "in_port": 3}
+    assert compiler.match(**fields) == F.match(**fields)
+    assert compiler.match() == F.match()
