@@ -1,13 +1,15 @@
 """Benchmark: CNI ADD -> vport up latency and attach churn, through the real nuage-cni executable.
 
-Setup (one host): the real directory (embedded ovsdb-server + REST API), a
-private OVS (userspace datapath, own netns) and the attach service behind its
-agent socket (``python -m nuage_ryu.plugins.agentd``). Each ADD is a fresh
-``nuage-cni`` process (process start included) and returns once the vport is up;
-the agent socket runs with ``--up-mode ofport`` (up = OVS assigned the port),
-since the VRS agent's flow install is measured by its own benchmarks.
+``--mode lab`` (default): a 2-host lab (``nuage_ryu.lab``) with the directory
+and a real VRS agent per host; the agent hosts the attach service and reports a
+vport up once its flows are confirmed on br-int, so ADD returns at "vport up".
+ADDs alternate between the two hosts. ``--mode single``: one private OVS and the
+standalone attach service (``python -m nuage_ryu.plugins.agentd --up-mode
+ofport``: up = OVS assigned the port), no flows.
 
-    .venv/bin/python bench/cni_attach.py [--count 100] [--parallel 8]
+Each ADD/DEL is a fresh ``nuage-cni`` process (process start included).
+
+    .venv/bin/python bench/cni_attach.py [--mode lab|single] [--count 100] [--parallel 8]
 
 Prints p50/p90/p99/max of sequential ADD and DEL latency, and ADD+DEL pairs per
 second sequentially and with --parallel concurrent workers.
@@ -62,31 +64,50 @@ def timed(command: str, conf: dict, cid: str, ns: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("lab", "single"), default="lab")
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args()
-    results: dict = {"count": args.count, "parallel": args.parallel, "cpus": os.cpu_count()}
+    results: dict = {"mode": args.mode, "count": args.count, "parallel": args.parallel,
+                     "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()[0]}
     with contextlib.ExitStack() as stack:
-        directory = stack.enter_context(directory_service())
-        ovs = stack.enter_context(private_ovs())
-        make_network(directory, cidr="10.64.0.0/20")
-        prepare_bridge(ovs)
-        sock = os.path.join(directory.state_dir, "agent.sock")
-        stack.enter_context(agent_process(sock, ovs.db_remote, directory, HOST, ovs.netns))
-        conf = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni", "agent_socket": sock,
+        base = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni",
                 "enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}
+        if args.mode == "lab":
+            from tests.lab_helpers import lab_with_plane
+
+            lab, plane = stack.enter_context(lab_with_plane(2, tag="bn"))
+            directory = plane.client()
+            make_network(directory, cidr="10.64.0.0/20")
+            confs = [dict(base, agent_socket=plane.agent_socket(h)) for h in lab.hosts]
+
+            def leftovers() -> list:
+                return [v["id"] for h in lab.hosts for v in directory.host_vports(h.host_name)]
+        else:
+            directory = stack.enter_context(directory_service())
+            ovs = stack.enter_context(private_ovs())
+            make_network(directory, cidr="10.64.0.0/20")
+            prepare_bridge(ovs)
+            sock = os.path.join(directory.state_dir, "agent.sock")
+            stack.enter_context(agent_process(sock, ovs.db_remote, directory, HOST, ovs.netns))
+            confs = [dict(base, agent_socket=sock)]
+
+            def leftovers() -> list:
+                state = host_state(ovs, directory, HOST)
+                return state["ports"] + state["links"] + state["vports"]
         spaces = [f"/var/run/netns/{stack.enter_context(namespace(unique_netns_name('nrb')))}"
                   for _ in range(args.count)]
         print(f"setup done: {args.count} namespaces; sequential ADDs...", flush=True)
-        adds = [timed("ADD", conf, f"bench-{i}", ns) for i, ns in enumerate(spaces)]
-        dels = [timed("DEL", conf, f"bench-{i}", ns) for i, ns in enumerate(spaces)]
+        adds = [timed("ADD", confs[i % len(confs)], f"bench-{i}", ns) for i, ns in enumerate(spaces)]
+        dels = [timed("DEL", confs[i % len(confs)], f"bench-{i}", ns) for i, ns in enumerate(spaces)]
         results["add_to_up"] = summary(adds)
         results["del"] = summary(dels)
         results["sequential_pairs_per_s"] = round(args.count / (sum(adds) + sum(dels)), 1)
-        assert host_state(ovs, directory, HOST) == {"ports": [], "links": [], "vports": []}
+        assert leftovers() == []
 
         def pair(i: int) -> None:
+            conf = confs[i % len(confs)]
             timed("ADD", conf, f"churn-{i}", spaces[i])
             timed("DEL", conf, f"churn-{i}", spaces[i])
 
@@ -96,9 +117,9 @@ def main() -> int:
             list(pool.map(pair, range(args.count)))
         elapsed = time.monotonic() - start
         results["parallel_pairs_per_s"] = round(args.count / elapsed, 1)
-        leftover = host_state(ovs, directory, HOST)
-        results["leaked_after_churn"] = leftover
-        assert leftover == {"ports": [], "links": [], "vports": []}, leftover
+        results["leaked_after_churn"] = leftovers()
+        results["loadavg_after"] = os.getloadavg()[0]
+        assert results["leaked_after_churn"] == []
     print(json.dumps(results, indent=2))
     if args.json:
         with open(args.json, "w") as out:

@@ -23,7 +23,8 @@ from nuage_ryu.plugins.links import LinkOps
 
 def build_service(directory_url: str, token: str, ovsdb: str, host_name: str, bridge: str = "br-int",
                   underlay_mtu: int = 1500, host_netns: str | None = None, up_mode: str = "directory",
-                  up_timeout: float = 10.0, ovs=None, tx_checksum_offload: bool = True) -> AttachService:
+                  up_timeout: float = 10.0, ovs=None, tx_checksum_offload: bool | None = None,
+                  ) -> AttachService:
     """An AttachService over the real directory REST API and the host's OVSDB."""
     if ovs is None:
         from nuage_ryu.ovsdb.host import HostOVS
@@ -49,14 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--up-mode", choices=("directory", "ofport"), default="directory")
     parser.add_argument("--up-timeout", type=float, default=10.0)
     parser.add_argument("--no-tx-checksum-offload", action="store_true",
-                        help="turn TX checksum offload off on container interfaces (netdev datapath)")
+                        help="turn TX checksum offload off on container interfaces (default: off "
+                             "when the bridge is a netdev bridge)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open(args.token_file, encoding="utf-8") as fh:
         token = fh.read().strip()
     service = build_service(args.directory, token, args.ovsdb, args.host_name, args.bridge, args.underlay_mtu,
                             args.host_netns, args.up_mode, args.up_timeout,
-                            tx_checksum_offload=not args.no_tx_checksum_offload)
+                            tx_checksum_offload=False if args.no_tx_checksum_offload else None)
     server = AgentApiServer(service, args.socket).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

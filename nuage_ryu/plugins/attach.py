@@ -340,6 +340,7 @@ class AttachService:
         if not req.vport_id and not (req.enterprise and req.domain and req.zone) \
                 and not re.match(r"^[0-9a-f-]{36}$", req.subnet):
             raise AttachError("invalid", "enterprise, domain and zone are required unless subnet is an id")
+        self._settle_checksum_offload()
         with self._key(req.container_id, req.ifname):
             with self._lock.shared():
                 existing = self._find(req.container_id, req.ifname)
@@ -372,6 +373,20 @@ class AttachService:
                 raise self._attach_error(exc, leftovers) from None
             result["status"] = "up" if req.wait_up else "down"
             return result
+
+    def _settle_checksum_offload(self) -> None:
+        """Links left on "auto": TX checksum offload goes off when br-int is a netdev bridge.
+
+        The userspace datapath never completes checksums a kernel left to the
+        "hardware" of a veth (TCP would silently fail), the kernel one does.
+        """
+        if getattr(self.links, "tx_checksum_offload", True) is not None:
+            return
+        try:
+            datapath_type = self.ovs.bridge_config(self.bridge).get("datapath_type")
+        except Exception:  # bridge not there yet: decide on a later attach
+            return
+        self.links.tx_checksum_offload = datapath_type != "netdev"
 
     @staticmethod
     def _netns_exists(path: str) -> bool:

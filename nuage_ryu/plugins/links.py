@@ -135,11 +135,12 @@ class LinkOps:
     end of every veth must be in that namespace, not in the agent's.
     """
 
-    def __init__(self, host_netns: str | None = None, tx_checksum_offload: bool = True) -> None:
+    def __init__(self, host_netns: str | None = None, tx_checksum_offload: bool | None = None) -> None:
         if host_netns and not host_netns.startswith("/"):
             host_netns = f"/var/run/netns/{host_netns}"
         self.host_netns = host_netns
-        # False with a userspace (netdev) datapath: see disable_tx_checksum.
+        # False with a userspace (netdev) datapath (see disable_tx_checksum); None: AttachService
+        # decides from the bridge's datapath_type.
         self.tx_checksum_offload = tx_checksum_offload
 
     def _host(self) -> IPRoute:
@@ -186,7 +187,7 @@ class LinkOps:
                     raise LinkError(f"veth {host_name} vanished right after its creation")
                 ip.link("set", index=found[0], state="up")
                 mac = ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
-            if not self.tx_checksum_offload:
+            if self.tx_checksum_offload is False:
                 disable_tx_checksum(netns or self.host_netns, peer_name)
             return mac
         finally:

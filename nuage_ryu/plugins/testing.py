@@ -136,3 +136,30 @@ def host_state(ovs_instance, directory: DirectoryClient, host_name: str, bridge:
 def ns_exec(netns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
                           timeout=timeout)
+
+
+_TCP_ECHO = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", %d)); s.listen(1); print("listening", flush=True)
+c, _ = s.accept(); c.sendall(b"pong" if c.recv(4) == b"ping" else b"????"); c.close()
+"""
+_TCP_CLIENT = """
+import socket
+c = socket.create_connection(("%s", %d), timeout=5); c.sendall(b"ping"); print(c.recv(4).decode())
+"""
+
+
+def tcp_exchange(server_netns: str, client_netns: str, server_ip: str, port: int = 5001) -> bool:
+    """One TCP request/reply from ``client_netns`` to a one-shot server in ``server_netns``."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_netns, sys.executable, "-c", _TCP_ECHO % port],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        if server.stdout.readline().strip() != "listening":
+            return False
+        client = ns_exec(client_netns, sys.executable, "-c", _TCP_CLIENT % (server_ip, port))
+        return client.stdout.strip() == "pong"
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()

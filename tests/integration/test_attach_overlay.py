@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from nuage_ryu.plugins.agent_client import AgentClient
-from nuage_ryu.plugins.testing import make_network, run_cni
+from nuage_ryu.plugins.testing import make_network, run_cni, tcp_exchange
 from tests.lab_helpers import lab_with_plane, ns_run
 from tests.ovs_fixtures import namespace, unique_netns_name, wait_until
 
@@ -96,6 +96,8 @@ def test_cni_and_docker_containers_talk_across_hosts(lab2):
         for src_ns, dst in ((ns1, ip2), (ns2, ip1)):
             ping = ns_run(src_ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", dst])
             assert ping.returncode == 0, ping.stdout + ping.stderr
+        # TCP too (works because the agent turns TX checksum offload off on netdev bridges).
+        assert tcp_exchange(ns2, ns1, ip2) and tcp_exchange(ns1, ns2, ip1)
         # Teardown: docker rm + network rm, CNI DEL; nothing left on either host.
         ids = {"NetworkID": network_id, "EndpointID": endpoint_id}
         for path, body in (("/NetworkDriver.RevokeExternalConnectivity", ids), ("/NetworkDriver.Leave", ids)):

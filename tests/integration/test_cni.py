@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -24,21 +23,12 @@ from nuage_ryu.plugins.testing import (
     ns_exec,
     prepare_bridge,
     run_cni,
+    tcp_exchange,
 )
 from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name, wait_until
 
 pytestmark = pytest.mark.integration
 HOST = "cni-host-1"
-TCP_ECHO = """
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5001)); s.listen(1); print("listening", flush=True)
-c, _ = s.accept(); c.sendall(b"pong" if c.recv(4) == b"ping" else b"????"); c.close()
-"""
-TCP_CLIENT = """
-import socket
-c = socket.create_connection(("%s", 5001), timeout=5); c.sendall(b"ping"); print(c.recv(4).decode())
-"""
 
 
 class Lab:
@@ -133,16 +123,7 @@ def test_add_check_del_with_traffic(clean, containers):
     ping = ns_exec(os.path.basename(ns1), "ping", "-c", "2", "-i", "0.2", "-W", "2", peer)
     assert ping.returncode == 0, ping.stdout + ping.stderr
     # TCP too (needs TX checksum offload off on the container ends: the bridge is a netdev bridge).
-    server = subprocess.Popen(["ip", "netns", "exec", os.path.basename(ns2), sys.executable, "-c", TCP_ECHO],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout.readline().strip() == "listening"
-        client = ns_exec(os.path.basename(ns1), sys.executable, "-c", TCP_CLIENT % peer)
-        assert client.stdout.strip() == "pong", client.stderr
-    finally:
-        server.kill()
-        server.wait()
-        server.stdout.close()
+    assert tcp_exchange(os.path.basename(ns2), os.path.basename(ns1), peer)
     # ADD again: the same result, nothing new.
     before = lab.state()
     rc, again = run_cni("ADD", lab.conf, "ctr-a", ns1, cni_args="NUAGE_POLICYGROUPS=web,db")
