@@ -170,7 +170,7 @@ def field(name: str) -> _Field:
     if spec is None:
         try:
             spec = _Field(name)
-        except KeyError as exc:
+        except (KeyError, AttributeError, TypeError) as exc:  # e.g. os-ken's "field_<n>" of unknown type
             raise WireError(f"unknown match field {name!r}") from exc
         _FIELDS[name] = spec
     return spec

@@ -40,8 +40,9 @@ How it works (details and figures in docs/sync.md):
   and retries without the offending flow (it is *quarantined* until
   ``set_desired`` gives a different version of it; ``on_failed`` reports it).
   Errors not tied to a flow are retried from a fresh read-back at most
-  ``max_retries`` times in a row; then the engine waits for the next
-  ``set_desired``/``resync``/reconnect.
+  ``max_retries`` times in a row (an undecodable read-back counts too); then
+  the engine is STALLED until the next ``set_desired``/``resync``/reconnect,
+  which starts again from a fresh read-back.
 
 Wiring it into an os-ken app (the VRS agent does exactly this)::
 
@@ -264,8 +265,9 @@ class BridgeSync:
         self.generation += 1
         self.stats.last_prepare_s = time.perf_counter() - t0
         if self.state == STALLED:
-            self.state = READY
+            # Retry from a fresh read-back: a stall may have left the installed view stale.
             self._retries = 0
+            return self._request_read()
         if self.state == READY:
             return self._push()
         return []
@@ -277,8 +279,12 @@ class BridgeSync:
         if self.state != READING or xid != self._read_xid:
             return []  # someone else's request, or a stale one
         t0 = time.perf_counter()
-        with gc_paused():  # one reply: ~64 KB, a few hundred flows
-            flows, more, _ = ofwire.decode_flow_stats_reply(raw)
+        try:
+            with gc_paused():  # one reply: ~64 KB, a few hundred flows
+                flows, more, _ = ofwire.decode_flow_stats_reply(raw)
+        except (ofwire.WireError, struct.error) as exc:
+            LOG.error("%s: undecodable flow-stats reply: %s", self.name, exc)
+            return self._read_failed()
         self.stats.last_read_decode_s += time.perf_counter() - t0
         self._read_buf.extend(flows)
         if more:
@@ -302,11 +308,8 @@ class BridgeSync:
         if ecode is None:
             ecode = getattr(msg, "exp_type", 0)
         if self.state == READING and xid == self._read_xid:
-            self.stats.errors += 1
             LOG.error("%s: flow read failed: error type=%d code=%d", self.name, etype, ecode)
-            self.state = READY if self._retries < self.max_retries else STALLED
-            self._retries += 1
-            return self._request_read() if self.state == READY else []
+            return self._read_failed()
         b = self.bundle
         if b is None:
             return []
@@ -361,6 +364,17 @@ class BridgeSync:
                                      _MP_REQUEST_FLOW.size + len(_EMPTY_MATCH), xid,
                                      ofp.OFPMP_FLOW, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0)
         return [body + _EMPTY_MATCH]
+
+    def _read_failed(self) -> Messages:
+        self.stats.errors += 1
+        self._read_xid = None
+        self._read_buf = []
+        self._retries += 1
+        if self._retries > self.max_retries:
+            LOG.error("%s: %d failed reads in a row; waiting for a change or reconnect", self.name, self._retries)
+            self.state = STALLED
+            return []
+        return self._request_read()
 
     def _read_done(self) -> Messages:
         flows = self._read_buf

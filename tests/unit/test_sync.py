@@ -260,8 +260,12 @@ def test_commit_failures_are_retried_then_stall_until_a_change():
         assert msgs  # the same difference is retried
     assert bs.state == sync.STALLED
     assert bs.stats.errors == 3
-    parsed = Switch.parse(bs.set_desired(flows(3)))
-    assert [p[0] for p in parsed].count("add") == 4  # retried on the next change
+    # The next change retries, from a fresh read-back.
+    (read,) = Switch.parse(bs.set_desired(flows(3)))
+    out = []
+    for raw in sw.stats_replies(read[1]):
+        out = bs.on_flow_stats_reply(raw)
+    assert [p[0] for p in Switch.parse(out)].count("add") == 4
 
 
 def test_stale_and_foreign_replies_are_ignored():
@@ -373,3 +377,18 @@ def test_resync_during_a_bundle_reads_after_the_commit():
     for raw in sw.stats_replies(read[1]):
         out = bs.on_flow_stats_reply(raw)
     assert out == [] and bs.in_sync
+
+
+def test_undecodable_read_is_retried_then_stalls():
+    bs = sync.BridgeSync(max_retries=1)
+    bs.set_desired(flows(2))
+    (read,) = Switch.parse(bs.on_connect())
+    bad = bytearray(Switch(flows(1)).stats_replies(read[1])[0])
+    bad[16 + 48:16 + 50] = b"\x00\x00"  # match type 0: not OXM
+    again = Switch.parse(bs.on_flow_stats_reply(bytes(bad)))
+    assert [p[0] for p in again] == ["read"] and bs.stats.errors == 1
+    bad[4:8] = again[0][1].to_bytes(4, "big")
+    assert bs.on_flow_stats_reply(bytes(bad)) == [] and bs.state == sync.STALLED
+    # The next change starts from a fresh read-back.
+    (read,) = Switch.parse(bs.set_desired(flows(2)))
+    assert read[0] == "read" and bs.state == sync.READING
