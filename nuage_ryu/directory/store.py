@@ -381,12 +381,18 @@ class DirectoryStore:
         """
         deadline = time.monotonic() + self.write_timeout
         with self._lock:
+            change = None
             for _attempt in range(MAX_ATTEMPTS):
                 if self._idl is None:
                     raise Unavailable("the directory store is stopped")
                 self._wait_synced(deadline)
                 self._check_mirror()
                 self._publish()
+                if change is not None and self._inserts_present(change):
+                    # The previous attempt committed after all (its reply was lost in a leader
+                    # change); now that the replica is back, its rows are visible.
+                    self._wake()
+                    return change, self._state
                 change = planner(self._state)
                 if not change.ops:
                     return change, self._state

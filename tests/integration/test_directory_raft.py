@@ -1,4 +1,4 @@
-"""The directory on a 3-member ovsdb-server Raft cluster on 127.0.0.1: kill the leader, keep writing.
+"""The directory on a 3-member ovsdb-server Raft cluster on 127.0.0.1: kill the leader while writing.
 
 Writes go through the REST API (nuage-ryu-manager with [directory] connection = all
 three members). Every write the API acknowledged (201) must still be there after
@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -65,17 +66,45 @@ def test_leader_failover_loses_nothing_acknowledged(tmp_path, members):
         sub = write(api, f"/zones/{zone['id']}/subnets", {"name": "s", "cidr": "10.8.0.0/16"})
         acked = [write(api, f"/subnets/{sub['id']}/vports", {"name": f"before-{i}"}) for i in range(20)]
 
+        # Writers keep going on their own connections while the leader is killed.
+        stop = threading.Event()
+        during: list[dict] = []
+        failures: list[Exception] = []
+
+        def writer(n):
+            client = mgr.client()
+            i = 0
+            try:
+                while not stop.is_set():
+                    during.append(write(client, f"/subnets/{sub['id']}/vports", {"name": f"during-{n}-{i}"}))
+                    i += 1
+            except Exception as exc:  # asserted below
+                failures.append(exc)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(during) >= 20, 30, what="writes before the kill")
         leader = cluster.find_leader(members)
         assert leader is not None
         os.kill(leader.pid, signal.SIGKILL)
         survivors = [m for m in members if m is not leader]
         new_leader = cluster.wait_for_leader(survivors)
         assert new_leader is not leader
+        count_at_election = len(during)
+        wait_until(lambda: len(during) >= count_at_election + 20, 60, what="writes after the election")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert failures == []
+        acked += during
 
         acked += [write(api, f"/subnets/{sub['id']}/vports", {"name": f"after-{i}"}) for i in range(20)]
         listed = api.get(f"/subnets/{sub['id']}/vports")
         assert {v["id"] for v in listed} == {v["id"] for v in acked}
-        assert len({v["ip"] for v in listed}) == 40
+        assert len({v["ip"] for v in listed}) == len(acked) == len(listed)
         api.close()
     finally:
         mgr.stop()
@@ -85,6 +114,7 @@ def test_leader_failover_loses_nothing_acknowledged(tmp_path, members):
     reader.start(timeout=30)
     try:
         assert {v.id for v in reader.snapshot().vports.values()} == {v["id"] for v in acked}
+        assert len(acked) >= 80
     finally:
         reader.stop()
 
