@@ -240,8 +240,10 @@ class DirectoryAPI:
             self._require_admin(caller, "manage tokens")
         if route.parent:
             self._lookup(state, caller, route.parent, id)
-            parent_attr = route.parent
-            objs = [o for o in state.table(kind).values() if getattr(o, parent_attr) == id]
+            if kind == "vport":
+                objs = state.vports_of_subnet(id)  # indexed: no walk over every vport
+            else:
+                objs = [o for o in state.table(kind).values() if getattr(o, route.parent) == id]
         else:
             objs = [o for o in state.table(kind).values() if self._visible(state, caller, kind, o)]
         if "name" in params:

@@ -16,7 +16,7 @@ import pytest
 
 from nuage_ryu.directory.client import ApiClient, ApiError
 from nuage_ryu.directory.store import DirectoryStore
-from nuage_ryu.directory.testing import ManagerProcess, pid_alive, wait_until
+from nuage_ryu.directory.testing import ManagerProcess, free_port, pid_alive, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -342,7 +342,8 @@ def test_persistence_across_manager_restart(tmp_path):
 
 
 def test_embedded_ovsdb_server_is_restarted_if_it_dies(tmp_path):
-    mgr = ManagerProcess(str(tmp_path))
+    db_port = free_port()  # [directory] listen: the extra OVSDB listener for remote agents
+    mgr = ManagerProcess(str(tmp_path), extra=f"listen = ptcp:{db_port}:127.0.0.1\n")
     mgr.start()
     try:
         client = mgr.client()
@@ -362,5 +363,11 @@ def test_embedded_ovsdb_server_is_restarted_if_it_dies(tmp_path):
         names = {e["name"] for e in client.get("/enterprises")}
         assert names == {"before-crash", "after-crash"} and ent["id"] != after["id"]
         client.close()
+        remote_agent = DirectoryStore(f"tcp:127.0.0.1:{db_port}")
+        remote_agent.start()
+        try:
+            assert {e.name for e in remote_agent.snapshot().enterprises.values()} == names
+        finally:
+            remote_agent.stop()
     finally:
         mgr.stop()
