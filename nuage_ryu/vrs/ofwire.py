@@ -73,6 +73,7 @@ _HDR = struct.Struct("!BBHI")
 # FLOW_MOD after the header: cookie, cookie_mask, table_id, command, idle, hard,
 # priority, buffer_id, out_port, out_group, flags, importance.
 _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIHH")
+_FLOW_MOD_BODY = struct.Struct("!QQBBHHHIIIHH")
 _BUNDLE_ADD = struct.Struct("!BBHIIHH")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
@@ -280,25 +281,57 @@ def canonical_flow(flow: Flow) -> Flow:
 
 # ---- encoder -----------------------------------------------------------------
 
-_ORDER_CACHE: dict[tuple[str, ...], tuple[int, ...]] = {}
+def _oxm_encoder(spec: _Field):
+    """A function (value, mask) -> OXM TLV bytes, specialised for one field (the hot path)."""
+    hdr, hdr_w, size, kind, to_bytes = spec.hdr, spec.hdr_w, spec.size, spec.kind, spec.to_bytes
+    if kind == "int":
+        def encode(value, mask):
+            try:
+                if mask is None:
+                    return hdr + value.to_bytes(size, "big")
+                return hdr_w + value.to_bytes(size, "big") + mask.to_bytes(size, "big")
+            except (AttributeError, OverflowError, TypeError):
+                to_bytes(value)  # raises WireError naming the field and value
+                return hdr_w + to_bytes(value) + to_bytes(mask)
+    elif kind == "ipv4":
+        aton = socket.inet_aton
+
+        def encode(value, mask):
+            try:
+                if mask is None:
+                    return hdr + aton(value)
+                return hdr_w + aton(value) + aton(mask)
+            except (OSError, TypeError):
+                to_bytes(value)
+                return hdr_w + to_bytes(value) + to_bytes(mask)
+    else:
+        def encode(value, mask):
+            if mask is None:
+                return hdr + to_bytes(value)
+            return hdr_w + to_bytes(value) + to_bytes(mask)
+    return encode
+
+
+# names of a match -> ((index in the match, encoder), ...) in wire order.
+_ORDER_CACHE: dict[tuple[str, ...], tuple] = {}
+_EMPTY_MATCH = struct.pack("!HH4x", 1, 4)
+
+
+def _match_plan(names: tuple[str, ...]) -> tuple:
+    specs = [field(n) for n in names]
+    order = sorted(range(len(names)), key=lambda i: (specs[i].sort_key, i))
+    plan = tuple((i, _oxm_encoder(specs[i])) for i in order)
+    _ORDER_CACHE[names] = plan
+    return plan
 
 
 def encode_match(match: tuple[MatchField, ...]) -> bytes:
     """An ofp_match (OXM type, padded to 8 bytes) in os-ken's field order."""
-    names = tuple(m.name for m in match)
-    order = _ORDER_CACHE.get(names)
-    if order is None:
-        order = tuple(sorted(range(len(names)), key=lambda i: (field(names[i]).sort_key, i)))
-        _ORDER_CACHE[names] = order
-    parts = []
-    for i in order:
-        m = match[i]
-        spec = _FIELDS.get(m.name) or field(m.name)
-        if m.mask is None:
-            parts.append(spec.hdr + spec.to_bytes(m.value))
-        else:
-            parts.append(spec.hdr_w + spec.to_bytes(m.value) + spec.to_bytes(m.mask))
-    body = b"".join(parts)
+    if not match:
+        return _EMPTY_MATCH
+    names = tuple([m.name for m in match])
+    plan = _ORDER_CACHE.get(names) or _match_plan(names)
+    body = b"".join([enc(match[i].value, match[i].mask) for i, enc in plan])
     length = 4 + len(body)
     return _HH.pack(1, length) + body + _PAD[: (-length) % 8]
 
@@ -347,20 +380,36 @@ def oskens_action(action, dp=None):
     raise WireError(f"unsupported action {action!r}")
 
 
+_SET_FIELD_ENCODERS: dict[str, object] = {}
+_OUTPUT = struct.Struct("!HHIH6x")
+
+
+def _set_field_encoder(name: str):
+    """A function value -> OFPAT_SET_FIELD action bytes for one field."""
+    spec = field(name)
+    length = 4 + len(spec.hdr) + spec.size
+    padded = length + (-length) % 8
+    prefix = _HH.pack(25, padded) + spec.hdr
+    pad = _PAD[: padded - length]
+    to_bytes = spec.to_bytes
+
+    def encode(value) -> bytes:
+        return prefix + to_bytes(value) + pad
+
+    _SET_FIELD_ENCODERS[name] = encode
+    return encode
+
+
 def encode_action(action) -> bytes:
     """Wire bytes of one action; Output and SetField are packed directly, others cached."""
     cls = type(action)
     if cls is SetField:
-        spec = _FIELDS.get(action.name) or field(action.name)
-        oxm = spec.hdr + spec.to_bytes(action.value)
-        length = 4 + len(oxm)
-        padded = length + (-length) % 8
-        return _HH.pack(25, padded) + oxm + _PAD[: padded - length]
+        return (_SET_FIELD_ENCODERS.get(action.name) or _set_field_encoder(action.name))(action.value)
+    if cls is Output:
+        return _OUTPUT.pack(0, 16, action.port, OFPCML_MAX)
     raw = _ACTION_CACHE.get(action)
     if raw is None:
-        if cls is Output:
-            raw = struct.pack("!HHIH6x", 0, 16, action.port, OFPCML_MAX)
-        elif cls is Goto:
+        if cls is Goto:
             raise WireError("Goto must be the last action of a flow")
         else:
             buf = bytearray()
@@ -379,10 +428,14 @@ def encode_instructions(actions: tuple) -> bytes:
     out = b""
     if actions:
         acts = b"".join([encode_action(a) for a in actions])
-        out = struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
+        out = _APPLY.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(acts)) + acts
     if goto is not None:
-        out += struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, goto)
+        out += _GOTO.pack(ofp.OFPIT_GOTO_TABLE, 8, goto)
     return out
+
+
+_APPLY = struct.Struct("!HH4x")
+_GOTO = struct.Struct("!HHB3x")
 
 
 def flow_mod_body(flow: Flow, command: int = OFPFC_ADD) -> bytes:
@@ -402,8 +455,8 @@ def flow_mod_body(flow: Flow, command: int = OFPFC_ADD) -> bytes:
     else:
         tail = encode_match(flow.match)
         cookie, idle, hard = 0, 0, 0
-    return _FLOW_MOD.pack(0, 0, 0, 0, cookie, cookie_mask, flow.table, command, idle, hard, flow.priority,
-                          OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)[8:] + tail
+    return _FLOW_MOD_BODY.pack(cookie, cookie_mask, flow.table, command, idle, hard, flow.priority,
+                               OFP_NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0) + tail
 
 
 def cookie_delete(cookie: int) -> Flow:

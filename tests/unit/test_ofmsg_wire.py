@@ -141,8 +141,13 @@ def test_unknown_field_and_misplaced_goto_are_errors():
         ofwire.encode_flow_mod(Flow(0, 1, (MatchField("no_such_field", 1),)), 1)
     with pytest.raises(ofwire.WireError):
         ofwire.encode_flow_mod(Flow(0, 1, (), (Goto(3), Output(1))), 1)
+    for bad in (match(eth_src="not-a-mac"), match(reg6=-1), match(reg6=1 << 32), match(reg6=(1, "x")),
+                match(eth_type=0x800, ipv4_dst="10.0.0.300"), match(eth_type=0x800, ipv4_dst=("10.0.0.0", 5)),
+                match(in_port="1")):
+        with pytest.raises(ofwire.WireError):
+            ofwire.encode_flow_mod(Flow(0, 1, bad), 1)
     with pytest.raises(ofwire.WireError):
-        ofwire.encode_flow_mod(Flow(0, 1, match(eth_src="not-a-mac")), 1)
+        ofwire.encode_flow_mod(Flow(0, 1, (), (SetField("reg6", "x"), Output(1))), 1)
 
 
 def test_unknown_installed_action_is_kept_raw_and_never_equal():
