@@ -215,9 +215,17 @@ class DirectoryAPI:
             raise BadRequest("request body must be a JSON object")
         # The content type is not checked: curl's default form type with a JSON body is common.
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("malformed JSON: nested too deeply") from None
+        try:
+            # Lone surrogates ("\ud800") parse but cannot be stored (OVSDB strings are UTF-8).
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("request body contains invalid unicode (lone surrogates)") from None
+        return body
 
     @staticmethod
     def _cascade(params: dict) -> bool:

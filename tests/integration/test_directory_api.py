@@ -216,7 +216,8 @@ def test_every_error_class_and_nothing_changes(manager, admin, tree):
     before = _count_objects(admin)
     raw = admin.raw
     # 400: malformed JSON, wrong types, unknown fields, unknown parameters, empty body
-    for body in (b'{"name": ', b"[1,2]", b"", b'{"name": 5}', b'{"name": "x", "bogus": 1}', b"\xff\xfe"):
+    for body in (b'{"name": ', b"[1,2]", b"", b'{"name": 5}', b'{"name": "x", "bogus": 1}', b"\xff\xfe",
+                 b'{"name": "\\ud800"}', b"[" * 100000, b'{"name": NaN}'):
         status, _h, data = raw("POST", "/api/v1/enterprises", body)
         assert status == 400, (body, data)
         assert set(json.loads(data)["error"]) == {"code", "message"}
