@@ -117,8 +117,11 @@ class AgentClient:
         body = {"container_id": container_id, "ifname": ifname, "netns": netns}
         return self.call("POST", "/v1/check", body)
 
-    def gc(self, valid: list[dict], owner: str = "cni") -> dict:
-        return self.call("POST", "/v1/gc", {"valid": valid, "owner": owner})
+    def gc(self, valid: list[dict], owner: str = "cni", network: str | None = None) -> dict:
+        body = {"valid": valid, "owner": owner}
+        if network is not None:
+            body["network"] = network
+        return self.call("POST", "/v1/gc", body)
 
     def attachments(self) -> list[dict]:
         return self.call("GET", "/v1/attachments")["attachments"]

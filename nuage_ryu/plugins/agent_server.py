@@ -69,10 +69,10 @@ class _Routes:
         self.table = [(meth, re.compile(f"^{pat}$"), fn) for meth, pat, fn in self.table]
 
     def _gc(self, match, body):
-        body = _fields(body, ("valid",), ("owner",))
+        body = _fields(body, ("valid",), ("owner", "network"))
         if not isinstance(body["valid"], list):
             raise AttachError("invalid", "valid must be a list of {container_id, ifname}")
-        return self.service.gc(body["valid"], body.get("owner", "cni"))
+        return self.service.gc(body["valid"], body.get("owner", "cni"), body.get("network"))
 
     def _set_network(self, match, body):
         body = _fields(body, ("subnet_id",))

@@ -42,12 +42,14 @@ EXT_GATEWAY = "nuage-gateway"
 EXT_MAC = "nuage-mac"
 EXT_SUBNET = "nuage-subnet-id"
 EXT_PEER = "nuage-peer"
+EXT_NETWORK = "nuage-network"
 # Directory vport external_ids.
 VP_CONTAINER = "nuage-container-id"
 VP_IFNAME = "nuage-ifname"
 VP_HOST = "nuage-host"
 VP_OWNER = "nuage-owner"
 VP_RESERVED = "nuage-reserved"
+VP_NETWORK = "nuage-network"
 # Bridge external_ids prefix for Docker network -> directory subnet bindings.
 DOCKER_NET_PREFIX = "nuage-docker-net-"
 
@@ -106,6 +108,7 @@ class AttachRequest:
     subnet: str = ""
     policygroups: list[str] = field(default_factory=list)
     owner: str = "cni"
+    network: str = ""           # the CNI network name (GC is per network)
     vport_id: str = ""          # bind this existing (reserved) vport instead of creating one
     wait_up: bool = True
 
@@ -421,7 +424,7 @@ class AttachService:
             pg_ids = directory.resolve_policygroups(vport["domain"], req.policygroups) \
                 if req.policygroups else list(vport.get("policygroups", []))
             bound = dict(ext, **{VP_CONTAINER: req.container_id, VP_IFNAME: req.ifname,
-                                 VP_HOST: self.host_name, VP_OWNER: req.owner})
+                                 VP_HOST: self.host_name, VP_OWNER: req.owner, VP_NETWORK: req.network})
             directory.update_vport(req.vport_id, {"external_ids": bound, "policygroups": pg_ids,
                                                   "host": self.host_name})
             old = {"external_ids": ext, "policygroups": list(vport.get("policygroups", [])),
@@ -431,7 +434,8 @@ class AttachService:
             fields = {"name": f"{req.container_id[:40]}-{req.ifname}", "type": "container",
                       "host": self.host_name,
                       "external_ids": {VP_CONTAINER: req.container_id, VP_IFNAME: req.ifname,
-                                       VP_HOST: self.host_name, VP_OWNER: req.owner}}
+                                       VP_HOST: self.host_name, VP_OWNER: req.owner,
+                                       VP_NETWORK: req.network}}
             for attempt in (1, 2):
                 subnet = self._resolve(req)["subnet"]
                 try:
@@ -466,6 +470,7 @@ class AttachService:
             self.links.configure(req.netns, req.ifname, address, gateway or None)
         # 4. OVS port
         extra = {EXT_CONTAINER_IFNAME: req.ifname, EXT_NETNS: req.netns, EXT_OWNER: req.owner,
+                 EXT_NETWORK: req.network,
                  EXT_ADDRESS: address, EXT_GATEWAY: gateway, EXT_MAC: vport["mac"],
                  EXT_SUBNET: subnet["id"]}
         if not req.netns:
@@ -593,11 +598,13 @@ class AttachService:
         """Every attachment on this host (from OVSDB only; no directory call)."""
         return [self._describe(p) for p in self._ports()]
 
-    def gc(self, valid: list[dict], owner: str = "cni") -> dict:
+    def gc(self, valid: list[dict], owner: str = "cni", network: str | None = None) -> dict:
         """Remove ``owner``'s attachments not in ``valid`` ([{container_id, ifname}]) and leftovers.
 
+        With ``network``, only attachments made for that (CNI) network are considered:
+        a runtime sends GC per network, with that network's valid attachments only.
         Leftovers: host-end veths without an OVS port, and this host's vports of ``owner``
-        that no OVS port refers to (an agent crash in the middle of an attach).
+        (and ``network``) that no OVS port refers to (an agent crash in the middle of an attach).
         """
         if owner not in OWNERS:
             raise AttachError("invalid", f"owner must be one of {', '.join(OWNERS)}")
@@ -616,6 +623,8 @@ class AttachService:
                 key = (port.container_id, port.external_ids.get(EXT_CONTAINER_IFNAME, ""))
                 if port.external_ids.get(EXT_OWNER, "cni") != owner or key in keep or key in busy:
                     continue
+                if network is not None and port.external_ids.get(EXT_NETWORK, "") != network:
+                    continue
                 self._teardown(port)
                 removed["attachments"].append(self._describe(port))
             live = {p.ifname for p in self._ports()}
@@ -630,6 +639,8 @@ class AttachService:
                     ext = vport.get("external_ids") or {}
                     key = (ext.get(VP_CONTAINER, ""), ext.get(VP_IFNAME, ""))
                     if ext.get(VP_OWNER) != owner or vport["id"] in known or key in keep or key in busy:
+                        continue
+                    if network is not None and ext.get(VP_NETWORK, "") != network:
                         continue
                     if owner == "docker" and ext.get(VP_RESERVED):
                         continue  # IPAM reservations belong to dockerd's ReleaseAddress

@@ -120,6 +120,14 @@ def network_of(conf: dict) -> dict:
     return net
 
 
+def network_name(conf: dict) -> str:
+    """The config's network ``name`` (required by the spec): GC is scoped to it."""
+    name = conf.get("name")
+    if not isinstance(name, str) or not name:
+        raise CniError(ERR_INVALID_CONFIG, "network configuration lacks 'name'")
+    return name
+
+
 def _looks_like_id(value: str) -> bool:
     return len(value) == 36 and value.count("-") == 4
 
@@ -218,7 +226,8 @@ def run(env: dict, stdin: bytes) -> dict | None:
             raise CniError(ERR_INVALID_CONFIG, "cni.dev/valid-attachments must be a list of "
                                                "{containerID, ifname}")
         try:
-            agent.gc([{"container_id": v["containerID"], "ifname": v["ifname"]} for v in valid], "cni")
+            agent.gc([{"container_id": v["containerID"], "ifname": v["ifname"]} for v in valid], "cni",
+                     network_name(conf))
         except AgentError as exc:
             raise _agent_error(exc, "GC") from None
         return None
@@ -245,7 +254,7 @@ def run(env: dict, stdin: bytes) -> dict | None:
     if command == "ADD":
         try:
             att = agent.attach(container_id=container_id, ifname=ifname, netns=netns,
-                               policygroups=groups, owner="cni", **net)
+                               policygroups=groups, owner="cni", network=network_name(conf), **net)
         except AgentError as exc:
             raise _agent_error(exc, "ADD") from None
         return build_result(version, att)

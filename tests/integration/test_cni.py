@@ -39,11 +39,21 @@ class Lab:
         self.ovs = ovs
         self.net = net
         self.sock = sock
+        self._agent = None
         self.conf = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni", "agent_socket": sock,
                      "enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}
 
     def state(self) -> dict:
         return host_state(self.ovs, self.directory, HOST)
+
+    def start_agent(self) -> None:
+        self._agent = agent_process(self.sock, self.ovs.db_remote, self.directory, HOST, self.ovs.netns)
+        self.proc = self._agent.__enter__()
+
+    def stop_agent(self) -> None:
+        if self._agent is not None:
+            self._agent.__exit__(None, None, None)
+            self._agent = None
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +63,11 @@ def lab():
         prepare_bridge(ovs)
         sock = os.path.join(directory.state_dir, "agent.sock")
         lab = Lab(directory, ovs, net, sock)
-        with agent_process(sock, ovs.db_remote, directory, HOST, ovs.netns) as proc:
-            lab.proc = proc
+        lab.start_agent()
+        try:
             yield lab
+        finally:
+            lab.stop_agent()
 
 
 @pytest.fixture
@@ -171,6 +183,7 @@ def _error_cases(lab, ns):
     yield "unsupported version", "ADD", dict(good, cniVersion="9.9.9"), {}, 1
     yield "GC before 1.1", "GC", good, {}, 1
     yield "no subnet", "ADD", {k: v for k, v in good.items() if k != "subnet"}, {}, 7
+    yield "no network name", "ADD", {k: v for k, v in good.items() if k != "name"}, {}, 7
     yield "no zone", "ADD", {k: v for k, v in good.items() if k != "zone"}, {}, 7
     yield "subnet not a string", "ADD", dict(good, subnet=5), {}, 7
     yield "relative agent socket", "ADD", dict(good, agent_socket="agent.sock"), {}, 7
@@ -241,32 +254,60 @@ def test_add_after_agent_restart_and_gc(clean, containers):
     rc, r2 = run_cni("ADD", lab.conf, "ctr-r2", ns2)
     assert rc == 0
     # Restart the agent: no state in its memory, the same ADD returns the same result.
-    lab.proc.terminate()
-    lab.proc.wait(10)
+    lab.stop_agent()
     rc, out = run_cni("ADD", lab.conf, "ctr-r3", ns3)
     assert rc == 1 and out["code"] == 11  # agent down: try again later
-    with agent_process(lab.sock, lab.ovs.db_remote, lab.directory, HOST, lab.ovs.netns) as proc:
-        lab.proc = proc
-        rc, again = run_cni("ADD", lab.conf, "ctr-r1", ns1)
-        assert rc == 0 and again == r1
-        # Leftovers of a crash: a veth without OVS port, a vport without OVS port.
-        stray_host, stray_peer = link_names("crashed", "eth0")
-        subprocess.run(["ip", "netns", "exec", lab.ovs.netns, "ip", "link", "add", stray_host, "type", "veth",
-                        "peer", "name", stray_peer], check=True)
-        stray = lab.directory.create_vport(lab.net["subnet"]["id"], {
-            "name": "crashed-eth0", "host": HOST,
-            "external_ids": {"nuage-container-id": "crashed", "nuage-ifname": "eth0", "nuage-owner": "cni"}})
-        conf = dict(lab.conf, cniVersion="1.1.0",
-                    **{"cni.dev/valid-attachments": [{"containerID": "ctr-r1", "ifname": "eth0"}]})
-        assert run_cni("GC", conf) == (0, None)
-        state = lab.state()
-        assert state["ports"] == [r1["interfaces"][0]["name"]]
-        assert state["links"] == [r1["interfaces"][0]["name"]]
-        assert stray["id"] not in state["vports"] and len(state["vports"]) == 1
-        assert ns_exec(os.path.basename(ns2), "ip", "link", "show", "eth0").returncode != 0
-        # The kept container still works.
-        assert run_cni("CHECK", dict(lab.conf, prevResult=r1), "ctr-r1", ns1) == (0, None)
-        assert run_cni("DEL", lab.conf, "ctr-r1", ns1) == (0, None)
-    with agent_process(lab.sock, lab.ovs.db_remote, lab.directory, HOST, lab.ovs.netns) as proc:
-        lab.proc = proc
-        wait_until(lambda: os.path.exists(lab.sock), message="agent socket")
+    lab.start_agent()
+    rc, again = run_cni("ADD", lab.conf, "ctr-r1", ns1)
+    assert rc == 0 and again == r1
+    # Leftovers of a crash: a veth without OVS port, a vport without OVS port.
+    stray_host, stray_peer = link_names("crashed", "eth0")
+    subprocess.run(["ip", "netns", "exec", lab.ovs.netns, "ip", "link", "add", stray_host, "type", "veth",
+                    "peer", "name", stray_peer], check=True)
+    stray = lab.directory.create_vport(lab.net["subnet"]["id"], {
+        "name": "crashed-eth0", "host": HOST,
+        "external_ids": {"nuage-container-id": "crashed", "nuage-ifname": "eth0", "nuage-owner": "cni",
+                         "nuage-network": "nuage"}})
+    conf = dict(lab.conf, cniVersion="1.1.0",
+                **{"cni.dev/valid-attachments": [{"containerID": "ctr-r1", "ifname": "eth0"}]})
+    assert run_cni("GC", conf) == (0, None)
+    state = lab.state()
+    assert state["ports"] == [r1["interfaces"][0]["name"]]
+    assert state["links"] == [r1["interfaces"][0]["name"]]
+    assert stray["id"] not in state["vports"] and len(state["vports"]) == 1
+    assert ns_exec(os.path.basename(ns2), "ip", "link", "show", "eth0").returncode != 0
+    # The kept container still works.
+    assert run_cni("CHECK", dict(lab.conf, prevResult=r1), "ctr-r1", ns1) == (0, None)
+    assert run_cni("DEL", lab.conf, "ctr-r1", ns1) == (0, None)
+
+
+def test_gc_is_scoped_to_its_network(clean, containers):
+    lab = clean
+    ns1, ns2 = containers(), containers()
+    other = dict(lab.conf, name="nuage-other")
+    assert run_cni("ADD", lab.conf, "ctr-n1", ns1)[0] == 0
+    rc, kept = run_cni("ADD", other, "ctr-n2", ns2)
+    assert rc == 0
+    gc = dict(lab.conf, cniVersion="1.1.0", **{"cni.dev/valid-attachments": []})
+    assert run_cni("GC", gc) == (0, None)
+    assert lab.state()["ports"] == [kept["interfaces"][0]["name"]]
+    assert run_cni("CHECK", dict(other, prevResult=kept), "ctr-n2", ns2) == (0, None)
+    assert run_cni("DEL", other, "ctr-n2", ns2) == (0, None)
+
+
+def test_pid_namespace_path_and_namespace_gone_before_del(clean):
+    lab = clean
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        netns = f"/proc/{holder.pid}/ns/net"
+        wait_until(lambda: os.readlink(netns) != os.readlink("/proc/self/ns/net"), message="new netns")
+        rc, result = run_cni("ADD", lab.conf, "ctr-pid", netns)
+        assert rc == 0, result
+        assert result["interfaces"][1]["sandbox"] == netns
+        assert run_cni("CHECK", dict(lab.conf, prevResult=result), "ctr-pid", netns) == (0, None)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The namespace is gone (its veth end with it): DEL still cleans the port and the vport.
+    assert run_cni("DEL", lab.conf, "ctr-pid", netns) == (0, None)
+    assert run_cni("DEL", lab.conf, "ctr-pid", "") == (0, None)
