@@ -187,3 +187,32 @@ def test_leftover_host_veth_is_replaced(env, container):
     assert host_state(ovs, directory, HOST)["links"] == [host_if]
     service.detach("ctr-rb", "eth0")
     assert host_state(ovs, directory, HOST) == EMPTY
+
+
+def test_docker_bind_rolled_back_restores_the_reservation(env):
+    """Binding an IPAM reservation (Docker) fails late: the vport is back to an unbound reservation."""
+    directory, ovs, hostovs = env
+    service = _service(directory, hostovs, LinkOps(ovs.netns))
+    subnet = service.resolve("acme", "prod", "web", "web-net")["subnet"]
+    reserved = service.reserve(subnet["id"], "docker-test")
+    failing = _service(directory, Failing(hostovs, "add_vport_port", HostOVSError("refused"), after=True),
+                       LinkOps(ovs.netns))
+    with pytest.raises(AttachError):
+        failing.attach(AttachRequest(container_id="ep1", ifname="eth", owner="docker",
+                                     vport_id=reserved["id"], policygroups=["web"]))
+    vport = directory.get_vport(reserved["id"])
+    assert vport["external_ids"] == reserved["external_ids"] and vport["policygroups"] == []
+    state = host_state(ovs, directory, HOST)
+    assert state["ports"] == [] and state["links"] == [] and state["vports"] == [reserved["id"]]
+    # Bound for real, then detached: unbound again; the reservation is released by IPAM only.
+    result = service.attach(AttachRequest(container_id="ep1", ifname="eth", owner="docker",
+                                          vport_id=reserved["id"]))
+    bound = directory.get_vport(reserved["id"])
+    assert result["peer_ifname"] and bound["external_ids"]["nuage-container-id"] == "ep1"
+    with pytest.raises(AttachError) as err:
+        service.release(subnet["id"], reserved["ip"])
+    assert err.value.kind == "conflict"
+    service.detach("ep1", "eth")
+    assert "nuage-container-id" not in directory.get_vport(reserved["id"])["external_ids"]
+    assert service.release(subnet["id"], reserved["ip"]) == {"released": reserved["id"]}
+    assert host_state(ovs, directory, HOST) == EMPTY
