@@ -42,7 +42,7 @@ import ovs.db.idl
 import ovs.poller
 
 from nuage_ryu.directory import model, validate
-from nuage_ryu.directory.errors import Conflict, DirectoryError, NotFound, Unavailable, ValidationError
+from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState, Endpoint
 from nuage_ryu.directory.validate import Change, Op
 
@@ -441,41 +441,46 @@ class DirectoryStore:
         idl = self._idl
         txn = ovs.db.idl.Transaction(idl)
         try:
-            for kind, obj_id, column in change.guards:
-                row = idl.tables[KINDS[kind][0]].rows.get(uuid.UUID(obj_id))
-                if row is not None:
-                    row.verify(column)
-                    setattr(row, column, getattr(row, column) + 1)
-            for op in change.ops:
-                table = idl.tables[KINDS[op.kind][0]]
-                if op.action == "insert":
-                    row = txn.insert(table, new_uuid=uuid.UUID(op.id), persist_uuid=True)
-                else:
-                    row = table.rows.get(uuid.UUID(op.id))
-                    if row is None:
-                        raise NotFound(f"{op.kind} {op.id} not found")
-                if op.action == "delete":
-                    row.delete()
-                    continue
-                for col, value in _columns(op.fields).items():
-                    setattr(row, col, value)
-        except DirectoryError:
+            self._build(txn, change)
+            while True:
+                status = txn.commit()
+                if status != ovs.db.idl.Transaction.INCOMPLETE:
+                    return status, txn.get_error()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Unavailable("the directory database did not confirm the change in time")
+                idl.run()
+                poller = ovs.poller.Poller()
+                idl.wait(poller)
+                txn.wait(poller)
+                poller.timer_wait(int(min(remaining, 0.5) * 1000))
+                poller.block()
+        except BaseException:
+            # Whatever went wrong, the IDL must not keep a half-built transaction: the next
+            # write would find idl.txn still set.
             txn.abort()
             raise
-        while True:
-            status = txn.commit()
-            if status != ovs.db.idl.Transaction.INCOMPLETE:
-                return status, txn.get_error()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                txn.abort()
-                raise Unavailable("the directory database did not confirm the change in time")
-            idl.run()
-            poller = ovs.poller.Poller()
-            idl.wait(poller)
-            txn.wait(poller)
-            poller.timer_wait(int(min(remaining, 0.5) * 1000))
-            poller.block()
+
+    def _build(self, txn, change: Change) -> None:
+        idl = self._idl
+        for kind, obj_id, column in change.guards:
+            row = idl.tables[KINDS[kind][0]].rows.get(uuid.UUID(obj_id))
+            if row is not None:
+                row.verify(column)
+                setattr(row, column, getattr(row, column) + 1)
+        for op in change.ops:
+            table = idl.tables[KINDS[op.kind][0]]
+            if op.action == "insert":
+                row = txn.insert(table, new_uuid=uuid.UUID(op.id), persist_uuid=True)
+            else:
+                row = table.rows.get(uuid.UUID(op.id))
+                if row is None:
+                    raise NotFound(f"{op.kind} {op.id} not found")
+            if op.action == "delete":
+                row.delete()
+                continue
+            for col, value in _columns(op.fields).items():
+                setattr(row, col, value)
 
     # -- agent-side writes --
     def register_host(self, name: str, tunnel_ip: str, datapath_id: str) -> str:

@@ -120,7 +120,7 @@ def test_real_requests_and_responses_match_the_document(manager, spec):
 
 def _mutations(rng: random.Random, body: dict) -> dict:
     junk = [None, 0, -1, 2**70, 1.5, True, "", "x" * 300, [], {}, ["a"], {"type": "zone"}, "10.0.0.0/33",
-            "ff:ff:ff:ff:ff:ff", "\u0000", "999999", "1-0", {"a": 1}]
+            "ff:ff:ff:ff:ff:ff", "\u0000", "\ud800", "999999", "1-0", {"a": 1}, 1e309]
     out = dict(body)
     for _ in range(rng.randint(1, 3)):
         key = rng.choice(list(out) + ["bogus"])
