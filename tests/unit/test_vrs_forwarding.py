@@ -258,3 +258,15 @@ def test_default_deny_drops_everything_between_vports():
     assert net.send("h1", to_vport(a1, a4), port_of("a1")) == []
     # ARP still works: it is not subject to ACLs.
     assert net.hosts["h1"].process(arp_request(a1, a2.ip), port_of("a1")).ports == [port_of("a1")]
+
+
+def test_no_two_ordinary_flows_overlap_at_one_priority(net):
+    # OVS leaves the choice between overlapping same-priority flows undefined: the compiled pipeline
+    # must never depend on it, for any pair of vports, same or cross tenant, IP or ARP.
+    vports = [a1, a2, a3, a4, a5, b1, b2, b3]
+    for src in vports:
+        sim = net.hosts[src.host]
+        for dst in vports:
+            for pkt in (to_vport(src, dst), ip_packet(src, dst.ip, dst.mac), arp_request(src, dst.ip)):
+                result = sim.process(pkt, port_of(src.id))
+                assert result.ambiguous == [], (src.id, dst.id, result.ambiguous)

@@ -185,3 +185,10 @@ def test_ct_zone_from_register():
         Flow(1, 1, match(ct_zone=5), (Output(1),)),
     ])
     assert sim.process(TCP, 9).ports == [1]
+
+
+def test_overlapping_flows_at_one_priority_are_reported():
+    sim = TableSimulator([Flow(0, 5, match(eth_type=0x0800), (Output(1),)),
+                          Flow(0, 5, match(ipv4_dst="10.0.0.2"), (Output(2),))])
+    assert sim.process(TCP, 9).ambiguous
+    assert not sim.process(dict(TCP, ipv4_dst="10.0.0.3"), 9).ambiguous
