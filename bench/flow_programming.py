@@ -158,6 +158,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if getattr(self, "log", None) is not None:
+            self.log.close()
         with contextlib.suppress(Exception):
             self.ovs.stop()
         subprocess.run(["ip", "netns", "delete", self.netns], check=False)

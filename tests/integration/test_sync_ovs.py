@@ -69,6 +69,7 @@ class Harness:
         self.sock_path = os.path.join(str(workdir), "harness.sock")
         self.proc = None
         self.client = None
+        self.log = None
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -101,6 +102,7 @@ class Harness:
         return reply
 
     def stop(self, sig=signal.SIGTERM) -> None:
+        """Stop our manager process by its pid (SIGTERM or SIGKILL), then reap it."""
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -112,7 +114,9 @@ class Harness:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 @pytest.fixture
@@ -122,9 +126,11 @@ def harness(ovs, tmp_path):  # noqa: F811
               "protocols=OpenFlow13,OpenFlow14", f"other-config:datapath-id={DPID}")
     ovs.vsctl("set-controller", BRIDGE, f"tcp:127.0.0.1:{port}")
     h = Harness(ovs, port, tmp_path)
-    h.start()
-    yield h
-    h.stop()
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()  # also when start() failed half-way: never leave the manager running
 
 
 def read_back(instance) -> dict:
