@@ -127,6 +127,11 @@ def compile_static(view: HostView) -> list[Flow]:
 # ---- per domain -------------------------------------------------------------------
 
 
+def domain_peer_tunnel_ips(view: HostView, domain: Domain) -> tuple[str, ...]:
+    """Tunnel IPs of the other hosts that have vports of ``domain`` (sorted)."""
+    return view.peer_tunnel_ips().get(domain.id, ())
+
+
 def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     """Tunnel classification by VNI, conntrack in the domain's zone, and its default policy action."""
     if domain.id not in view.present_domains():
@@ -140,9 +145,13 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
              (Ct(zone=domain.ct_zone, table=P.EGRESS_CT_STATE.number),), c),
     ]
     if view.tunnel_port_ofport is not None:
-        flows.append(Flow(P.CLASSIFY.number, P.PRIO_TUNNEL,
-                          match(in_port=view.tunnel_port_ofport, tunnel_id=domain.vni),
-                          (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
+        # A VNI is accepted only from the hosts that have vports of the domain: another tenant's host
+        # (or anything else on the underlay) cannot inject into it by guessing the VNI.
+        for tunnel_ip in domain_peer_tunnel_ips(view, domain):
+            flows.append(Flow(P.CLASSIFY.number, P.PRIO_TUNNEL,
+                              match(in_port=view.tunnel_port_ofport, tunnel_id=domain.vni,
+                                    tun_ipv4_src=tunnel_ip),
+                              (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
     d = cookie_for(CookieKind.ACL_DEFAULT, domain.id)
     allow = domain.default_action == "allow"
     # A default allow is stateful: it commits the connection so that its replies come
@@ -295,7 +304,9 @@ def _static_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
 
 
 def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
-    return {("domain", d.id): (d, d.id in present, view.tunnel_port_ofport) for d in view.domains.values()}
+    peers = view.peer_tunnel_ips()
+    return {("domain", d.id): (d, d.id in present, view.tunnel_port_ofport, peers.get(d.id, ()))
+            for d in view.domains.values()}
 
 
 def _subnet_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:

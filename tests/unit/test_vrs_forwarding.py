@@ -100,26 +100,47 @@ def test_every_pair_in_a_domain_is_reachable(net):
 
 
 def test_from_tunnel_delivered_to_local_vport_of_that_vni(h1):
-    pkt = dict(to_vport(a4, a1), tunnel_id=1001, tun_ipv4_src="192.168.0.2")
+    pkt = dict(to_vport(a4, a1), tunnel_id=1001, **FROM_H2)
     res = h1.process(pkt, TUN)
     assert res.ports == [port_of("a1")]
 
 
+FROM_H2 = {"tun_ipv4_src": "192.168.0.2"}
+
+
 def test_from_tunnel_with_other_vni_is_not_delivered(h1):
     # Same MAC/IP as a1 but the VNI of tenant B: B's 10.0.1.10 is b1, whose MAC differs.
-    pkt = dict(to_vport(a4, a1), tunnel_id=1002)
+    pkt = dict(to_vport(a4, a1), tunnel_id=1002, **FROM_H2)
     assert h1.process(pkt, TUN).dropped
-    assert h1.process(dict(to_vport(a4, a1), tunnel_id=4242), TUN).dropped
+    assert h1.process(dict(to_vport(a4, a1), tunnel_id=4242, **FROM_H2), TUN).dropped
 
 
 def test_from_tunnel_for_a_vport_not_on_this_host_is_not_sent_back(h1):
-    pkt = dict(to_vport(a1, a5), tunnel_id=1001)
+    pkt = dict(to_vport(a1, a5), tunnel_id=1001, **FROM_H2)
     pkt["eth_src"], pkt["eth_dst"] = ROUTER_A, a5.mac
     assert h1.process(pkt, TUN).dropped
 
 
 def test_from_tunnel_arp_is_dropped(h1):
-    assert h1.process(dict(arp_request(a4, a1.ip), tunnel_id=1001), TUN).dropped
+    assert h1.process(dict(arp_request(a4, a1.ip), tunnel_id=1001, **FROM_H2), TUN).dropped
+
+
+def test_from_tunnel_only_hosts_of_the_domain_may_send_on_its_vni(h1):
+    pkt = dict(to_vport(a4, a1), tunnel_id=1001)
+    assert h1.process(dict(pkt, tun_ipv4_src="192.168.0.2"), TUN).ports == [port_of("a1")]
+    assert h1.process(dict(pkt, tun_ipv4_src="192.168.0.3"), TUN).dropped  # h3 has no vport of A
+    assert h1.process(dict(pkt, tun_ipv4_src="192.168.9.9"), TUN).dropped  # not a host at all
+    b = dict(to_vport(b2, b1), tunnel_id=1002)
+    assert h1.process(dict(b, tun_ipv4_src="192.168.0.2"), TUN).ports == [port_of("b1")]
+
+
+def test_a_host_joining_a_domain_is_accepted_on_its_vni():
+    from tests.unit.test_vrs_fixtures import VPORTS, vp
+
+    newcomer = vp("a6", "A", "A1", 0x16, "10.0.1.13", "h3")
+    sim = TableSimulator(compile_host(view_for("h1", vports=VPORTS + [newcomer])))
+    pkt = dict(to_vport(newcomer, a1), tunnel_id=1001, tun_ipv4_src="192.168.0.3")
+    assert sim.process(pkt, TUN).ports == [port_of("a1")]
 
 
 # ---- ARP responder --------------------------------------------------------------------
