@@ -165,3 +165,43 @@ def test_refused_flow_is_reported_quarantined_and_the_rest_installed(bridge):
     assert [f for f, _, _ in failed] == [ofwire.canonical_flow(bad)]
     assert bs.in_sync and bad.key in bs.quarantine
     assert sorted(f.key for f in dump(client)) == sorted(f.key for f in good)
+
+
+def test_commit_failure_discards_the_whole_bundle_then_what_fits_is_installed(bridge):
+    """A full table (flow_limit, overflow_policy=refuse) makes OVS fail the bundle at commit time."""
+    instance, client = bridge
+    instance.vsctl("--", "--id=@ft", "create", "Flow_Table", "flow_limit=10", "overflow_policy=refuse",
+                   "--", "set", "Bridge", BRIDGE, "flow_tables:0=@ft")
+    failed = []
+    bs = sync.BridgeSync(owns=lambda c: True, canary=None, on_failed=lambda f, t, c: failed.append((f, t, c)))
+    drive(client, bs, bs.on_connect())
+    flows = [Flow(0, 10, match(in_port=i), (Output(i + 1),), cookie=0x500000000000000 | i) for i in range(1, 16)]
+    assert drive(client, bs, bs.set_desired(flows[:5])) == [] and bs.in_sync
+    # 10 more than fit: the commit fails, and OVS keeps the table exactly as it was (atomic).
+    for m in bs.set_desired(flows):
+        client.send(m)
+    bundle = bs.bundle
+    replies = []
+    while True:
+        mtype, xid, raw = client.recv()
+        replies.append((mtype, xid, raw))
+        if xid == bundle.commit_xid:
+            break
+    errors = [(xid, struct.unpack_from("!HH", raw, 8)) for mtype, xid, raw in replies if mtype == ofwire.OFPT_ERROR]
+    ofp = ofwire.ofp
+    assert errors[-1] == (bundle.commit_xid, (ofp.OFPET_BUNDLE_FAILED, ofp.OFPBFC_MSG_FAILED))
+    (offender_xid, (etype, ecode)), = errors[:-1]
+    assert (etype, ecode) == (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL)
+    assert bundle.flow_for_xid(offender_xid)[1] == flows[10]  # the 11th flow of the table
+    assert sorted(f.key for f in dump(client)) == sorted(f.key for f in flows[:5])
+    # The engine: each offending flow is quarantined, the rest retried, until what fits is in.
+    out = []
+    for mtype, xid, raw in replies:
+        if mtype == ofwire.OFPT_ERROR:
+            etype, code = struct.unpack_from("!HH", raw, 8)
+            out = bs.on_error(FakeMsg(xid=xid, type=etype, code=code))
+    drive(client, bs, out)
+    assert bs.in_sync
+    assert sorted(f.key for f in dump(client)) == sorted(f.key for f in flows[:10])
+    assert sorted(f.key for f, _, _ in failed) == sorted(f.key for f in flows[10:])
+    assert all((t, c) == (ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL) for _, t, c in failed)
