@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 DEFAULT_AGENT_SOCKET = "/run/nuage-ryu/agent.sock"  # same as nuage_ryu.config, without importing oslo
 
@@ -69,6 +70,17 @@ class AgentClient:
         self.socket_path = socket_path or DEFAULT_AGENT_SOCKET
         self.timeout = timeout
 
+    def _connect(self, sock: socket.socket) -> None:
+        """Connect; a full listen backlog (EAGAIN on unix sockets) is retried for up to a second."""
+        for attempt in range(50):
+            try:
+                sock.connect(self.socket_path)
+                return
+            except BlockingIOError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
+
     def call(self, method: str, path: str, body: dict | None = None):
         data = json.dumps(body).encode() if body is not None else b""
         request = (f"{method} {path} HTTP/1.1\r\nHost: nuage-agent\r\nConnection: close\r\n"
@@ -77,7 +89,7 @@ class AgentClient:
         sock.settimeout(self.timeout)
         try:
             try:
-                sock.connect(self.socket_path)
+                self._connect(sock)
             except OSError as exc:
                 raise AgentUnavailable(f"cannot reach the nuage agent at {self.socket_path}: "
                                        f"{exc.strerror or exc} (is the VRS agent running on this host?)"

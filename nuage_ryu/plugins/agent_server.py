@@ -137,6 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of CNI calls must not see EAGAIN
     allow_reuse_address = True
 
 
