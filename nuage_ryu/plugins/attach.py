@@ -499,9 +499,9 @@ class AttachService:
         vport = self.directory.get_vport(port.vport_id)
         if vport is None or not self.links.exists(port.ifname):
             return None
-        if req.netns and port.external_ids.get(EXT_NETNS) == req.netns \
-                and not self.links.has_interface(req.netns, req.ifname):
-            return None
+        if req.netns and (port.external_ids.get(EXT_NETNS) != req.netns
+                          or not self.links.has_interface(req.netns, req.ifname)):
+            return None  # the same container id in another namespace: a stale attachment
         result = self._describe(port, vport)
         result.update(host_mac=self.links.mac_of(port.ifname) or "", mtu=self.mtu, dns=self.dns)
         return result

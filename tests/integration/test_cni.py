@@ -154,6 +154,19 @@ def test_add_check_del_with_traffic(clean, containers):
     assert ns_exec(os.path.basename(ns1), "ip", "link", "show", "eth0").returncode != 0
 
 
+def test_same_container_in_a_new_namespace_is_rebuilt(clean, containers):
+    """A runtime that lost a container without DEL and reuses its id: the stale attachment is replaced."""
+    lab = clean
+    old, new = containers(), containers()
+    rc, first = run_cni("ADD", lab.conf, "ctr-moved", old)
+    assert rc == 0
+    rc, second = run_cni("ADD", lab.conf, "ctr-moved", new)
+    assert rc == 0 and second["interfaces"][1]["sandbox"] == new
+    assert ns_exec(os.path.basename(old), "ip", "link", "show", "eth0").returncode != 0
+    assert len(lab.state()["vports"]) == 1
+    assert run_cni("DEL", lab.conf, "ctr-moved", new) == (0, None)
+
+
 def test_result_formats(clean, containers):
     lab = clean
     ns = containers()
