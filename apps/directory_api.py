@@ -34,6 +34,12 @@ class DirectoryApi(BaseApp):
         # The HTTP thread is the app's main thread: if it dies, nuage-ryu-manager notices and exits.
         return self.service.start()
 
+    def stop(self):
+        # AppManager.uninstantiate() calls stop(); nuage-ryu-manager calls close(). Both are safe
+        # to call more than once.
+        self.service.stop()
+        super().stop()
+
     def close(self):
         self.service.stop()
         super().close()

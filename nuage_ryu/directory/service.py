@@ -47,7 +47,7 @@ class DirectoryService:
     """Everything the directory role runs, with explicit start/stop."""
 
     def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", api_host: str = "127.0.0.1",
-                 api_port: int = 8080, api_socket: str = "", token_file: str = ""):
+                 api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = ""):
         self.state_dir = state_dir
         self.connection = connection
         self.listen = listen
@@ -55,6 +55,7 @@ class DirectoryService:
         self.api_port = api_port
         self.api_socket = api_socket
         self.token_file = token_file or os.path.join(state_dir, "api-token")
+        self.db_socket = db_socket or os.path.join(state_dir, "directory", "db.sock")
         self.db_server: OvsdbServer | None = None
         self.store: DirectoryStore | None = None
         self.api: DirectoryAPI | None = None
@@ -66,11 +67,12 @@ class DirectoryService:
         """Build from the oslo.config options of section [directory]."""
         d = conf.directory
         return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, api_host=d.api_host,
-                   api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf))
+                   api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
+                   db_socket=config.directory_socket(conf))
 
     @property
     def db_remote(self) -> str:
-        return self.connection or "unix:" + os.path.join(self.state_dir, "directory", "db.sock")
+        return self.connection or "unix:" + self.db_socket
 
     def start(self) -> threading.Thread | None:
         """Start everything; returns the main HTTP server thread. Cleans up on failure."""
@@ -80,7 +82,7 @@ class DirectoryService:
                 db_dir = os.path.join(self.state_dir, "directory")
                 listen = [r.strip() for r in self.listen.split(",") if r.strip()]
                 self.db_server = OvsdbServer(os.path.join(db_dir, "directory.db"), schema_path(),
-                                             os.path.join(db_dir, "db.sock"), listen)
+                                             self.db_socket, listen)
                 self.db_server.start()
             self.store = DirectoryStore(self.db_remote)
             self.store.start()
