@@ -64,6 +64,7 @@ class VrsAgent(BaseApp):
         self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
         self._lock = threading.RLock()
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._running = False
         self.host_ovs: HostOVS | None = None
         self.store: DirectoryStore | None = None
@@ -136,8 +137,17 @@ class VrsAgent(BaseApp):
                     return False
                 self._statuses.wait(remaining)
 
+    def stop(self):
+        # os-ken's AppManager calls stop() (which joins self.threads) before close():
+        # the worker and heartbeat threads must learn about the shutdown first.
+        self._running = False
+        self._stopping.set()
+        self._wake.set()
+        super().stop()
+
     def close(self):
         self._running = False
+        self._stopping.set()
         self._wake.set()
         if self.attach_server is not None:
             self.attach_server.stop()
@@ -193,10 +203,7 @@ class VrsAgent(BaseApp):
                 self.logger.info("vport %s status %s not written: %s", vport_id, status, exc)
 
     def _heartbeat(self):
-        while self._running:
-            hub.sleep(HEARTBEAT_INTERVAL_S)
-            if not self._running:
-                break
+        while not self._stopping.wait(HEARTBEAT_INTERVAL_S):
             try:
                 self.store.heartbeat(self.host_name)
             except Exception as exc:

@@ -1,0 +1,235 @@
+"""The demo: a 3-host lab, two tenants, a 3-tier app under policy, real traffic, a matrix.
+
+``python scripts/demo.py`` (``make demo``) runs it. Every step is real: the
+directory and one VRS agent per host run as ``nuage-ryu-manager`` processes in
+their namespaces; containers are attached by the real ``nuage-cni`` binary
+through each host's agent socket; verdicts come from real TCP connections.
+
+Tenants:
+  acme   domain "prod", default deny; zones/subnets web 10.10.1.0/24,
+         app 10.10.2.0/24, db 10.10.3.0/24; policy groups web, app, db;
+         rules: web -> app tcp/8080 allow (stateful), app -> db tcp/5432 allow (stateful)
+  globex domain "prod", default allow, subnet 10.10.1.0/24: the same CIDR as acme's web tier
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from nuage_ryu.lab.lab import Lab
+from nuage_ryu.lab.plane import ControlPlane
+
+SERVER = """
+import socket, sys, threading, time
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True:
+        c, _ = s.accept(); c.sendall(b"ok"); c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+time.sleep(600)
+"""
+
+CLIENT = """
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.0)
+    c.settimeout(1.0)
+    sys.exit(0 if c.recv(2) == b"ok" else 1)
+except OSError:
+    sys.exit(1)
+"""
+
+
+@dataclass
+class DemoContainer:
+    name: str
+    tenant: str
+    host: str
+    netns: str
+    groups: list[str]
+    ip: str = ""
+    server: subprocess.Popen | None = None
+
+
+@dataclass
+class Check:
+    src: str
+    dst: str
+    port: int
+    expected: bool
+    why: str
+    observed: bool | None = None
+
+
+@dataclass
+class Demo:
+    out: object = sys.stdout
+    started: float = field(default_factory=time.monotonic)
+    step_no: int = 0
+    steps: int = 6
+
+    def step(self, text: str) -> None:
+        self.step_no += 1
+        self.say(f"[{self.step_no}/{self.steps}] {text}")
+
+    def say(self, text: str) -> None:
+        print(f"{time.monotonic() - self.started:6.1f}s  {text}", file=self.out, flush=True)
+
+
+def _ns(netns: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, **kw)
+
+
+def build_tenants(client) -> dict:
+    """Create the two tenants; returns names -> ids for the CNI configs."""
+    acme = client.request("POST", "/enterprises", {"name": "acme", "description": "3-tier app under policy"})
+    prod = client.request("POST", f"/enterprises/{acme['id']}/domains", {"name": "prod", "default_action": "deny"})
+    groups = {}
+    for tier, cidr in (("web", "10.10.1.0/24"), ("app", "10.10.2.0/24"), ("db", "10.10.3.0/24")):
+        zone = client.request("POST", f"/domains/{prod['id']}/zones", {"name": tier})
+        client.request("POST", f"/zones/{zone['id']}/subnets",
+                       {"name": tier, "cidr": cidr, "gateway": cidr.replace("0/24", "1")})
+        groups[tier] = client.request("POST", f"/domains/{prod['id']}/policygroups", {"name": tier})
+    for priority, src, dst, port in ((100, "web", "app", "8080"), (200, "app", "db", "5432")):
+        client.request("POST", f"/domains/{prod['id']}/acls", {
+            "priority": priority, "source": {"type": "policygroup", "id": groups[src]["id"]},
+            "destination": {"type": "policygroup", "id": groups[dst]["id"]},
+            "protocol": "tcp", "dst_ports": port, "action": "allow", "stateful": True})
+    globex = client.request("POST", "/enterprises", {"name": "globex", "description": "same CIDR as acme"})
+    gprod = client.request("POST", f"/enterprises/{globex['id']}/domains",
+                           {"name": "prod", "default_action": "allow"})
+    gzone = client.request("POST", f"/domains/{gprod['id']}/zones", {"name": "web"})
+    client.request("POST", f"/zones/{gzone['id']}/subnets",
+                   {"name": "web", "cidr": "10.10.1.0/24", "gateway": "10.10.1.1"})
+    return {"acme": acme, "globex": globex}
+
+
+def cni(plane: ControlPlane, lab: Lab, command: str, c: DemoContainer, subnet: str) -> dict:
+    host = lab.host(c.host)
+    conf = {"cniVersion": "1.0.0", "name": f"nuage-{c.tenant}", "type": "nuage-cni",
+            "agent_socket": plane.agent_socket(host), "enterprise": c.tenant, "domain": "prod",
+            "zone": subnet, "subnet": subnet}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
+           "CNI_CONTAINERID": f"{lab.prefix}-{c.name}", "CNI_NETNS": f"/var/run/netns/{c.netns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"}
+    if c.groups:
+        env["CNI_ARGS"] = "NUAGE_POLICYGROUPS=" + ",".join(c.groups)
+    binary = os.path.join(os.path.dirname(sys.executable), "nuage-cni")
+    proc = subprocess.run([binary], input=json.dumps(conf), capture_output=True, text=True, env=env, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nuage-cni {command} {c.name} failed: {proc.stdout.strip() or proc.stderr.strip()}")
+    return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def wait_listening(c: DemoContainer, ports: tuple[int, ...], timeout: float = 10.0) -> None:
+    """Wait until the container's test server accepts on every port (it takes a moment to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = _ns(c.netns, ["ss", "-Htln"]).stdout
+        if all(f":{p} " in out for p in ports):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"test server in {c.name} did not start")
+
+
+def connect(src: DemoContainer, dst_ip: str, port: int) -> bool:
+    return _ns(src.netns, [sys.executable, "-c", CLIENT, dst_ip, str(port)], timeout=30).returncode == 0
+
+
+def print_matrix(demo: Demo, checks: list[Check]) -> int:
+    width = max(len(c.src) for c in checks)
+    dwidth = max(len(c.dst) for c in checks)
+    demo.say(f"{'from':<{width}}  {'to':<{dwidth}}  port  expected  observed")
+    failures = 0
+    for c in checks:
+        ok = c.expected == c.observed
+        failures += not ok
+        mark = "ok" if ok else "MISMATCH"
+        demo.say(f"{c.src:<{width}}  {c.dst:<{dwidth}}  {c.port:<4}  "
+                 f"{'allow' if c.expected else 'deny':<8}  {'allow' if c.observed else 'deny':<8}  {mark:<8} {c.why}")
+    return failures
+
+
+def run(state_dir: str | None = None, prefix: str = "demo") -> int:
+    demo = Demo()
+    state_dir = state_dir or tempfile.mkdtemp(prefix="nuage-demo-")
+    lab = Lab(state_dir, prefix)
+    plane: ControlPlane | None = None
+    containers: list[DemoContainer] = []
+    try:
+        demo.step("lab: 3 hosts, each a namespace with its own ovsdb-server + ovs-vswitchd (userspace)")
+        lab.up(3)
+        for h in lab.hosts:
+            demo.say(f"      {h.name}: netns {h.netns}, underlay {h.underlay_ip}, br-int + vxlan0")
+        demo.step("control plane: directory (embedded OVSDB) on the controller node, a VRS agent per host")
+        plane = ControlPlane(lab).start()
+        client = plane.client()
+        hosts = client.request("GET", "/hosts")
+        demo.say("      hosts registered: " + ", ".join(f"{h['name']} ({h['tunnel_ip']})" for h in hosts))
+        demo.step("tenants: acme (3-tier app, default deny + 2 rules) and globex (same CIDR, default allow)")
+        build_tenants(client)
+        demo.step("containers attached by nuage-cni through each host's agent socket")
+        plan = [("web1", "acme", "h1", ["web"], "web"), ("web2", "acme", "h2", ["web"], "web"),
+                ("app1", "acme", "h2", ["app"], "app"), ("db1", "acme", "h3", ["db"], "db"),
+                ("g1", "globex", "h1", [], "web"), ("g2", "globex", "h3", [], "web")]
+        by_name = {}
+        for name, tenant, host, groups, subnet in plan:
+            c = DemoContainer(name, tenant, host, f"{prefix}-{name}", groups)
+            subprocess.run(["ip", "netns", "add", c.netns], check=True)
+            containers.append(c)
+            t = time.monotonic()
+            result = cni(plane, lab, "ADD", c, subnet)
+            c.ip = result["ips"][0]["address"].split("/")[0]
+            c.server = subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, "-c", SERVER,
+                                         "8080", "5432"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            by_name[name] = c
+            demo.say(f"      {name:<5} {tenant:<6} on {host}: {c.ip:<11} groups={','.join(groups) or '-'}"
+                     f"  (ADD -> up in {1000 * (time.monotonic() - t):.0f} ms)")
+        demo.step("connectivity matrix from real TCP connections (expected by policy vs observed)")
+        for c in containers:
+            wait_listening(c, (8080, 5432))
+        w1, w2, a1, d1, g1, g2 = (by_name[n] for n in ("web1", "web2", "app1", "db1", "g1", "g2"))
+        checks = [
+            Check("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
+            Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
+            Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
+            Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
+            Check("web1@h1", "app1@h2", 5432, False, "wrong port"),
+            Check("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
+            Check("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
+            Check("g1@h1", "g2@h3", 8080, True, "globex default allow"),
+            Check("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
+            Check("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
+        ]
+        targets = {"app1@h2": a1, "db1@h3": d1, "web1@h1": w1, "g2@h3": g2}
+        sources = {"web1@h1": w1, "web2@h2": w2, "app1@h2": a1, "db1@h3": d1, "g1@h1": g1}
+        for check in checks:
+            check.observed = connect(sources[check.src], targets[check.dst].ip, check.port)
+        failures = print_matrix(demo, checks)
+        demo.step("teardown: CNI DEL, agents, directory, lab")
+        for c in containers:
+            with contextlib.suppress(Exception):
+                cni(plane, lab, "DEL", c, "web")
+        demo.say(f"done in {time.monotonic() - demo.started:.1f}s: "
+                 f"{len(checks) - failures}/{len(checks)} verdicts as expected")
+        return 1 if failures else 0
+    finally:
+        for c in containers:
+            if c.server is not None:
+                c.server.kill()
+                c.server.wait()
+            subprocess.run(["ip", "netns", "delete", c.netns], capture_output=True)
+        if plane is not None:
+            plane.stop()
+        lab.down()
+        with contextlib.suppress(OSError):
+            os.rmdir(state_dir)
