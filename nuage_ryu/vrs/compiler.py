@@ -459,7 +459,13 @@ class FlowCompiler:
 
     def desired(self) -> list[Flow]:
         """All desired flows, merged, in a stable order."""
-        return sorted(self.flows.values(), key=lambda f: f.key)
+        return sorted(self.flows.values(), key=_stable_order)
+
+
+def _stable_order(flow: Flow) -> tuple:
+    # Not flow.key itself: MatchFields of one field can mix an exact value (mask None) and a masked
+    # one, which do not compare.
+    return (flow.table, -flow.priority, tuple((m.name, str(m.value), str(m.mask)) for m in flow.match))
 
 
 def compile_host(view: HostView) -> list[Flow]:

@@ -192,6 +192,17 @@ def acl_priority(rule_priority: int) -> int:
     return ACL_RULE_PRIORITY_MAX + 1 - rule_priority
 
 
+PRIO_ACL_TOP = 65535  # level 0 of the ACL rules (see policy.plan_domain)
+
+
+def acl_level_priority(level: int) -> int:
+    """OpenFlow priority of an ACL priority level (0 = evaluated first)."""
+    prio = PRIO_ACL_TOP - level
+    if prio <= PRIO_DEFAULT_ACTION:
+        raise ValueError(f"too many ACL levels ({level})")
+    return prio
+
+
 def table_of(number: int) -> Table:
     """The table declared with this number (KeyError if none)."""
     return TABLE_BY_NUMBER[number]

@@ -157,15 +157,45 @@ def _is_trivial(ep: Endpoint) -> bool:
     return ep.type == "any"
 
 
+def _values_meet(a, b) -> bool:
+    """Do two (value or (value, mask)) matches of one field accept a common value?"""
+    va, ma = a if isinstance(a, tuple) else (a, -1)
+    vb, mb = b if isinstance(b, tuple) else (b, -1)
+    return (va ^ vb) & ma & mb == 0
+
+
+def services_may_overlap(a: tuple[tuple, ...], b: tuple[tuple, ...]) -> bool:
+    """Can one packet match both service clauses? ``()`` is "any service"."""
+    if not a or not b:
+        return True
+    for alt_a in a:
+        fields_a = dict(alt_a)
+        for alt_b in b:
+            if all(_values_meet(fields_a[name], value) for name, value in alt_b if name in fields_a):
+                return True
+    return False
+
+
 def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> dict[str, RulePlan]:
-    """Split a domain's rules into bands of equal verdict and number their clauses."""
+    """Give each rule of a domain its priority *level* and number its clauses.
+
+    Rule order must hold only between rules that can match the same packet and decide differently,
+    so a rule goes one level below (lower OpenFlow priority than) every earlier rule with another
+    verdict whose service may overlap its own, and shares a level otherwise. Rules of one level
+    share one priority, so clause flows with the same match merge into one flow instead of being
+    repeated per rule: K port rules between two groups cost N + M + 2K flows whatever their
+    actions, as long as their services (ports, protocols) are distinct. Endpoints are not compared:
+    they depend on group membership, and a membership change must not move other rules' flows.
+    A rule that matches everything is a plain flow, alone on its level below all earlier rules;
+    later rules (which it shadows) go below it.
+    """
     plans: dict[str, RulePlan] = {}
-    band_priority = None
-    band_verdict = None
+    placed: list[tuple[tuple, tuple, int]] = []  # (verdict, services, level) of earlier rules
+    floor = 0
     for rule in sorted(rules, key=lambda r: r.priority):
         try:
             services = tuple(tuple(sorted(m.items())) for m in service_matches(rule))
-            own_priority = P.acl_priority(rule.priority)
+            P.acl_priority(rule.priority)  # in range
         except (PolicyError, ValueError):
             continue  # the directory validates rules; an inexpressible one is skipped, not guessed
         dims = [name for name, trivial in (("src", _is_trivial(rule.source)),
@@ -173,17 +203,34 @@ def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> di
                                             ("svc", not services)) if not trivial]
         verdict = (rule.action, rule.stateful and rule.action == "allow")
         if not dims:
-            # Matches every packet: alone in its band (a plain flow cannot share a conjunction's match).
-            band_priority, band_verdict = own_priority, None
+            # Matches every packet: a plain flow, which cannot share a conjunction's catch-all match.
+            level = max((lv + 1 for _v, _s, lv in placed), default=floor)
+            floor = level + 1
             clauses: tuple = ()
         else:
-            if verdict != band_verdict:
-                band_priority, band_verdict = own_priority, verdict
+            level = max([floor] + [lv + 1 for v, svc, lv in placed
+                                   if v != verdict and services_may_overlap(svc, services)])
             if len(dims) == 1:
                 dims.append("any")
             clauses = tuple((name, i + 1) for i, name in enumerate(dims))
-        plans[rule.id] = RulePlan(rule, domain.vni, domain.ct_zone, band_priority, ids[rule.id], clauses,
-                                  services)
+        placed.append((verdict, services, level))
+        plans[rule.id] = RulePlan(rule, domain.vni, domain.ct_zone, P.acl_level_priority(level),
+                                  ids[rule.id], clauses, services)
+    return plans
+
+
+_plan_cache: dict[tuple, dict[str, RulePlan]] = {}  # (domain, rules, ids) -> plans; bounded below
+
+
+def plan_domain_cached(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> dict[str, RulePlan]:
+    """``plan_domain``, remembered: levels cost O(rules^2) and rules change far less often than vports."""
+    ordered = tuple(sorted(rules, key=lambda r: r.id))
+    key = (domain, ordered, tuple(ids[r.id] for r in ordered))
+    plans = _plan_cache.get(key)
+    if plans is None:
+        if len(_plan_cache) >= 256:
+            _plan_cache.clear()
+        plans = _plan_cache[key] = plan_domain(domain, rules, ids)
     return plans
 
 
@@ -215,7 +262,7 @@ class PolicyIndex:
         self.plans: dict[str, RulePlan] = {}
         self.active: dict[str, dict[str, bool]] = {}  # rule id -> side -> can complete (memo)
         for did, rules in by_domain.items():
-            self.plans.update(plan_domain(view.domains[did], rules, ids))
+            self.plans.update(plan_domain_cached(view.domains[did], rules, ids))
 
     def cidrs(self, ep: Endpoint) -> list[str] | None:
         """CIDRs of a zone/subnet/cidr endpoint; None for policy groups and "any"."""
