@@ -483,10 +483,15 @@ class DirectoryStore:
                 setattr(row, col, value)
 
     # -- agent-side writes --
-    def register_host(self, name: str, tunnel_ip: str, datapath_id: str) -> str:
-        """Create or update the Host row of an agent, mark it connected; returns the host id."""
+    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> str:
+        """Create or update the Host row of an agent, mark it connected; returns the host id.
+
+        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
+        """
         validate.check_hostname(name, "name")
-        body = {"tunnel_ip": tunnel_ip, "datapath_id": datapath_id}
+        if isinstance(datapath_id, int):
+            datapath_id = f"{datapath_id:016x}"
+        body = {"tunnel_ip": tunnel_ip or "", "datapath_id": datapath_id or ""}
 
         def plan(state: DirectoryState) -> Change:
             host = state.host_by_name(name)

@@ -169,9 +169,9 @@ def test_agent_side_writes(stores):
     st = stores[0]
     _ent, _dom, _zone, sub = tree(st)
     host_id = st.register_host("node-1", "192.0.2.1", "1")
-    assert st.register_host("node-1", "192.0.2.2", "2") == host_id  # upsert
+    assert st.register_host("node-1", "192.0.2.2", 0xA2) == host_id  # upsert; int dpid as os-ken gives it
     host = st.snapshot().hosts[host_id]
-    assert (host.tunnel_ip, host.datapath_id, host.connected) == ("192.0.2.2", "0000000000000002", True)
+    assert (host.tunnel_ip, host.datapath_id, host.connected) == ("192.0.2.2", "00000000000000a2", True)
     first_seen = host.last_seen
     st.set_host_connected("node-1", False)
     assert st.snapshot().hosts[host_id].connected is False
