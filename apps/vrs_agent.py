@@ -13,9 +13,14 @@ Thin glue (Faucet-style) between the outside world and the pure core:
   up" signal is this agent's own: it waits until the directory snapshot shows
   the status this agent wrote after the vport's flows were confirmed.
 
-One worker thread owns ``AgentCore`` (directory snapshot + ports -> flow diff)
-and hands the desired flows to ``BridgeSync``; ``self._lock`` serialises the
-worker and the OpenFlow handlers around the sync state machine. Directory writes
+Per-host agent (the default): the bridge of this host, from the ``[vrs]``
+options. Central mode (``[vrs] managed_hosts``): one agent programs the bridges
+of several hosts that all connect to it (their OVSDB reachable from here); the
+plugins' agent socket then stays off. Each bridge is a ``ManagedBridge``.
+
+One worker thread recomputes every bridge's ``AgentCore`` (directory snapshot +
+ports -> flow diff) and hands the desired flows to its ``BridgeSync``;
+``self._lock`` serialises the worker and the OpenFlow handlers around them. Directory writes
 (host registration, heartbeat, vport status) happen on the worker or heartbeat
 threads, never in an OpenFlow handler, so handlers never block.
 """
@@ -49,53 +54,147 @@ HEARTBEAT_INTERVAL_S = 5.0
 RESYNC_INTERVAL_S = 10.0
 
 
+class ManagedBridge:
+    """One host's integration bridge: its OVSDB, its compiled flows, its OpenFlow sync.
+
+    All methods run under the app's lock (worker thread or OpenFlow handlers).
+    """
+
+    def __init__(self, app: VrsAgent, host_name: str, tunnel_ip: str, ovsdb_remote: str) -> None:
+        self.app = app
+        self.host_name = host_name
+        self.tunnel_ip = tunnel_ip
+        self.ovsdb_remote = ovsdb_remote
+        self.bridge = app.CONF.vrs.bridge
+        self.datapath_id = datapath_id_for(host_name)
+        self.core = AgentCore(host_name)
+        self.sync: sync.BridgeSync | None = None  # None while the bridge is disconnected
+        self.datapath = None
+        self.host_ovs: HostOVS | None = None
+        self.watch: InterfaceWatch | None = None
+        self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
+
+    def ensure(self, controllers: list[str]) -> None:
+        """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
+        conf = self.app.CONF.vrs
+        self.host_ovs = HostOVS(self.ovsdb_remote)
+        self.host_ovs.ensure_integration_bridge(self.bridge, conf.datapath_type, controllers, self.datapath_id)
+        if self.tunnel_ip:
+            self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
+        self.watch = InterfaceWatch(self.host_ovs, self.app.kick)
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+        if self.host_ovs is not None:
+            self.host_ovs.close()
+
+    def read_ports(self) -> tuple[dict[str, int], int | None]:
+        """({vport id: ofport}, VXLAN ofport) from the host's OVSDB (outside the app lock: it may block)."""
+        ports = self.host_ovs.list_vport_ports(self.bridge)
+        ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
+        tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
+        return ofports, tunnel
+
+    def recompute(self, state, ofports: dict[str, int], tunnel: int | None) -> None:
+        self.core.set_directory(state)
+        self.core.set_ports(ofports, tunnel)
+        generation, diff = self.core.recompute()
+        if diff:
+            self.app.logger.debug("%s: generation %d: +%d -%d flows", self.host_name, generation,
+                                  len(diff.add), len(diff.delete))
+        if self.sync is not None and (diff or self.sync.desired is None):
+            self.push_desired(generation)
+
+    def push_desired(self, core_generation: int) -> None:
+        msgs = self.sync.set_desired(self.core.desired())
+        self._core_generation[self.sync.generation] = core_generation
+        sync.send(self.datapath, msgs)
+
+    def connected(self, datapath) -> None:
+        self.datapath = datapath
+        self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
+                                    name=f"{self.host_name}/{self.bridge}")
+        self._core_generation.clear()
+        sync.send(datapath, self.sync.on_connect())
+        if self.core.state is not None:
+            self.push_desired(self.core.generation)
+
+    def disconnected(self) -> None:
+        if self.sync is not None:
+            self.sync.on_disconnect()
+        self.sync = None
+        self.datapath = None
+
+    def feed(self, datapath, handler_name: str, msg) -> None:
+        if self.sync is not None and datapath is self.datapath:
+            sync.send(datapath, getattr(self.sync, handler_name)(msg))
+
+    def _on_confirmed(self, _cookies, sync_generation: int) -> None:
+        core_generation = self._core_generation.pop(sync_generation, None)
+        for old in [g for g in self._core_generation if g < sync_generation]:
+            del self._core_generation[old]
+        if core_generation is not None:
+            self.core.confirm(core_generation)
+            self.app.kick()  # statuses are written by the worker, not in the handler
+
+    def _on_failed(self, flow, err_type: int, err_code: int) -> None:
+        self.app.logger.error("%s: %s refused a flow (type %d code %d): %s", self.host_name, self.bridge,
+                              err_type, err_code, flow)
+
+
 class VrsAgent(BaseApp):
+    """The VRS agent: the local host's bridge (default), or several hosts' bridges (central mode)."""
+
     OFP_VERSIONS = [ofproto_v1_4.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        conf = self.CONF.vrs
-        self.host_name = conf.host_name or socket.gethostname()
-        self.bridge = conf.bridge
-        self.datapath_id = datapath_id_for(self.host_name)
-        self.core = AgentCore(self.host_name)
-        self.sync: sync.BridgeSync | None = None  # of the connected br-int, None while disconnected
-        self.datapath = None
-        self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
+        self.bridges: dict[int, ManagedBridge] = {}  # by datapath id
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._running = False
-        self.host_ovs: HostOVS | None = None
         self.store: DirectoryStore | None = None
-        self._watch: InterfaceWatch | None = None
         self._statuses = threading.Condition()  # notified on every directory snapshot
         self.attach_server = None
+
+    def _managed_hosts(self) -> list[tuple[str, str, str]]:
+        """(host name, tunnel IP, OVSDB remote) of every bridge this agent programs."""
+        conf = self.CONF.vrs
+        if conf.managed_hosts:
+            return [config.parse_managed_host(entry) for entry in conf.managed_hosts]
+        return [(conf.host_name or socket.gethostname(), conf.tunnel_ip, conf.ovsdb_connection)]
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self):
         conf = self.CONF.vrs
         ofwire.install_lazy_flow_stats()  # flow-stats replies are decoded by the sync engine
-        self.host_ovs = HostOVS(conf.ovsdb_connection)
-        self.host_ovs.ensure_integration_bridge(
-            self.bridge, conf.datapath_type, list(conf.controller), self.datapath_id)
-        if conf.tunnel_ip:
-            self.host_ovs.ensure_tunnel_port(self.bridge, conf.tunnel_ip)
-        self._watch = InterfaceWatch(self.host_ovs, self.kick)
-        self.store = DirectoryStore(config.directory_remote(self.CONF))
-        self.store.start()
-        self.store.register_host(self.host_name, conf.tunnel_ip, format_datapath_id(self.datapath_id))
-        self.store.add_listener(self._on_directory_update)
-        self._start_agent_api()
+        try:
+            for host_name, tunnel_ip, remote in self._managed_hosts():
+                bridge = ManagedBridge(self, host_name, tunnel_ip, remote)
+                self.bridges[bridge.datapath_id] = bridge
+                bridge.ensure(list(conf.controller))
+            self.store = DirectoryStore(config.directory_remote(self.CONF))
+            self.store.start()
+            for bridge in self.bridges.values():
+                self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))
+            self.store.add_listener(self._on_directory_update)
+            if not conf.managed_hosts:
+                self._start_agent_api(next(iter(self.bridges.values())))
+        except BaseException:
+            self._close_resources()
+            raise
         self._running = True
         super().start()
         self.threads.append(hub.spawn(self._worker))
         self.threads.append(hub.spawn(self._heartbeat))
-        self.logger.info("VRS agent for host %s on %s (dpid %016x)", self.host_name, self.bridge,
-                         self.datapath_id)
+        for bridge in self.bridges.values():
+            self.logger.info("VRS agent for host %s on %s (dpid %016x)", bridge.host_name, bridge.bridge,
+                             bridge.datapath_id)
         self.kick()
 
-    def _start_agent_api(self) -> None:
+    def _start_agent_api(self, bridge: ManagedBridge) -> None:
         conf = self.CONF.vrs
         if not conf.agent_socket:
             return
@@ -112,8 +211,8 @@ class VrsAgent(BaseApp):
         except OSError as exc:
             raise RuntimeError(f"agent API: cannot read the directory token {token_file}: "
                                f"{exc.strerror}") from None
-        service = AttachService(DirectoryClient(conf.directory_api, token), self.host_ovs, LinkOps(),
-                                bridge=self.bridge, host_name=self.host_name,
+        service = AttachService(DirectoryClient(conf.directory_api, token), bridge.host_ovs, LinkOps(),
+                                bridge=bridge.bridge, host_name=bridge.host_name,
                                 underlay_mtu=conf.underlay_mtu, wait_vport_up=self.wait_vport_up)
         os.makedirs(os.path.dirname(conf.agent_socket) or ".", exist_ok=True)
         self.attach_server = AgentApiServer(service, conf.agent_socket).start()
@@ -149,18 +248,22 @@ class VrsAgent(BaseApp):
         self._running = False
         self._stopping.set()
         self._wake.set()
+        self._close_resources()
+
+    def _close_resources(self) -> None:
         if self.attach_server is not None:
             self.attach_server.stop()
+            self.attach_server = None
         if self.store is not None:
-            try:
-                self.store.set_host_connected(self.host_name, False)
-            except Exception as exc:  # the directory may already be gone at shutdown
-                self.logger.warning("could not mark host disconnected: %s", exc)
+            for bridge in self.bridges.values():
+                try:
+                    self.store.set_host_connected(bridge.host_name, False)
+                except Exception as exc:  # the directory may already be gone at shutdown
+                    self.logger.warning("could not mark %s disconnected: %s", bridge.host_name, exc)
             self.store.stop()
-        if self._watch is not None:
-            self._watch.close()
-        if self.host_ovs is not None:
-            self.host_ovs.close()
+            self.store = None
+        for bridge in self.bridges.values():
+            bridge.close()
 
     def kick(self) -> None:
         """Something changed: let the worker recompute (coalesces bursts)."""
@@ -173,29 +276,18 @@ class VrsAgent(BaseApp):
             self._wake.clear()
             if not self._running:
                 break
-            try:
-                self._recompute()
-                self._write_statuses()
-            except Exception:
-                self.logger.exception("recompute failed; retrying on the next change")
+            for bridge in list(self.bridges.values()):
+                try:
+                    ofports, tunnel = bridge.read_ports()
+                    with self._lock:
+                        bridge.recompute(self.store.snapshot(), ofports, tunnel)
+                    self._write_statuses(bridge)
+                except Exception:
+                    self.logger.exception("%s: recompute failed; retrying on the next change", bridge.host_name)
 
-    def _recompute(self) -> None:
-        ports = self.host_ovs.list_vport_ports(self.bridge)
-        ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
-        tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.CONF.vrs.tunnel_ip else None
+    def _write_statuses(self, bridge: ManagedBridge) -> None:
         with self._lock:
-            self.core.set_directory(self.store.snapshot())
-            self.core.set_ports(ofports, tunnel)
-            generation, diff = self.core.recompute()
-            if diff:
-                self.logger.debug("generation %d: +%d -%d flows", generation, len(diff.add),
-                                  len(diff.delete))
-            if self.sync is not None and (diff or self.sync.desired is None):
-                self._push_desired(generation)
-
-    def _write_statuses(self) -> None:
-        with self._lock:
-            updates = self.core.status_updates()
+            updates = bridge.core.status_updates()
         for vport_id, status in updates:
             try:
                 self.store.set_vport_status(vport_id, status)
@@ -204,59 +296,36 @@ class VrsAgent(BaseApp):
 
     def _heartbeat(self):
         while not self._stopping.wait(HEARTBEAT_INTERVAL_S):
-            try:
-                self.store.heartbeat(self.host_name)
-            except Exception as exc:
-                self.logger.warning("heartbeat failed: %s", exc)
+            for bridge in list(self.bridges.values()):
+                try:
+                    self.store.heartbeat(bridge.host_name)
+                except Exception as exc:
+                    self.logger.warning("heartbeat of %s failed: %s", bridge.host_name, exc)
 
     # -- OpenFlow ----------------------------------------------------------------
-    # Every BridgeSync call happens under self._lock (the worker calls it too).
-    def _push_desired(self, core_generation: int) -> None:
-        msgs = self.sync.set_desired(self.core.desired())
-        self._core_generation[self.sync.generation] = core_generation
-        sync.send(self.datapath, msgs)
-
-    def _on_confirmed(self, _cookies, sync_generation: int) -> None:
-        core_generation = self._core_generation.pop(sync_generation, None)
-        for old in [g for g in self._core_generation if g < sync_generation]:
-            del self._core_generation[old]
-        if core_generation is not None:
-            self.core.confirm(core_generation)
-            self.kick()  # statuses are written by the worker, not in the handler
-
-    def _on_failed(self, flow, err_type: int, err_code: int) -> None:
-        self.logger.error("br-int refused a flow (type %d code %d): %s", err_type, err_code, flow)
-
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def state_change(self, ev):
         datapath = ev.datapath
-        if datapath.id != self.datapath_id:
+        bridge = self.bridges.get(datapath.id)
+        if bridge is None:
             if ev.state == MAIN_DISPATCHER:
-                self.logger.warning("ignoring datapath %016x: not %s's %s", datapath.id or 0,
-                                    self.host_name, self.bridge)
+                self.logger.warning("ignoring datapath %016x: not a bridge this agent manages", datapath.id or 0)
             return
         with self._lock:
             if ev.state == MAIN_DISPATCHER:
-                self.datapath = datapath
-                self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
-                                            name=self.bridge)
-                self._core_generation.clear()
-                sync.send(datapath, self.sync.on_connect())
-                if self.core.state is not None:
-                    self._push_desired(self.core.generation)
-                self.logger.info("%s connected; reconciling its flows", self.bridge)
-            elif self.datapath is datapath:
-                self.sync.on_disconnect()
-                self.sync = None
-                self.datapath = None
-                self.logger.warning("%s disconnected; its flows stay in place (fail_mode=secure)",
-                                    self.bridge)
+                bridge.connected(datapath)
+                self.logger.info("%s/%s connected; reconciling its flows", bridge.host_name, bridge.bridge)
+            elif bridge.datapath is datapath:
+                bridge.disconnected()
+                self.logger.warning("%s/%s disconnected; its flows stay in place (fail_mode=secure)",
+                                    bridge.host_name, bridge.bridge)
         self.kick()
 
     def _feed(self, datapath, handler_name: str, msg) -> None:
-        with self._lock:
-            if self.sync is not None and datapath is self.datapath:
-                sync.send(datapath, getattr(self.sync, handler_name)(msg))
+        bridge = self.bridges.get(datapath.id)
+        if bridge is not None:
+            with self._lock:
+                bridge.feed(datapath, handler_name, msg)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats_reply(self, ev):

@@ -69,6 +69,9 @@ VRS_OPTS = [
                     "agent API to create and delete vports (IPAM) on behalf of the plugins."),
     cfg.StrOpt("directory_token_file", default="",
                help="Bearer token for directory_api; default: the directory's api_token_file."),
+    cfg.MultiStrOpt("managed_hosts", default=[],
+                    help="Central mode: program these hosts' bridges instead of the local one; each "
+                         "value 'HOST_NAME TUNNEL_IP OVSDB_REMOTE' (repeat the option per host)."),
     cfg.IntOpt("underlay_mtu", default=1500, min=1280,
                help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
 ]
@@ -142,6 +145,14 @@ def api_token_file(conf: cfg.ConfigOpts) -> str:
 def directory_socket(conf: cfg.ConfigOpts) -> str:
     """Unix socket path of the embedded directory database."""
     return state_path(conf, "directory", "db.sock")
+
+
+def parse_managed_host(entry: str) -> tuple[str, str, str]:
+    """'HOST_NAME TUNNEL_IP OVSDB_REMOTE' -> the three parts; ConfigError when malformed."""
+    parts = entry.split()
+    if len(parts) != 3:
+        raise ConfigError(f"[vrs] managed_hosts entry {entry!r}: expected 'HOST_NAME TUNNEL_IP OVSDB_REMOTE'")
+    return parts[0], parts[1], parts[2]
 
 
 def directory_token_file(conf: cfg.ConfigOpts) -> str:

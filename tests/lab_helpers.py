@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from nuage_ryu.lab import netns as labnetns
+from nuage_ryu.lab import plane as plane_module
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.plane import ControlPlane
 from nuage_ryu.ovsdb.host import HostOVS
@@ -68,15 +69,18 @@ def wait_until(condition, timeout: float = 10.0, interval: float = 0.05, message
 
 
 @contextlib.contextmanager
-def lab_with_plane(n_hosts: int, tag: str = "t") -> Iterator[tuple[Lab, ControlPlane]]:
-    """A lab of ``n_hosts`` with directory + agents; everything removed afterwards."""
+def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False) -> Iterator[tuple[Lab, ControlPlane]]:
+    """A lab of ``n_hosts`` with directory + agents (or one central agent); everything removed afterwards."""
     prefix = f"{tag}{os.getpid() % 100000}{next(_serial)}"[:12]
     state = tempfile.mkdtemp(prefix="nr-lab-")
     lab = Lab(state, prefix)
     plane = None
     try:
-        lab.up(n_hosts)
-        plane = ControlPlane(lab).start()
+        if central:
+            lab.up(n_hosts, controllers=[f"tcp:192.0.2.2:{plane_module.OFP_PORT}"])
+        else:
+            lab.up(n_hosts)
+        plane = ControlPlane(lab).start(central=central)
         yield lab, plane
     finally:
         if plane is not None:

@@ -70,6 +70,8 @@ def _check_values(conf: cfg.ConfigOpts) -> None:
         ns = conf if group == "DEFAULT" else conf[group]
         for opt in opts:
             getattr(ns, opt.dest)
+    for entry in conf.vrs.managed_hosts:
+        config.parse_managed_host(entry)
     for name in ("ofp_listen_host", "ofp_tcp_listen_port", "ofp_ssl_listen_port", "log_file", "verbose"):
         getattr(conf, name)
 

@@ -149,19 +149,42 @@ class ControlPlane:
             self.wait_agent_connected(host, proc)
         return proc
 
-    def wait_agent_connected(self, host: LabHost, proc=None) -> None:
+    def wait_agent_connected(self, host: LabHost, proc=None, log: str | None = None) -> None:
         def connected() -> bool:
             out = host.ovs.run(["ovs-vsctl", "--timeout=5", "get", "controller", "br-int", "is_connected"],
                                check=False)
             return out.returncode == 0 and out.stdout.strip() == "true"
 
         _wait(connected, START_TIMEOUT, f"agent of {host.name} to connect", proc,
-              self.log_path(f"agent-{host.name}"))
+              log or self.log_path(f"agent-{host.name}"))
 
-    def start(self) -> ControlPlane:
+    def central_agent_conf(self) -> str:
+        """One agent on the controller node programming every host's bridge over the underlay."""
+        node = self.lab.controller_node
+        lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
+                 f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
+                 f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
+                 f"directory_connection = {self.directory_db}\nagent_socket =\n"]
+        for host in self.lab.hosts:
+            lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")
+        return "".join(lines)
+
+    def start_central_agent(self) -> subprocess.Popen:
+        os.makedirs(os.path.join(self.root, "central"), exist_ok=True)
+        proc = self._spawn("agent-central", self.lab.controller_node.netns, self.central_agent_conf(),
+                           "nuage_ryu.apps.vrs_agent")
+        for host in self.lab.hosts:
+            self.wait_agent_connected(host, proc, log=self.log_path("agent-central"))
+        return proc
+
+    def start(self, central: bool = False) -> ControlPlane:
+        """Directory + a VRS agent per host, or (``central``) one agent for all hosts."""
         os.makedirs(self.root, exist_ok=True)
         try:
             self.start_directory()
+            if central:
+                self.start_central_agent()
+                return self
             for host in self.lab.hosts:
                 self.start_agent(host, wait=False)
             for host in self.lab.hosts:
