@@ -18,14 +18,14 @@ members with K port prefixes costs N + M + K + 1 flows, not N*M*K. A rule with a
 single non-trivial clause gets a catch-all second clause (OVS needs n_clauses >= 2);
 a rule with none is one plain flow.
 
-Priorities: rules that follow each other in priority order and have the same
-verdict (action, stateful) form a *band* sharing one OpenFlow priority (that of
-the band's first rule). Inside a band any satisfied conjunction gives the same
-verdict, so first-match semantics hold, and clause flows with the same match
-(e.g. a group member used by several rules) become one flow carrying several
-``conjunction`` actions - merged by ``compiler.merge_same_key``, which avoids the
-OVS pitfall where identical matches with different conj ids overwrite each other.
-Bands of different verdicts keep rule order through their priorities.
+Priorities: each rule gets a *level* (``plan_domain``): the first one below every
+earlier rule that has another verdict and a service that may overlap its own.
+Rules of one level share one OpenFlow priority; any conjunction satisfied there
+gives the right verdict, so first-match semantics hold, and clause flows with the
+same match (e.g. a group member used by several rules) become one flow carrying
+several ``conjunction`` actions - merged by ``compiler.merge_same_key``, which
+avoids the OVS pitfall where identical matches with different conj ids overwrite
+each other.
 
 Owners: ("acl", rule) owns a rule's verdict (conj_id), service, catch-all and CIDR
 endpoint flows; ("acl-member", rule, vport) owns the clause flows of one policy-group
@@ -132,7 +132,7 @@ def conj_ids(rule_ids: Iterable[str]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class RulePlan:
-    """How one rule compiles: its band's OpenFlow priority, conj id and clause numbering."""
+    """How one rule compiles: its level's OpenFlow priority, conj id and clause numbering."""
 
     rule: AclRule
     vni: int
@@ -419,7 +419,7 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
         cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (plan.rule.source,
                                                                                  plan.rule.destination))
         out[("acl", rid)] = (plan, cidr_data, act)
-        # A member's flows depend on the rule only through its band priority, conj id and clause
+        # A member's flows depend on the rule only through its level's priority, conj id and clause
         # numbering: small values, so 10^5 member fingerprints compare fast.
         shape = (plan.priority, plan.conj_id, plan.clauses, plan.vni)
         roles: dict[str, tuple] = {}
