@@ -157,3 +157,47 @@ def test_nuage_ctl_db_cluster_commands(tmp_path):
         subprocess.run(ctl + ["stop", "--dir", directory], capture_output=True, timeout=60)
     for m in cluster.load_cluster(directory):
         assert m.pid is None
+
+
+def test_two_api_processes_on_one_cluster_keep_the_invariants(tmp_path, members):
+    conn = cluster.connection_string(members)
+    managers = [ManagerProcess(str(tmp_path / f"api{i}"), connection=conn) for i in range(2)]
+    try:
+        for mgr in managers:
+            mgr.start()
+        admin = managers[0].client()
+        ent = write(admin, "/enterprises", {"name": "two-apis"})
+        dom = write(admin, f"/enterprises/{ent['id']}/domains", {"name": "d"})
+        zone = write(admin, f"/domains/{dom['id']}/zones", {"name": "z"})
+        sub = write(admin, f"/zones/{zone['id']}/subnets", {"name": "s", "cidr": "10.9.0.0/24"})
+        created, errors = [], []
+
+        def create(mgr, i):
+            client = mgr.client()
+            try:
+                created.append(write(client, f"/subnets/{sub['id']}/vports", {"name": f"v{i}"}))
+            except Exception as exc:  # asserted below
+                errors.append(exc)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=create, args=(managers[i % 2], i)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert len({v["ip"] for v in created}) == 50 and len({v["mac"] for v in created}) == 50
+        # both API processes see all of them, and agree
+        other = managers[1].client()
+        listed = [sorted(v["ip"] for v in c.get(f"/subnets/{sub['id']}/vports")) for c in (admin, other)]
+        assert listed[0] == listed[1] and len(listed[0]) == 50
+        # a duplicate name through the other process is refused
+        with pytest.raises(ApiError) as info:
+            other.post(f"/subnets/{sub['id']}/vports", {"name": "v0"})
+        assert info.value.status == 409
+        admin.close()
+        other.close()
+    finally:
+        for mgr in managers:
+            mgr.stop()
