@@ -234,13 +234,13 @@ class DirectoryAPI:
             raise BadRequest("cascade must be true or false")
         return value in ("true", "1", "yes")
 
-    def _show(self, req, caller, route, id):  # noqa: A002 - path parameter name
+    def _show(self, req, caller, route, id):
         self._params(req, ())
         state = self.store.snapshot()
         obj = self._lookup(state, caller, route.kind, id)
         return _json_response(200, as_dict(route.kind, obj, state))
 
-    def _list(self, req, caller, route, id=None):  # noqa: A002
+    def _list(self, req, caller, route, id=None):
         params = self._params(req, ("name",))
         kind = route.kind
         state = self.store.snapshot()
@@ -259,7 +259,7 @@ class DirectoryAPI:
         objs.sort(key=lambda o: (getattr(o, "priority", 0), getattr(o, "name", ""), o.id))
         return _json_response(200, [as_dict(kind, o, state) for o in objs])
 
-    def _create(self, req, caller, route, id=None):  # noqa: A002
+    def _create(self, req, caller, route, id=None):
         self._params(req, ())
         kind = route.kind
         if kind in ("enterprise", "host"):
@@ -286,7 +286,7 @@ class DirectoryAPI:
             out["warnings"] = []  # reserved: shadowed-rule analysis (issue 5)
         return _json_response(201, out, {"Location": f"{PREFIX}/{KINDS[kind][1]}/{obj_id}"})
 
-    def _update(self, req, caller, route, id):  # noqa: A002
+    def _update(self, req, caller, route, id):
         self._params(req, ())
         kind = route.kind
         if kind == "host":
@@ -299,7 +299,7 @@ class DirectoryAPI:
             out["warnings"] = []
         return _json_response(200, out)
 
-    def _delete(self, req, caller, route, id):  # noqa: A002
+    def _delete(self, req, caller, route, id):
         cascade = self._cascade(self._params(req, ("cascade",)))
         kind = route.kind
         if kind in ("host", "token"):
@@ -311,32 +311,31 @@ class DirectoryAPI:
         self.store.apply(lambda s: validate.plan_delete(s, kind, id, cascade))
         return _json_response(204)
 
-    def _members(self, req, caller, route, id):  # noqa: A002
+    def _members(self, req, caller, route, id):
         self._params(req, ())
         state = self.store.snapshot()
         self._lookup(state, caller, "policygroup", id)
         members = sorted(state.members_of(id), key=lambda v: (v.name, v.id))
         return _json_response(200, [as_dict("vport", v, state) for v in members])
 
-    def _change_members(self, req, caller, id, mode, vport_ids=None):  # noqa: A002
+    def _change_members(self, req, caller, id, mode):
         self._lookup(self.store.snapshot(), caller, "policygroup", id)
-        if vport_ids is None:
-            body = self._body(req)
-            if not isinstance(body, dict) or set(body) != {"vports"}:
-                raise BadRequest('body must be {"vports": [<vport id>, ...]}')
-            vport_ids = body["vports"]
+        body = self._body(req)
+        if not isinstance(body, dict) or set(body) != {"vports"}:
+            raise BadRequest('body must be {"vports": [<vport id>, ...]}')
+        vport_ids = body["vports"]
         self.store.apply(lambda s: validate.plan_membership(s, id, vport_ids, mode))
         return self._members(req, caller, None, id)
 
-    def _members_set(self, req, caller, route, id):  # noqa: A002
+    def _members_set(self, req, caller, route, id):
         self._params(req, ())
         return self._change_members(req, caller, id, "set")
 
-    def _members_add(self, req, caller, route, id):  # noqa: A002
+    def _members_add(self, req, caller, route, id):
         self._params(req, ())
         return self._change_members(req, caller, id, "add")
 
-    def _members_remove(self, req, caller, route, id, vport_id):  # noqa: A002
+    def _members_remove(self, req, caller, route, id, vport_id):
         self._params(req, ())
         state = self.store.snapshot()
         self._lookup(state, caller, "policygroup", id)

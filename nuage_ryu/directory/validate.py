@@ -600,30 +600,19 @@ def plan_delete(state: DirectoryState, kind: str, obj_id: str, cascade: bool = F
         doomed[i] = k
         if k in _CHILD_KINDS:
             todo.extend(_CHILD_KINDS[k](state, i))
-    # Tokens of an enterprise are not "children" for the user; they always go with it.
+    # Tokens of an enterprise are not "children" for the user; they always go with it (see _CHILD_KINDS).
     change = Change(result=None)
     for i, k in doomed.items():
         change.ops.append(Op("delete", k, i))
-    # Policy group memberships held by surviving vports are removed, not the vports.
+    # Memberships that surviving vports hold in deleted policy groups are removed, not the vports.
+    drops: dict[str, set[str]] = {}
     for i, k in doomed.items():
         if k == "policygroup":
             for vport in state.members_of(i):
                 if vport.id not in doomed:
-                    change.ops.append(Op("update", "vport", vport.id, {"policygroups": None, "_drop": i}))
-    return _merge_membership_drops(state, change)
-
-
-def _merge_membership_drops(state: DirectoryState, change: Change) -> Change:
-    drops: dict[str, set[str]] = {}
-    ops = []
-    for op in change.ops:
-        if op.action == "update" and "_drop" in op.fields:
-            drops.setdefault(op.id, set()).add(op.fields["_drop"])
-        else:
-            ops.append(op)
+                    drops.setdefault(vport.id, set()).add(i)
     for vid, groups in drops.items():
-        ops.append(Op("update", "vport", vid, {"policygroups": state.vports[vid].policygroups - groups}))
-    change.ops = ops
+        change.ops.append(Op("update", "vport", vid, {"policygroups": state.vports[vid].policygroups - groups}))
     return change
 
 
