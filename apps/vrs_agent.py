@@ -27,10 +27,13 @@ threads, never in an OpenFlow handler, so handlers never block.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
 import time
+
+from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
 from nuage_ryu.directory.store import DirectoryStore
@@ -45,8 +48,9 @@ from nuage_ryu.framework import (
 )
 from nuage_ryu.ovsdb.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
 from nuage_ryu.ovsdb.watch import InterfaceWatch
-from nuage_ryu.vrs import ofwire, sync
+from nuage_ryu.vrs import counters, ofwire, sync
 from nuage_ryu.vrs.agent import AgentCore
+from nuage_ryu.vrs.metrics import AgentMetrics
 
 HEARTBEAT_INTERVAL_S = 5.0
 # Upper bound between two recomputes even without a wake-up (belt and braces:
@@ -73,6 +77,10 @@ class ManagedBridge:
         self.host_ovs: HostOVS | None = None
         self.watch: InterfaceWatch | None = None
         self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
+        self._seen_at: dict[int, float] = {}  # core generation -> when its directory update was seen
+        self._stats_xid: int | None = None
+        self._stats_entries: list[tuple[int, int, int, int]] = []
+        self.rule_counters: dict = {}
 
     def ensure(self, controllers: list[str]) -> None:
         """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
@@ -96,11 +104,13 @@ class ManagedBridge:
         tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
         return ofports, tunnel
 
-    def recompute(self, state, ofports: dict[str, int], tunnel: int | None) -> None:
+    def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
         self.core.set_directory(state)
         self.core.set_ports(ofports, tunnel)
         generation, diff = self.core.recompute()
         if diff:
+            self._seen_at.setdefault(generation, seen_at)
+            self.app.metrics.flows.labels(self.host_name).set(len(self.core.compiler.flows))
             self.app.logger.debug("%s: generation %d: +%d -%d flows", self.host_name, generation,
                                   len(diff.add), len(diff.delete))
         if self.sync is not None and (diff or self.sync.desired is None):
@@ -121,10 +131,34 @@ class ManagedBridge:
             self.push_desired(self.core.generation)
 
     def disconnected(self) -> None:
+        self._stats_xid = None
         if self.sync is not None:
             self.sync.on_disconnect()
         self.sync = None
         self.datapath = None
+
+    def request_counters(self) -> None:
+        """Ask the bridge for the statistics of the table where policy is counted."""
+        if self.datapath is None or self._stats_xid is not None:
+            return
+        dp = self.datapath
+        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
+        dp.set_xid(req)
+        self._stats_xid = req.xid
+        self._stats_entries = []
+        dp.send_msg(req)
+
+    def on_counters_reply(self, msg) -> bool:
+        """Collect a flow-stats reply to request_counters(); True when the counters were updated."""
+        if msg.xid != self._stats_xid:
+            return False
+        self._stats_entries += [(e.table_id, e.cookie, e.packet_count, e.byte_count) for e in msg.body]
+        if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            return False
+        self._stats_xid = None
+        self.rule_counters = counters.aggregate(counters.CounterIndex(self.core.view), self._stats_entries)
+        self.app.metrics.rules.update(self.host_name, self.rule_counters)
+        return True
 
     def feed(self, datapath, handler_name: str, msg) -> None:
         if self.sync is not None and datapath is self.datapath:
@@ -136,6 +170,10 @@ class ManagedBridge:
             del self._core_generation[old]
         if core_generation is not None:
             self.core.confirm(core_generation)
+            now = time.monotonic()
+            for gen in [g for g in self._seen_at if g <= core_generation]:
+                self.app.metrics.policy_apply.labels(self.host_name).observe(now - self._seen_at.pop(gen))
+            self.app.metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
             self.app.kick()  # statuses are written by the worker, not in the handler
 
     def _on_failed(self, flow, err_type: int, err_code: int) -> None:
@@ -157,7 +195,10 @@ class VrsAgent(BaseApp):
         self._running = False
         self.store: DirectoryStore | None = None
         self._statuses = threading.Condition()  # notified on every directory snapshot
+        self._update_seen_at = time.monotonic()
         self.attach_server = None
+        self.metrics = AgentMetrics(kwargs.get("metrics_registry") or CollectorRegistry())
+        self._metrics_server = None
 
     def _managed_hosts(self) -> list[tuple[str, str, str]]:
         """(host name, tunnel IP, OVSDB remote) of every bridge this agent programs."""
@@ -185,10 +226,12 @@ class VrsAgent(BaseApp):
         except BaseException:
             self._close_resources()
             raise
+        self._start_metrics()
         self._running = True
         super().start()
         self.threads.append(hub.spawn(self._worker))
         self.threads.append(hub.spawn(self._heartbeat))
+        self.threads.append(hub.spawn(self._poll_counters))
         for bridge in self.bridges.values():
             self.logger.info("VRS agent for host %s on %s (dpid %016x)", bridge.host_name, bridge.bridge,
                              bridge.datapath_id)
@@ -218,7 +261,20 @@ class VrsAgent(BaseApp):
         self.attach_server = AgentApiServer(service, conf.agent_socket).start()
         self.logger.info("agent API on %s", conf.agent_socket)
 
+    def _start_metrics(self) -> None:
+        listen = self.CONF.vrs.metrics_listen
+        if not listen:
+            return
+        host, _, port = listen.rpartition(":")
+        try:
+            self._metrics_server, _thread = start_http_server(int(port), host or "127.0.0.1",
+                                                              registry=self.metrics.registry)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot serve metrics on {listen}: {exc}") from None
+        self.logger.info("metrics on http://%s/metrics", listen)
+
     def _on_directory_update(self, _state) -> None:
+        self._update_seen_at = time.monotonic()
         self.kick()
         with self._statuses:
             self._statuses.notify_all()
@@ -251,6 +307,10 @@ class VrsAgent(BaseApp):
         self._close_resources()
 
     def _close_resources(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         if self.attach_server is not None:
             self.attach_server.stop()
             self.attach_server = None
@@ -271,19 +331,26 @@ class VrsAgent(BaseApp):
 
     # -- worker ----------------------------------------------------------------
     def _worker(self):
+        frozen = False
         while self._running:
             self._wake.wait(RESYNC_INTERVAL_S)
             self._wake.clear()
             if not self._running:
                 break
+            seen_at = self._update_seen_at
             for bridge in list(self.bridges.values()):
                 try:
                     ofports, tunnel = bridge.read_ports()
                     with self._lock:
-                        bridge.recompute(self.store.snapshot(), ofports, tunnel)
+                        bridge.recompute(self.store.snapshot(), ofports, tunnel, seen_at)
                     self._write_statuses(bridge)
                 except Exception:
                     self.logger.exception("%s: recompute failed; retrying on the next change", bridge.host_name)
+            if not frozen and all(b.core.state is not None for b in self.bridges.values()):
+                # The compiled state lives for the whole run: move it out of the cyclic GC's
+                # sight, or every later collection walks it (hundreds of ms at 10k+ flows).
+                gc.freeze()
+                frozen = True
 
     def _write_statuses(self, bridge: ManagedBridge) -> None:
         with self._lock:
@@ -302,6 +369,12 @@ class VrsAgent(BaseApp):
                 except Exception as exc:
                     self.logger.warning("heartbeat of %s failed: %s", bridge.host_name, exc)
 
+    def _poll_counters(self):
+        while not self._stopping.wait(self.CONF.vrs.stats_interval):
+            with self._lock:
+                for bridge in self.bridges.values():
+                    bridge.request_counters()
+
     # -- OpenFlow ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def state_change(self, ev):
@@ -312,6 +385,7 @@ class VrsAgent(BaseApp):
                 self.logger.warning("ignoring datapath %016x: not a bridge this agent manages", datapath.id or 0)
             return
         with self._lock:
+            self.metrics.connected.labels(bridge.host_name).set(1 if ev.state == MAIN_DISPATCHER else 0)
             if ev.state == MAIN_DISPATCHER:
                 bridge.connected(datapath)
                 self.logger.info("%s/%s connected; reconciling its flows", bridge.host_name, bridge.bridge)
@@ -329,7 +403,12 @@ class VrsAgent(BaseApp):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats_reply(self, ev):
-        self._feed(ev.msg.datapath, "on_flow_stats_reply", ev.msg)
+        bridge = self.bridges.get(ev.msg.datapath.id)
+        if bridge is None:
+            return
+        with self._lock:
+            if not bridge.on_counters_reply(ev.msg):
+                bridge.feed(ev.msg.datapath, "on_flow_stats_reply", ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPBundleCtrlMsg, MAIN_DISPATCHER)
     def bundle_reply(self, ev):

@@ -72,6 +72,10 @@ VRS_OPTS = [
     cfg.MultiStrOpt("managed_hosts", default=[],
                     help="Central mode: program these hosts' bridges instead of the local one; each "
                          "value 'HOST_NAME TUNNEL_IP OVSDB_REMOTE' (repeat the option per host)."),
+    cfg.FloatOpt("stats_interval", default=5.0, min=0.2,
+                 help="Seconds between two reads of the policy counters from the bridge."),
+    cfg.StrOpt("metrics_listen", default="127.0.0.1:9100",
+               help="HOST:PORT of the agent's Prometheus /metrics endpoint; empty disables it."),
     cfg.IntOpt("underlay_mtu", default=1500, min=1280,
                help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
 ]

@@ -1,0 +1,69 @@
+"""Per-rule policy counters from flow statistics (pure).
+
+Every ACL verdict flow carries its rule's cookie (``CookieKind.ACL_RULE``) and
+every default-action flow its domain's (``CookieKind.ACL_DEFAULT``). The agent
+periodically reads the flow statistics of INGRESS_POLICY — the table where the
+*sending* host decides — so that a packet is counted once in the whole system
+even when it crosses hosts (the receiving host's EGRESS_POLICY re-evaluates it
+but is not counted). What a counter counts: the packets a rule *decided*: for a
+stateful rule, the first packet of each connection (the rest are conntrack
+``+est`` and skip the rules); for a stateless rule, every packet.
+
+``CounterIndex`` maps cookies back to rules/domains (from the host's view);
+``aggregate`` sums flow-stats entries into ``RuleCounter`` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nuage_ryu.vrs.cookies import CookieKind, cookie_for
+from nuage_ryu.vrs.pipeline import INGRESS_POLICY
+from nuage_ryu.vrs.view import HostView
+
+COUNTED_TABLE = INGRESS_POLICY.number
+DEFAULT_RULE_ID = "default"  # rule id under which a domain's default action is reported
+
+
+@dataclass(frozen=True)
+class CounterKey:
+    domain_id: str
+    rule_id: str  # an ACL id, or DEFAULT_RULE_ID
+    action: str  # allow | deny
+
+
+@dataclass
+class RuleCounter:
+    packets: int = 0
+    bytes: int = 0
+
+
+class CounterIndex:
+    """cookie -> CounterKey for the rules and default actions of a host's domains."""
+
+    def __init__(self, view: HostView | None) -> None:
+        self.by_cookie: dict[int, CounterKey] = {}
+        if view is None:
+            return
+        for rule in view.acl_rules.values():
+            self.by_cookie[cookie_for(CookieKind.ACL_RULE, rule.id)] = CounterKey(
+                rule.domain_id, rule.id, rule.action)
+        for domain in view.domains.values():
+            self.by_cookie[cookie_for(CookieKind.ACL_DEFAULT, domain.id)] = CounterKey(
+                domain.id, DEFAULT_RULE_ID, domain.default_action)
+
+
+def aggregate(index: CounterIndex, entries: Iterable[tuple[int, int, int, int]]) -> dict[CounterKey, RuleCounter]:
+    """Sum flow-stats ``(table, cookie, packets, bytes)`` entries of the counted table per rule."""
+    out: dict[CounterKey, RuleCounter] = {key: RuleCounter() for key in index.by_cookie.values()}
+    for table, cookie, packets, nbytes in entries:
+        if table != COUNTED_TABLE:
+            continue
+        key = index.by_cookie.get(cookie)
+        if key is None:
+            continue
+        counter = out[key]
+        counter.packets += packets
+        counter.bytes += nbytes
+    return out
