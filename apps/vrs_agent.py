@@ -51,6 +51,7 @@ from nuage_ryu.ovsdb.watch import InterfaceWatch
 from nuage_ryu.vrs import counters, ofwire, sync
 from nuage_ryu.vrs.agent import AgentCore
 from nuage_ryu.vrs.metrics import AgentMetrics
+from nuage_ryu.vrs.view import gateway_port
 
 HEARTBEAT_INTERVAL_S = 5.0
 # Upper bound between two recomputes even without a wake-up (belt and braces:
@@ -97,10 +98,25 @@ class ManagedBridge:
         if self.host_ovs is not None:
             self.host_ovs.close()
 
-    def read_ports(self) -> tuple[dict[str, int], int | None]:
-        """({vport id: ofport}, VXLAN ofport) from the host's OVSDB (outside the app lock: it may block)."""
+    def read_ports(self, state) -> tuple[dict[str, int], int | None]:
+        """({vport id: ofport}, VXLAN ofport) from the host's OVSDB (outside the app lock: it may block).
+
+        Container and VM ports carry their vport id in external_ids; a bare-metal vport is
+        reached through the gateway port its directory entry names (with its VLAN).
+        """
         ports = self.host_ovs.list_vport_ports(self.bridge)
         ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
+        for vport in state.vports.values():
+            ifname = gateway_port(vport)
+            if ifname and vport.host == self.host_name:
+                try:
+                    ofport = self.host_ovs.get_ofport(ifname)
+                except Exception as exc:  # e.g. OVS could not add the interface (ofport -1)
+                    self.app.logger.warning("%s: gateway port %s of vport %s: %s", self.host_name, ifname,
+                                            vport.id, exc)
+                    continue
+                if ofport:
+                    ofports[vport.id] = ofport
         tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
         return ofports, tunnel
 
@@ -340,9 +356,10 @@ class VrsAgent(BaseApp):
             seen_at = self._update_seen_at
             for bridge in list(self.bridges.values()):
                 try:
-                    ofports, tunnel = bridge.read_ports()
+                    state = self.store.snapshot()
+                    ofports, tunnel = bridge.read_ports(state)
                     with self._lock:
-                        bridge.recompute(self.store.snapshot(), ofports, tunnel, seen_at)
+                        bridge.recompute(state, ofports, tunnel, seen_at)
                     self._write_statuses(bridge)
                 except Exception:
                     self.logger.exception("%s: recompute failed; retrying on the next change", bridge.host_name)

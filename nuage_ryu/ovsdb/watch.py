@@ -2,8 +2,8 @@
 
 The VRS agent recompiles a bridge's flows when one of its vport ports changes.
 ``InterfaceWatch`` registers an ovsdbapp row event on the Interface table of a
-``HostOVS`` connection: any create/update/delete of an interface that carries a
-nuage vport id (or the VXLAN port) calls ``callback()`` from the OVSDB
+``HostOVS`` connection: any interface created or deleted, and any update of an
+interface that carries a nuage vport id or of any interface's ofport, calls ``callback()`` from the OVSDB
 connection thread. The callback must be quick (the agent only sets an event).
 """
 
@@ -23,11 +23,13 @@ class _VPortInterfaceEvent(event.RowEvent):
         self._callback = callback
 
     def match_fn(self, ev, row, old):
-        if row.name == VXLAN_PORT:
-            return True
+        if ev != self.ROW_UPDATE or row.name == VXLAN_PORT:
+            return True  # any interface added or removed (gateway ports carry no vport id)
         ids = getattr(row, "external_ids", {}) or {}
         old_ids = getattr(old, "external_ids", {}) if old is not None else {}
-        return EXT_VPORT_ID in ids or EXT_VPORT_ID in (old_ids or {})
+        if EXT_VPORT_ID in ids or EXT_VPORT_ID in (old_ids or {}):
+            return True
+        return old is not None and hasattr(old, "ofport")  # a gateway port got (or lost) its ofport
 
     def run(self, ev, row, old):
         self._callback()

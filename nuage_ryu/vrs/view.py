@@ -183,6 +183,30 @@ class HostView:
         return self.local_ports.get(vport.id)
 
 
+# A bare-metal server (vport type "host") sits behind a gateway port of its host's
+# bridge and is told apart by its VLAN: the vport's external_ids name both.
+GATEWAY_PORT_KEY = "gateway_port"
+GATEWAY_VLAN_KEY = "vlan"
+
+
+def gateway_vlan(vport) -> int | None:
+    """The VLAN of a bare-metal vport on its gateway port, None for untagged/other vports."""
+    if vport.type != "host":
+        return None
+    try:
+        vlan = int(vport.external_ids.get(GATEWAY_VLAN_KEY, ""))
+    except ValueError:
+        return None
+    return vlan if 1 <= vlan <= 4094 else None
+
+
+def gateway_port(vport) -> str | None:
+    """The bridge interface a bare-metal vport is reached through (None for other vports)."""
+    if vport.type != "host":
+        return None
+    return vport.external_ids.get(GATEWAY_PORT_KEY) or None
+
+
 def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
                    ofports: Mapping[str, int]) -> HostView:
     """Map a ``nuage_ryu.directory.model.DirectoryState`` snapshot to this host's view.
@@ -196,7 +220,8 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
                for d in state.domains.values() if d.id in present]
     subnets = [Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone)
                for s in state.subnets.values() if s.domain in present]
-    vports = [VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups))
+    vports = [VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups),
+                    gateway_vlan(v))
               for v in state.vports.values() if v.domain in present]
     hosts = [Host(h.name, h.tunnel_ip) for h in state.hosts.values() if h.tunnel_ip]
     local = [LocalPort(vid, port) for vid, port in ofports.items()]
