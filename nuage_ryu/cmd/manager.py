@@ -192,7 +192,9 @@ def run(argv: list[str]) -> int:
     try:
         services = app_mgr.instantiate_apps(**contexts)
     except Exception as exc:
-        LOG.exception("starting apps failed")
+        # A start failure is usually the environment (OVSDB unreachable, port taken, token
+        # missing): one line for the user; the traceback only with --verbose.
+        LOG.debug("starting apps failed", exc_info=True)
         _close_apps(app_mgr)
         raise ManagerError(f"starting apps failed: {exc}") from None
 

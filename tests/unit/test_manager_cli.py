@@ -102,3 +102,15 @@ def test_clean_shutdown_on_signal(tmp_path, sig):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_unreachable_ovsdb(tmp_path):
+    ini = tmp_path / "agent.ini"
+    ini.write_text(f"[vrs]\novsdb_connection = unix:{tmp_path}/no-such-db.sock\nmetrics_listen =\n"
+                   "agent_socket =\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_manager("--config-file", str(ini), "--state-dir", str(tmp_path), "--ofp-listen-host", "127.0.0.1",
+                       "--ofp-tcp-listen-port", str(port), "nuage_ryu.apps.vrs_agent")
+    assert_one_line_error(proc, "cannot reach OVSDB at unix:")
