@@ -31,7 +31,9 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     chmod +x /usr/sbin/policy-rc.d
     created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; }
+cleanup() {
+    if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
 trap cleanup EXIT
 
 echo "install-deps: installing ${missing[*]}"
