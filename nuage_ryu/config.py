@@ -19,8 +19,8 @@ DEFAULT_AGENT_SOCKET = "/run/nuage-ryu/agent.sock"
 
 ROLE_APPS = {
     "directory": ["nuage_ryu.apps.directory_api"],
-    "vrs": ["nuage_ryu.apps.vrs_agent"],
-    "all": ["nuage_ryu.apps.directory_api", "nuage_ryu.apps.vrs_agent"],
+    "vrs": ["nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp"],
+    "all": ["nuage_ryu.apps.directory_api", "nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp"],
     "monitor": ["nuage_ryu.apps.datapath_monitor"],
 }
 

@@ -7,7 +7,8 @@ an operator would on real machines:
   controller node's namespace, with its embedded ovsdb-server; the REST API on
   a unix socket (``<plane>/api.sock``), reachable from every namespace, so no
   test traffic ever uses an address of the machine itself;
-* one VRS agent per host (``nuage-ryu-manager ... nuage_ryu.apps.vrs_agent``)
+* one VRS agent per host (``nuage-ryu-manager ...`` with the "vrs" role's apps:
+  ``nuage_ryu.apps.vrs_agent`` and its DHCP responder ``nuage_ryu.apps.vrs_dhcp``)
   inside the host's namespace, listening for its br-int on that namespace's
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
   following the directory database over its unix socket.
@@ -30,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from nuage_ryu.config import ROLE_APPS
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.netns import LabError
 from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryClientError
@@ -38,6 +40,7 @@ PLANE_DIR = "plane"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 OFP_PORT = 6653
+AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
 
 
 def _wait(condition: Callable[[], object], timeout: float, what: str, proc=None, log: str | None = None):
@@ -89,12 +92,13 @@ class ControlPlane:
             return DirectoryClient("unix:" + self.api_socket, f.read().strip())
 
     # -- processes ---------------------------------------------------------------
-    def _spawn(self, name: str, netns: str, conf_text: str, app: str, env=None) -> subprocess.Popen:
+    def _spawn(self, name: str, netns: str, conf_text: str, app: str | tuple[str, ...],
+               env=None) -> subprocess.Popen:
         conf = os.path.join(self.root, f"{name}.ini")
         with open(conf, "w") as f:
             f.write(conf_text)
         argv = ["ip", "netns", "exec", netns, self.python, "-m", "nuage_ryu.cmd.manager",
-                "--config-file", conf, app]
+                "--config-file", conf, *([app] if isinstance(app, str) else app)]
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -143,8 +147,7 @@ class ControlPlane:
 
     def start_agent(self, host: LabHost, wait: bool = True) -> subprocess.Popen:
         os.makedirs(os.path.join(self.root, host.name), exist_ok=True)
-        proc = self._spawn(f"agent-{host.name}", host.netns, self.agent_conf(host),
-                           "nuage_ryu.apps.vrs_agent")
+        proc = self._spawn(f"agent-{host.name}", host.netns, self.agent_conf(host), AGENT_APPS)
         if wait:
             self.wait_agent_connected(host, proc)
         return proc
@@ -172,7 +175,7 @@ class ControlPlane:
     def start_central_agent(self) -> subprocess.Popen:
         os.makedirs(os.path.join(self.root, "central"), exist_ok=True)
         proc = self._spawn("agent-central", self.lab.controller_node.netns, self.central_agent_conf(),
-                           "nuage_ryu.apps.vrs_agent")
+                           AGENT_APPS)
         for host in self.lab.hosts:
             self.wait_agent_connected(host, proc, log=self.log_path("agent-central"))
         return proc
