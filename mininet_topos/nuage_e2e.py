@@ -6,7 +6,7 @@
 Prints one JSON report on stdout (exit status 0 when every check passed, 1 otherwise).
 
 The run re-executes itself inside fresh PID, network and mount namespaces with
-a private ``/tmp`` and ``/run`` (``unshare --kill-child``): the Mininet nodes,
+a private ``/run`` (``unshare --kill-child``): the Mininet nodes,
 their OVS daemons, the directory, the agents and the containers all live in
 the sandbox. Everything is stopped by pid and checked gone before the report
 is written; should this process die instead, the kernel ends whatever is left
@@ -57,6 +57,8 @@ SUBNET_GATEWAY = "10.77.1.1"
 TCP_PORT = 5001
 STOP_TIMEOUT = 10.0
 POLL = 0.05
+STEPS = ("mininet_up", "directory_up", "agents_up", "objects_created", "containers_attached", "traffic_ok",
+         "containers_detached")
 
 # Echo server: prints "ready" once listening, echoes one message per connection.
 ECHO_SERVER = """
@@ -211,6 +213,8 @@ class Run:
     # -- bookkeeping ---------------------------------------------------------------
     def step(self, name):
         self.report["steps"][name] = round(time.monotonic() - self.started, 2)
+        if name == self.args.fail_after:
+            raise E2EError("stopped after step %s (--fail-after)" % name)
 
     def log_path(self, name):
         return os.path.join(self.plane, name + ".log")
@@ -547,14 +551,16 @@ def enter_sandbox(argv):
 
 
 def prepare_sandbox():
-    """Private /tmp and /run (OVS rundirs, sockets, ``ip netns`` names stay in here), loopback up."""
+    """Private /run (state dir, OVS rundirs, sockets, ``ip netns`` names stay in here), loopback up.
+
+    /tmp stays the machine's: the venv or the checkout may live there (a CI clone), and nothing
+    here writes to it; Mininet's global cleanup, which would ``rm /tmp/*.log``, is never run.
+    """
     if os.getpid() != 1:
         raise E2EError("%s is only for the re-executed copy inside the sandbox" % SANDBOX_FLAG)
-    for path in ("/tmp", "/run"):
-        out = run(["mount", "-t", "tmpfs", "-o", "mode=1777" if path == "/tmp" else "mode=0755",
-                   "nuage-e2e", path])
-        if out.returncode != 0:
-            raise E2EError("mount tmpfs on %s: %s" % (path, out.stderr.strip()))
+    out = run(["mount", "-t", "tmpfs", "-o", "mode=0755", "nuage-e2e", "/run"])
+    if out.returncode != 0:
+        raise E2EError("mount tmpfs on /run: %s" % out.stderr.strip())
     run(["ip", "link", "set", "lo", "up"])
     # The sandbox's PID 1 does not get default signal actions: make TERM/INT end the run (and the sandbox).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -566,13 +572,17 @@ def main():
     parser.add_argument("--hosts", type=int, default=2, help="number of OVS hosts, 2 to 8 (default 2)")
     parser.add_argument("--bin-dir", default=os.path.join(REPO, ".venv", "bin"),
                         help="directory with nuage-ryu-manager and nuage-cni (default: the repo's .venv/bin)")
-    parser.add_argument("--state-dir", default="/tmp/nuage-e2e",
-                        help="where the run keeps its files, inside the sandbox's private /tmp")
+    parser.add_argument("--state-dir", default="/run/nuage-e2e",
+                        help="where the run keeps its files, under the sandbox's private /run (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60, help="deadline of each waiting step, seconds")
+    parser.add_argument("--fail-after", metavar="STEP", choices=STEPS,
+                        help="fail on purpose after this step, to test the teardown (%s)" % ", ".join(STEPS))
     parser.add_argument(SANDBOX_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 2 <= args.hosts <= 8:
         parser.error("--hosts must be between 2 and 8")
+    if not os.path.abspath(args.state_dir).startswith("/run/"):
+        parser.error("--state-dir must be under /run (the sandbox's private /run)")
     if os.geteuid() != 0:
         parser.error("needs root (Mininet, namespaces)")
     for program in ("nuage-ryu-manager", "nuage-cni"):
