@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import webob
 
-from nuage_ryu.directory import openapi, validate
+from nuage_ryu.directory import openapi, shadow, validate
 from nuage_ryu.directory.errors import (
     BadRequest,
     DirectoryError,
@@ -238,7 +238,7 @@ class DirectoryAPI:
         self._params(req, ())
         state = self.store.snapshot()
         obj = self._lookup(state, caller, route.kind, id)
-        return _json_response(200, as_dict(route.kind, obj, state))
+        return _json_response(200, as_dict(route.kind, obj, state, self.store.counters()))
 
     def _list(self, req, caller, route, id=None):
         params = self._params(req, ("name",))
@@ -257,7 +257,8 @@ class DirectoryAPI:
         if "name" in params:
             objs = [o for o in objs if getattr(o, "name", None) == params["name"]]
         objs.sort(key=lambda o: (getattr(o, "priority", 0), getattr(o, "name", ""), o.id))
-        return _json_response(200, [as_dict(kind, o, state) for o in objs])
+        counters = self.store.counters()
+        return _json_response(200, [as_dict(kind, o, state, counters) for o in objs])
 
     def _create(self, req, caller, route, id=None):
         self._params(req, ())
@@ -279,11 +280,11 @@ class DirectoryAPI:
         extra["new_id"] = str(uuid.uuid4())
         change, state = self.store.apply(lambda s: validate.plan_create(s, kind, id, body, **extra))
         obj_id = change.result[1]
-        out = as_dict(kind, state.get(kind, obj_id), state)
+        out = as_dict(kind, state.get(kind, obj_id), state, self.store.counters())
         if token:
             out["token"] = token  # shown once; only the hash is stored
         if kind == "acl":
-            out["warnings"] = []  # reserved: shadowed-rule analysis (issue 5)
+            out["warnings"] = shadow.shadow_warnings(state, obj_id)
         return _json_response(201, out, {"Location": f"{PREFIX}/{KINDS[kind][1]}/{obj_id}"})
 
     def _update(self, req, caller, route, id):
@@ -294,9 +295,9 @@ class DirectoryAPI:
         body = self._body(req)
         self._lookup(self.store.snapshot(), caller, kind, id)
         _change, state = self.store.apply(lambda s: validate.plan_update(s, kind, id, body))
-        out = as_dict(kind, validate.get_object(state, kind, id), state)
+        out = as_dict(kind, validate.get_object(state, kind, id), state, self.store.counters())
         if kind == "acl":
-            out["warnings"] = []
+            out["warnings"] = shadow.shadow_warnings(state, id)
         return _json_response(200, out)
 
     def _delete(self, req, caller, route, id):

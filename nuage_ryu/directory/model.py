@@ -143,6 +143,20 @@ class Host:
 
 
 @dataclass(frozen=True, slots=True)
+class HostCounters:
+    """The policy counters one host's agent last reported (absolute totals of the flows on that host).
+
+    ``rules``: ACL id -> (packets, bytes); ``defaults``: domain id -> (packets, bytes) of the
+    domain's default action. Only ids that existed when the report was written are kept.
+    """
+
+    id: str
+    host: str
+    rules: Mapping[str, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    defaults: Mapping[str, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class ApiToken:
     """A per-enterprise bearer token; only its SHA-256 is stored."""
 
@@ -203,6 +217,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("router_mac", "mac", "optional",
               description="MAC of the distributed virtual router; generated when absent."),
         Field("ct_zone", "integer", "server", description="Conntrack zone of the domain (1..65535)."),
+        Field("default_action_counters", "counters", "server",
+              description="Packets/bytes decided by the default action, summed over the hosts' reports."),
     ),
     "zone": (_id(), Field("domain", "id", "server"), _name(), _descr()),
     "subnet": (
@@ -249,8 +265,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("icmp_code", "integer", "optional", True, minimum=0, maximum=255, nullable=True),
         Field("action", "enum", "optional", True, choices=ACTIONS, description="Default allow."),
         Field("stateful", "boolean", "optional", True, description="Let replies through (default true)."),
-        Field("counters", "counters", "server", nullable=True,
-              description="Packet/byte counters (reserved; null until the agents report them)."),
+        Field("counters", "counters", "server",
+              description="Packets/bytes this rule decided, summed over the hosts' reports."),
     ),
     "host": (
         _id(),
@@ -518,6 +534,43 @@ class DirectoryState:
                 or (a.destination.type == kind and a.destination.id == obj_id)]
 
 
+class CounterSnapshot:
+    """The hosts' counter reports (immutable), kept apart from ``DirectoryState``: counters change
+    every few seconds and are not configuration, so they neither invalidate the state's indexes
+    nor wake the agents' listeners."""
+
+    def __init__(self, reports: Mapping[str, HostCounters] | None = None):
+        self.reports = reports or {}  # HostCounters row id -> report
+
+    def _sum(self, attr: str, obj_id: str) -> dict:
+        by_host = {}
+        for report in self.reports.values():
+            value = getattr(report, attr).get(obj_id)
+            if value is not None:
+                by_host[report.host] = {"packets": value[0], "bytes": value[1]}
+        return {"packets": sum(v["packets"] for v in by_host.values()),
+                "bytes": sum(v["bytes"] for v in by_host.values()),
+                "by_host": dict(sorted(by_host.items()))}
+
+    def of_rule(self, acl_id: str) -> dict:
+        """``{"packets", "bytes", "by_host": {host: {"packets", "bytes"}}}`` of an ACL rule."""
+        return self._sum("rules", acl_id)
+
+    def of_default(self, domain_id: str) -> dict:
+        """The same for a domain's default action."""
+        return self._sum("defaults", domain_id)
+
+    def of_host(self, host_name: str) -> HostCounters | None:
+        """The last report of one host, if any."""
+        for report in self.reports.values():
+            if report.host == host_name:
+                return report
+        return None
+
+
+NO_COUNTERS = CounterSnapshot()
+
+
 def kind_of(obj) -> str:
     """The kind name ('vport', ...) of an object."""
     for kind, cls in OBJECT_CLASSES.items():
@@ -526,15 +579,16 @@ def kind_of(obj) -> str:
     raise TypeError(f"not a directory object: {obj!r}")
 
 
-def as_dict(kind: str, obj, state: DirectoryState | None = None) -> dict:
-    """The API (JSON) representation of an object."""
+def as_dict(kind: str, obj, state: DirectoryState | None = None,
+            counters: CounterSnapshot = NO_COUNTERS) -> dict:
+    """The API (JSON) representation of an object (``counters``: the hosts' reports, for ACLs and domains)."""
     out: dict = {}
     for f in FIELDS[kind]:
         if f.name == "zone" and kind == "vport":
             subnet = state.subnets.get(obj.subnet) if state else None
             out["zone"] = subnet.zone if subnet else None
         elif f.kind == "counters":
-            out[f.name] = None  # filled by the agents' counters (issue 5)
+            out[f.name] = counters.of_rule(obj.id) if kind == "acl" else counters.of_default(obj.id)
         elif f.kind == "endpoint":
             out[f.name] = getattr(obj, f.name).as_dict()
         elif f.kind == "ids":

@@ -34,6 +34,31 @@ _ENDPOINT = {
 }
 
 
+_COUNT = {"type": "object", "required": ["packets", "bytes"], "additionalProperties": False,
+          "properties": {"packets": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}}}
+_COUNTERS = {
+    "type": "object",
+    "required": ["packets", "bytes", "by_host"],
+    "additionalProperties": False,
+    "properties": {
+        "packets": {"type": "integer", "minimum": 0},
+        "bytes": {"type": "integer", "minimum": 0},
+        "by_host": {"type": "object", "additionalProperties": _COUNT,
+                    "description": "The last totals each host reported, by host name."},
+    },
+}
+_WARNING = {
+    "type": "object",
+    "required": ["code", "message", "rule", "by"],
+    "properties": {
+        "code": {"type": "string", "enum": ["shadowed"]},
+        "message": {"type": "string"},
+        "rule": {**_UUID, "description": "The rule that can never match."},
+        "by": {**_UUID, "description": "The earlier rule that matches all of its traffic."},
+    },
+}
+
+
 def field_schema(f: Field) -> dict:
     """JSON schema of one field."""
     k = f.kind
@@ -66,7 +91,7 @@ def field_schema(f: Field) -> dict:
     elif k == "timestamp":
         s = {"type": "string", "format": "date-time"}
     elif k == "counters":
-        s = {"type": "object", "additionalProperties": {"type": "integer"}}
+        s = dict(_COUNTERS)
     else:  # pragma: no cover
         raise ValueError(k)
     if f.nullable:
@@ -107,8 +132,9 @@ def component_schemas() -> dict:
         if kind == "token":
             props["token"] = {"type": "string", "description": "The token; returned only by create."}
         if kind == "acl":
-            props["warnings"] = {"type": "array", "items": {"type": "string"},
-                                 "description": "Returned by create/update (e.g. shadowed rules)."}
+            props["warnings"] = {"type": "array", "items": _WARNING,
+                                 "description": "Returned by create/update only: rules shadowed by an "
+                                                "earlier one (this rule, or later rules this one shadows)."}
         out[name] = {"type": "object", "required": [f.name for f in fields], "properties": props}
         create = {f.name: field_schema(f) for f in fields if f.access != "server"}
         out["Create" + name] = {

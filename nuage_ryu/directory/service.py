@@ -84,7 +84,7 @@ class DirectoryService:
                 self.db_server = OvsdbServer(os.path.join(db_dir, "directory.db"), schema_path(),
                                              self.db_socket, listen)
                 self.db_server.start()
-            self.store = DirectoryStore(self.db_remote)
+            self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()
             self.api = DirectoryAPI(self.store, token)
             if self.api_port:

@@ -15,6 +15,11 @@ verify-and-increment of the domain's ``subnet_epoch``. A transaction that loses 
 race is re-planned on the fresh state (TRY_AGAIN, or an index conflict on an
 automatically chosen address/VNI); any other index conflict is a 409.
 
+Counters: the agents' per-host counter reports live in the non-root table ``HostCounters``
+(one row per host, owned by its ``Host`` row; see ``report_counters``). They are mirrored into
+a separate ``CounterSnapshot`` (``counters()``), not into ``DirectoryState``: a report neither
+invalidates the state's indexes nor wakes the listeners.
+
 Threading: one IDL thread runs ``idl.run()`` and calls the listeners. All IDL
 access (including commits by writer threads) happens under ``self._lock``, so
 in-process writers are serialised. Listeners are called from the IDL thread,
@@ -49,6 +54,9 @@ from nuage_ryu.directory.validate import Change, Op
 LOG = logging.getLogger(__name__)
 
 TABLE_KIND = {table: kind for kind, (table, _plural, _parent) in KINDS.items()}
+COUNTERS_TABLE = "HostCounters"
+# OVSDB integers are signed 64-bit; OVS counters are unsigned (and never get near this).
+COUNTER_MAX = 2**63 - 1
 REF_FIELDS = {"enterprise", "domain", "zone", "subnet"}
 # How often a write is re-planned after losing a race before giving up (409/503).
 MAX_ATTEMPTS = 20
@@ -117,6 +125,33 @@ def row_to_object(kind: str, row):
     if kind == "token":
         return model.ApiToken(rid, _ref(row, "enterprise"), row.token_hash, row.name, row.created)
     raise KeyError(kind)  # pragma: no cover
+
+
+def _uuid_map(row, col: str) -> dict[str, int]:
+    return {str(k.value): v.value for k, v in row._data[col].values.items()}
+
+
+def row_to_counters(row) -> model.HostCounters:
+    """Convert an IDL ``HostCounters`` row into the immutable report."""
+    rule_bytes, default_bytes = _uuid_map(row, "rule_bytes"), _uuid_map(row, "default_bytes")
+    rules = {k: (p, rule_bytes.get(k, 0)) for k, p in _uuid_map(row, "rule_packets").items()}
+    defaults = {k: (p, default_bytes.get(k, 0)) for k, p in _uuid_map(row, "default_packets").items()}
+    return model.HostCounters(str(row.uuid), row.host, MappingProxyType(rules), MappingProxyType(defaults))
+
+
+def _check_counts(what: str, values) -> dict[str, tuple[int, int]]:
+    if not isinstance(values, dict):
+        raise ValidationError(f"{what} must be a dict of id -> (packets, bytes)")
+    out = {}
+    for key, value in values.items():
+        try:
+            packets, nbytes = value
+        except (TypeError, ValueError):
+            raise ValidationError(f"{what}[{key!r}] must be (packets, bytes)") from None
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (packets, nbytes)):
+            raise ValidationError(f"{what}[{key!r}]: counts must be integers >= 0")
+        out[str(key)] = (min(packets, COUNTER_MAX), min(nbytes, COUNTER_MAX))
+    return out
 
 
 def _columns(fields: dict) -> dict:
@@ -193,8 +228,14 @@ class DirectoryStore:
     (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``); writes go to the leader.
     """
 
-    def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0):
+    def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0,
+                 all_counters: bool = False):
+        """``all_counters``: replicate every host's counter reports (the REST API needs them). When
+        False (agents), only the reports of hosts this store itself reports for are replicated,
+        so that N agents do not each receive the counters of all N hosts."""
         self.remote = remote
+        self.all_counters = all_counters
+        self._counter_hosts: set[str] = set()
         self._schema = schema or schema_path()
         self.write_timeout = write_timeout
         self._lock = threading.RLock()
@@ -214,6 +255,9 @@ class DirectoryStore:
         self._state = DirectoryState()
         self._version = 0
         self._listeners: list[Callable[[DirectoryState], None]] = []
+        self._counter_rows: immutables.Map = immutables.Map()
+        self._counters_dirty = False
+        self._counters = model.NO_COUNTERS
 
     # -- lifecycle --
     def start(self, timeout: float = 10.0) -> None:
@@ -221,6 +265,9 @@ class DirectoryStore:
         helper = ovs.db.idl.SchemaHelper(location=self._schema)
         helper.register_all()
         self._idl = _Idl(self.remote, helper, self._on_row)
+        if not self.all_counters:
+            # Set before the first monitor request, which then carries it.
+            self._idl.cond_change(COUNTERS_TABLE, [False])
         deadline = time.monotonic() + timeout
         with self._lock:
             while not self._synced():
@@ -291,6 +338,13 @@ class DirectoryStore:
     def _on_row(self, event, row) -> None:
         kind = TABLE_KIND.get(row._table.name)
         if kind is None:
+            if row._table.name == COUNTERS_TABLE:
+                rid = str(row.uuid)
+                if event == ovs.db.idl.ROW_DELETE:
+                    self._counter_rows = _discard(self._counter_rows, rid)
+                else:
+                    self._counter_rows = self._counter_rows.set(rid, row_to_counters(row))
+                self._counters_dirty = True
             return
         rid = str(row.uuid)
         table = self._mirror[kind]
@@ -337,8 +391,15 @@ class DirectoryStore:
                     self._subnet_ports, self._macs = immutables.Map(), immutables.Map()
                     for vport in self._mirror["vport"].values():
                         self._index_vport(None, vport)
+        rows = self._idl.tables[COUNTERS_TABLE].rows
+        if len(rows) != len(self._counter_rows):
+            self._counter_rows = immutables.Map({str(u): row_to_counters(r) for u, r in rows.items()})
+            self._counters_dirty = True
 
     def _publish(self) -> None:
+        if self._counters_dirty:
+            self._counters_dirty = False
+            self._counters = model.CounterSnapshot(self._counter_rows)
         if not self._dirty:
             return
         self._dirty.clear()
@@ -361,6 +422,10 @@ class DirectoryStore:
     def snapshot(self) -> DirectoryState:
         """The latest published state (immutable; safe to use from any thread)."""
         return self._state
+
+    def counters(self) -> model.CounterSnapshot:
+        """The latest counter reports (immutable; safe from any thread). See ``all_counters``."""
+        return self._counters
 
     @property
     def connected(self) -> bool:
@@ -437,11 +502,15 @@ class DirectoryStore:
         inserts = [op for op in change.ops if op.action == "insert"]
         return bool(inserts) and all(op.id in self._mirror[op.kind] for op in inserts)
 
-    def _commit(self, change: Change, deadline: float) -> tuple[int, str]:
+    def _commit(self, change: Change | None, deadline: float,
+                build: Callable[[ovs.db.idl.Transaction], None] | None = None) -> tuple[int, str]:
         idl = self._idl
         txn = ovs.db.idl.Transaction(idl)
         try:
-            self._build(txn, change)
+            if build is not None:
+                build(txn)
+            else:
+                self._build(txn, change)
             while True:
                 status = txn.commit()
                 if status != ovs.db.idl.Transaction.INCOMPLETE:
@@ -542,3 +611,87 @@ class DirectoryStore:
             return Change([Op("update", "vport", vport_id, {"status": status})], ("vport", vport_id))
 
         self.apply(plan)
+
+    # -- counters (agent side) --
+    def report_counters(self, host_name: str, rules: dict[str, tuple[int, int]],
+                        defaults: dict[str, tuple[int, int]]) -> bool:
+        """Store one host's current policy counters; returns True when something was written.
+
+        ``rules``: ACL id -> (packets, bytes); ``defaults``: domain id -> (packets, bytes) of the
+        domain's default action. Both are the host's **absolute totals** and its **complete**
+        report: ids missing from it are dropped from the host's counters. Ids that do not exist
+        (any more) are ignored; a rule deleted while the report is in flight is dropped by the
+        database itself (weak references), so the batch never fails because of it.
+
+        Nothing is written when the stored report is already equal. Only this host's row is
+        written, with no ``verify``: reports of different hosts, and REST writes, never conflict.
+        The host must be registered (``register_host``), else NotFound. Thread-safe like every
+        write (serialised with the store's other writes in this process).
+        """
+        validate.check_hostname(host_name, "host")
+        rules, defaults = _check_counts("rules", rules), _check_counts("defaults", defaults)
+        deadline = time.monotonic() + self.write_timeout
+        with self._lock:
+            if self._idl is None:
+                raise Unavailable("the directory store is stopped")
+            self._wait_synced(deadline)
+            self._watch_counters(host_name, deadline)
+            for _attempt in range(MAX_ATTEMPTS):
+                self._check_mirror()
+                self._publish()
+                state = self._state
+                host = state.host_by_name(host_name)
+                if host is None:
+                    raise NotFound(f"host {host_name} not found")
+                want_rules = {k: v for k, v in rules.items() if k in state.acls}
+                want_defaults = {k: v for k, v in defaults.items() if k in state.domains}
+                host_row = self._idl.tables["Host"].rows[uuid.UUID(host.id)]
+                link = host_row._data["counters"].as_list()
+                report = self._counter_rows.get(str(link[0])) if link else None
+                if link and report is None:
+                    # Linked, but the row has not reached our replica yet (condition just acked).
+                    self._catch_up()
+                    continue
+                if report is not None and report.rules == want_rules and report.defaults == want_defaults:
+                    return False
+
+                def build(txn, host_row=host_row, link=link, report=report, rules=want_rules,
+                          defaults=want_defaults):
+                    table = self._idl.tables[COUNTERS_TABLE]
+                    if link:
+                        row = table.rows[link[0]]
+                    else:
+                        row = txn.insert(table)
+                        row.host = host_name
+                        host_row.counters = [row]
+                    if report is None or report.rules != rules:
+                        row.rule_packets = {uuid.UUID(k): v[0] for k, v in rules.items()}
+                        row.rule_bytes = {uuid.UUID(k): v[1] for k, v in rules.items()}
+                    if report is None or report.defaults != defaults:
+                        row.default_packets = {uuid.UUID(k): v[0] for k, v in defaults.items()}
+                        row.default_bytes = {uuid.UUID(k): v[1] for k, v in defaults.items()}
+
+                status, error = self._commit(None, deadline, build)
+                if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
+                    self._check_mirror()
+                    self._publish()
+                    return True
+                if status == ovs.db.idl.Transaction.ERROR and '"constraint violation"' not in error:
+                    raise Unavailable(f"the directory database refused the counters: {error}")
+                # TRY_AGAIN (reconnect, leader change) or another writer linked a row for this host
+                # first (index on HostCounters.host): catch up and write on the fresh replica.
+                self._catch_up()
+            raise Unavailable("could not store the counters; try again")
+
+    def _watch_counters(self, host_name: str, deadline: float) -> None:
+        """Make sure this host's counter row is replicated (agents replicate only their own hosts')."""
+        if self.all_counters or host_name in self._counter_hosts:
+            return
+        self._counter_hosts.add(host_name)
+        self._idl.cond_change(COUNTERS_TABLE, [["host", "==", h] for h in sorted(self._counter_hosts)])
+        cond = self._idl.tables[COUNTERS_TABLE].condition_state
+        # ovsdb-server sends the rows the new condition selects before it acknowledges it.
+        while cond.new is not None or cond.requested is not None:
+            if time.monotonic() > deadline:
+                raise Unavailable("the directory database did not acknowledge the counters monitor")
+            self._run_once(0.05)

@@ -84,7 +84,7 @@ def _type_ok(f, value) -> bool:
         return isinstance(value, bool)
     if k == "protocol":
         return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-    if k == "endpoint":
+    if k in ("endpoint", "counters"):
         return isinstance(value, dict)
     if k == "ids":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -94,6 +94,7 @@ def _type_ok(f, value) -> bool:
 
 
 _TYPE_NAMES = {"integer": "an integer", "boolean": "a boolean (true/false)", "endpoint": "an object",
+               "counters": "an object",
                "ids": "a list of id strings", "map": "an object of strings", "protocol": "a string or number"}
 
 
@@ -118,6 +119,8 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
         if shown is None:
             if f.access == "server":
                 raise ValidationError(f"field {key!r} is read-only")
+        elif f.kind == "counters":
+            continue  # observations that move between a GET and its PUT: ignored, never compared
         elif f.access == "server" or not f.mutable:
             if _same(shown.get(key), value):
                 continue

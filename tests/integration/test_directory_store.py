@@ -11,7 +11,7 @@ import pytest
 
 from nuage_ryu.db.server import OvsdbServer, prepare_db
 from nuage_ryu.directory import validate
-from nuage_ryu.directory.errors import Conflict, NotFound
+from nuage_ryu.directory.errors import Conflict, NotFound, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.testing import wait_until
@@ -189,6 +189,131 @@ def test_agent_side_writes(stores):
 
     wait_until(other_sees_up, 5, what="the other store to see status up")
     assert [v.id for v in stores[1].snapshot().vports_on_host("node-1")] == [vp.id]
+
+
+@pytest.fixture
+def api_and_agents(server):
+    """The API's store (replicates every host's counters) and two agents' stores (only their own)."""
+    made = [DirectoryStore(server.remote, all_counters=True), DirectoryStore(server.remote),
+            DirectoryStore(server.remote)]
+    for st in made:
+        st.start()
+    yield made
+    for st in made:
+        st.stop()
+
+
+def rules_of(store, acl_id):
+    return store.counters().of_rule(acl_id)
+
+
+def test_counters_of_two_hosts_are_summed_and_deleted_rules_ignored(api_and_agents):
+    api, agent1, agent2 = api_and_agents
+    _ent, dom, _zone, _sub = tree(api)
+    web = create(api, "acl", dom.id, {"priority": 10, "protocol": "tcp", "dst_ports": "80"})
+    ssh = create(api, "acl", dom.id, {"priority": 20, "protocol": "tcp", "dst_ports": "22"})
+    for agent, name in ((agent1, "node-1"), (agent2, "node-2")):
+        agent.register_host(name, None, None)
+        wait_until(lambda agent=agent: ssh.id in agent.snapshot().acls, 5, what="the agent to see the rules")
+    never = "00000000-0000-0000-0000-00000000dead"
+    assert agent1.report_counters("node-1", {web.id: (10, 1000), ssh.id: (1, 60)}, {dom.id: (3, 180)})
+    assert not agent1.report_counters("node-1", {web.id: (10, 1000), ssh.id: (1, 60)}, {dom.id: (3, 180)})
+    assert agent2.report_counters("node-2", {web.id: (5, 500), never: (7, 700)}, {never: (1, 1)})
+
+    def summed():
+        return rules_of(api, web.id) == {"packets": 15, "bytes": 1500, "by_host": {
+            "node-1": {"packets": 10, "bytes": 1000}, "node-2": {"packets": 5, "bytes": 500}}}
+
+    wait_until(summed, 5, what="the API store to see both hosts' counters")
+    assert api.counters().of_default(dom.id)["by_host"] == {"node-1": {"packets": 3, "bytes": 180}}
+    assert set(api.counters().of_host("node-2").rules) == {web.id}  # the unknown id was not stored
+    # each agent replicates only its own host's report, not every host's
+    assert [r.host for r in agent1.counters().reports.values()] == ["node-1"]
+    assert [r.host for r in agent2.counters().reports.values()] == ["node-2"]
+
+    # a rule deleted while agent2 still reports it: dropped, the rest of the batch is stored
+    api.apply(lambda s: validate.plan_delete(s, "acl", ssh.id))
+    assert agent2.report_counters("node-2", {web.id: (6, 600), ssh.id: (2, 120)}, {})
+    wait_until(lambda: rules_of(api, web.id)["packets"] == 16, 5, what="node-2's new total")
+    assert ssh.id not in api.counters().of_host("node-2").rules
+    # the database removed the deleted rule from node-1's report too (weak reference)
+    wait_until(lambda: ssh.id not in api.counters().of_host("node-1").rules, 5, what="node-1's entry to go")
+    assert rules_of(api, ssh.id) == {"packets": 0, "bytes": 0, "by_host": {}}
+
+    # a restarted agent (fresh store, its row already exists) reports totals that restarted from zero
+    agent1.stop()
+    restarted = DirectoryStore(agent1.remote)
+    restarted.start()
+    try:
+        assert restarted.report_counters("node-1", {web.id: (2, 200)}, {})
+    finally:
+        restarted.stop()
+    wait_until(lambda: rules_of(api, web.id)["packets"] == 8, 5, what="node-1's total to go down")
+    assert api.counters().of_default(dom.id)["by_host"] == {}  # node-1's complete report has no default now
+
+    # deleting a host deletes its counters (the row is owned by the Host row)
+    host2 = api.snapshot().host_by_name("node-2")
+    api.apply(lambda s: validate.plan_delete(s, "host", host2.id))
+    wait_until(lambda: rules_of(api, web.id)["by_host"].keys() == {"node-1"}, 5, what="node-2's counters to go")
+
+
+def test_report_counters_refuses_bad_input_and_unknown_hosts(api_and_agents):
+    _api, agent, _other = api_and_agents
+    with pytest.raises(NotFound):
+        agent.report_counters("nobody", {}, {})
+    agent.register_host("node-1", None, None)
+    for rules in ({"x": (-1, 0)}, {"x": (1,)}, {"x": ("1", 2)}, {"x": (True, 2)}):
+        with pytest.raises(ValidationError):
+            agent.report_counters("node-1", rules, {})
+    assert agent.counters().of_host("node-1") is None  # nothing was written
+
+
+def test_counter_reports_never_make_rest_writes_replan(api_and_agents):
+    """Agents report in a loop while the API updates the same rules: every REST write commits on its
+    first attempt (no verify on anything the reports touch), and no report fails."""
+    api, agent1, agent2 = api_and_agents
+    _ent, dom, _zone, _sub = tree(api)
+    rules = [create(api, "acl", dom.id, {"priority": 10 + i}) for i in range(5)]
+    for agent, name in ((agent1, "node-1"), (agent2, "node-2")):
+        agent.register_host(name, None, None)
+        wait_until(lambda agent=agent: len(agent.snapshot().acls) == 5, 5, what="the agent to see the rules")
+    stop = threading.Event()
+    errors: list = []
+    reports = [0, 0]
+
+    def report(i, agent, name):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                if agent.report_counters(name, {r.id: (n, 100 * n) for r in rules}, {dom.id: (n, n)}):
+                    reports[i] += 1
+            except Exception as exc:  # collected
+                errors.append(exc)
+
+    threads = [threading.Thread(target=report, args=(0, agent1, "node-1")),
+               threading.Thread(target=report, args=(1, agent2, "node-2"))]
+    for t in threads:
+        t.start()
+    attempts = []
+    try:
+        wait_until(lambda: min(reports) >= 5, 10, what="both agents to be reporting")
+        for i in range(40):
+            planned = [0]
+
+            def plan(state, i=i, planned=planned):
+                planned[0] += 1
+                return validate.plan_update(state, "acl", rules[i % 5].id, {"description": f"edit {i}"})
+
+            api.apply(plan)
+            attempts.append(planned[0])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert errors == []
+    assert min(reports) >= 5
+    assert attempts == [1] * 40
 
 
 def test_schema_upgrade_converts_and_keeps_data(tmp_path):

@@ -68,6 +68,23 @@ def test_as_dict_shapes():
     assert vport["zone"] == "z1" and vport["policygroups"] == ["p1"] and vport["status"] == "down"
     acl = m.as_dict("acl", st.acls["a2"], st)
     assert acl["source"] == {"type": "zone", "id": "z1"} and acl["destination"] == {"type": "any"}
-    assert acl["counters"] is None
+    assert acl["counters"] == {"packets": 0, "bytes": 0, "by_host": {}}  # nobody reported yet
     assert m.as_dict("host", st.hosts["h1id"])["last_seen"] is None
     assert m.iso_time(1_700_000_000_000) == "2023-11-14T22:13:20.000+00:00"
+
+
+def test_counters_are_summed_over_hosts_per_rule_and_per_domain_default():
+    st = sample()
+    counters = m.CounterSnapshot({
+        "r1": m.HostCounters("r1", "node-1", {"a2": (10, 1000), "a1": (1, 60)}, {"d1": (3, 300)}),
+        "r2": m.HostCounters("r2", "node-2", {"a2": (5, 400)}, {}),
+    })
+    acl = m.as_dict("acl", st.acls["a2"], st, counters)
+    assert acl["counters"] == {"packets": 15, "bytes": 1400, "by_host": {
+        "node-1": {"packets": 10, "bytes": 1000}, "node-2": {"packets": 5, "bytes": 400}}}
+    assert m.as_dict("acl", st.acls["a1"], st, counters)["counters"]["by_host"] == {
+        "node-1": {"packets": 1, "bytes": 60}}
+    domain = m.as_dict("domain", st.domains["d1"], st, counters)
+    assert domain["default_action_counters"] == {"packets": 3, "bytes": 300,
+                                                 "by_host": {"node-1": {"packets": 3, "bytes": 300}}}
+    assert counters.of_host("node-2").rules == {"a2": (5, 400)} and counters.of_host("node-3") is None
