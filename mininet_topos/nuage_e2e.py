@@ -33,6 +33,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -213,6 +214,7 @@ class Run:
     # -- bookkeeping ---------------------------------------------------------------
     def step(self, name):
         self.report["steps"][name] = round(time.monotonic() - self.started, 2)
+        print("nuage_e2e: %s at %.2fs" % (name, self.report["steps"][name]), file=sys.stderr, flush=True)
         if name == self.args.fail_after:
             raise E2EError("stopped after step %s (--fail-after)" % name)
 
@@ -366,8 +368,21 @@ class Run:
                                      for name, host in self.containers.items()}
         self.step("containers_attached")
 
+    def tunnel_packets(self):
+        """Packets sent and received by each host's vxlan0, from OpenFlow port stats."""
+        counts = {}
+        for host in self.hosts():
+            out = run(["ovs-ofctl", "-O", "OpenFlow14", "dump-ports", "unix:%s/br-int.mgmt" % host.rundir, "vxlan0"])
+            rx = re.search(r"rx pkts=(\d+)", out.stdout)
+            tx = re.search(r"tx pkts=(\d+)", out.stdout)
+            if out.returncode != 0 or not rx or not tx:
+                raise E2EError("port stats of vxlan0 on %s: %s %s" % (host.name, out.stdout, out.stderr))
+            counts[host.name] = {"rx": int(rx.group(1)), "tx": int(tx.group(1))}
+        return counts
+
     def check_traffic(self):
         traffic = self.report["traffic"] = {}
+        before = self.tunnel_packets()
         for src, dst in (("c1", "c2"), ("c2", "c1")):
             node = self.containers[src]
 
@@ -395,6 +410,9 @@ class Run:
         wait_for(tcp, self.args.timeout, "a TCP exchange c1 -> c2:%d" % TCP_PORT)
         traffic["tcp_c1_c2"] = True
         self.stop_process("echo-server")
+        after = self.tunnel_packets()
+        traffic["vxlan_packets"] = {name: {k: after[name][k] - before[name][k] for k in ("rx", "tx")}
+                                    for name in after}
         self.step("traffic_ok")
 
     def detach_containers(self):

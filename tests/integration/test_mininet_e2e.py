@@ -23,6 +23,7 @@ import ipaddress
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -148,6 +149,8 @@ def test_two_containers_on_two_mininet_hosts_talk_through_the_overlay():
     assert " 0% packet loss" in traffic["ping_c1_c2"]
     assert " 0% packet loss" in traffic["ping_c2_c1"]
     assert traffic["tcp_c1_c2"] is True
+    for host, counts in traffic["vxlan_packets"].items():  # the only path between the hosts is the tunnel
+        assert counts["rx"] > 0 and counts["tx"] > 0, (host, counts)
     # CNI DEL removed vports, OVS ports, veths; teardown stopped everything by pid and left nothing.
     assert report["after_del"] == {}
     assert report["teardown_errors"] == []
@@ -172,3 +175,34 @@ def test_bad_input_is_one_line():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("--hosts must be between 2 and 8")
+
+
+def test_killing_the_run_ends_the_whole_sandbox():
+    """SIGKILL of the run while containers are attached (a hung or crashed test): the kernel ends everything."""
+    state_dir = f"/run/nuage-e2e-{uuid.uuid4().hex[:8]}"
+    links_before, netns_before = root_links(), netns_names()
+    proc = subprocess.Popen([SYSTEM_PYTHON, RUNNER, "--hosts", "2", "--bin-dir", BIN_DIR, "--state-dir", state_dir,
+                             "--timeout", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+    namespaces: dict[str, str] = {}
+    seen = b""
+    try:
+        namespaces = sandbox_namespaces(proc.pid)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while b"containers_attached" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(proc.stderr.fileno(), 4096) if ready else b""
+            if not chunk:  # the run ended (or the deadline passed) before getting there
+                break
+            seen += chunk
+        inside = sorted({pid for kind, inode in namespaces.items() for pid in pids_in_namespace(kind, inode)})
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        left = wait_gone(namespaces) if namespaces else []
+    assert b"containers_attached" in seen, seen.decode(errors="replace")
+    assert len(inside) > 8  # Mininet shells, 2 x (ovsdb-server + ovs-vswitchd), directory + its DB, 2 agents
+    assert left == [], f"processes left in the sandbox's namespaces: {left}"
+    assert {name for name in root_links() - links_before if OUR_NAMES.match(name)} == set()
+    assert {name for name in netns_names() - netns_before if OUR_NAMES.match(name)} == set()
+    assert not os.path.exists(state_dir)
