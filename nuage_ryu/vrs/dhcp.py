@@ -76,6 +76,24 @@ class Lease:
         return str(ipaddress.IPv4Network(f"0.0.0.0/{self.prefixlen}").netmask)
 
 
+def _field(obj, name: str):
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def lease_for(vport, subnet, router_mac: str, mtu: int | None = None, dns: tuple[str, ...] = (),
+              lease_time: int = DEFAULT_LEASE_TIME, domain_name: str = "") -> Lease:
+    """The Lease of a directory vport (model object or REST dict) in ``subnet``.
+
+    ``router_mac`` is the domain's virtual router MAC (source of the replies),
+    ``mtu`` what the vport's interface should use (underlay MTU - 50).
+    """
+    gateway = _field(vport, "gateway") or _field(subnet, "gateway")
+    prefixlen = ipaddress.ip_network(_field(subnet, "cidr"), strict=False).prefixlen
+    return Lease(ip=_field(vport, "ip"), prefixlen=prefixlen, gateway=gateway,
+                 mac=_field(vport, "mac").lower(), server_mac=router_mac, mtu=mtu,
+                 lease_time=lease_time, dns=tuple(dns), domain_name=domain_name)
+
+
 @dataclass
 class DhcpStats:
     """Counters of what the responder saw and did (for the agent's metrics)."""

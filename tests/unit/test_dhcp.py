@@ -153,3 +153,19 @@ def test_fuzz_truncated_and_mutated_real_packets_never_raise():
     # Mutations mostly outside what matters still get answers; the rest is counted.
     assert answered > 0
     assert sum(v for k, v in stats.counts.items() if k != "received") == stats.counts["received"]
+
+
+def test_lease_for_directory_objects():
+    from nuage_ryu.directory.model import Subnet, VPort
+
+    subnet = Subnet(id="s", zone="z", domain="d", name="n", cidr="10.1.0.0/24", gateway="10.1.0.1")
+    vport = VPort(id="v", subnet="s", domain="d", name="vm1", ip="10.1.0.5", mac="02:AA:BB:CC:DD:01",
+                  gateway="10.1.0.1", type="vm")
+    lease = responder.lease_for(vport, subnet, "fe:00:00:00:00:01", mtu=1450)
+    assert lease == responder.Lease(ip="10.1.0.5", prefixlen=24, gateway="10.1.0.1", mac=MAC,
+                                    server_mac="fe:00:00:00:00:01", mtu=1450)
+    as_dicts = responder.lease_for({"ip": "10.1.0.5", "mac": MAC, "gateway": ""},
+                                   {"cidr": "10.1.0.0/24", "gateway": "10.1.0.1"}, "fe:00:00:00:00:01",
+                                   mtu=1450)
+    assert as_dicts == lease
+    assert responder.handle_dhcp(request("discover"), lease) is not None
