@@ -528,6 +528,34 @@ def test_rule_counters_count_the_connections_they_allowed(counted):
     assert after[:4] == mid[:4], "denied connections counted by the allow rules"
 
 
+def acl_metric(host, domain_id: str, rule_id: str) -> int:
+    """``nuage_acl_packets_total`` of one rule (or ``default``) from the host agent's /metrics."""
+    out = ns_run(host.netns, ["curl", "-sf", "http://127.0.0.1:9100/metrics"], timeout=10).stdout
+    for line in out.splitlines():
+        if (line.startswith("nuage_acl_packets_total{") and f'domain="{domain_id}"' in line
+                and f'rule="{rule_id}"' in line):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return -1  # not (yet) exported
+
+
+def test_rule_counters_in_agent_metrics(counted):
+    k = counted
+    h1, a1, b1 = k["h1"], k["a1"], k["b1"]
+    domain_id, rid = k["pol"].domain["id"], k["used"]["id"]
+    wait_until(lambda: acl_metric(h1, domain_id, rid) >= 0, timeout=20, message="the rule in h1's /metrics")
+    before = acl_metric(h1, domain_id, rid)
+    drops = acl_metric(h1, domain_id, "default")
+    for _ in range(3):
+        assert a1.tcp_connect(b1.ip, 7100)
+    assert connects([(a1, b1, 7300)]) == [False]
+    # The agent reads the flow stats every [vrs] stats_interval (5 s), OVS updates them every ~0.5 s.
+    wait_until(lambda: acl_metric(h1, domain_id, rid) >= before + 3, timeout=20,
+               message="the rule's packets in /metrics (sending host)")
+    wait_until(lambda: acl_metric(h1, domain_id, "default") >= drops + 1, timeout=20,
+               message="the default drops in /metrics (sending host)")
+    assert acl_metric(h1, domain_id, k["unused"]["id"]) == 0
+
+
 @pytest.mark.xfail(strict=True, reason="issue 5 item 4: GET /acls/{id} counters are null until agents report them")
 def test_rule_counters_in_the_api(counted):
     k = counted
