@@ -23,7 +23,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from nuage_ryu.framework import dhcp, ethernet, ipv4, packet, udp
+from nuage_ryu.framework import dhcp, ethernet, ipv4, packet, udp, vlan
 
 SERVER_PORT = 67
 CLIENT_PORT = 68
@@ -117,6 +117,7 @@ class DhcpRequest:
     requested_ip: str | None
     server_id: str | None
     src_mac: str
+    vlan_id: int | None = None  # the 802.1Q tag the request came with (bare-metal on a VLAN)
 
 
 def _option_map(msg: dhcp.dhcp) -> dict[int, bytes]:
@@ -141,6 +142,9 @@ def parse_request(data: bytes) -> DhcpRequest | None:
         return None
     pkt = packet.Packet(bytes(data))
     eth = pkt.get_protocol(ethernet.ethernet)
+    tags = pkt.get_protocols(vlan.vlan)
+    if len(tags) > 1:
+        return None  # QinQ: not for us
     ip4 = pkt.get_protocol(ipv4.ipv4)
     udp4 = pkt.get_protocol(udp.udp)
     msg = pkt.get_protocol(dhcp.dhcp)
@@ -158,7 +162,7 @@ def parse_request(data: bytes) -> DhcpRequest | None:
                        ciaddr=msg.ciaddr, giaddr=msg.giaddr,
                        requested_ip=_ip_option(options.get(OPT_REQUESTED_IP)),
                        server_id=_ip_option(options.get(OPT_SERVER_ID)),
-                       src_mac=eth.src.lower())
+                       src_mac=eth.src.lower(), vlan_id=tags[0].vid if tags else None)
 
 
 def _reply_options(kind: int, lease: Lease) -> list[dhcp.option]:
@@ -193,8 +197,12 @@ def build_reply(req: DhcpRequest, kind: int, lease: Lease) -> bytes:
                     siaddr="0.0.0.0", giaddr=req.giaddr,
                     options=dhcp.options(option_list=_reply_options(kind, lease)))
     pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff" if broadcast else req.chaddr,
-                                       src=lease.server_mac, ethertype=0x0800))
+    dst = "ff:ff:ff:ff:ff:ff" if broadcast else req.chaddr
+    if req.vlan_id is not None:  # answer on the VLAN the request came from
+        pkt.add_protocol(ethernet.ethernet(dst=dst, src=lease.server_mac, ethertype=0x8100))
+        pkt.add_protocol(vlan.vlan(vid=req.vlan_id, ethertype=0x0800))
+    else:
+        pkt.add_protocol(ethernet.ethernet(dst=dst, src=lease.server_mac, ethertype=0x0800))
     pkt.add_protocol(ipv4.ipv4(src=lease.server_id, dst="255.255.255.255" if broadcast else yiaddr,
                                proto=17, ttl=64))
     pkt.add_protocol(udp.udp(src_port=SERVER_PORT, dst_port=CLIENT_PORT))

@@ -11,7 +11,7 @@ import random
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from nuage_ryu.vrs import dhcp as responder
 
@@ -129,7 +129,9 @@ def test_fuzz_truncated_and_mutated_real_packets_never_raise():
     rng = random.Random(6)
     stats = responder.DhcpStats()
     seeds = [request("discover"), request("request", requested_addr="10.1.0.5", server_id="10.1.0.1"),
-             request("request", ciaddr="10.1.0.5"), request("discover", flags=0x8000)]
+             request("request", ciaddr="10.1.0.5"), request("discover", flags=0x8000),
+             bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=7)
+                   / Ether(request("discover")).payload)]
     for seed in seeds:
         for cut in range(len(seed) + 1):
             _check_reply(responder.handle_dhcp(seed[:cut], LEASE, stats))
@@ -169,3 +171,13 @@ def test_lease_for_directory_objects():
                                    mtu=1450)
     assert as_dicts == lease
     assert responder.handle_dhcp(request("discover"), lease) is not None
+
+
+def test_tagged_request_gets_tagged_reply():
+    tagged = Ether(request("discover"))
+    payload = tagged.payload
+    frame = bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=10) / payload)
+    reply = Ether(responder.handle_dhcp(frame, LEASE))
+    assert reply[Dot1Q].vlan == 10 and reply[BOOTP].yiaddr == "10.1.0.5"
+    double = bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=10) / Dot1Q(vlan=20) / payload)
+    assert responder.handle_dhcp(double, LEASE) is None
