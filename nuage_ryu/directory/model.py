@@ -175,8 +175,8 @@ class ApiToken:
 class Field:
     """One JSON field of an object.
 
-    kind: string, integer, boolean, ip, cidr, mac, enum, endpoint, ports,
-    protocol, ids (list of ids), map (string->string), id, timestamp.
+    kind: string, integer, boolean, ip, ip_or_empty, cidr, mac, enum, endpoint, ports,
+    protocol, ids (list of ids), map (string->string), id, timestamp, counters.
     access: "required" / "optional" (client may set on create), "server" (read-only).
     """
 
@@ -271,7 +271,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     "host": (
         _id(),
         Field("name", "string", "required", description="Host name, unique."),
-        Field("tunnel_ip", "ip", "optional", True, description="VXLAN tunnel endpoint."),
+        Field("tunnel_ip", "ip_or_empty", "optional", True,
+              description="VXLAN tunnel endpoint; empty until known (an agent may register without one)."),
         Field("datapath_id", "string", "optional", True, description="br-int datapath id, 16 hex digits."),
         Field("connected", "boolean", "server"),
         Field("last_seen", "timestamp", "server", nullable=True, description="Last agent heartbeat (UTC)."),

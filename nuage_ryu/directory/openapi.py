@@ -66,6 +66,8 @@ def field_schema(f: Field) -> dict:
         s: dict = {"type": "string"}
     elif k == "ip":
         s = {"type": "string", "format": "ipv4"}
+    elif k == "ip_or_empty":
+        s = {"type": "string", "pattern": r"^$|^\d{1,3}(\.\d{1,3}){3}$"}
     elif k == "mac":
         s = {"type": "string", "example": "02:00:00:00:00:01"}
     elif k == "id":

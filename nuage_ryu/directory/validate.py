@@ -76,7 +76,7 @@ def _type_ok(f, value) -> bool:
     if value is None:
         return f.nullable
     k = f.kind
-    if k in ("string", "ip", "cidr", "mac", "ports", "enum", "id"):
+    if k in ("string", "ip", "ip_or_empty", "cidr", "mac", "ports", "enum", "id"):
         return isinstance(value, str)
     if k == "integer":
         return isinstance(value, int) and not isinstance(value, bool)

@@ -81,7 +81,8 @@ def test_full_crud_of_every_object(admin, tree):
                      {"priority": 100, "source": {"type": "policygroup", "id": pg["id"]},
                       "destination": {"type": "cidr", "cidr": "0.0.0.0/0"}, "protocol": "tcp",
                       "dst_ports": "443", "action": "allow"})
-    assert acl["counters"] is None and acl["warnings"] == [] and acl["stateful"] is True
+    assert acl["counters"] == {"packets": 0, "bytes": 0, "by_host": {}} and acl["warnings"] == []
+    assert acl["stateful"] is True
     host = admin.post("/hosts", {"name": f"h-{ent['id'][:8]}", "tunnel_ip": "192.0.2.1"})
     assert host["connected"] is False and host["last_seen"] is None
 
@@ -303,6 +304,81 @@ def test_vport_status_comes_from_the_agent_side(manager, admin, tree):
     host = admin.get("/hosts", name="node-agent")[0]
     assert host["connected"] is True and host["last_seen"] and host["datapath_id"] == "000000000000002a"
     admin.delete(f"/hosts/{host['id']}")
+
+
+def test_acl_write_time_checks_and_shadow_warnings(admin, tree):
+    dom, zone, sub, pg = tree["dom"], tree["zone"], tree["sub"], tree["pg"]
+    acls = f"/domains/{dom['id']}/acls"
+    web = admin.post(acls, {"priority": 100, "source": {"type": "policygroup", "id": pg["id"]},
+                            "protocol": "tcp", "dst_ports": "80-443"})
+    assert web["warnings"] == []
+    # duplicate priority (also through an update), another domain's endpoint: refused, nothing changes
+    other = admin.post(f"/enterprises/{tree['ent']['id']}/domains", {"name": "other"})
+    other_pg = admin.post(f"/domains/{other['id']}/policygroups", {"name": "www"})
+    err = expect_error(409, "conflict", admin.post, acls, {"priority": 100})
+    assert web["id"] in err.message
+    ssh = admin.post(acls, {"priority": 300, "protocol": "tcp", "dst_ports": "22"})
+    expect_error(409, "conflict", admin.put, f"/acls/{ssh['id']}", {"priority": 100})
+    err = expect_error(422, "validation_error", admin.post, acls,
+                       {"priority": 5, "destination": {"type": "policygroup", "id": other_pg["id"]}})
+    assert "does not exist in this domain" in err.message
+    assert [a["id"] for a in admin.get(acls)] == [web["id"], ssh["id"]]
+    assert admin.get(f"/acls/{ssh['id']}")["priority"] == 300
+
+    # a rule inside an earlier one's traffic is created, with a warning naming the earlier rule
+    https = admin.post(acls, {"priority": 200, "source": {"type": "policygroup", "id": pg["id"]},
+                              "destination": {"type": "subnet", "id": sub["id"]}, "protocol": "tcp",
+                              "dst_ports": "443", "action": "deny"})
+    assert [(w["code"], w["rule"], w["by"]) for w in https["warnings"]] == [("shadowed", https["id"], web["id"])]
+    assert "never match" in https["warnings"][0]["message"]
+    assert "warnings" not in admin.get(f"/acls/{https['id']}")
+    # moving it ahead of the broader rule: no longer shadowed
+    assert admin.put(f"/acls/{https['id']}", {"priority": 50})["warnings"] == []
+    # a new catch-all for the zone ahead of everything warns about each rule it shadows
+    zone_rule = admin.post(acls, {"priority": 10, "destination": {"type": "zone", "id": zone["id"]}})
+    assert [(w["rule"], w["by"]) for w in zone_rule["warnings"]] == [(https["id"], zone_rule["id"])]
+    shown = admin.put(f"/acls/{zone_rule['id']}", {"destination": {"type": "any"}})
+    assert [w["rule"] for w in shown["warnings"]] == [https["id"], web["id"], ssh["id"]]
+
+
+def test_counters_reported_by_two_hosts_show_in_get(manager, admin, tree):
+    dom = tree["dom"]
+    rule = admin.post(f"/domains/{dom['id']}/acls", {"priority": 10, "protocol": "tcp"})
+    assert rule["counters"] == {"packets": 0, "bytes": 0, "by_host": {}}
+    assert admin.get(f"/domains/{dom['id']}")["default_action_counters"] == {"packets": 0, "bytes": 0,
+                                                                            "by_host": {}}
+    gone = admin.post(f"/domains/{dom['id']}/acls", {"priority": 20})
+    admin.delete(f"/acls/{gone['id']}")
+    agents = []
+    try:
+        for name, counts in (("cnt-1", (10, 1500)), ("cnt-2", (4, 256))):
+            agent = DirectoryStore("unix:" + manager.db_socket)  # what each VRS agent does, over OVSDB
+            agent.start()
+            agents.append(agent)
+            agent.register_host(name, None, None)
+            wait_until(lambda agent=agent: rule["id"] in agent.snapshot().acls, 5, what="the agent to see the rule")
+            # the deleted rule is still in this (stale) report: ignored, the rest is stored
+            assert agent.report_counters(name, {rule["id"]: counts, gone["id"]: (1, 1)}, {dom["id"]: (1, 100)})
+    finally:
+        for agent in agents:
+            agent.stop()
+    expected = {"packets": 14, "bytes": 1756, "by_host": {"cnt-1": {"packets": 10, "bytes": 1500},
+                                                          "cnt-2": {"packets": 4, "bytes": 256}}}
+    shown = wait_until(lambda: (lambda a: a if a["counters"]["packets"] == 14 else None)(
+        admin.get(f"/acls/{rule['id']}")), 5, what="GET to show both hosts' counters")
+    assert shown["counters"] == expected
+    assert admin.get(f"/domains/{dom['id']}/acls")[0]["counters"] == expected
+    assert admin.get(f"/domains/{dom['id']}")["default_action_counters"]["packets"] == 2
+    # a GET body sent back with PUT is accepted although the counters moved meanwhile
+    body = dict(shown, description="counted", counters={"packets": 0, "bytes": 0, "by_host": {}})
+    assert admin.put(f"/acls/{rule['id']}", body)["counters"] == expected
+    expect_error(422, "validation_error", admin.post, f"/domains/{dom['id']}/acls",
+                 {"priority": 30, "counters": expected})
+    for host in admin.get("/hosts"):
+        if host["name"] in ("cnt-1", "cnt-2"):
+            admin.delete(f"/hosts/{host['id']}")
+    wait_until(lambda: admin.get(f"/acls/{rule['id']}")["counters"]["by_host"] == {}, 5,
+               what="deleted hosts' counters to go")
 
 
 def test_unix_socket_api(manager):

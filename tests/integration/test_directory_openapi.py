@@ -15,7 +15,8 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 
 from nuage_ryu.directory.api import ROUTES
 from nuage_ryu.directory.model import FIELDS, KINDS
-from nuage_ryu.directory.testing import ManagerProcess
+from nuage_ryu.directory.store import DirectoryStore
+from nuage_ryu.directory.testing import ManagerProcess, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -84,8 +85,23 @@ def test_real_requests_and_responses_match_the_document(manager, spec):
         "priority": 10, "source": {"type": "policygroup", "id": pg["id"]},
         "destination": {"type": "cidr", "cidr": "10.9.0.0/16"}, "protocol": 6, "dst_ports": "22"}).json()
     call("POST", f"/domains/{dom['id']}/acls", {"priority": 11, "protocol": "icmp", "icmp_type": 8})
+    shadowed = call("POST", f"/domains/{dom['id']}/acls", {"priority": 13, "protocol": "icmp", "icmp_type": 8,
+                                                           "icmp_code": 0}).json()
+    assert [w["code"] for w in shadowed["warnings"]] == ["shadowed"]  # its warning matched the schema
+    agent = DirectoryStore("unix:" + manager.db_socket)
+    agent.start()
+    try:
+        agent.register_host("oa-agent", None, None)
+        wait_until(lambda: rule["id"] in agent.snapshot().acls, 5, what="the agent to see the rule")
+        agent.report_counters("oa-agent", {rule["id"]: (3, 180)}, {dom["id"]: (1, 60)})
+    finally:
+        agent.stop()
+    wait_until(lambda: call("GET", f"/acls/{rule['id']}").json()["counters"]["packets"] == 3, 5,
+               what="the counters in GET")
     host = call("POST", "/hosts", {"name": "oa-host", "tunnel_ip": "192.0.2.9"}).json()
     tok = call("POST", "/tokens", {"enterprise": ent["id"], "name": "t"}).json()
+    assert call("GET", f"/domains/{dom['id']}").json()["default_action_counters"]["by_host"] == {
+        "oa-agent": {"packets": 1, "bytes": 60}}
     for path in ("/enterprises", f"/enterprises/{ent['id']}/domains", f"/domains/{dom['id']}/zones",
                  f"/zones/{zone['id']}/subnets", f"/subnets/{sub['id']}/vports",
                  f"/domains/{dom['id']}/policygroups", f"/domains/{dom['id']}/acls", "/hosts", "/tokens",
@@ -115,6 +131,8 @@ def test_real_requests_and_responses_match_the_document(manager, spec):
     assert call("DELETE", f"/domains/{dom['id']}", params={"cascade": "true"}).status_code == 204
     assert call("DELETE", f"/enterprises/{ent['id']}").status_code == 204
     assert call("DELETE", f"/hosts/{host['id']}").status_code == 204
+    agent_host = call("GET", "/hosts", params={"name": "oa-agent"}).json()[0]
+    assert call("DELETE", f"/hosts/{agent_host['id']}").status_code == 204
     assert call.checked > 40
 
 

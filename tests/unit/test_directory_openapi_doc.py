@@ -33,3 +33,15 @@ def test_every_operation_documents_its_errors():
             assert {"400", "401", "404"} <= set(op["responses"]), (method, path)
             if method in ("post", "put"):
                 assert "requestBody" in op
+
+
+def test_counters_and_warnings_are_described():
+    schemas = openapi.component_schemas()
+    counters = schemas["ACL"]["properties"]["counters"]
+    assert counters["required"] == ["packets", "bytes", "by_host"]
+    assert counters["properties"]["by_host"]["additionalProperties"]["required"] == ["packets", "bytes"]
+    assert schemas["Domain"]["properties"]["default_action_counters"]["properties"] == counters["properties"]
+    assert "counters" not in schemas["CreateACL"]["properties"]
+    assert "default_action_counters" not in schemas["CreateDomain"]["properties"]
+    warning = schemas["ACL"]["properties"]["warnings"]["items"]
+    assert set(warning["required"]) == {"code", "message", "rule", "by"}
