@@ -231,22 +231,25 @@ class Run:
         with open(conf, "w") as f:
             f.write(conf_text)
         with open(self.log_path(name), "ab") as log:
-            # mnexec -d: own session; -a PID: the node's network namespace.
+            # mnexec -d: own session; -a PID: the node's network and mount namespaces.
             proc = node.popen([self.manager, "--config-file", conf, app], stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
 
     def stop_process(self, name):
+        """SIGTERM by pid, SIGKILL after a deadline; the exit status goes into the report."""
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.report.setdefault("exit_status", {})[name] = proc.returncode
 
     # -- steps -----------------------------------------------------------------------------
     def start_network(self):

@@ -155,6 +155,9 @@ def test_two_containers_on_two_mininet_hosts_talk_through_the_overlay():
     assert report["after_del"] == {}
     assert report["teardown_errors"] == []
     assert report["leftovers"] == {}
+    # The directory and the agents stopped on SIGTERM by themselves (no SIGKILL needed).
+    assert {name: report["exit_status"][name] for name in ("directory", "agent-h1", "agent-h2")} == {
+        "directory": 0, "agent-h1": 0, "agent-h2": 0}
     assert set(report["steps"]) == {"mininet_up", "directory_up", "agents_up", "objects_created",
                                     "containers_attached", "traffic_ok", "containers_detached", "torn_down"}
 
