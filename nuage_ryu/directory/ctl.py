@@ -116,12 +116,17 @@ def fmt(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict):
+        if "by_host" in value:  # counters: the sum, then each host's part
+            hosts = " ".join(f"{h}={c['packets']}/{c['bytes']}" for h, c in value["by_host"].items())
+            return f"{value['packets']} packets {value['bytes']} bytes" + (f" ({hosts})" if hosts else "")
         if "type" in value:
             if value["type"] == "any":
                 return "any"
             return f"{value['type']}:{value.get('id') or value.get('cidr')}"
         return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
+        if value and all(isinstance(v, dict) and "message" in v for v in value):  # warnings
+            return "; ".join(f"{v['code']}: {v['message']}" for v in value)
         return ",".join(str(v) for v in value) or "-"
     return str(value)
 

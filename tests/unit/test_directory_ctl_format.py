@@ -34,6 +34,16 @@ def test_endpoint_syntax():
         ctl.endpoint("group:x", resolver)
 
 
+def test_counters_and_warnings_are_readable():
+    counters = {"packets": 15, "bytes": 1500, "by_host": {"node-1": {"packets": 10, "bytes": 1000},
+                                                          "node-2": {"packets": 5, "bytes": 500}}}
+    assert ctl.fmt(counters) == "15 packets 1500 bytes (node-1=10/1000 node-2=5/500)"
+    assert ctl.fmt({"packets": 0, "bytes": 0, "by_host": {}}) == "0 packets 0 bytes"
+    warnings = [{"code": "shadowed", "message": "rule X can never match", "rule": "x", "by": "y"}]
+    assert ctl.fmt(warnings) == "shadowed: rule X can never match"
+    assert ctl.fmt([]) == "-"
+
+
 def test_table_is_aligned_and_formats_values():
     out = io.StringIO()
     rows = [{"id": "a", "name": "short", "stateful": True, "source": {"type": "any"}, "dst_ports": None},
