@@ -27,6 +27,7 @@ Finally a real-traffic check: after the last change, web of host 1 connects to a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import socket
@@ -140,9 +141,9 @@ def apply_metric(lab_host) -> tuple[float, float]:
 
 
 def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
+    """Nearest-rank percentile (p99 of 100 values is the 99th smallest)."""
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def main(argv=None) -> int:
