@@ -64,6 +64,7 @@ def endpoint_covers(state: DirectoryState, outer: Endpoint, inner: Endpoint) -> 
     return inner_net.subnet_of(outer_net)
 
 
+@lru_cache(maxsize=4096)
 def _port_range(ports: str) -> tuple[int, int]:
     lo, _, hi = ports.partition("-")
     return int(lo), int(hi or lo)
@@ -93,10 +94,11 @@ def service_covers(outer: ACL, inner: ACL) -> bool:
 
 def covers(state: DirectoryState, earlier: ACL, later: ACL) -> bool:
     """True when ``earlier`` matches all traffic ``later`` could match (same domain, any priorities)."""
+    # Cheapest test first: most pairs of rules already differ in their service.
     return (earlier.domain == later.domain
+            and service_covers(earlier, later)
             and endpoint_covers(state, earlier.source, later.source)
-            and endpoint_covers(state, earlier.destination, later.destination)
-            and service_covers(earlier, later))
+            and endpoint_covers(state, earlier.destination, later.destination))
 
 
 def _warning(shadowed: ACL, by: ACL) -> dict:
@@ -120,13 +122,12 @@ def shadow_warnings(state: DirectoryState, rule_id: str) -> list[dict]:
     rule = state.acls.get(rule_id)
     if rule is None:
         return []
-    out = []
-    ordered = state.acls_of(rule.domain)
-    for other in ordered:
-        if other.priority < rule.priority and covers(state, other, rule):
-            out.append(_warning(rule, other))
-            break
-    for other in ordered:
-        if other.priority > rule.priority and covers(state, rule, other):
-            out.append(_warning(other, rule))
-    return out
+    shadowed_by, shadows = None, []
+    for other in state.acls_of(rule.domain):  # in priority order
+        if other.priority < rule.priority:
+            if shadowed_by is None and covers(state, other, rule):
+                shadowed_by = other
+        elif other.priority > rule.priority and covers(state, rule, other):
+            shadows.append(other)
+    out = [_warning(rule, shadowed_by)] if shadowed_by is not None else []
+    return out + [_warning(other, rule) for other in shadows]

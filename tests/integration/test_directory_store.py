@@ -342,3 +342,29 @@ def test_schema_upgrade_converts_and_keeps_data(tmp_path):
             st.stop()
     finally:
         srv.stop()
+
+
+def test_database_from_before_counters_is_converted_and_takes_reports(tmp_path):
+    with open(schema_path()) as f:
+        old = json.load(f)
+    old["version"] = "1.0.0"  # the schema before HostCounters existed
+    del old["tables"]["HostCounters"]
+    del old["tables"]["Host"]["columns"]["counters"]
+    old_path = tmp_path / "old.ovsschema"
+    old_path.write_text(json.dumps(old))
+    db = str(tmp_path / "directory.db")
+    assert prepare_db(db, str(old_path)) == "created"
+    subprocess.run(["ovsdb-tool", "transact", db,
+                    '["Nuage_Directory",{"op":"insert","table":"Host","row":{"name":"node-1"}}]'],
+                   check=True, capture_output=True)
+    srv = OvsdbServer(db, schema_path(), str(tmp_path / "db.sock"))
+    srv.start()  # converts
+    st = DirectoryStore(srv.remote, all_counters=True)
+    try:
+        st.start()
+        _ent, dom, _zone, _sub = tree(st)
+        assert st.report_counters("node-1", {}, {dom.id: (4, 240)})
+        assert st.counters().of_default(dom.id)["by_host"] == {"node-1": {"packets": 4, "bytes": 240}}
+    finally:
+        st.stop()
+        srv.stop()
