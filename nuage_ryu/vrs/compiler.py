@@ -209,9 +209,9 @@ def vport_cookie(view: HostView, vport: VPort) -> int:
 
 def _destination(view: HostView, vport: VPort) -> tuple | None:
     """Actions that make OUTPUT send to this vport, None when it cannot be reached from here."""
-    local = view.local_port(vport)
-    if local is not None:
-        return (SetField(REG_DST_PORT, local.ofport),)
+    logical = view.logical_port(vport)
+    if logical is not None:
+        return (SetField(REG_DST_PORT, logical),)
     if vport.host == view.host_name:
         return None  # ours but not plugged in yet
     host = view.hosts.get(vport.host)
@@ -248,9 +248,10 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
     if local is None:
         return flows
     port = local.ofport
+    logical = view.logical_port(vport)  # == port unless tagged: tagged vports may share a port
     tagged = vport.vlan is not None
     vlan = {"vlan_vid": P.OFPVID_PRESENT | vport.vlan} if tagged else {"vlan_vid": 0}
-    mark = (SetField(REG_DOMAIN, domain.vni), SetField(REG_SRC_PORT, port))
+    mark = (SetField(REG_DOMAIN, domain.vni), SetField(REG_SRC_PORT, logical))
     pop = (PopVlan(),) if tagged else ()
     flows += [
         # Port security: only its own MAC and IP get in; anything else falls to the table-miss drop.
@@ -269,8 +270,8 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
              (), c),
         Flow(P.OVERLAY_LOOKUP.number, P.PRIO_OVERLAY_DELIVERY,
              match(eth_type=IP, eth_dst=vport.mac, ipv4_dst=vport.ip, **vni),
-             (SetField(REG_DST_PORT, port), Goto(P.EGRESS_CT.number)), c),
-        Flow(P.OUTPUT.number, P.PRIO_OUTPUT, match(**{REG_DST_PORT: port}),
+             (SetField(REG_DST_PORT, logical), Goto(P.EGRESS_CT.number)), c),
+        Flow(P.OUTPUT.number, P.PRIO_OUTPUT, match(**{REG_DST_PORT: logical}),
              (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(port)) if tagged
              else (Output(port),), c),
     ]

@@ -313,8 +313,8 @@ def _member_match(side: str, role: str, plan: RulePlan, vport: VPort, ofport: in
 
 
 def _ofport(view: HostView, vport: VPort) -> int | None:
-    local = view.local_port(vport)
-    return local.ofport if local is not None else None
+    """The vport's logical port (what REG_SRC_PORT/REG_DST_PORT carry), None if not local."""
+    return view.logical_port(vport)
 
 
 def _clause_sizes(view: HostView, idx: PolicyIndex, plan: RulePlan) -> dict[str, bool]:
@@ -411,7 +411,6 @@ def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
 
 def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
     idx = policy_index(view)
-    ofports = {p.vport_id: p.ofport for p in view.local_ports.values()}
     out: dict[Owner, object] = {}
     for rid, plan in idx.plans.items():
         active = _clause_sizes(view, idx, plan)
@@ -428,8 +427,7 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
                 roles[v.id] = (*roles.get(v.id, ()), role, v.ip)
         for vid, role_ips in roles.items():
             v = view.vports[vid]
-            ofport = ofports.get(vid) if v.host == view.host_name else None
-            out[("acl-member", rid, vid)] = (shape, act, role_ips, ofport)
+            out[("acl-member", rid, vid)] = (shape, act, role_ips, view.logical_port(v))
     return out
 
 

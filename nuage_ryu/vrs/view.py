@@ -94,6 +94,9 @@ class AclRule:
     stateful: bool = True
 
 
+LOGICAL_VLAN_SHIFT = 16
+
+
 def _frozen(items: Iterable, key) -> Mapping:
     return MappingProxyType({key(i): i for i in items})
 
@@ -181,6 +184,18 @@ class HostView:
         if vport.host != self.host_name:
             return None
         return self.local_ports.get(vport.id)
+
+    def logical_port(self, vport: VPort) -> int | None:
+        """The number that stands for a local vport in REG_SRC_PORT/REG_DST_PORT; None if not local.
+
+        Its ofport, and for a VLAN-tagged vport (bare metal behind a shared gateway port) also
+        its VLAN in bits 16..27: several servers on one port must stay distinct in the pipeline.
+        OVS ofports stay below 0xff00, so they fit the low 16 bits.
+        """
+        local = self.local_port(vport)
+        if local is None:
+            return None
+        return local.ofport | ((vport.vlan or 0) << LOGICAL_VLAN_SHIFT)
 
 
 # A bare-metal server (vport type "host") sits behind a gateway port of its host's

@@ -306,10 +306,6 @@ def test_two_vlans_on_one_gateway_port_get_their_own_tenants_lease(two_tenants_o
     assert t.server_a.vport["mac"] != t.server_b.vport["mac"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "compiler: the OUTPUT flow of a tagged vport matches only REG_DST_PORT=<gateway ofport>, so two "
-    "bare-metal vports on one gateway port compile to the same match and one VLAN's flow is lost: "
-    "traffic to one server leaves with the other server's VLAN (see docs/vm-baremetal.md)"))
 def test_two_tenants_on_one_gateway_port_reach_only_their_own_tenant(two_tenants_on_one_port):
     t = two_tenants_on_one_port
     assert t.server_a.ping(t.vm.ip) and t.vm.ping(t.server_a.ip)
