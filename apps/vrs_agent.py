@@ -82,6 +82,7 @@ class ManagedBridge:
         self._stats_xid: int | None = None
         self._stats_entries: list[tuple[int, int, int, int]] = []
         self.rule_counters: dict = {}
+        self.unreported = False  # rule_counters changed since the last report to the directory
 
     def ensure(self, controllers: list[str]) -> None:
         """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
@@ -173,8 +174,18 @@ class ManagedBridge:
             return False
         self._stats_xid = None
         self.rule_counters = counters.aggregate(counters.CounterIndex(self.core.view), self._stats_entries)
+        self.unreported = True
         self.app.metrics.rules.update(self.host_name, self.rule_counters)
         return True
+
+    def counters_report(self) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+        """The latest counters as the directory wants them: (per rule, per domain default action)."""
+        rules, defaults = {}, {}
+        for key, counter in self.rule_counters.items():
+            target = defaults if key.rule_id == counters.DEFAULT_RULE_ID else rules
+            target[key.domain_id if target is defaults else key.rule_id] = (counter.packets, counter.bytes)
+        self.unreported = False
+        return rules, defaults
 
     def feed(self, datapath, handler_name: str, msg) -> None:
         if self.sync is not None and datapath is self.datapath:
@@ -387,10 +398,22 @@ class VrsAgent(BaseApp):
                     self.logger.warning("heartbeat of %s failed: %s", bridge.host_name, exc)
 
     def _poll_counters(self):
+        """Read the policy counters from every bridge; report the previous round to the directory.
+
+        The directory write happens here, never in the OpenFlow handler that collected them.
+        """
         while not self._stopping.wait(self.CONF.vrs.stats_interval):
+            reports = []
             with self._lock:
                 for bridge in self.bridges.values():
+                    if bridge.unreported:
+                        reports.append((bridge.host_name, *bridge.counters_report()))
                     bridge.request_counters()
+            for host_name, rules, defaults in reports:
+                try:
+                    self.store.report_counters(host_name, rules, defaults)
+                except Exception as exc:  # counters are best effort: the next round retries
+                    self.logger.info("%s: counters not reported: %s", host_name, exc)
 
     # -- OpenFlow ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])

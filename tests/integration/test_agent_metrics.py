@@ -68,6 +68,13 @@ def test_rule_and_default_counters_and_latency():
             assert 'action="deny"' in h2_text
             assert re.search(r'nuage_policy_apply_seconds_count\{host="[^"]+"\} [1-9]', text), text
             assert re.search(r'nuage_bridge_connected\{host="[^"]+"\} 1\.0', text)
+            # the agents report the same counters to the directory: GET /acls/{id} and the domain
+            wait_until(lambda: (net.client.request("GET", f"/acls/{rule['id']}")["counters"] or {})
+                       .get("packets", 0) >= 1, timeout=20, message="rule counters in the REST API")
+            acl = net.client.request("GET", f"/acls/{rule['id']}")
+            assert acl["counters"]["by_host"][lab.hosts[0].host_name]["packets"] >= 1
+            wait_until(lambda: (net.client.request("GET", f"/domains/{d['id']}")["default_action_counters"] or {})
+                       .get("packets", 0) >= 2, timeout=20, message="default-action drops in the REST API")
             net.client.request("DELETE", f"/enterprises/{e['id']}?cascade=true")
         finally:
             net.cleanup()
