@@ -12,8 +12,9 @@ group (default 1: 100 local vports), the others are on a second host.
    under nuage-ryu-manager, as ``bench/flow_programming.py`` drives it) on a private ovs-vswitchd with a
    netdev bridge: time from ``set_desired`` to the bundle's COMMIT reply, then the bridge's flow count
    checked with ``ovs-ofctl dump-aggregate``;
-3. incremental: one rule's ports changed, and one vport moved to another group: compile (the diff) and
-   install (one bundle with only the changed flows), each until confirmed.
+3. incremental: one rule's ports changed; a remote vport moved to another group; this host's only
+   member of a group moved to another group (the rules from that group lose their last sender here):
+   compile (the diff) and install (one bundle with only the changed flows), each until confirmed.
 
 Each round starts from an empty bridge and a fresh compiler.
 """
@@ -78,11 +79,13 @@ def rule_changed(view: HostView) -> HostView:
     return view.replace(acl_rules=rules.values())
 
 
-def member_moved(view: HostView) -> HostView:
-    vports = dict(view.vports)
-    v = vports["v0"]  # a local member of g0 moves to g1
-    vports["v0"] = VPort(**{**vars(v), "policygroups": frozenset({"g1"})})
-    return view.replace(vports=vports.values())
+def moved(vport_id: str):
+    """A change: the vport leaves its group (g0) for g1."""
+    def change(view: HostView) -> HostView:
+        vports = dict(view.vports)
+        vports[vport_id] = VPort(**{**vars(vports[vport_id]), "policygroups": frozenset({"g1"})})
+        return view.replace(vports=vports.values())
+    return change
 
 
 def main(argv=None) -> int:
@@ -95,8 +98,10 @@ def main(argv=None) -> int:
     n_local = len(view.local_ports)
     res: dict[str, list[float]] = {k: [] for k in (
         "compile", "install", "install wall", "rule change compile", "rule change install",
-        "member change compile", "member change install")}
+        "remote member compile", "remote member install", "last local member compile", "last local member install")}
     sizes = {}
+    engine: dict[str, list[float]] = {"prepare + diff": [], "encode": []}  # BridgeSync.stats of each install
+    parts: dict[str, list[float]] = {}  # label -> [desired() s, prepare + diff s, encode s] of the last round
     with Lab() as lab:
         lab.start_app()
 
@@ -110,6 +115,8 @@ def main(argv=None) -> int:
             st = reply["bridges"][DPID]
             if st["errors"] or st["quarantined"]:
                 raise RuntimeError(f"the bridge refused flows: {st}")
+            engine["prepare + diff"].append(st["last_prepare_s"] + st["last_diff_s"])
+            engine["encode"].append(st["last_encode_s"])
             return reply["elapsed"], wall, reply["sent"][DPID]
 
         install([])  # the engine's baseline (its canary only)
@@ -120,25 +127,35 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             fc.update(view)
             res["compile"].append(time.perf_counter() - t)
+            t = time.perf_counter()
             flows = fc.desired()
+            parts["full install"] = [time.perf_counter() - t]
             policy = sum(1 for f in flows if f.table in (22, 42))
             elapsed, wall, sent = install(flows)
+            parts["full install"] += [engine["prepare + diff"][-1], engine["encode"][-1]]
             res["install"].append(elapsed)
             res["install wall"].append(wall)
-            on_bridge = flow_count(lab.mgmt) - base
-            if on_bridge != len(flows):
+            on_bridge = flow_count(lab.mgmt) - base  # base: the engine's canary, also one of the compiled flows
+            if on_bridge != len(flows) - 1:
                 raise RuntimeError(f"{on_bridge} flows on the bridge, {len(flows)} compiled")
             sizes = {"flows": len(flows), "policy flows": policy, "bundles": sent[0]}
             current = view
-            for label, change in (("rule change", rule_changed), ("member change", member_moved)):
+            # v1 is on the other host; v0 is g0's only member on this host (with --local-per-group 1): when
+            # it leaves, the rules from g0 have no sender here any more and their flows go too.
+            for label, change in (("rule change", rule_changed), ("remote member", moved("v1")),
+                                  ("last local member", moved("v0"))):
                 current = change(current)
                 t = time.perf_counter()
                 diff = fc.update(current)
                 res[f"{label} compile"].append(time.perf_counter() - t)
-                elapsed, _wall, sent = install(fc.desired())
+                t = time.perf_counter()
+                desired = fc.desired()
+                sorting = time.perf_counter() - t
+                elapsed, _wall, sent = install(desired)
+                parts[label] = [sorting, engine["prepare + diff"][-1], engine["encode"][-1]]
                 res[f"{label} install"].append(elapsed)
                 sizes[label] = f"+{len(diff.add)} -{len(diff.delete)} flows, {sent[0]} bundle"
-                if flow_count(lab.mgmt) - base != len(fc.flows):
+                if flow_count(lab.mgmt) - base != len(fc.flows) - 1:
                     raise RuntimeError(f"{label}: bridge and compiler disagree")
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in res.items()), flush=True)
             install([])  # empty bridge for the next round
@@ -159,12 +176,24 @@ def main(argv=None) -> int:
         "install wall": "install as seen by the caller (+ pickle load, control socket)",
         "rule change compile": f"one rule's ports changed: compile ({sizes['rule change']})",
         "rule change install": "one rule's ports changed: install (diff of the full set + bundle)",
-        "member change compile": f"one local vport moved to another group: compile ({sizes['member change']})",
-        "member change install": "one local vport moved to another group: install",
+        "remote member compile": f"a remote vport moves to another group: compile ({sizes['remote member']})",
+        "remote member install": "a remote vport moves to another group: install",
+        "last local member compile": f"a group's only local vport moves to another group: compile "
+                                     f"({sizes['last local member']})",
+        "last local member install": "a group's only local vport moves to another group: install",
     }
     for key, vals in res.items():
         print(f"| {labels[key]} | " + " | ".join(f"{v:.3f} s" for v in vals)
               + f" | **{statistics.median(vals):.3f} s** |")
+    print()
+    print("Inside an install (last round): `FlowCompiler.desired()` (the full sorted list the agent hands to "
+          "the engine on every update), the engine's prepare + diff of that list against what it installed, "
+          "encoding the bundle; the rest of an install is OVS applying the bundle and the transport.")
+    print()
+    print("| install | desired() | engine prepare + diff | engine encode |")
+    print("|---|---|---|---|")
+    for label, (sorting, diff, encode) in parts.items():
+        print(f"| {label} | {sorting:.3f} s | {diff:.3f} s | {encode:.3f} s |")
     total = [c + i for c, i in zip(res["compile"], res["install"], strict=True)]
     print(f"\ncompile + install, median: {statistics.median(total):.2f} s")
     return 0
