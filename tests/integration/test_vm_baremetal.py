@@ -25,15 +25,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
-from nuage_ryu.lab import netns as labnetns
-from nuage_ryu.lab.lab import LabHost
-from nuage_ryu.ovsdb.host import HostOVS
+from nuage_ryu.lab import guests
+from nuage_ryu.lab.guests import TopOfRack
 from tests.lab_helpers import Container, Containers, lab_with_plane, ns_run, wait_until
 
 pytestmark = [pytest.mark.integration,
@@ -41,29 +38,10 @@ pytestmark = [pytest.mark.integration,
 
 _serial = itertools.count(1)
 
-# udhcpc calls this with "deconfig", then "bound" and the lease in the environment.
-DHCP_SCRIPT = """#!/bin/sh
-echo "$1 ip=$ip mask=$mask router=$router mtu=$mtu serverid=$serverid" >> {out}
-if [ "$1" = bound ]; then
-  ip addr add $ip/$mask dev $interface
-  ip link set $interface mtu $mtu
-  ip route replace default via $router dev $interface
-fi
-"""
-
-
 @pytest.fixture(scope="module")
 def lab2():
     with lab_with_plane(2, tag="vb") as (lab, plane):
         yield lab, plane
-
-
-@dataclass
-class TopOfRack:
-    host: LabHost
-    bridge: str
-    gateway_port: str  # on br-int: the port bare-metal vports name in external_ids
-    trunk: str  # its veth peer on the ToR bridge
 
 
 class Guests(Containers):
@@ -84,14 +62,6 @@ class Guests(Containers):
         ns_run(netns, ["ip", "link", "set", "lo", "up"], check=True)
         return netns
 
-    def _veth_to_host(self, netns: str, host, host_if: str) -> None:
-        """veth: eth0 in ``netns``, ``host_if`` in the host's namespace (up, checksums done in software)."""
-        subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", netns],
-                       check=True)
-        subprocess.run(["ip", "link", "set", host_if, "netns", host.netns], check=True)
-        ns_run(host.netns, ["ip", "link", "set", host_if, "up"], check=True)
-        labnetns.disable_tx_checksum(host.netns, [host_if])
-
     def add_vm(self, name: str, host: str, subnet: dict) -> Container:
         """The operator creates the vport; the hypervisor plugs the VM's interface (MAC from the vport)."""
         lab_host = self._hosts[host]
@@ -101,12 +71,7 @@ class Guests(Containers):
         vm = Container(name, f"{self.lab.prefix}-{name}"[:40], lab_host, host_if, vport)
         self.created.append(vm)
         self._netns(name)
-        self._veth_to_host(vm.netns, lab_host, host_if)
-        ns_run(vm.netns, ["ip", "link", "set", "eth0", "address", vport["mac"], "up"], check=True)
-        labnetns.disable_tx_checksum(vm.netns, ["eth0"])
-        with HostOVS(lab_host.db_remote) as ovs:
-            ovs.add_vport_port("br-int", host_if, vport["id"], name)
-            ovs.wait_for_ofport(host_if)
+        guests.plug_vm(lab_host, vm.netns, host_if, vport)
         self.wait_up(vport)
         return vm
 
@@ -116,16 +81,8 @@ class Guests(Containers):
         The ToR is an OVS bridge of the host's own OVS (standalone, NORMAL switching): access ports
         tag the servers' frames with their VLAN, the trunk veth carries them tagged to br-int.
         """
-        lab_host = self._hosts[host]
-        tor = TopOfRack(lab_host, self._ifname("tor"), self._ifname("gw"), self._ifname("tk"))
+        tor = guests.add_tor(self._hosts[host], self._ifname("tor"), self._ifname("gw"), self._ifname("tk"))
         self.tors.append(tor)
-        ns_run(lab_host.netns, ["ip", "link", "add", tor.gateway_port, "type", "veth", "peer", "name", tor.trunk],
-               check=True)
-        for ifname in (tor.gateway_port, tor.trunk):
-            ns_run(lab_host.netns, ["ip", "link", "set", ifname, "up"], check=True)
-        lab_host.ovs.vsctl("add-br", tor.bridge, "--", "set", "bridge", tor.bridge, "datapath_type=netdev",
-                           "--", "add-port", tor.bridge, tor.trunk,
-                           "--", "add-port", "br-int", tor.gateway_port)
         return tor
 
     def add_server(self, name: str, tor: TopOfRack, vlan: int | None, subnet: dict | None) -> Container:
@@ -142,12 +99,7 @@ class Guests(Containers):
         server = Container(name, f"{self.lab.prefix}-{name}"[:40], tor.host, access, vport)
         self.created.append(server)
         self._netns(name)
-        self._veth_to_host(server.netns, tor.host, access)
-        tor.host.ovs.vsctl("add-port", tor.bridge, access, *([f"tag={vlan}"] if vlan is not None else []))
-        if vport:
-            ns_run(server.netns, ["ip", "link", "set", "eth0", "address", vport["mac"]], check=True)
-        ns_run(server.netns, ["ip", "link", "set", "eth0", "up"], check=True)
-        labnetns.disable_tx_checksum(server.netns, ["eth0"])
+        guests.plug_server(tor, server.netns, access, vlan, vport.get("mac"))
         if vport:
             self.wait_up(vport)
         return server
@@ -158,29 +110,17 @@ class Guests(Containers):
 
     def dhcp(self, guest: Container, ifname: str) -> dict:
         """Run busybox udhcpc on ``ifname`` in ``guest``; the fields of its 'bound' call."""
-        out = self.tmp_path / f"{guest.name}.leases"
-        script = self.tmp_path / f"{guest.name}.sh"
-        script.write_text(DHCP_SCRIPT.format(out=out))
-        script.chmod(0o755)
-        start = time.monotonic()
-        # -n: fail if no lease, -q: exit once bound; -t/-T: 10 tries 1 s apart; -O mtu: ask for option 26.
-        result = ns_run(guest.netns, ["busybox", "udhcpc", "-i", ifname, "-n", "-q", "-t", "10", "-T", "1",
-                                      "-s", str(script), "-O", "mtu"], timeout=60)
-        self.dhcp_seconds.append(time.monotonic() - start)
+        lease = guests.udhcpc(guest.netns, ifname)
+        self.dhcp_seconds.append(float(lease["seconds"]))
         print(f"udhcpc in {guest.name}: {self.dhcp_seconds[-1]:.2f} s to a lease")  # shown with -s
-        assert result.returncode == 0, f"udhcpc in {guest.name}: {result.stdout}{result.stderr}"
-        bound = [line for line in out.read_text().splitlines() if line.startswith("bound")]
-        assert bound, out.read_text()
-        return dict(kv.split("=", 1) for kv in bound[-1].split()[1:])
+        return lease
 
     def cleanup(self) -> None:
         try:
             super().cleanup()  # VMs, containers, servers: port, then namespace (its veth goes with it)
         finally:
             for tor in self.tors:
-                tor.host.ovs.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", "br-int",
-                                  tor.gateway_port, "--", "--if-exists", "del-br", tor.bridge], check=False)
-                ns_run(tor.host.netns, ["ip", "link", "del", tor.gateway_port])
+                guests.remove_tor(tor)
             self.tors.clear()
 
 
