@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from nuage_ryu.lab import guests
 from nuage_ryu.lab.lab import Lab
 from nuage_ryu.lab.plane import ControlPlane
 
@@ -62,7 +63,7 @@ class DemoContainer:
 
 @dataclass
 class Check:
-    src: str
+    src: str  # "name@host"
     dst: str
     port: int
     expected: bool
@@ -75,7 +76,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 6
+    steps: int = 7
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -90,14 +91,14 @@ def _ns(netns: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def build_tenants(client) -> dict:
-    """Create the two tenants; returns names -> ids for the CNI configs."""
+    """Create the two tenants; returns acme's subnets and policy groups by tier name."""
     acme = client.request("POST", "/enterprises", {"name": "acme", "description": "3-tier app under policy"})
     prod = client.request("POST", f"/enterprises/{acme['id']}/domains", {"name": "prod", "default_action": "deny"})
-    groups = {}
+    groups, subnets = {}, {}
     for tier, cidr in (("web", "10.10.1.0/24"), ("app", "10.10.2.0/24"), ("db", "10.10.3.0/24")):
         zone = client.request("POST", f"/domains/{prod['id']}/zones", {"name": tier})
-        client.request("POST", f"/zones/{zone['id']}/subnets",
-                       {"name": tier, "cidr": cidr, "gateway": cidr.replace("0/24", "1")})
+        subnets[tier] = client.request("POST", f"/zones/{zone['id']}/subnets",
+                                       {"name": tier, "cidr": cidr, "gateway": cidr.replace("0/24", "1")})
         groups[tier] = client.request("POST", f"/domains/{prod['id']}/policygroups", {"name": tier})
     for priority, src, dst, port in ((100, "web", "app", "8080"), (200, "app", "db", "5432")):
         client.request("POST", f"/domains/{prod['id']}/acls", {
@@ -110,7 +111,7 @@ def build_tenants(client) -> dict:
     gzone = client.request("POST", f"/domains/{gprod['id']}/zones", {"name": "web"})
     client.request("POST", f"/zones/{gzone['id']}/subnets",
                    {"name": "web", "cidr": "10.10.1.0/24", "gateway": "10.10.1.1"})
-    return {"acme": acme, "globex": globex}
+    return {"subnets": subnets, "groups": groups}
 
 
 def cni(plane: ControlPlane, lab: Lab, command: str, c: DemoContainer, subnet: str) -> dict:
@@ -141,6 +142,12 @@ def wait_listening(c: DemoContainer, ports: tuple[int, ...], timeout: float = 10
     raise RuntimeError(f"test server in {c.name} did not start")
 
 
+def start_server(c: DemoContainer) -> None:
+    """A TCP server on 8080 and 5432 in the endpoint's namespace (killed at teardown)."""
+    c.server = subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, "-c", SERVER, "8080", "5432"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def connect(src: DemoContainer, dst_ip: str, port: int) -> bool:
     return _ns(src.netns, [sys.executable, "-c", CLIENT, dst_ip, str(port)], timeout=30).returncode == 0
 
@@ -165,6 +172,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
     lab = Lab(state_dir, prefix)
     plane: ControlPlane | None = None
     containers: list[DemoContainer] = []
+    tor = None
     try:
         demo.step("lab: 3 hosts, each a namespace with its own ovsdb-server + ovs-vswitchd (userspace)")
         lab.up(3)
@@ -176,12 +184,11 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         hosts = client.request("GET", "/hosts")
         demo.say("      hosts registered: " + ", ".join(f"{h['name']} ({h['tunnel_ip']})" for h in hosts))
         demo.step("tenants: acme (3-tier app, default deny + 2 rules) and globex (same CIDR, default allow)")
-        build_tenants(client)
+        acme = build_tenants(client)
         demo.step("containers attached by nuage-cni through each host's agent socket")
         plan = [("web1", "acme", "h1", ["web"], "web"), ("web2", "acme", "h2", ["web"], "web"),
                 ("app1", "acme", "h2", ["app"], "app"), ("db1", "acme", "h3", ["db"], "db"),
                 ("g1", "globex", "h1", [], "web"), ("g2", "globex", "h3", [], "web")]
-        by_name = {}
         for name, tenant, host, groups, subnet in plan:
             c = DemoContainer(name, tenant, host, f"{prefix}-{name}", groups)
             subprocess.run(["ip", "netns", "add", c.netns], check=True)
@@ -189,20 +196,48 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             t = time.monotonic()
             result = cni(plane, lab, "ADD", c, subnet)
             c.ip = result["ips"][0]["address"].split("/")[0]
-            c.server = subprocess.Popen(["ip", "netns", "exec", c.netns, sys.executable, "-c", SERVER,
-                                         "8080", "5432"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            by_name[name] = c
+            start_server(c)
             demo.say(f"      {name:<5} {tenant:<6} on {host}: {c.ip:<11} groups={','.join(groups) or '-'}"
                      f"  (ADD -> up in {1000 * (time.monotonic() - t):.0f} ms)")
+        demo.step("a VM and a bare-metal server: the directory's addresses by DHCP from the agents")
+        tor = None
+        vm = DemoContainer("vm1", "acme", "h3", f"{prefix}-vm1", ["web"])
+        vport = client.request("POST", f"/subnets/{acme['subnets']['web']['id']}/vports", {
+            "name": "vm1", "type": "vm", "host": lab.host("h3").host_name,
+            "policygroups": [acme["groups"]["web"]["id"]]})
+        subprocess.run(["ip", "netns", "add", vm.netns], check=True)
+        containers.append(vm)
+        guests.plug_vm(lab.host("h3"), vm.netns, f"{prefix}tap1", vport)
+        lease = guests.udhcpc(vm.netns)
+        vm.ip = lease["ip"]
+        start_server(vm)
+        demo.say(f"      vm1   acme   on h3: {vm.ip:<11} groups=web  (udhcpc: lease in "
+                 f"{1000 * float(lease['seconds']):.0f} ms, router {lease['router']}, mtu {lease['mtu']})")
+        tor = guests.add_tor(lab.host("h1"), f"{prefix}-tor", f"{prefix}gw1", f"{prefix}tk1")
+        bm = DemoContainer("db2", "acme", "h1", f"{prefix}-db2", ["db"])
+        vport = client.request("POST", f"/subnets/{acme['subnets']['db']['id']}/vports", {
+            "name": "db2", "type": "host", "host": lab.host("h1").host_name,
+            "policygroups": [acme["groups"]["db"]["id"]],
+            "external_ids": {"gateway_port": tor.gateway_port, "vlan": "100"}})
+        subprocess.run(["ip", "netns", "add", bm.netns], check=True)
+        containers.append(bm)
+        guests.plug_server(tor, bm.netns, f"{prefix}acc1", 100, vport["mac"])
+        lease = guests.udhcpc(bm.netns)
+        bm.ip = lease["ip"]
+        start_server(bm)
+        demo.say(f"      db2   acme   on h1: {bm.ip:<11} groups=db   (bare metal behind gateway port "
+                 f"{tor.gateway_port}, VLAN 100; lease in {1000 * float(lease['seconds']):.0f} ms)")
         demo.step("connectivity matrix from real TCP connections (expected by policy vs observed)")
         for c in containers:
             wait_listening(c, (8080, 5432))
-        w1, w2, a1, d1, g1, g2 = (by_name[n] for n in ("web1", "web2", "app1", "db1", "g1", "g2"))
         checks = [
             Check("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
             Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
             Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
+            Check("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
+            Check("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
             Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
+            Check("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
             Check("web1@h1", "app1@h2", 5432, False, "wrong port"),
             Check("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
             Check("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
@@ -210,15 +245,15 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             Check("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
             Check("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
         ]
-        targets = {"app1@h2": a1, "db1@h3": d1, "web1@h1": w1, "g2@h3": g2}
-        sources = {"web1@h1": w1, "web2@h2": w2, "app1@h2": a1, "db1@h3": d1, "g1@h1": g1}
+        by_label = {f"{c.name}@{c.host}": c for c in containers}
         for check in checks:
-            check.observed = connect(sources[check.src], targets[check.dst].ip, check.port)
+            check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
         demo.step("teardown: CNI DEL, agents, directory, lab")
         for c in containers:
-            with contextlib.suppress(Exception):
-                cni(plane, lab, "DEL", c, "web")
+            if c.name not in ("vm1", "db2"):
+                with contextlib.suppress(Exception):
+                    cni(plane, lab, "DEL", c, "web")
         demo.say(f"done in {time.monotonic() - demo.started:.1f}s: "
                  f"{len(checks) - failures}/{len(checks)} verdicts as expected")
         return 1 if failures else 0
@@ -228,6 +263,8 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
                 c.server.kill()
                 c.server.wait()
             subprocess.run(["ip", "netns", "delete", c.netns], capture_output=True)
+        if tor is not None:
+            guests.remove_tor(tor)
         if plane is not None:
             plane.stop()
         lab.down()
