@@ -181,6 +181,12 @@ _INDEX_RE = re.compile(
     r'rows in "(\w+)" table to have identical values \((.*?)\) for index on columns? (.*?)\.')
 
 
+def _index_table(error: str) -> str | None:
+    """The table whose unique index an OVSDB constraint violation is about, if any."""
+    m = _INDEX_RE.search(error.replace('\\"', '"'))
+    return m.group(1) if m else None
+
+
 def _conflict_message(error: str) -> str:
     """Turn an OVSDB error into a message for the user."""
     try:
@@ -469,6 +475,8 @@ class DirectoryStore:
                 if status == ovs.db.idl.Transaction.ERROR and (
                         '"constraint violation"' not in error or not change.auto_assigned) and (
                         '"duplicate uuid"' not in error):
+                    if '"constraint violation"' in error and _index_table(error) == "ACL":
+                        raise ValidationError(_conflict_message(error))  # duplicate priority: see validate
                     if '"constraint violation"' in error or "referential integrity" in error:
                         raise Conflict(_conflict_message(error))
                     raise Unavailable(f"the directory database refused the change: {error}")

@@ -303,7 +303,9 @@ def _check_acl(state: DirectoryState, domain_id: str, data: dict, self_id: str |
     priority = check_int(data["priority"], "priority", 1, CT_ZONE_MAX)
     for other in state.acls_of(domain_id):
         if other.priority == priority and other.id != self_id:
-            raise Conflict(f"priority {priority} is already used by rule {other.id} in this domain")
+            # 422, as issue 5 asks: a rule's priority is part of its validity (and the database's
+            # (domain, priority) index violation in a race maps to the same error).
+            raise ValidationError(f"priority {priority} is already used by rule {other.id} in this domain")
     out = {
         "priority": priority,
         "name": check_name(data.get("name", ""), allow_empty=True),

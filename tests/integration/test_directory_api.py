@@ -315,10 +315,10 @@ def test_acl_write_time_checks_and_shadow_warnings(admin, tree):
     # duplicate priority (also through an update), another domain's endpoint: refused, nothing changes
     other = admin.post(f"/enterprises/{tree['ent']['id']}/domains", {"name": "other"})
     other_pg = admin.post(f"/domains/{other['id']}/policygroups", {"name": "www"})
-    err = expect_error(409, "conflict", admin.post, acls, {"priority": 100})
+    err = expect_error(422, "validation_error", admin.post, acls, {"priority": 100})
     assert web["id"] in err.message
     ssh = admin.post(acls, {"priority": 300, "protocol": "tcp", "dst_ports": "22"})
-    expect_error(409, "conflict", admin.put, f"/acls/{ssh['id']}", {"priority": 100})
+    expect_error(422, "validation_error", admin.put, f"/acls/{ssh['id']}", {"priority": 100})
     err = expect_error(422, "validation_error", admin.post, acls,
                        {"priority": 5, "destination": {"type": "policygroup", "id": other_pg["id"]}})
     assert "does not exist in this domain" in err.message

@@ -289,7 +289,7 @@ def test_acl_defaults_and_normalisation(d):
 
 def test_acl_priority_unique_and_in_range(d):
     d.create("acl", d.dom.id, {"priority": 10})
-    with pytest.raises(Conflict, match="priority 10"):
+    with pytest.raises(ValidationError, match="priority 10"):
         acl(d, priority=10)
     d.create("acl", d.other.id, {"priority": 10})  # other domain: fine
     for bad in (0, 65536):
@@ -345,7 +345,7 @@ def test_acl_update_revalidates_the_whole_rule(d):
     changed = d.update("acl", rule.id, {"protocol": "icmp", "dst_ports": None, "priority": 8})
     assert (changed.protocol, changed.dst_ports, changed.priority) == ("icmp", None, 8)
     d.create("acl", d.dom.id, {"priority": 9})
-    with pytest.raises(Conflict):
+    with pytest.raises(ValidationError, match="priority 9"):
         v.plan_update(d.state, "acl", rule.id, {"priority": 9})
 
 
