@@ -11,7 +11,7 @@ Covers issue 5's integration list:
   outcome, while an unrelated ping at 50 ms and a long-running TCP connection keep flowing;
 * per-rule counters: the OVS flow stats of the rule's ``ACL_RULE`` cookie count the connections the
   rule allowed (and only those), the domain's ``ACL_DEFAULT`` flows count the default drops; the
-  REST counters (``GET /acls/{id}``) are checked by a strict xfail until the agents report them.
+  same counts in each agent's /metrics and in the REST API (``GET /acls/{id}``, the domain's default counters).
 
 Flip latencies are probed from inside the client container by one long-lived process that connects
 in a loop (no process start per attempt; see PROBER_SCRIPT): resolution ~5 ms.
@@ -556,18 +556,27 @@ def test_rule_counters_in_agent_metrics(counted):
     assert acl_metric(h1, domain_id, k["unused"]["id"]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 item 4: GET /acls/{id} counters are null until agents report them")
 def test_rule_counters_in_the_api(counted):
     k = counted
-    client = k["pol"].client
-    rid = k["used"]["id"]
+    client, a1, b1 = k["pol"].client, k["a1"], k["b1"]
+    rid, domain_id = k["used"]["id"], k["pol"].domain["id"]
+    sender = a1.host.host_name
 
-    def packets() -> int:
-        counters = client.request("GET", f"/acls/{rid}")["counters"]
-        assert counters is not None, "GET /acls/{id} has no counters"
-        return counters["packets"]
+    def rule_packets(rule_id: str) -> dict:
+        return client.request("GET", f"/acls/{rule_id}")["counters"]
 
-    before = packets()
+    def default_packets() -> int:
+        return client.request("GET", f"/domains/{domain_id}")["default_action_counters"]["packets"]
+
+    before, drops = rule_packets(rid)["packets"], default_packets()
     for _ in range(3):
-        assert k["a1"].tcp_connect(k["b1"].ip, 7100)
-    wait_until(lambda: packets() >= before + 3, timeout=15, message="API counters of the rule")
+        assert a1.tcp_connect(b1.ip, 7100)
+    assert connects([(a1, b1, 7300)]) == [False]
+    # Agents report what they read from the flow stats (lab agents: every second).
+    wait_until(lambda: rule_packets(rid)["packets"] >= before + 3, timeout=20, message="the rule's API counters")
+    wait_until(lambda: default_packets() >= drops + 1, timeout=20, message="the domain's default drop counters")
+    counters = rule_packets(rid)
+    # Counted once, where the sender is (INGRESS_POLICY), even though the receiving host re-evaluates.
+    counted_on = {h for h, c in counters["by_host"].items() if c["packets"]}
+    assert counted_on == {sender} and counters["bytes"] > 0, counters
+    assert rule_packets(k["unused"]["id"])["packets"] == 0
