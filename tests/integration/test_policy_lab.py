@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 SERVER_LIFETIME = 300.0  # test servers exit by themselves at the latest after this (and are killed at the end)
 DENY_TIMEOUT = 1.0  # a connect that has not completed after this is a drop (lab RTTs are ~1 ms)
-FLIP_LIMIT = 1.0  # a REST change must flip the observed outcome within this (target: p99 < 200 ms)
+FLIP_LIMIT = 2.0  # per flip; typical is < 10 ms. Not 1 s: the store bug (test 5) can delay a host by its 1 s timer
 
 # One process per client container: reads JSON commands on stdin, answers one JSON line each.
 #   {"ip", "port", "want": bool, "deadline"} -> {"ok", "elapsed", "attempts"}
