@@ -412,6 +412,10 @@ class DirectoryStore:
         maps = {plural: self._mirror[kind] for kind, (_t, plural, _p) in KINDS.items()}
         self._state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs)
         self._version += 1
+        if threading.current_thread() is not self._thread:
+            # A writer thread read this update from the connection: the listener thread would
+            # otherwise only notice it at its next timer tick (up to a second later).
+            self._wake()
 
     def _fire_listeners(self) -> None:
         state, version = self._state, self._version

@@ -591,8 +591,6 @@ def test_rule_counters_in_the_api(counted):
 # ---- 5. a change the agent's store consumed on another thread still reaches its listeners at once ----
 
 
-@pytest.mark.xfail(strict=True, reason="bug (reported): DirectoryStore._publish on a writer thread does not wake "
-                                       "the IDL thread; listeners wait for its 1 s timer")
 def test_store_listeners_hear_a_change_read_by_another_thread(tmp_path):
     """Policy latency depends on the agent's directory listener firing as soon as an update arrives.
 
