@@ -23,6 +23,7 @@ HOST = "api-host"
 
 def raw(sock: str, request: bytes) -> int:
     s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
     s.connect(sock)
     s.sendall(request)
     reply = b""

@@ -247,6 +247,7 @@ def test_network_by_ipam_options_and_bad_networks(lab, dockerd):
 def _raw_status(sock: str, body: bytes) -> int:
     import socket
     s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
     s.connect(sock)
     s.sendall(b"POST /NetworkDriver.CreateNetwork HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
