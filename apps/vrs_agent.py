@@ -130,10 +130,17 @@ class ManagedBridge:
             self.app.metrics.flows.labels(self.host_name).set(len(self.core.compiler.flows))
             self.app.logger.debug("%s: generation %d: +%d -%d flows", self.host_name, generation,
                                   len(diff.add), len(diff.delete))
-        if self.sync is not None and (diff or self.sync.desired is None):
+        if self.sync is None:
+            return
+        if self.sync.desired is None:
             self.push_desired(generation)
+        elif diff:
+            msgs = self.sync.apply_diff(diff)  # only what changed: cheap at any table size
+            self._core_generation[self.sync.generation] = generation
+            sync.send(self.datapath, msgs)
 
     def push_desired(self, core_generation: int) -> None:
+        """Hand the whole desired set to the sync engine (on connect: it reconciles with a read-back)."""
         msgs = self.sync.set_desired(self.core.desired())
         self._core_generation[self.sync.generation] = core_generation
         sync.send(self.datapath, msgs)

@@ -272,6 +272,40 @@ class BridgeSync:
             return self._push()
         return []
 
+    def apply_diff(self, diff) -> Messages:
+        """Change the desired set by a ``FlowDiff`` from the incremental compiler.
+
+        The same outcome as ``set_desired`` of the whole new set, but only the diff's flows are
+        canonicalised (at 50k flows a full ``set_desired`` spends ~1 s preparing what did not
+        change). Needs a desired set already (``set_desired`` first, e.g. on connect).
+        """
+        if self.desired is None:
+            raise ValueError("apply_diff before the first set_desired")
+        t0 = time.perf_counter()
+        canon = ofwire.canonical_flow
+        desired = dict(self.desired)  # the in-flight bundle may hold the old map as its result
+        for flow in diff.delete:
+            key = canon(flow).key
+            if self.canary is None or key != self.canary.key:
+                desired.pop(key, None)
+        changed = []
+        for flow in diff.add:
+            c = canon(flow)
+            desired[c.key] = c
+            changed.append(c.key)
+        for key in changed:  # a new version of a quarantined flow gets another chance
+            if key in self.quarantine and desired.get(key) != self.quarantine[key]:
+                del self.quarantine[key]
+        self.desired = desired
+        self.generation += 1
+        self.stats.last_prepare_s = time.perf_counter() - t0
+        if self.state == STALLED:
+            self._retries = 0
+            return self._request_read()
+        if self.state == READY:
+            return self._push()
+        return []
+
     def on_flow_stats_reply(self, msg) -> Messages:
         """One OFPMP_FLOW reply (os-ken message with ``.buf``, or raw bytes)."""
         raw = msg if isinstance(msg, (bytes, bytearray, memoryview)) else msg.buf
