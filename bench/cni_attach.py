@@ -12,7 +12,8 @@ Each ADD/DEL is a fresh ``nuage-cni`` process (process start included).
     .venv/bin/python bench/cni_attach.py [--mode lab|single] [--count 100] [--parallel 8]
 
 Prints p50/p90/p99/max of sequential ADD and DEL latency, and ADD+DEL pairs per
-second sequentially and with --parallel concurrent workers.
+second sequentially and with --parallel concurrent workers (through nuage-cni, and
+straight on the agent socket to show what the process starts cost).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nuage_ryu.plugins.agent_client import AgentClient  # noqa: E402
 from nuage_ryu.plugins.testing import (  # noqa: E402
     agent_process,
     directory_service,
@@ -117,6 +119,20 @@ def main() -> int:
             list(pool.map(pair, range(args.count)))
         elapsed = time.monotonic() - start
         results["parallel_pairs_per_s"] = round(args.count / elapsed, 1)
+        assert leftovers() == []
+
+        # The same churn straight on the agent socket (no CNI process start): the agent's own capacity.
+        def api_pair(i: int) -> None:
+            conf = confs[i % len(confs)]
+            agent = AgentClient(conf["agent_socket"])
+            agent.attach(container_id=f"api-{i}", ifname="eth0", netns=spaces[i], network=conf["name"],
+                         **{k: conf[k] for k in ("enterprise", "domain", "zone", "subnet")})
+            agent.detach(f"api-{i}", "eth0")
+
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            list(pool.map(api_pair, range(args.count)))
+        results["agent_api_parallel_pairs_per_s"] = round(args.count / (time.monotonic() - start), 1)
         results["leaked_after_churn"] = leftovers()
         results["loadavg_after"] = os.getloadavg()[0]
         assert results["leaked_after_churn"] == []
