@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import os
 import re
 import threading
 import time
@@ -393,7 +394,6 @@ class AttachService:
 
     @staticmethod
     def _netns_exists(path: str) -> bool:
-        import os
         return os.path.exists(path)
 
     @staticmethod
@@ -496,7 +496,10 @@ class AttachService:
 
     def _existing(self, port, req: AttachRequest) -> dict | None:
         """The attachment for a repeated ADD if it is complete; None if it must be rebuilt."""
-        vport = self.directory.get_vport(port.vport_id)
+        try:
+            vport = self.directory.get_vport(port.vport_id)
+        except DirectoryClientError as exc:
+            raise _directory_error(exc) from None
         if vport is None or not self.links.exists(port.ifname):
             return None
         if req.netns and (port.external_ids.get(EXT_NETNS) != req.netns
