@@ -261,7 +261,9 @@ class NuageDriver:
             raise PluginError("the endpoint has no IPv4 address; create the network with --ipam-driver nuage")
         if _str(iface, "AddressIPv6", required=False):
             raise PluginError("IPv6 is not supported by the nuage driver")
-        groups = options.get("policygroup", "")
+        # Endpoint driver options arrive flat in Options; accept them nested under the generic key too.
+        nested = options.get("com.docker.network.generic")
+        groups = options.get("policygroup", nested.get("policygroup", "") if isinstance(nested, dict) else "")
         if not isinstance(groups, str):
             raise PluginError("endpoint option policygroup must be a comma-separated string")
         reservation = _agent(lambda: self.agent.call("POST", "/v1/reservations/find",
