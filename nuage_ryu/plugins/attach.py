@@ -346,13 +346,23 @@ class AttachService:
             raise AttachError("invalid", "enterprise, domain and zone are required unless subnet is an id")
         self._settle_checksum_offload()
         with self._key(req.container_id, req.ifname):
+            found = None
             with self._lock.shared():
                 existing = self._find(req.container_id, req.ifname)
                 if existing:
                     found = self._existing(existing[0], req)
-                    if found is not None:
-                        return found
-                    self._teardown(existing[0])
+                    if found is None:
+                        self._teardown(existing[0])
+            if found is not None:
+                # A repeated ADD answers like the first one: once the vport is up (e.g. again,
+                # after an agent restart), but it never tears a working attachment down.
+                if req.wait_up and found.get("status") != "up":
+                    if not self.wait_vport_up(found["vport_id"], self.up_timeout):
+                        raise AttachError("timeout", f"vport {found['vport_id']} is not up after "
+                                                     f"{self.up_timeout:g}s (is the VRS agent connected?)")
+                    found["status"] = "up"
+                return found
+            with self._lock.shared():
                 host_if, peer = link_names(req.container_id, req.ifname)
                 if req.netns:
                     if not self._netns_exists(req.netns):

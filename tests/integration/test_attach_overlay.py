@@ -113,3 +113,29 @@ def test_cni_and_docker_containers_talk_across_hosts(lab2):
         for host in (h1, h2):
             assert leftovers(lab, plane, host) == {"ports": [], "links": [], "vports": []}, host.name
     plane.client().request("DELETE", f"/enterprises/{net['enterprise']['id']}?cascade=true")
+
+
+def test_cni_add_survives_a_vrs_agent_restart(lab2):
+    """The attach service lives in the VRS agent: restart the agent, the same ADD gives the same result."""
+    lab, plane = lab2
+    h1 = lab.hosts[0]
+    net = make_network(plane.client(), enterprise="rst", cidr="10.51.0.0/24")
+    conf = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni",
+            "agent_socket": plane.agent_socket(h1), "enterprise": "rst", "domain": "prod", "zone": "web",
+            "subnet": "web-net"}
+    with namespace(unique_netns_name("nrr")) as name:
+        ns = name
+        rc, first = run_cni("ADD", conf, "restart-c1", f"/var/run/netns/{ns}")
+        assert rc == 0, first
+        plane.stop_process(f"agent-{h1.name}")
+        rc, out = run_cni("ADD", conf, "restart-c2", f"/var/run/netns/{ns}", ifname="eth1")
+        assert rc == 1 and out["code"] == 11, out
+        plane.start_agent(h1)
+        wait_until(lambda: os.path.exists(plane.agent_socket(h1)), timeout=30, message="agent socket back")
+        rc, again = run_cni("ADD", conf, "restart-c1", f"/var/run/netns/{ns}")
+        assert rc == 0 and again == first
+        check = dict(conf, prevResult=first)
+        assert run_cni("CHECK", check, "restart-c1", f"/var/run/netns/{ns}") == (0, None)
+        assert run_cni("DEL", conf, "restart-c1", f"/var/run/netns/{ns}") == (0, None)
+        assert leftovers(lab, plane, h1) == {"ports": [], "links": [], "vports": []}
+    plane.client().request("DELETE", f"/enterprises/{net['enterprise']['id']}?cascade=true")
