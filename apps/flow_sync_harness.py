@@ -213,6 +213,20 @@ class FlowSyncHarness(BaseApp):
                     f"{d:016x}": [a - b for a, b in zip((s.stats.bundles, s.stats.adds, s.stats.deletes),
                                                          before.get(d, (0, 0, 0)), strict=True)]
                     for d, s in self.syncs.items()}, "bridges": self._status()}
+        if cmd == "apply_diff":  # a pickled FlowDiff from the incremental compiler, as the agent sends it
+            with open(req["pickle"], "rb") as f:
+                diff = pickle.load(f)
+            with self.lock:
+                before = {d: (s.stats.bundles, s.stats.adds, s.stats.deletes) for d, s in self.syncs.items()}
+                t0 = time.perf_counter()
+                for dpid, s in self.syncs.items():
+                    sync.send(self.datapaths[dpid], s.apply_diff(diff))
+                ok = self._wait_in_sync(timeout)
+                elapsed = time.perf_counter() - t0
+                return {"ok": ok, "elapsed": elapsed, "sent": {
+                    f"{d:016x}": [a - b for a, b in zip((s.stats.bundles, s.stats.adds, s.stats.deletes),
+                                                         before.get(d, (0, 0, 0)), strict=True)]
+                    for d, s in self.syncs.items()}, "bridges": self._status()}
         if cmd == "resync":
             with self.lock:
                 t0 = time.perf_counter()

@@ -105,12 +105,12 @@ def main(argv=None) -> int:
     with Lab() as lab:
         lab.start_app()
 
-        def install(flows) -> tuple[float, float, list[int]]:
+        def install(flows, cmd: str = "set_desired") -> tuple[float, float, list[int]]:
             path = os.path.join(lab.rundir, "desired.pickle")
             with open(path, "wb") as f:
                 pickle.dump(flows, f)
             t = time.perf_counter()
-            reply = lab.call(cmd="set_desired", pickle=path, timeout=600)
+            reply = lab.call(cmd=cmd, pickle=path, timeout=600)
             wall = time.perf_counter() - t
             st = reply["bridges"][DPID]
             if st["errors"] or st["quarantined"]:
@@ -148,11 +148,9 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 diff = fc.update(current)
                 res[f"{label} compile"].append(time.perf_counter() - t)
-                t = time.perf_counter()
-                desired = fc.desired()
-                sorting = time.perf_counter() - t
-                elapsed, _wall, sent = install(desired)
-                parts[label] = [sorting, engine["prepare + diff"][-1], engine["encode"][-1]]
+                # What the agent sends for an update: the compiler's diff (BridgeSync.apply_diff).
+                elapsed, _wall, sent = install(diff, cmd="apply_diff")
+                parts[label] = [0.0, engine["prepare + diff"][-1], engine["encode"][-1]]
                 res[f"{label} install"].append(elapsed)
                 sizes[label] = f"+{len(diff.add)} -{len(diff.delete)} flows, {sent[0]} bundle"
                 if flow_count(lab.mgmt) - base != len(fc.flows) - 1:
@@ -172,10 +170,10 @@ def main(argv=None) -> int:
     print("|---|" + "---|" * (args.rounds + 1))
     labels = {
         "compile": "full compile (FlowCompiler.update)",
-        "install": "install, set_desired -> COMMIT reply (sync engine)",
+        "install": "install, set_desired -> COMMIT reply (sync engine)",  # changes: apply_diff
         "install wall": "install as seen by the caller (+ pickle load, control socket)",
         "rule change compile": f"one rule's ports changed: compile ({sizes['rule change']})",
-        "rule change install": "one rule's ports changed: install (diff of the full set + bundle)",
+        "rule change install": "one rule's ports changed: install (apply_diff of the compiler's diff + bundle)",
         "remote member compile": f"a remote vport moves to another group: compile ({sizes['remote member']})",
         "remote member install": "a remote vport moves to another group: install",
         "last local member compile": f"a group's only local vport moves to another group: compile "
@@ -186,9 +184,9 @@ def main(argv=None) -> int:
         print(f"| {labels[key]} | " + " | ".join(f"{v:.3f} s" for v in vals)
               + f" | **{statistics.median(vals):.3f} s** |")
     print()
-    print("Inside an install (last round): `FlowCompiler.desired()` (the full sorted list the agent hands to "
-          "the engine on every update), the engine's prepare + diff of that list against what it installed, "
-          "encoding the bundle; the rest of an install is OVS applying the bundle and the transport.")
+    print("Inside an install (last round): `FlowCompiler.desired()` (the full sorted list, only for the first "
+          "install; updates hand the engine just the compiler's diff via `apply_diff`), the engine's prepare + "
+          "diff, encoding the bundle; the rest of an install is OVS applying the bundle and the transport.")
     print()
     print("| install | desired() | engine prepare + diff | engine encode |")
     print("|---|---|---|---|")

@@ -282,12 +282,16 @@ class BridgeSync:
         if self.desired is None:
             raise ValueError("apply_diff before the first set_desired")
         t0 = time.perf_counter()
+        # In sync and nothing set aside: the switch holds exactly the old desired set, so the
+        # bundle is just the diff's keys (no pass over the whole table).
+        fast = self.in_sync and not self.quarantine and not self._force_full
         canon = ofwire.canonical_flow
         desired = dict(self.desired)  # the in-flight bundle may hold the old map as its result
+        removed = []
         for flow in diff.delete:
             key = canon(flow).key
-            if self.canary is None or key != self.canary.key:
-                desired.pop(key, None)
+            if (self.canary is None or key != self.canary.key) and desired.pop(key, None) is not None:
+                removed.append(key)
         changed = []
         for flow in diff.add:
             c = canon(flow)
@@ -302,9 +306,18 @@ class BridgeSync:
         if self.state == STALLED:
             self._retries = 0
             return self._request_read()
-        if self.state == READY:
+        if self.state != READY:
+            return []
+        if not fast:
             return self._push()
-        return []
+        installed = self.installed
+        adds = [desired[k] for k in changed if installed.get(k) != desired[k]]
+        deletes = [installed[k] for k in removed if k in installed and k not in desired]
+        self.stats.last_diff_s = 0.0
+        if not adds and not deletes:
+            self._confirm()
+            return []
+        return self._open_bundle(deletes, adds, desired)
 
     def on_flow_stats_reply(self, msg) -> Messages:
         """One OFPMP_FLOW reply (os-ken message with ``.buf``, or raw bytes)."""
