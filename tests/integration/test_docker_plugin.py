@@ -14,10 +14,10 @@ import contextlib
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
+from nuage_ryu.lab import dockerd as lab_dockerd
 from nuage_ryu.plugins.agent_client import AgentClient, AgentUnavailable
 from nuage_ryu.plugins.testing import (
     agent_process,
@@ -36,7 +36,7 @@ NET_OPTS = {"enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "we
 
 
 def _hex() -> str:
-    return uuid.uuid4().hex + uuid.uuid4().hex
+    return lab_dockerd.new_id()
 
 
 @contextlib.contextmanager
@@ -58,110 +58,27 @@ def plugin_process(sock: str, agent_sock: str, spec: str):
         proc.stderr.close()
 
 
-class Dockerd:
-    """Plays dockerd: the plugin calls, and the netns work dockerd does with the answers."""
+class Dockerd(lab_dockerd.Dockerd):
+    """The library's dockerd stand-in, with the test's checks and namespace bookkeeping."""
 
     def __init__(self, sock: str, ovs, stack: contextlib.ExitStack):
-        self.client = AgentClient(sock, timeout=30)
+        super().__init__(sock, host_netns=ovs.netns)
         self.ovs = ovs
         self.stack = stack
 
-    def call(self, path: str, body: dict | None) -> dict:
-        return self.client.call("POST", path, body)
-
-    def ok(self, path: str, body: dict | None) -> dict:
-        reply = self.call(path, body)
-        assert not reply.get("Err") and not reply.get("Error"), (path, reply)
-        return reply
-
     def activate(self) -> None:
-        assert self.call("/Plugin.Activate", None) == {"Implements": ["NetworkDriver", "IpamDriver"]}
+        assert super().activate() == {"Implements": ["NetworkDriver", "IpamDriver"]}
         assert self.ok("/NetworkDriver.GetCapabilities", None)["Scope"] == "local"
         assert self.ok("/IpamDriver.GetCapabilities", None) == {"RequiresMACAddress": False,
                                                                 "RequiresRequestReplay": False}
-        self.spaces = self.ok("/IpamDriver.GetDefaultAddressSpaces", None)
 
     def network_create(self, pool: str = "10.10.1.0/24", options: dict | None = None,
                        ipam_options: dict | None = None) -> dict:
-        """`docker network create -d nuage --ipam-driver nuage --subnet POOL -o k=v ...`."""
-        network_id = _hex()
-        reply = self.call("/IpamDriver.RequestPool", {
-            "AddressSpace": self.spaces["LocalDefaultAddressSpace"], "Pool": pool, "SubPool": "",
-            "Options": ipam_options or {}, "V6": False})
-        if reply.get("Error"):
-            return {"error": reply["Error"]}
-        pool_id, gateway = reply["PoolID"], reply["Data"]["com.docker.network.gateway"]
-        gw = self.ok("/IpamDriver.RequestAddress", {
-            "PoolID": pool_id, "Address": "",
-            "Options": {"RequestAddressType": "com.docker.network.gateway"}})
-        assert gw["Address"] == gateway
-        reply = self.call("/NetworkDriver.CreateNetwork", {
-            "NetworkID": network_id,
-            "Options": {"com.docker.network.enable_ipv6": False,
-                        "com.docker.network.generic": dict(NET_OPTS if options is None else options)},
-            "IPv4Data": [{"AddressSpace": "nuage-local", "Pool": reply["Pool"], "Gateway": gateway,
-                          "AuxAddresses": {}}],
-            "IPv6Data": []})
-        if reply.get("Err"):  # dockerd rolls back the IPAM side
-            self.ok("/IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": gateway.split("/")[0]})
-            self.ok("/IpamDriver.ReleasePool", {"PoolID": pool_id})
-            return {"error": reply["Err"]}
-        return {"id": network_id, "pool_id": pool_id, "gateway": gateway}
-
-    def release(self, net: dict, address: str) -> None:
-        self.ok("/IpamDriver.ReleaseAddress", {"PoolID": net["pool_id"], "Address": address.split("/")[0]})
-
-    def network_rm(self, net: dict) -> None:
-        self.ok("/NetworkDriver.DeleteNetwork", {"NetworkID": net["id"]})
-        self.release(net, net["gateway"])
-        self.ok("/IpamDriver.ReleasePool", {"PoolID": net["pool_id"]})
+        return super().network_create(pool, NET_OPTS if options is None else options, ipam_options)
 
     def run(self, net: dict, endpoint_options: dict | None = None) -> dict:
-        """`docker run --network NET`: address, endpoint, join, then dockerd's netns work."""
-        endpoint_id = _hex()
         sandbox = self.stack.enter_context(namespace(unique_netns_name("nrd")))
-        addr = self.ok("/IpamDriver.RequestAddress", {"PoolID": net["pool_id"], "Address": "", "Options": {}})
-        reply = self.call("/NetworkDriver.CreateEndpoint", {
-            "NetworkID": net["id"], "EndpointID": endpoint_id,
-            "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": ""},
-            "Options": {"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": [],
-                        **(endpoint_options or {})}})
-        if reply.get("Err"):
-            self.release(net, addr["Address"])
-            return {"error": reply["Err"]}
-        mac = reply["Interface"]["MacAddress"]
-        info = self.ok("/NetworkDriver.EndpointOperInfo", {"NetworkID": net["id"], "EndpointID": endpoint_id})
-        join = self.call("/NetworkDriver.Join", {"NetworkID": net["id"], "EndpointID": endpoint_id,
-                                                 "SandboxKey": f"/var/run/docker/netns/{sandbox}",
-                                                 "Options": {}})
-        if join.get("Err"):
-            self.ok("/NetworkDriver.DeleteEndpoint", {"NetworkID": net["id"], "EndpointID": endpoint_id})
-            self.release(net, addr["Address"])
-            return {"error": join["Err"]}
-        src = join["InterfaceName"]["SrcName"]
-        name = join["InterfaceName"]["DstPrefix"] + "0"
-        # What dockerd's sandbox code does with SrcName: move, rename, MAC, address, gateway, up.
-        host = ["ip", "netns", "exec", self.ovs.netns, "ip", "link", "set", src, "netns", sandbox]
-        subprocess.run(host, check=True)
-        for argv in (["ip", "link", "set", src, "name", name], ["ip", "link", "set", name, "address", mac],
-                     ["ip", "addr", "add", addr["Address"], "dev", name], ["ip", "link", "set", name, "up"],
-                     ["ip", "route", "add", "default", "via", join["Gateway"]]):
-            result = ns_exec(sandbox, *argv)
-            assert result.returncode == 0, (argv, result.stderr)
-        self.ok("/NetworkDriver.ProgramExternalConnectivity", {
-            "NetworkID": net["id"], "EndpointID": endpoint_id, "Options": {}})
-        return {"id": endpoint_id, "sandbox": sandbox, "address": addr["Address"], "mac": mac, "ifname": name,
-                "info": info["Value"], "net": net}
-
-    def rm(self, ctr: dict) -> None:
-        """`docker rm -f`: revoke, leave, the sandbox's interface goes, delete endpoint, release address."""
-        net = ctr["net"]
-        ids = {"NetworkID": net["id"], "EndpointID": ctr["id"]}
-        self.ok("/NetworkDriver.RevokeExternalConnectivity", ids)
-        self.ok("/NetworkDriver.Leave", ids)
-        ns_exec(ctr["sandbox"], "ip", "link", "del", ctr["ifname"])
-        self.ok("/NetworkDriver.DeleteEndpoint", ids)
-        self.release(net, ctr["address"])
+        return super().run(net, sandbox, endpoint_options)
 
 
 @pytest.fixture(scope="module")
