@@ -10,6 +10,10 @@ Tenants:
          app 10.10.2.0/24, db 10.10.3.0/24; policy groups web, app, db;
          rules: web -> app tcp/8080 allow (stateful), app -> db tcp/5432 allow (stateful)
   globex domain "prod", default allow, subnet 10.10.1.0/24: the same CIDR as acme's web tier
+
+Endpoints: containers attached by nuage-cni, one by the Docker plugin (driven with
+dockerd's exact libnetwork calls, as no Docker engine runs here), a VM and a
+bare-metal server (VLAN on a ToR gateway port) that get their addresses by DHCP.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from nuage_ryu.lab import guests
+from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
 from nuage_ryu.lab.plane import ControlPlane
 
@@ -76,7 +81,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 7
+    steps: int = 8
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -131,6 +136,14 @@ def cni(plane: ControlPlane, lab: Lab, command: str, c: DemoContainer, subnet: s
     return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
+def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def wait_listening(c: DemoContainer, ports: tuple[int, ...], timeout: float = 10.0) -> None:
     """Wait until the container's test server accepts on every port (it takes a moment to start)."""
     deadline = time.monotonic() + timeout
@@ -173,6 +186,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
     plane: ControlPlane | None = None
     containers: list[DemoContainer] = []
     tor = None
+    plugin = dockerd = docker_ctr = docker_net = None
     try:
         demo.step("lab: 3 hosts, each a namespace with its own ovsdb-server + ovs-vswitchd (userspace)")
         lab.up(3)
@@ -199,6 +213,31 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             start_server(c)
             demo.say(f"      {name:<5} {tenant:<6} on {host}: {c.ip:<11} groups={','.join(groups) or '-'}"
                      f"  (ADD -> up in {1000 * (time.monotonic() - t):.0f} ms)")
+        demo.step("a Docker container: dockerd's libnetwork calls to nuage-docker-plugin on h3")
+        h3 = lab.host("h3")
+        docker_sock = os.path.join(plane.root, "docker-h3.sock")
+        plugin = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "nuage-docker-plugin"),
+                                   "--socket", docker_sock, "--agent-socket", plane.agent_socket(h3),
+                                   "--spec-file", os.path.join(plane.root, "nuage.spec")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: os.path.exists(docker_sock), "the Docker plugin socket")
+        dockerd = Dockerd(docker_sock, host_netns=h3.netns)
+        dockerd.activate()
+        names = {"enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web"}
+        docker_net = dockerd.network_create(options=names, ipam_options=names)
+        if "error" in docker_net:
+            raise RuntimeError(f"docker network create: {docker_net['error']}")
+        web3 = DemoContainer("web3", "acme", "h3", f"{prefix}-web3", ["web"])
+        subprocess.run(["ip", "netns", "add", web3.netns], check=True)
+        containers.append(web3)
+        t = time.monotonic()
+        docker_ctr = dockerd.run(docker_net, web3.netns, {"policygroup": "web"})
+        if "error" in docker_ctr:
+            raise RuntimeError(f"docker run: {docker_ctr['error']}")
+        web3.ip = docker_ctr["address"].split("/")[0]
+        start_server(web3)
+        demo.say(f"      web3  acme   on h3: {web3.ip:<11} groups=web  (network create + run in "
+                 f"{1000 * (time.monotonic() - t):.0f} ms; endpoint option policygroup=web)")
         demo.step("a VM and a bare-metal server: the directory's addresses by DHCP from the agents")
         tor = None
         vm = DemoContainer("vm1", "acme", "h3", f"{prefix}-vm1", ["web"])
@@ -235,6 +274,8 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
             Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
             Check("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
+            Check("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
+            Check("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
             Check("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
             Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
             Check("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
@@ -251,9 +292,12 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         failures = print_matrix(demo, checks)
         demo.step("teardown: CNI DEL, agents, directory, lab")
         for c in containers:
-            if c.name not in ("vm1", "db2"):
+            if c.name not in ("vm1", "db2", "web3"):
                 with contextlib.suppress(Exception):
                     cni(plane, lab, "DEL", c, "web")
+        if dockerd is not None and docker_ctr:
+            dockerd.rm(docker_ctr)
+            dockerd.network_rm(docker_net)
         demo.say(f"done in {time.monotonic() - demo.started:.1f}s: "
                  f"{len(checks) - failures}/{len(checks)} verdicts as expected")
         return 1 if failures else 0
@@ -263,6 +307,9 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
                 c.server.kill()
                 c.server.wait()
             subprocess.run(["ip", "netns", "delete", c.netns], capture_output=True)
+        if plugin is not None:
+            plugin.terminate()
+            plugin.wait(10)
         if tor is not None:
             guests.remove_tor(tor)
         if plane is not None:
