@@ -9,6 +9,10 @@ here and nowhere else.
 
 import sys
 
+from nuage_ryu.quiet import silence_eventlet_warning
+
+silence_eventlet_warning()  # before the framework (and through it python-ovs/eventlet) is imported
+
 if "ryu.base.app_manager" in sys.modules:  # loaded by classic ryu-manager
     FRAMEWORK = "ryu"
 else:

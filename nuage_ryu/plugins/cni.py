@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
@@ -45,8 +44,21 @@ ERR_CONFLICT = 102
 
 NETWORK_KEYS = ("enterprise", "domain", "zone", "subnet")
 # Same rules as the agent's (nuage_ryu.plugins.attach / links), repeated to keep this module light.
-CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# Plain character sets, not regular expressions: importing ``re`` costs more than this
+# whole plugin's work (the runtime starts a process per call).
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_CONTAINER_ID_CHARS = _ALNUM | frozenset("_.-")
+_IFNAME_CHARS = _ALNUM | frozenset("_.:@-")
+
+
+def valid_container_id(value: str) -> bool:
+    """``[A-Za-z0-9][A-Za-z0-9_.-]{0,127}``."""
+    return 1 <= len(value) <= 128 and value[0] in _ALNUM and set(value) <= _CONTAINER_ID_CHARS
+
+
+def valid_ifname(value: str) -> bool:
+    """``[A-Za-z0-9_.:@-]{1,15}``, not ``.`` or ``..``."""
+    return 1 <= len(value) <= 15 and set(value) <= _IFNAME_CHARS and value not in (".", "..")
 
 
 class CniError(Exception):
@@ -232,9 +244,9 @@ def run(env: dict, stdin: bytes) -> dict | None:
             raise _agent_error(exc, "GC") from None
         return None
     container_id, ifname = _require_env(env, "CNI_CONTAINERID", "CNI_IFNAME")
-    if not CONTAINER_ID_RE.match(container_id):
+    if not valid_container_id(container_id):
         raise CniError(ERR_INVALID_ENV, f"CNI_CONTAINERID {container_id!r} is not a valid container id")
-    if not IFNAME_RE.match(ifname) or ifname in (".", ".."):
+    if not valid_ifname(ifname):
         raise CniError(ERR_INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name "
                                         "(1-15 characters)")
     cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
