@@ -182,6 +182,23 @@ class FlowSyncHarness(BaseApp):
             self.changed.wait(left)
         return True
 
+    def _timed_push(self, push, timeout: float) -> dict:
+        """Run ``push(dpid, sync)`` for every bridge (under self.lock), time it until in sync.
+
+        Timed from here: what the agent would do with the compiler's output. ``sent`` is what each
+        bridge got: [bundles, adds, deletes].
+        """
+        before = {d: (s.stats.bundles, s.stats.adds, s.stats.deletes) for d, s in self.syncs.items()}
+        t0 = time.perf_counter()
+        for dpid, s in self.syncs.items():
+            push(dpid, s)
+        ok = self._wait_in_sync(timeout)
+        elapsed = time.perf_counter() - t0
+        return {"ok": ok, "elapsed": elapsed, "sent": {
+            f"{d:016x}": [a - b for a, b in zip((s.stats.bundles, s.stats.adds, s.stats.deletes),
+                                                 before.get(d, (0, 0, 0)), strict=True)]
+            for d, s in self.syncs.items()}, "bridges": self._status()}
+
     def _command(self, req):
         cmd = req.get("cmd")
         timeout = float(req.get("timeout", 60))
@@ -198,35 +215,21 @@ class FlowSyncHarness(BaseApp):
                     flows = pickle.load(f)
             else:
                 flows = synthetic_flows(int(req["synthetic"]))
-            # Timed from here: what the agent would do with the compiler's output.
             with self.lock:
-                before = {d: (s.stats.bundles, s.stats.adds, s.stats.deletes) for d, s in self.syncs.items()}
-                t0 = time.perf_counter()
                 self.desired = flows
-                for dpid, s in self.syncs.items():
+
+                def push(dpid, s):
                     if req.get("reread"):  # read the bridge back first, then diff against it
                         sync.send(self.datapaths[dpid], s.resync())
                     sync.send(self.datapaths[dpid], s.set_desired(flows))
-                ok = self._wait_in_sync(timeout)
-                elapsed = time.perf_counter() - t0
-                return {"ok": ok, "elapsed": elapsed, "sent": {
-                    f"{d:016x}": [a - b for a, b in zip((s.stats.bundles, s.stats.adds, s.stats.deletes),
-                                                         before.get(d, (0, 0, 0)), strict=True)]
-                    for d, s in self.syncs.items()}, "bridges": self._status()}
+
+                return self._timed_push(push, timeout)
         if cmd == "apply_diff":  # a pickled FlowDiff from the incremental compiler, as the agent sends it
             with open(req["pickle"], "rb") as f:
                 diff = pickle.load(f)
             with self.lock:
-                before = {d: (s.stats.bundles, s.stats.adds, s.stats.deletes) for d, s in self.syncs.items()}
-                t0 = time.perf_counter()
-                for dpid, s in self.syncs.items():
-                    sync.send(self.datapaths[dpid], s.apply_diff(diff))
-                ok = self._wait_in_sync(timeout)
-                elapsed = time.perf_counter() - t0
-                return {"ok": ok, "elapsed": elapsed, "sent": {
-                    f"{d:016x}": [a - b for a, b in zip((s.stats.bundles, s.stats.adds, s.stats.deletes),
-                                                         before.get(d, (0, 0, 0)), strict=True)]
-                    for d, s in self.syncs.items()}, "bridges": self._status()}
+                return self._timed_push(lambda dpid, s: sync.send(self.datapaths[dpid], s.apply_diff(diff)),
+                                        timeout)
         if cmd == "resync":
             with self.lock:
                 t0 = time.perf_counter()

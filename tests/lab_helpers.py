@@ -17,7 +17,6 @@ import itertools
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from nuage_ryu.lab import plane as plane_module
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.plane import ControlPlane
 from nuage_ryu.ovsdb.host import HostOVS
+from tests.ovs_fixtures import wait_until  # noqa: F401 - re-exported for the lab tests
 
 _serial = itertools.count(1)
 
@@ -55,17 +55,6 @@ try:
 except OSError:
     sys.exit(1)
 """
-
-
-def wait_until(condition, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
-        time.sleep(interval)
 
 
 @contextlib.contextmanager
