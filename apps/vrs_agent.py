@@ -82,6 +82,9 @@ class ManagedBridge:
         self._stats_xid: int | None = None
         self._stats_entries: list[tuple[int, int, int, int]] = []
         self.rule_counters: dict = {}
+        self._ports_dirty = True
+        self._vport_ofports: dict[str, int] | None = None
+        self._tunnel_ofport: int | None = None
         self.unreported = False  # rule_counters changed since the last report to the directory
 
     def ensure(self, controllers: list[str]) -> None:
@@ -91,7 +94,12 @@ class ManagedBridge:
         self.host_ovs.ensure_integration_bridge(self.bridge, conf.datapath_type, controllers, self.datapath_id)
         if self.tunnel_ip:
             self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
-        self.watch = InterfaceWatch(self.host_ovs, self.app.kick)
+        self.watch = InterfaceWatch(self.host_ovs, self.ports_changed)
+
+    def ports_changed(self) -> None:
+        """The bridge's interfaces changed (OVSDB thread): re-list them, then recompute."""
+        self._ports_dirty = True
+        self.app.kick()
 
     def close(self) -> None:
         if self.watch is not None:
@@ -105,8 +113,14 @@ class ManagedBridge:
         Container and VM ports carry their vport id in external_ids; a bare-metal vport is
         reached through the gateway port its directory entry names (with its VLAN).
         """
-        ports = self.host_ovs.list_vport_ports(self.bridge)
-        ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
+        if self._ports_dirty or self._vport_ofports is None:
+            # Listing reads every port row of the IDL (slow in python-ovs at 100+ ports): only
+            # after the interface watch saw a change, not on every directory update.
+            self._ports_dirty = False  # before listing: a change during the listing re-dirties it
+            ports = self.host_ovs.list_vport_ports(self.bridge)
+            self._vport_ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
+            self._tunnel_ofport = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
+        ofports = dict(self._vport_ofports)
         for vport in state.vports.values():
             ifname = gateway_port(vport)
             if ifname and vport.host == self.host_name:
@@ -118,8 +132,7 @@ class ManagedBridge:
                     continue
                 if ofport:
                     ofports[vport.id] = ofport
-        tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
-        return ofports, tunnel
+        return ofports, self._tunnel_ofport
 
     def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
         self.core.set_directory(state)
@@ -367,7 +380,9 @@ class VrsAgent(BaseApp):
     def _worker(self):
         frozen = False
         while self._running:
-            self._wake.wait(RESYNC_INTERVAL_S)
+            if not self._wake.wait(RESYNC_INTERVAL_S):
+                for bridge in list(self.bridges.values()):
+                    bridge.ports_changed()  # periodic full re-read: a lost event heals here
             self._wake.clear()
             if not self._running:
                 break

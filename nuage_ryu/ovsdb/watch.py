@@ -3,7 +3,8 @@
 The VRS agent recompiles a bridge's flows when one of its vport ports changes.
 ``InterfaceWatch`` registers an ovsdbapp row event on the Interface table of a
 ``HostOVS`` connection: any interface created or deleted, and any update of an
-interface that carries a nuage vport id or of any interface's ofport, calls ``callback()`` from the OVSDB
+interface's ofport, external_ids or name, calls ``callback()`` (statistics and
+link-state updates, which ovs-vswitchd writes all the time, do not) from the OVSDB
 connection thread. The callback must be quick (the agent only sets an event).
 """
 
@@ -13,7 +14,10 @@ from collections.abc import Callable
 
 from ovsdbapp.backend.ovs_idl import event
 
-from nuage_ryu.ovsdb.host import EXT_VPORT_ID, VXLAN_PORT, HostOVS
+from nuage_ryu.ovsdb.host import HostOVS
+
+# The Interface columns the compiled flows depend on: which vport a port is, and its number.
+RELEVANT_COLUMNS = ("ofport", "external_ids", "name")
 
 
 class _VPortInterfaceEvent(event.RowEvent):
@@ -23,13 +27,12 @@ class _VPortInterfaceEvent(event.RowEvent):
         self._callback = callback
 
     def match_fn(self, ev, row, old):
-        if ev != self.ROW_UPDATE or row.name == VXLAN_PORT:
+        if ev != self.ROW_UPDATE:
             return True  # any interface added or removed (gateway ports carry no vport id)
-        ids = getattr(row, "external_ids", {}) or {}
-        old_ids = getattr(old, "external_ids", {}) if old is not None else {}
-        if EXT_VPORT_ID in ids or EXT_VPORT_ID in (old_ids or {}):
-            return True
-        return old is not None and hasattr(old, "ofport")  # a gateway port got (or lost) its ofport
+        # An update's ``old`` holds only the columns that changed. ovs-vswitchd rewrites every
+        # interface's statistics/link columns every few seconds: those must not wake the agent
+        # (with 100 ports they did, several times a second); only what the flows depend on does.
+        return old is not None and any(hasattr(old, column) for column in RELEVANT_COLUMNS)
 
     def run(self, ev, row, old):
         self._callback()
