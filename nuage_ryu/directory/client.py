@@ -84,7 +84,15 @@ class ApiClient:
             if self._conn is None:
                 self._conn = self._connect()
             try:
-                self._conn.request(method, path, body=body, headers=hdrs)
+                try:
+                    self._conn.request(method, path, body=body, headers=hdrs)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server may answer before it read the whole body (413 for a body over the
+                    # limit) and close: its answer is already in the socket buffer, read it.
+                    early = self._early_response()
+                    if early is not None:
+                        return early
+                    raise
                 resp = self._conn.getresponse()
                 data = resp.read()
                 if resp.getheader("Connection", "").lower() == "close":
@@ -100,6 +108,17 @@ class ApiClient:
                 where = self.socket_path or self.url
                 raise CannotConnect(f"cannot connect to {where}: {exc.strerror or exc}") from None
         raise CannotConnect("unreachable")  # pragma: no cover
+
+    def _early_response(self) -> tuple[int, dict, bytes] | None:
+        """The response the server sent before closing mid-request, if it sent one."""
+        try:
+            resp = self._conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            self.close()
+        return resp.status, dict(resp.getheaders()), data
 
     def call(self, method: str, path: str, body=None, params: dict | None = None):
         """JSON request under /api/v1; returns the decoded body (None for 204). Raises ApiError."""

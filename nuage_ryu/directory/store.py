@@ -456,19 +456,26 @@ class DirectoryStore:
         """
         deadline = time.monotonic() + self.write_timeout
         with self._lock:
-            change = None
+            # Attempts whose outcome is unknown (reply lost in a leader change): any of them may
+            # have committed, and its rows may only become visible after a later attempt planned.
+            uncertain: list[Change] = []
             for _attempt in range(MAX_ATTEMPTS):
                 if self._idl is None:
                     raise Unavailable("the directory store is stopped")
                 self._wait_synced(deadline)
                 self._check_mirror()
                 self._publish()
-                if change is not None and self._inserts_present(change):
-                    # The previous attempt committed after all (its reply was lost in a leader
-                    # change); now that the replica is back, its rows are visible.
-                    self._wake()
-                    return change, self._state
-                change = planner(self._state)
+                done = self._committed_earlier(uncertain)
+                if done is not None:
+                    return done, self._state
+                try:
+                    change = planner(self._state)
+                except Conflict:
+                    # e.g. "name exists" because an earlier attempt did commit after all
+                    done = self._committed_earlier(uncertain, catch_up=True)
+                    if done is not None:
+                        return done, self._state
+                    raise
                 if not change.ops:
                     return change, self._state
                 status, error = self._commit(change, deadline)
@@ -479,6 +486,9 @@ class DirectoryStore:
                 if status == ovs.db.idl.Transaction.ERROR and (
                         '"constraint violation"' not in error or not change.auto_assigned) and (
                         '"duplicate uuid"' not in error):
+                    done = self._committed_earlier(uncertain, catch_up=True)
+                    if done is not None:  # this attempt clashed with an earlier one's own rows
+                        return done, self._state
                     if '"constraint violation"' in error and _index_table(error) == "ACL":
                         raise ValidationError(_conflict_message(error))  # duplicate priority: see validate
                     if '"constraint violation"' in error or "referential integrity" in error:
@@ -487,12 +497,25 @@ class DirectoryStore:
                 # Lost a race (TRY_AGAIN after a failed verify or a reconnect, an index conflict on an
                 # automatically chosen value) or the outcome is unknown (leader change): if the
                 # previous attempt did commit, its inserted rows are there now; otherwise re-plan.
+                uncertain.append(change)
                 self._catch_up()
-                if self._inserts_present(change):
-                    self._publish()
-                    self._wake()
-                    return change, self._state
+                done = self._committed_earlier(uncertain)
+                if done is not None:
+                    return done, self._state
             raise Unavailable("too many concurrent changes; try again")
+
+    def _committed_earlier(self, uncertain: list[Change], catch_up: bool = False) -> Change | None:
+        """The earlier attempt whose inserted rows are visible now (it committed), if any."""
+        if not uncertain:
+            return None
+        if catch_up:
+            self._catch_up()
+        for change in reversed(uncertain):
+            if self._inserts_present(change):
+                self._publish()
+                self._wake()
+                return change
+        return None
 
     def _wait_synced(self, deadline: float) -> None:
         while not self._synced():
