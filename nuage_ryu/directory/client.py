@@ -26,7 +26,9 @@ class CannotConnect(Exception):
     """The API endpoint could not be reached."""
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket (the REST API's ``api_socket``)."""
+
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
         self._path = path
@@ -57,7 +59,7 @@ class ApiClient:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.socket_path:
-            return _UnixHTTPConnection(self.socket_path, self.timeout)
+            return UnixHTTPConnection(self.socket_path, self.timeout)
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme == "https":
             return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=self.timeout)

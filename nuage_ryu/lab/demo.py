@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from nuage_ryu.lab import guests
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
-from nuage_ryu.lab.plane import ControlPlane
+from nuage_ryu.lab.plane import ControlPlane, wait_for
 
 SERVER = """
 import socket, sys, threading, time
@@ -136,23 +136,10 @@ def cni(plane: ControlPlane, lab: Lab, command: str, c: DemoContainer, subnet: s
     return json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
-def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def wait_listening(c: DemoContainer, ports: tuple[int, ...], timeout: float = 10.0) -> None:
     """Wait until the container's test server accepts on every port (it takes a moment to start)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = _ns(c.netns, ["ss", "-Htln"]).stdout
-        if all(f":{p} " in out for p in ports):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"test server in {c.name} did not start")
+    wait_for(lambda: all(f":{p} " in _ns(c.netns, ["ss", "-Htln"]).stdout for p in ports), timeout,
+             f"the test server in {c.name}")
 
 
 def start_server(c: DemoContainer) -> None:
@@ -220,7 +207,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
                                    "--socket", docker_sock, "--agent-socket", plane.agent_socket(h3),
                                    "--spec-file", os.path.join(plane.root, "nuage.spec")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for(lambda: os.path.exists(docker_sock), "the Docker plugin socket")
+        wait_for(lambda: os.path.exists(docker_sock), 10.0, "the Docker plugin socket", plugin)
         dockerd = Dockerd(docker_sock, host_netns=h3.netns)
         dockerd.activate()
         names = {"enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web"}

@@ -43,7 +43,8 @@ OFP_PORT = 6653
 AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
 
 
-def _wait(condition: Callable[[], object], timeout: float, what: str, proc=None, log: str | None = None):
+def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=None, log: str | None = None):
+    """Poll ``condition`` until truthy; LabError (with the log tail) on timeout or when ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -120,9 +121,9 @@ class ControlPlane:
                 f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n")
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
-        _wait(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
+        wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
               START_TIMEOUT, "the directory API", proc, log)
-        _wait(self._api_answers, START_TIMEOUT, "the directory API to answer", proc, log)
+        wait_for(self._api_answers, START_TIMEOUT, "the directory API to answer", proc, log)
 
     def _api_answers(self) -> bool:
         try:
@@ -159,7 +160,7 @@ class ControlPlane:
                                check=False)
             return out.returncode == 0 and out.stdout.strip() == "true"
 
-        _wait(connected, START_TIMEOUT, f"agent of {host.name} to connect", proc,
+        wait_for(connected, START_TIMEOUT, f"agent of {host.name} to connect", proc,
               log or self.log_path(f"agent-{host.name}"))
 
     def central_agent_conf(self) -> str:

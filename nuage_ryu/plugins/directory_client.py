@@ -10,8 +10,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import urllib.parse
+
+from nuage_ryu.directory.client import UnixHTTPConnection
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 API_PREFIX = "/api/v1"
@@ -34,22 +35,6 @@ class DirectoryUnavailable(DirectoryClientError):
         super().__init__(0, "unavailable", message)
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.unix_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class DirectoryClient:
     """REST client; one HTTP connection per request (thread-safe, no shared socket)."""
 
@@ -60,7 +45,7 @@ class DirectoryClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.base.startswith("unix:"):
-            return _UnixHTTPConnection(self.base[5:], self.timeout)
+            return UnixHTTPConnection(self.base[5:], self.timeout)
         url = urllib.parse.urlsplit(self.base)
         return http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=self.timeout)
 

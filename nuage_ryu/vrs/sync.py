@@ -261,6 +261,15 @@ class BridgeSync:
         for key, bad in list(self.quarantine.items()):
             if desired.get(key) != bad:
                 del self.quarantine[key]
+        sent = self._adopt(desired, t0)
+        return self._push() if sent is None else sent
+
+    def _adopt(self, desired: dict, t0: float) -> Messages | None:
+        """Make ``desired`` the new desired set (a new generation).
+
+        Returns what the state already decides (a re-read when stalled, nothing while reading or
+        pushing), or None when READY: then the caller sends the difference.
+        """
         self.desired = desired
         self.generation += 1
         self.stats.last_prepare_s = time.perf_counter() - t0
@@ -268,9 +277,9 @@ class BridgeSync:
             # Retry from a fresh read-back: a stall may have left the installed view stale.
             self._retries = 0
             return self._request_read()
-        if self.state == READY:
-            return self._push()
-        return []
+        if self.state != READY:
+            return []
+        return None
 
     def apply_diff(self, diff) -> Messages:
         """Change the desired set by a ``FlowDiff`` from the incremental compiler.
@@ -300,14 +309,9 @@ class BridgeSync:
         for key in changed:  # a new version of a quarantined flow gets another chance
             if key in self.quarantine and desired.get(key) != self.quarantine[key]:
                 del self.quarantine[key]
-        self.desired = desired
-        self.generation += 1
-        self.stats.last_prepare_s = time.perf_counter() - t0
-        if self.state == STALLED:
-            self._retries = 0
-            return self._request_read()
-        if self.state != READY:
-            return []
+        sent = self._adopt(desired, t0)
+        if sent is not None:
+            return sent
         if not fast:
             return self._push()
         installed = self.installed
