@@ -60,6 +60,12 @@ COUNTER_MAX = 2**63 - 1
 REF_FIELDS = {"enterprise", "domain", "zone", "subnet"}
 # How often a write is re-planned after losing a race before giving up (409/503).
 MAX_ATTEMPTS = 20
+# How long a write whose outcome is in doubt (leader change) may wait for the cluster to show it.
+UNCERTAIN_GRACE_S = 30.0
+
+
+class CommitUnconfirmed(Unavailable):
+    """A transaction was sent but its outcome did not arrive in time (it may have committed)."""
 
 
 def schema_path() -> str:
@@ -459,10 +465,15 @@ class DirectoryStore:
             # Attempts whose outcome is unknown (reply lost in a leader change): any of them may
             # have committed, and its rows may only become visible after a later attempt planned.
             uncertain: list[Change] = []
+            uncertain_since = 0.0
             for _attempt in range(MAX_ATTEMPTS):
                 if self._idl is None:
                     raise Unavailable("the directory store is stopped")
-                self._wait_synced(deadline)
+                # A 503 tells the client "not done, retry"; for a write that may have committed that
+                # would turn its retry into a false 409. So with an attempt in doubt, wait longer
+                # (bounded) for the cluster to come back and show whether it committed.
+                until = max(deadline, uncertain_since + UNCERTAIN_GRACE_S) if uncertain else deadline
+                self._wait_synced(until)
                 self._check_mirror()
                 self._publish()
                 done = self._committed_earlier(uncertain)
@@ -478,7 +489,10 @@ class DirectoryStore:
                     raise
                 if not change.ops:
                     return change, self._state
-                status, error = self._commit(change, deadline)
+                try:
+                    status, error = self._commit(change, until)
+                except CommitUnconfirmed:
+                    status, error = ovs.db.idl.Transaction.TRY_AGAIN, ""  # outcome unknown: as a lost reply
                 if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
                     self._publish()
                     self._wake()
@@ -497,6 +511,8 @@ class DirectoryStore:
                 # Lost a race (TRY_AGAIN after a failed verify or a reconnect, an index conflict on an
                 # automatically chosen value) or the outcome is unknown (leader change): if the
                 # previous attempt did commit, its inserted rows are there now; otherwise re-plan.
+                if not uncertain:
+                    uncertain_since = time.monotonic()
                 uncertain.append(change)
                 self._catch_up()
                 done = self._committed_earlier(uncertain)
@@ -552,7 +568,7 @@ class DirectoryStore:
                     return status, txn.get_error()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise Unavailable("the directory database did not confirm the change in time")
+                    raise CommitUnconfirmed("the directory database did not confirm the change in time")
                 idl.run()
                 poller = ovs.poller.Poller()
                 idl.wait(poller)
