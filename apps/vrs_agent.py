@@ -46,8 +46,8 @@ from nuage_ryu.framework import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from nuage_ryu.ovsdb.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
-from nuage_ryu.ovsdb.watch import InterfaceWatch
+from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
+from nuage_ryu.hostovs.watch import InterfaceWatch
 from nuage_ryu.vrs import counters, ofwire, sync
 from nuage_ryu.vrs.agent import AgentCore
 from nuage_ryu.vrs.metrics import AgentMetrics

@@ -4,7 +4,7 @@
 
 One run: a private ovsdb-server + ovs-vswitchd (own network namespace, rundir in
 /tmp) with one netdev bridge; the synthetic flows of
-``apps/flow_sync_harness.synthetic_flows`` (classification + delivery flows:
+``tests/flow_sync_harness.synthetic_flows`` (classification + delivery flows:
 in_port/eth_src/reg6/ipv4_dst matches, set_field + goto/output actions).
 
 Per round:
@@ -44,13 +44,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from nuage_ryu.apps.flow_sync_harness import SOCKET_ENV, HarnessClient, synthetic_flows  # noqa: E402
-from nuage_ryu.ovsdb.process import OvsInstance  # noqa: E402
+from nuage_ryu.hostovs.process import OvsInstance  # noqa: E402
 from nuage_ryu.vrs import ofmsg, ofwire  # noqa: E402
+from tests.flow_sync_harness import SOCKET_ENV, HarnessClient, synthetic_flows  # noqa: E402
 
 BRIDGE = "br-bench"
 DPID = "00000000000000be"
-APP_FILE = os.path.join(REPO, "apps", "flow_sync_harness.py")
+APP_FILE = os.path.join(REPO, "tests", "flow_sync_harness.py")
 DOC = os.path.join(REPO, "docs", "sync.md")
 START, END = "<!-- bench:flow_programming:start -->", "<!-- bench:flow_programming:end -->"
 

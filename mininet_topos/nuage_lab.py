@@ -59,7 +59,7 @@ def default_state_dir():
 
 
 def datapath_id_for(host_name):
-    """Stable non-zero 63-bit datapath id; same rule as nuage_ryu.ovsdb.host.datapath_id_for."""
+    """Stable non-zero 63-bit datapath id; same rule as nuage_ryu.hostovs.host.datapath_id_for."""
     value = int.from_bytes(hashlib.sha256(host_name.encode()).digest()[:8], "big") & ((1 << 63) - 1)
     return value or 1
 

@@ -20,11 +20,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from nuage_ryu.hostovs.host import HostOVS
 from nuage_ryu.lab import netns as labnetns
 from nuage_ryu.lab import plane as plane_module
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.plane import ControlPlane
-from nuage_ryu.ovsdb.host import HostOVS
 from tests.ovs_fixtures import wait_until  # noqa: F401 - re-exported for the lab tests
 
 _serial = itertools.count(1)

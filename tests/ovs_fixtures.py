@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from nuage_ryu.ovsdb.process import OvsInstance
+from nuage_ryu.hostovs.process import OvsInstance
 
 _netns_serial = itertools.count(1)
 

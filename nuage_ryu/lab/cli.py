@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"'--' is only used with 'exec', not with '{args.command}'")
         args.argv = command
 
+    from nuage_ryu.hostovs.process import OvsError
     from nuage_ryu.lab.lab import Lab, LabError
-    from nuage_ryu.ovsdb.process import OvsError
 
     try:
         lab = Lab(args.state_dir, args.prefix)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return _down(lab)
     except Exception as exc:
         # The OVSDB layer is imported lazily (slow import), so its error type is looked up, not imported.
-        host_layer = sys.modules.get("nuage_ryu.ovsdb.host")
+        host_layer = sys.modules.get("nuage_ryu.hostovs.host")
         if not isinstance(exc, (LabError, OvsError)) and not (
                 host_layer is not None and isinstance(exc, host_layer.HostOVSError)):
             raise

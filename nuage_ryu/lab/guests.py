@@ -21,9 +21,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from nuage_ryu.hostovs.host import HostOVS
 from nuage_ryu.lab import netns as labnetns
 from nuage_ryu.lab.lab import LabHost
-from nuage_ryu.ovsdb.host import HostOVS
 
 # udhcpc calls its script with "deconfig", then "bound" and the lease in the environment.
 DHCP_SCRIPT = """#!/bin/sh

@@ -36,9 +36,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from nuage_ryu.lab import netns
-from nuage_ryu.lab.netns import LabError
-from nuage_ryu.ovsdb.process import (
+from nuage_ryu.hostovs.process import (
     DAEMONS,
     MAX_RUNDIR_LENGTH,
     REQUIRED_BINARIES,
@@ -48,6 +46,8 @@ from nuage_ryu.ovsdb.process import (
     missing_binaries,
     pid_alive,
 )
+from nuage_ryu.lab import netns
+from nuage_ryu.lab.netns import LabError
 
 __all__ = ["Lab", "LabError", "LabHost", "DEFAULT_STATE_DIR", "DEFAULT_PREFIX"]
 
@@ -230,7 +230,7 @@ class Lab:
             if not CONTROLLER_RE.match(target):
                 raise LabError(f"invalid controller target {target!r} (expected tcp:IP:PORT, ssl:IP:PORT "
                                "or unix:PATH)")
-        from nuage_ryu.ovsdb.host import datapath_id_for
+        from nuage_ryu.hostovs.host import datapath_id_for
 
         longest = os.path.join(self.state_dir, f"h{n_hosts}")
         if len(longest) > MAX_RUNDIR_LENGTH:
@@ -347,7 +347,7 @@ class Lab:
         netns.disable_tx_checksum(node_netns, [UPLINK])
 
     def _build_host(self, state: dict, record: dict) -> None:
-        from nuage_ryu.ovsdb.host import HostOVS
+        from nuage_ryu.hostovs.host import HostOVS
 
         lab_host = self._host_from(record, state)
         self._plug_node(state["underlay"]["netns"], lab_host.netns, lab_host.name)
@@ -454,7 +454,7 @@ class Lab:
 
     def status(self) -> dict:
         """What the lab looks like now: namespaces, processes, bridges and ports (plain data)."""
-        from nuage_ryu.ovsdb.host import format_datapath_id
+        from nuage_ryu.hostovs.host import format_datapath_id
 
         state = self._state()
         report = {
@@ -518,7 +518,7 @@ def _runs_with(pid: int, binary: str, rundir: str) -> bool:
 
 
 def _bridges_of(lab_host: LabHost) -> dict:
-    from nuage_ryu.ovsdb.host import HostOVS, HostOVSError
+    from nuage_ryu.hostovs.host import HostOVS, HostOVSError
 
     try:
         with HostOVS(lab_host.db_remote, timeout=3) as ovsdb:

@@ -27,7 +27,7 @@ def build_service(directory_url: str, token: str, ovsdb: str, host_name: str, br
                   ) -> AttachService:
     """An AttachService over the real directory REST API and the host's OVSDB."""
     if ovs is None:
-        from nuage_ryu.ovsdb.host import HostOVS
+        from nuage_ryu.hostovs.host import HostOVS
         ovs = HostOVS(ovsdb)
     directory = DirectoryClient(directory_url, token)
     wait = (lambda vport_id, timeout: True) if up_mode == "ofport" else None

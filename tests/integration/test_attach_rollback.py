@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from nuage_ryu.ovsdb.host import HostOVS, HostOVSError
+from nuage_ryu.hostovs.host import HostOVS, HostOVSError
 from nuage_ryu.plugins.attach import AttachError, AttachRequest, AttachService
 from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryUnavailable
 from nuage_ryu.plugins.links import LinkError, LinkOps, link_names

@@ -19,10 +19,10 @@ import time
 
 import pytest
 
+from nuage_ryu.hostovs.host import HostOVS, datapath_id_for, format_datapath_id
+from nuage_ryu.hostovs.process import pid_alive
 from nuage_ryu.lab import netns
 from nuage_ryu.lab.lab import Lab
-from nuage_ryu.ovsdb.host import HostOVS, datapath_id_for, format_datapath_id
-from nuage_ryu.ovsdb.process import pid_alive
 from tests.ovs_fixtures import wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ import tempfile
 
 import pytest
 
-from nuage_ryu.ovsdb.host import datapath_id_for, format_datapath_id
-from nuage_ryu.ovsdb.process import kill_pid, pid_alive
+from nuage_ryu.hostovs.host import datapath_id_for, format_datapath_id
+from nuage_ryu.hostovs.process import kill_pid, pid_alive
 
 pytestmark = pytest.mark.integration
 

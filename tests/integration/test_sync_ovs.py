@@ -1,6 +1,6 @@
 """The sync engine in an os-ken app under nuage-ryu-manager, against a real Open vSwitch.
 
-The app is ``apps/flow_sync_harness.py`` (BridgeSync wired like the VRS agent),
+The app is ``tests/flow_sync_harness.py`` (BridgeSync wired like the VRS agent),
 driven over its control socket. A private ovsdb-server + ovs-vswitchd runs a
 netdev bridge whose controller is the app on a loopback port. Checked:
 a few thousand flows installed and read back (ovs-ofctl and OpenFlow); a change
@@ -23,16 +23,16 @@ import time
 
 import pytest
 
-from nuage_ryu.apps.flow_sync_harness import SOCKET_ENV, HarnessClient
-from nuage_ryu.ovsdb.process import OVS_VSWITCHD, kill_pid
+from nuage_ryu.hostovs.process import OVS_VSWITCHD, kill_pid
 from nuage_ryu.vrs import ofwire, sync
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Flow, Goto, Output, SetField, match
+from tests.flow_sync_harness import SOCKET_ENV, HarnessClient
 from tests.integration.test_sync_ofwire_ovs import OfClient, dump
 from tests.ovs_fixtures import ovs, wait_until  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-APP_FILE = os.path.join(REPO, "apps", "flow_sync_harness.py")
+APP_FILE = os.path.join(REPO, "tests", "flow_sync_harness.py")
 BRIDGE = "br-sync"
 DPID = "00000000000000c1"
 N_FLOWS = 3000

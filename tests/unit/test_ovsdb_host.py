@@ -10,7 +10,7 @@ import time
 import pytest
 from ovsdbapp.backend.ovs_idl import event
 
-from nuage_ryu.ovsdb.host import (
+from nuage_ryu.hostovs.host import (
     EXT_CONTAINER_ID,
     EXT_IFACE_ID,
     EXT_IFNAME,

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from nuage_ryu.ovsdb.process import OVS_VSWITCHD, OVSDB_SERVER, OvsError, OvsInstance, pid_alive
+from nuage_ryu.hostovs.process import OVS_VSWITCHD, OVSDB_SERVER, OvsError, OvsInstance, pid_alive
 from tests.ovs_fixtures import namespace, ovs, ovsdb  # noqa: F401
 
 

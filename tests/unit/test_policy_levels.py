@@ -13,7 +13,7 @@ from nuage_ryu.vrs.compiler import compile_host
 from nuage_ryu.vrs.cookies import CookieKind, kind_of
 from nuage_ryu.vrs.policy import policy_index, service_matches, services_may_overlap
 from tests.unit.test_policy_rules import ANY, APP, DB, GROUPS, WEB, Endpoint, V, net_of, rule, send, views
-from tests.unit.test_vrs_fixtures import SUBNETS, port_of
+from tests.unit.vrs_fixtures import SUBNETS, port_of
 
 
 def svc(r):
@@ -155,7 +155,7 @@ def test_random_change_sequences_incremental_equals_full_compile(seed):
     from nuage_ryu.vrs.flow import index
     from nuage_ryu.vrs.simulator import TableSimulator
     from tests.unit.test_policy_rules import PGS, members
-    from tests.unit.test_vrs_fixtures import view_for
+    from tests.unit.vrs_fixtures import view_for
 
     rnd = random.Random(1000 + seed)
     rules = [random_rule(rnd, i) for i in range(5)]

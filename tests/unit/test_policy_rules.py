@@ -13,7 +13,7 @@ from nuage_ryu.vrs.flow import Conjunction
 from nuage_ryu.vrs.policy import port_range_masks
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from nuage_ryu.vrs.view import AclRule, Endpoint, PolicyGroup
-from tests.unit.test_vrs_fixtures import ACK, HOSTS, SYN, TUN, VPORTS, port_of, to_vport, view_for
+from tests.unit.vrs_fixtures import ACK, HOSTS, SYN, TUN, VPORTS, port_of, to_vport, view_for
 
 GROUPS = {"a1": {"web"}, "a4": {"web"}, "a2": {"app"}, "a5": {"app"}, "a3": {"db"}}
 PGS = [PolicyGroup("web", "A"), PolicyGroup("app", "A"), PolicyGroup("db", "A"), PolicyGroup("bweb", "B")]
@@ -264,7 +264,7 @@ def test_incremental_policy_equals_full_compile():
 
 def test_flow_count_is_linear_in_members_and_ports():
     many = {f"w{i}": {"web"} for i in range(30)} | {f"p{i}": {"app"} for i in range(20)}
-    from tests.unit.test_vrs_fixtures import vp
+    from tests.unit.vrs_fixtures import vp
 
     extra = [vp(f"w{i}", "A", "A1", 0x80 + i, f"10.0.1.{100 + i}", "h1") for i in range(30)]
     extra += [vp(f"p{i}", "A", "A2", 0xC0 + i, f"10.0.2.{100 + i}", "h2") for i in range(20)]

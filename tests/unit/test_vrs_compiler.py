@@ -19,7 +19,7 @@ from nuage_ryu.vrs.cookies import (
 from nuage_ryu.vrs.flow import Goto, index
 from nuage_ryu.vrs.simulator import TableSimulator
 from nuage_ryu.vrs.view import Domain, Host, HostView, LocalPort, Subnet, VPort, from_directory
-from tests.unit.test_vrs_fixtures import BY_ID, TUN, VPORTS, port_of, to_vport, view_for, vp
+from tests.unit.vrs_fixtures import BY_ID, TUN, VPORTS, port_of, to_vport, view_for, vp
 
 a1, a2, a4 = BY_ID["a1"], BY_ID["a2"], BY_ID["a4"]
 

@@ -7,7 +7,7 @@ import pytest
 from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.compiler import compile_host
 from nuage_ryu.vrs.simulator import TableSimulator
-from tests.unit.test_vrs_fixtures import (
+from tests.unit.vrs_fixtures import (
     BY_ID,
     ROUTER_A,
     ROUTER_B,
@@ -135,7 +135,7 @@ def test_from_tunnel_only_hosts_of_the_domain_may_send_on_its_vni(h1):
 
 
 def test_a_host_joining_a_domain_is_accepted_on_its_vni():
-    from tests.unit.test_vrs_fixtures import VPORTS, vp
+    from tests.unit.vrs_fixtures import VPORTS, vp
 
     newcomer = vp("a6", "A", "A1", 0x16, "10.0.1.13", "h3")
     sim = TableSimulator(compile_host(view_for("h1", vports=VPORTS + [newcomer])))

@@ -13,12 +13,12 @@ import tempfile
 
 import pytest
 
-from nuage_ryu.ovsdb.process import missing_binaries
+from nuage_ryu.hostovs.process import missing_binaries
 from nuage_ryu.vrs.compiler import compile_host
 from nuage_ryu.vrs.ofmsg import to_ofctl
 from nuage_ryu.vrs.simulator import TableSimulator
 from tests.unit.test_policy_rules import THREE_TIER, V, views
-from tests.unit.test_vrs_fixtures import ACK, SYN, TUN, arp_request, ip_packet, port_of, to_vport
+from tests.unit.vrs_fixtures import ACK, SYN, TUN, arp_request, ip_packet, port_of, to_vport
 
 pytestmark = [
     pytest.mark.integration,
@@ -145,7 +145,7 @@ def test_ovs_accepts_every_kind_of_rule_vlan_and_dhcp_flows(bridge):
     import dataclasses
 
     from tests.unit.test_policy_rules import ANY, APP, DB, WEB, Endpoint, members, rule
-    from tests.unit.test_vrs_fixtures import view_for
+    from tests.unit.vrs_fixtures import view_for
 
     rules = [
         rule("ports", 10, WEB, APP, "tcp", "8000-8100"),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ovsdbapp.backend.ovs_idl import event
 
-from nuage_ryu.ovsdb.host import HostOVS
+from nuage_ryu.hostovs.host import HostOVS
 
 # The Interface columns the compiled flows depend on: which vport a port is, and its number.
 RELEVANT_COLUMNS = ("ofport", "external_ids", "name")
