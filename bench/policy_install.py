@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from flow_programming import DPID, Lab, flow_count  # noqa: E402
 
-from nuage_ryu.vrs.compiler import FlowCompiler  # noqa: E402
+from nuage_ryu.vrs.compile import FlowCompiler  # noqa: E402
 from nuage_ryu.vrs.view import (  # noqa: E402
     AclRule,
     Domain,

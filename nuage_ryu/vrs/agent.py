@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nuage_ryu.vrs import policy  # noqa: F401 - registers the ACL owner kind with the compiler
-from nuage_ryu.vrs.compiler import FlowCompiler
+from nuage_ryu.vrs.compile import FlowCompiler
 from nuage_ryu.vrs.flow import FlowDiff
 from nuage_ryu.vrs.view import HostView, from_directory
 
