@@ -1,7 +1,7 @@
 """Per-rule policy counters from flow statistics (pure).
 
-Every ACL verdict flow carries its rule's cookie (``CookieKind.ACL_RULE``) and
-every default-action flow its domain's (``CookieKind.ACL_DEFAULT``). The agent
+Every ACL verdict flow carries its rule's cookie (``compile.rule_cookie``) and
+every default-action flow its domain's (``compile.default_action_cookie``). The agent
 periodically reads the flow statistics of INGRESS_POLICY — the table where the
 *sending* host decides — so that a packet is counted once in the whole system
 even when it crosses hosts (the receiving host's EGRESS_POLICY re-evaluates it
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nuage_ryu.vrs.cookies import CookieKind, cookie_for
+from nuage_ryu.vrs.compile import default_action_cookie, rule_cookie
 from nuage_ryu.vrs.pipeline import INGRESS_POLICY
 from nuage_ryu.vrs.view import HostView
 
@@ -47,10 +47,10 @@ class CounterIndex:
         if view is None:
             return
         for rule in view.acl_rules.values():
-            self.by_cookie[cookie_for(CookieKind.ACL_RULE, rule.id)] = CounterKey(
+            self.by_cookie[rule_cookie(rule.id)] = CounterKey(
                 rule.domain_id, rule.id, rule.action)
         for domain in view.domains.values():
-            self.by_cookie[cookie_for(CookieKind.ACL_DEFAULT, domain.id)] = CounterKey(
+            self.by_cookie[default_action_cookie(domain.id)] = CounterKey(
                 domain.id, DEFAULT_RULE_ID, domain.default_action)
 
 

@@ -25,6 +25,7 @@ from nuage_ryu.vrs.compile.acl import (
     plan_domain,
     policy_index,
     port_range_masks,
+    rule_cookie,
     service_matches,
     services_may_overlap,
 )
@@ -39,7 +40,7 @@ from nuage_ryu.vrs.compile.base import (
     match,
     merge_same_key,
 )
-from nuage_ryu.vrs.compile.domain import compile_domain, compile_subnet
+from nuage_ryu.vrs.compile.domain import compile_domain, compile_subnet, default_action_cookie
 from nuage_ryu.vrs.compile.driver import OWNER_KINDS, FlowCompiler, compile_host
 from nuage_ryu.vrs.compile.static import compile_static
 from nuage_ryu.vrs.compile.vport import compile_vport
@@ -63,6 +64,7 @@ __all__ = [
     "compile_subnet",
     "compile_vport",
     "conj_ids",
+    "default_action_cookie",
     "ip_to_int",
     "match",
     "merge_same_key",
@@ -70,6 +72,7 @@ __all__ = [
     "plan_domain",
     "policy_index",
     "port_range_masks",
+    "rule_cookie",
     "service_matches",
     "services_may_overlap",
 ]

@@ -348,11 +348,16 @@ def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     return (Ct(zone=zone, commit=True), go) if rule.stateful else (go,)
 
 
+def rule_cookie(rule_id: str) -> int:
+    """The cookie of a rule's verdict flows: what its counters are read by (``counters.CounterIndex``)."""
+    return cookie_for(CookieKind.ACL_RULE, rule_id)
+
+
 def compile_rule(view: HostView, plan: RulePlan) -> list[Flow]:
     """A rule's own flows: verdict (conj_id), service, catch-all and CIDR-endpoint clause flows."""
     idx = policy_index(view)
     rule = plan.rule
-    cookie = cookie_for(CookieKind.ACL_RULE, rule.id)
+    cookie = rule_cookie(rule.id)
     member_cookie = cookie_for(CookieKind.POLICY_MEMBER, f"{rule.domain_id}/rule-clauses")
     flows: list[Flow] = []
     active = _clause_sizes(view, idx, plan)

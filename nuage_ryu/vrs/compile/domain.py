@@ -15,6 +15,11 @@ def domain_peer_tunnel_ips(view: HostView, domain: Domain) -> tuple[str, ...]:
     return view.peer_tunnel_ips().get(domain.id, ())
 
 
+def default_action_cookie(domain_id: str) -> int:
+    """The cookie of a domain's default-action flows: what its counters are read by."""
+    return cookie_for(CookieKind.ACL_DEFAULT, domain_id)
+
+
 def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     """Tunnel classification by VNI, conntrack in the domain's zone, and its default policy action."""
     if domain.id not in view.present_domains():
@@ -35,7 +40,7 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
                               match(in_port=view.tunnel_port_ofport, tunnel_id=domain.vni,
                                     tun_ipv4_src=tunnel_ip),
                               (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
-    d = cookie_for(CookieKind.ACL_DEFAULT, domain.id)
+    d = default_action_cookie(domain.id)
     allow = domain.default_action == "allow"
     # A default allow is stateful: it commits the connection so that its replies come
     # back as +est (conntrack marks a reply of an uncommitted connection +inv).

@@ -24,6 +24,7 @@ from nuage_ryu.vrs.view import HostView, VPort
 
 
 def vport_cookie(view: HostView, vport: VPort) -> int:
+    """The cookie of a vport's flows on this host: VPORT for its own host's vports, REMOTE_VPORT otherwise."""
     kind = CookieKind.VPORT if vport.host == view.host_name else CookieKind.REMOTE_VPORT
     return cookie_for(kind, vport.id)
 
