@@ -192,7 +192,7 @@ def acl_priority(rule_priority: int) -> int:
     return ACL_RULE_PRIORITY_MAX + 1 - rule_priority
 
 
-PRIO_ACL_TOP = 65535  # level 0 of the ACL rules (see policy.plan_domain)
+PRIO_ACL_TOP = 65535  # level 0 of the ACL rules (see compile.acl.plan_domain)
 
 
 def acl_level_priority(level: int) -> int:
