@@ -36,6 +36,9 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
+from nuage_ryu.agent import counters
+from nuage_ryu.agent.core import AgentCore
+from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
@@ -48,9 +51,7 @@ from nuage_ryu.framework import (
 )
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
 from nuage_ryu.hostovs.watch import InterfaceWatch
-from nuage_ryu.vrs import counters, ofwire, sync
-from nuage_ryu.vrs.agent import AgentCore
-from nuage_ryu.vrs.metrics import AgentMetrics
+from nuage_ryu.vrs import ofwire, sync
 from nuage_ryu.vrs.view import gateway_port
 
 HEARTBEAT_INTERVAL_S = 5.0

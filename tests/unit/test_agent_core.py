@@ -2,8 +2,8 @@
 
 import dataclasses
 
+from nuage_ryu.agent.core import AgentCore
 from nuage_ryu.directory import model
-from nuage_ryu.vrs.agent import AgentCore
 from nuage_ryu.vrs.cookies import CookieKind, kind_of
 
 
