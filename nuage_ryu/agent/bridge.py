@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from nuage_ryu.agent import counters
-from nuage_ryu.agent.core import DIFF, FULL, AgentCore
+from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
@@ -129,13 +129,13 @@ class ManagedBridge:
             self.push_desired()
         elif plan == DIFF:
             msgs = self.sync.apply_diff(diff)  # only what changed: cheap at any table size
-            core.pushed(self.sync.generation)
+            self._confirmed(core.pushed(self.sync.generation, time.monotonic()))
             sync.send(self.datapath, msgs)
 
     def push_desired(self) -> None:
         """Hand the whole desired set to the sync engine (on connect: it reconciles with a read-back)."""
         msgs = self.sync.set_desired(self.core.desired())
-        self.core.pushed(self.sync.generation)
+        self._confirmed(self.core.pushed(self.sync.generation, time.monotonic()))
         sync.send(self.datapath, msgs)
 
     def write_statuses(self, store) -> None:
@@ -202,7 +202,10 @@ class ManagedBridge:
             sync.send(datapath, getattr(self.sync, handler_name)(msg))
 
     def _on_confirmed(self, _cookies, sync_generation: int) -> None:
-        confirmation = self.core.confirmed(sync_generation, time.monotonic())
+        self._confirmed(self.core.confirmed(sync_generation, time.monotonic()))
+
+    def _confirmed(self, confirmation: Confirmation | None) -> None:
+        """The bridge holds a new flow generation: its metrics; wake the worker to write statuses."""
         if confirmation is None:
             return
         for latency in confirmation.latencies:

@@ -83,6 +83,7 @@ class AgentCore:
         self._connected = False
         self._pushed = False  # the whole desired set went to the sync engine since (re)connect
         self._sync_generation: dict[int, int] = {}  # sync engine generation -> flow generation
+        self._sync_confirmed = 0  # the newest sync generation the engine confirmed
         # Port cache: listing every port row is slow in python-ovs at 100+ ports, so the
         # rows are listed again only after the interface watch saw a change.
         self._ports_dirty = True
@@ -150,10 +151,16 @@ class AgentCore:
 
     # -- the sync engine: which generation it holds ---------------------------
     def connected(self) -> None:
-        """The bridge (re)connected: a new sync engine, which needs the whole desired set first."""
+        """The bridge (re)connected: a new sync engine, which needs the whole desired set first.
+
+        A counters request of the previous connection is forgotten too: its reply will not come
+        on this one (the old connection's end may be reported after this, or never).
+        """
         self._connected = True
         self._pushed = False
         self._sync_generation.clear()
+        self._sync_confirmed = 0
+        self._counters_xid = None
 
     def disconnected(self) -> None:
         """The bridge's connection is gone (its flows stay); an outstanding counters request is lost."""
@@ -172,18 +179,27 @@ class AgentCore:
             return FULL
         return DIFF if diff else None
 
-    def pushed(self, sync_generation: int) -> None:
-        """The sync engine took the current flows as its ``sync_generation``."""
+    def pushed(self, sync_generation: int, now: float) -> Confirmation | None:
+        """The sync engine took the current flows as its ``sync_generation`` (at ``now``, monotonic).
+
+        The engine confirms at once, while taking them, when the bridge already holds them (e.g.
+        after an agent restart): that confirmation came before this call could say which flow
+        generation it was, so it is returned here (as ``confirmed`` would); else None.
+        """
         self._pushed = True
         self._sync_generation[sync_generation] = self.generation
+        if sync_generation <= self._sync_confirmed:
+            return self.confirmed(sync_generation, now)
+        return None
 
     def confirmed(self, sync_generation: int, now: float) -> Confirmation | None:
         """The sync engine confirmed ``sync_generation`` at ``now`` (monotonic).
 
         Returns the flow generation the bridge now holds and the latencies of the directory
         updates it completes, or None when that sync generation carries no flow generation of
-        this core (e.g. it was handed over before the last reconnect).
+        this core (yet: see ``pushed``).
         """
+        self._sync_confirmed = max(self._sync_confirmed, sync_generation)
         generation = self._sync_generation.pop(sync_generation, None)
         for older in [g for g in self._sync_generation if g < sync_generation]:
             del self._sync_generation[older]  # superseded: their flows are part of this one

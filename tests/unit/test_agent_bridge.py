@@ -101,3 +101,19 @@ def test_replies_of_another_datapath_are_ignored():
     bridge.state_changed(stale, up=False)  # the old connection's end does not disconnect the new one
     assert bridge.datapath is dp and bridge.sync is not None
 
+
+
+def test_after_a_restart_the_vports_are_up_when_the_bridge_already_holds_their_flows():
+    # The restarted agent's bridge connects before its first directory snapshot; the read-back
+    # shows every desired flow in place, so the first whole-set push confirms at once (no bundle).
+    before, _ = managed_bridge()
+    before.recompute(directory(), {"v1": 5}, 1, seen_at=0.0)
+    switch = Switch(before.core.desired())  # what the previous agent left on the bridge
+    bridge, _ = managed_bridge()
+    dp = Datapath()
+    bridge.state_changed(dp, up=True)
+    read_back(bridge, dp, switch)
+    assert dp.sent == []
+    bridge.recompute(directory(vport_status="up"), {"v1": 5}, 1, seen_at=1.0)
+    assert dp.sent == []  # nothing to change on the bridge: no packet is dropped
+    assert bridge.core.status_updates() == []  # v1 stays up: its flows are confirmed in place

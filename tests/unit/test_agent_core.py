@@ -111,7 +111,7 @@ def connected_core(state=None, ports=None):
     core.set_ports(ports if ports is not None else {"v1": 5}, tunnel_ofport=1)
     _, diff = core.recompute()
     assert core.push_plan(diff) == FULL
-    core.pushed(1)
+    core.pushed(1, now=0.0)
     return core
 
 
@@ -123,7 +123,7 @@ def test_push_plan_is_the_whole_set_once_per_connection_then_only_diffs():
     assert core.push_plan(diff) is None  # not connected: nothing to hand over
     core.connected()
     assert core.push_plan() == FULL  # on connect, with the directory known already
-    core.pushed(1)
+    core.pushed(1, now=0.0)
     _, diff = core.recompute()
     assert not diff and core.push_plan(diff) is None  # nothing changed
     core.set_ports({"v1": 5, "v3": 6}, tunnel_ofport=1)
@@ -148,7 +148,7 @@ def test_status_only_after_the_sync_generation_holding_the_vports_flows_is_confi
     core.set_ports({"v1": 5, "v3": 6}, tunnel_ofport=1)
     gen2, diff = core.recompute()
     assert core.push_plan(diff) == DIFF
-    core.pushed(2)  # v3's flows first appear in sync generation 2
+    core.pushed(2, now=0.0)  # v3's flows first appear in sync generation 2
     assert core.confirmed(1, now=0.0) == Confirmation(gen2 - 1)
     assert core.status_updates() == [("v1", "up")]  # v3 waits: its flows are not confirmed yet
     assert core.confirmed(2, now=0.0) == Confirmation(gen2)
@@ -160,19 +160,38 @@ def test_confirming_a_newer_sync_generation_supersedes_older_ones():
     core.set_directory(with_vports(directory(), V3))
     core.set_ports({"v1": 5, "v3": 6}, tunnel_ofport=1)
     gen2, _ = core.recompute()
-    core.pushed(2)
+    core.pushed(2, now=0.0)
     assert core.confirmed(2, now=0.0).generation == gen2  # the engine coalesced 1 into 2
     assert core.confirmed(1, now=0.0) is None  # forgotten: its flows are part of 2
     assert core.confirmed_generation == gen2
 
 
-def test_a_reconnect_forgets_the_generations_of_the_old_sync_engine():
+def test_a_reconnect_starts_the_generation_map_again():
     core = connected_core()
+    core.confirmed(1, now=0.0)  # the old engine confirmed its generation 1
+    core.set_directory(with_vports(directory(), V3))
+    core.set_ports({"v1": 5, "v3": 6}, tunnel_ofport=1)
+    gen2, _ = core.recompute()
+    core.pushed(2, now=0.0)  # never confirmed: the connection dropped
+    core.disconnected()
+    core.connected()  # a new engine: its generations start at 1 again
+    assert core.push_plan() == FULL
+    assert core.pushed(1, now=0.0) is None  # the old engine's confirmation of its 1 is not this one's
+    assert core.status_updates() == [("v1", "up")]  # v3 waits for the new engine
+    assert core.confirmed(1, now=0.0).generation == gen2
+    assert core.status_updates() == [("v1", "up"), ("v3", "up")]
+
+
+def test_a_generation_the_engine_confirms_while_taking_it_counts():
+    # The engine confirms inside set_desired/apply_diff when the bridge already holds the flows
+    # (an agent restart): before the bridge could tell the core which sync generation it was.
+    core = AgentCore("h1")
     core.connected()
-    assert core.confirmed(1, now=0.0) is None  # the new engine's generation 1 is not the old one's
-    assert core.status_updates() == []  # v1 is still down: nothing confirmed it
-    core.pushed(1)
-    assert core.confirmed(1, now=0.0) is not None
+    core.set_directory(directory(), seen_at=1.0)
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    gen, _ = core.recompute()
+    assert core.confirmed(1, now=1.5) is None  # not known yet
+    assert core.pushed(1, now=1.5) == Confirmation(gen, [0.5])
     assert core.status_updates() == [("v1", "up")]
 
 
@@ -183,14 +202,14 @@ def test_a_vport_whose_port_left_and_came_back_waits_for_its_new_flows():
     assert core.status_updates() == []
     core.set_ports({}, tunnel_ofport=1)
     core.recompute()
-    core.pushed(2)
+    core.pushed(2, now=0.0)
     assert core.status_updates() == [("v1", "down")]
     core.confirmed(2, now=0.0)
     core.set_directory(directory(vport_status="down"))
     core.set_ports({"v1": 7}, tunnel_ofport=1)  # re-plugged on another port
     gen3, diff = core.recompute()
     assert diff
-    core.pushed(3)
+    core.pushed(3, now=0.0)
     assert core.status_updates() == []  # back to waiting: generation 3 is not confirmed yet
     core.confirmed(3, now=0.0)
     assert core.confirmed_generation == gen3 and core.status_updates() == [("v1", "up")]
@@ -205,7 +224,7 @@ def test_a_confirmed_vport_stays_up_while_its_flows_change():
     core.set_ports({"v1": 9}, tunnel_ofport=1)
     _, diff = core.recompute()
     assert diff
-    core.pushed(2)
+    core.pushed(2, now=0.0)
     assert core.status_updates() == []
 
 
@@ -215,19 +234,19 @@ def test_apply_latencies_cover_every_directory_update_a_confirmation_completes()
     core.set_ports({"v1": 5}, tunnel_ofport=1)
     core.set_directory(directory(), seen_at=10.0)
     core.recompute()
-    core.pushed(1)
+    core.pushed(1, now=0.0)
     core.set_directory(directory(), seen_at=10.5)
     _, diff = core.recompute()
     assert not diff  # no new flows: no latency to measure for this update
     core.set_directory(with_vports(directory(), V3), seen_at=11.0)
     core.set_ports({"v1": 5, "v3": 6}, tunnel_ofport=1)
     gen2, _ = core.recompute()
-    core.pushed(2)
+    core.pushed(2, now=0.0)
     confirmation = core.confirmed(2, now=12.0)
     assert confirmation.generation == gen2 and confirmation.latencies == [2.0, 1.0]
     core.set_directory(with_vports(directory(), dataclasses.replace(V3, ip="10.0.1.13")), seen_at=13.0)
     core.recompute()
-    core.pushed(3)
+    core.pushed(3, now=0.0)
     assert core.confirmed(3, now=13.25).latencies == [0.25]  # each update is measured once
 
 
@@ -288,6 +307,13 @@ def test_counters_are_requested_only_while_connected_and_one_at_a_time():
     assert not core.counters_due() and not core.awaits_counters(77)
     core.connected()
     assert core.counters_due()
+
+
+def test_a_new_connection_asks_for_counters_though_the_old_one_never_answered():
+    core, _, _ = counted_core()
+    core.counters_requested(77)
+    core.connected()  # reconnected before the old connection's end was reported
+    assert core.counters_due() and not core.awaits_counters(77)
 
 
 def test_counters_sum_every_part_of_a_multipart_reply():
