@@ -128,13 +128,14 @@ class ManagedBridge:
         if plan == FULL:
             self.push_desired()
         elif plan == DIFF:
-            msgs = self.sync.apply_diff(diff)  # only what changed: cheap at any table size
-            self._confirmed(core.pushed(self.sync.generation, time.monotonic()))
-            sync.send(self.datapath, msgs)
+            self._handed_over(self.sync.apply_diff(diff))  # only what changed: cheap at any table size
 
     def push_desired(self) -> None:
         """Hand the whole desired set to the sync engine (on connect: it reconciles with a read-back)."""
-        msgs = self.sync.set_desired(self.core.desired())
+        self._handed_over(self.sync.set_desired(self.core.desired()))
+
+    def _handed_over(self, msgs) -> None:
+        """Tell the core which sync generation now carries its flows; send the engine's answer."""
         self._confirmed(self.core.pushed(self.sync.generation, time.monotonic()))
         sync.send(self.datapath, msgs)
 
@@ -190,10 +191,12 @@ class ManagedBridge:
                 self._metrics.rules.update(self.host_name, self.core.rule_counters)
 
     def on_bundle_reply(self, msg) -> None:
+        """A bundle control reply (the sync engine's COMMIT)."""
         with self._lock:
             self._feed(msg.datapath, "on_bundle_reply", msg)
 
     def on_error(self, msg) -> None:
+        """An OpenFlow error (the sync engine knows which of its messages it answers)."""
         with self._lock:
             self._feed(msg.datapath, "on_error", msg)
 
