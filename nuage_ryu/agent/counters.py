@@ -10,12 +10,13 @@ stateful rule, the first packet of each connection (the rest are conntrack
 ``+est`` and skip the rules); for a stateless rule, every packet.
 
 ``CounterIndex`` maps cookies back to rules/domains (from the host's view);
-``aggregate`` sums flow-stats entries into ``RuleCounter`` records.
+``aggregate`` sums flow-stats entries into ``RuleCounter`` records;
+``directory_report`` puts them in the shape the directory stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nuage_ryu.vrs.compile import default_action_cookie, rule_cookie
@@ -67,3 +68,18 @@ def aggregate(index: CounterIndex, entries: Iterable[tuple[int, int, int, int]])
         counter.packets += packets
         counter.bytes += nbytes
     return out
+
+
+def directory_report(totals: Mapping[CounterKey, RuleCounter]
+                     ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """``aggregate``'s totals as the directory's ``report_counters`` wants them.
+
+    Returns ({rule id: (packets, bytes)}, {domain id: (packets, bytes) of its default action}).
+    """
+    rules, defaults = {}, {}
+    for key, counter in totals.items():
+        if key.rule_id == DEFAULT_RULE_ID:
+            defaults[key.domain_id] = (counter.packets, counter.bytes)
+        else:
+            rules[key.rule_id] = (counter.packets, counter.bytes)
+    return rules, defaults

@@ -1,0 +1,1 @@
+"""The VRS agent: the pure per-bridge core, the bridge I/O around it, its metrics."""
