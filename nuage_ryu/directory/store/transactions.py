@@ -199,7 +199,7 @@ class TransactionPath:
                         raise  # idempotent: the caller sends it again
                     status, error = _Txn.TRY_AGAIN, ""  # outcome unknown: as a lost reply
                 if status in (_Txn.SUCCESS, _Txn.UNCHANGED):
-                    self.refresh()
+                    mirror.publish()
                     conn.wake()
                     return planned, mirror.state
                 if status == _Txn.ERROR and (

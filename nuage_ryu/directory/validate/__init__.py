@@ -15,27 +15,13 @@ addresses, priorities, overlaps, dependents, exhaustion) -> Conflict (409).
 """
 
 from nuage_ryu.directory.validate.change import Change, Op, apply_change
-from nuage_ryu.directory.validate.check import (
-    check_choice,
-    check_description,
-    check_external_ids,
-    check_hostname,
-    check_int,
-    check_name,
-    check_ports,
-    get_object,
-    is_uuid,
-    normalize_datapath_id,
-    normalize_protocol,
-)
+from nuage_ryu.directory.validate.check import check_hostname, get_object, is_uuid
 from nuage_ryu.directory.validate.create import plan_create
 from nuage_ryu.directory.validate.delete import plan_delete
 from nuage_ryu.directory.validate.parse import parse_body
 from nuage_ryu.directory.validate.update import plan_membership, plan_update
 
 __all__ = [
-    "Change", "Op", "apply_change", "check_choice", "check_description", "check_external_ids",
-    "check_hostname", "check_int", "check_name", "check_ports", "get_object", "is_uuid",
-    "normalize_datapath_id", "normalize_protocol", "parse_body", "plan_create", "plan_delete",
-    "plan_membership", "plan_update",
+    "Change", "Op", "apply_change", "check_hostname", "get_object", "is_uuid", "parse_body", "plan_create",
+    "plan_delete", "plan_membership", "plan_update",
 ]
