@@ -104,7 +104,7 @@ def _token(rid: str, row) -> model.ApiToken:
 
 
 # kind -> converter of its row into the model object
-_CONVERTERS: dict[str, Callable] = {
+ROW_CONVERTERS: dict[str, Callable] = {
     "enterprise": _enterprise, "domain": _domain, "zone": _zone, "subnet": _subnet,
     "policygroup": _policygroup, "vport": _vport, "acl": _acl, "host": _host, "token": _token,
 }
@@ -112,7 +112,7 @@ _CONVERTERS: dict[str, Callable] = {
 
 def row_to_object(kind: str, row):
     """Convert an IDL row into the immutable model object."""
-    return _CONVERTERS[kind](str(row.uuid), row)
+    return ROW_CONVERTERS[kind](str(row.uuid), row)
 
 
 def _uuid_map(row, col: str) -> dict[str, int]:

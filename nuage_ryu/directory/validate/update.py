@@ -25,7 +25,7 @@ from nuage_ryu.directory.validate.check import (
 from nuage_ryu.directory.validate.parse import parse_body
 
 # kind -> the objects whose names a renamed object must not take (acls and tokens have no unique name)
-_SIBLINGS: dict[str, Callable] = {
+NAME_SIBLINGS: dict[str, Callable] = {
     "enterprise": lambda state, current: state.enterprises.values(),
     "domain": lambda state, current: state.domains_of(current.enterprise),
     "zone": lambda state, current: state.zones_of(current.domain),
@@ -89,7 +89,7 @@ def plan_update(state: DirectoryState, kind: str, obj_id: str, body) -> Change:
         fields["description"] = check_description(data["description"])
     if "name" in data and kind != "acl":
         name = check_name(data["name"])
-        unique_name(_SIBLINGS[kind](state, current), name, kind, KINDS[kind][2] or "directory", obj_id)
+        unique_name(NAME_SIBLINGS[kind](state, current), name, kind, KINDS[kind][2] or "directory", obj_id)
         fields["name"] = name
     planner = UPDATE_PLANNERS.get(kind)
     if planner is not None:
