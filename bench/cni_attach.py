@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nuage_ryu.plugins.agent_client import AgentClient  # noqa: E402
-from nuage_ryu.plugins.testing import (  # noqa: E402
+from tests.attach_helpers import (  # noqa: E402
     agent_process,
     directory_service,
     host_state,

@@ -19,7 +19,7 @@ import pytest
 
 from nuage_ryu.lab import dockerd as lab_dockerd
 from nuage_ryu.plugins.agent_client import AgentClient, AgentUnavailable
-from nuage_ryu.plugins.testing import (
+from tests.attach_helpers import (
     agent_process,
     directory_service,
     host_state,

@@ -1,6 +1,6 @@
 """HTTP/1.1 + JSON server of the agent's local API on a unix socket.
 
-The VRS agent app (or ``python -m nuage_ryu.plugins.agentd``) creates an
+``factory.start_agent_api`` (used by the VRS agent app and by agentd.py) creates an
 ``AgentApiServer`` around an ``AttachService`` and starts it; each request runs
 in its own thread and calls one service method. Errors are
 ``{"error": {"code", "message"}}`` with the status of ``AttachError.STATUS``.
@@ -17,7 +17,9 @@ import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
 
-from nuage_ryu.plugins.attach import AttachError, AttachRequest, AttachService
+from nuage_ryu.agent.attach.errors import AttachError
+from nuage_ryu.agent.attach.request import AttachRequest
+from nuage_ryu.agent.attach.service import AttachService
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
@@ -43,7 +45,7 @@ class _Routes:
 
     def __init__(self, service: AttachService) -> None:
         self.service = service
-        s = service
+        s, d = service, service.docker
         self.table = [
             ("GET", r"/v1/status", lambda m, b: s.status()),
             ("GET", r"/v1/attachments", lambda m, b: {"attachments": s.list_attachments()}),
@@ -52,19 +54,19 @@ class _Routes:
             ("POST", r"/v1/check", lambda m, b: s.check(
                 **_fields(b, ("container_id", "ifname"), ("netns",)))),
             ("POST", r"/v1/gc", self._gc),
-            ("POST", r"/v1/resolve", lambda m, b: s.resolve(
+            ("POST", r"/v1/resolve", lambda m, b: d.resolve(
                 **_fields(b, ("enterprise", "domain", "zone", "subnet")))),
-            ("POST", r"/v1/subnets/by-cidr", lambda m, b: {"subnets": s.subnets_by_cidr(
+            ("POST", r"/v1/subnets/by-cidr", lambda m, b: {"subnets": d.subnets_by_cidr(
                 **_fields(b, ("cidr",)))}),
-            ("GET", r"/v1/subnets/(?P<id>[^/]+)", lambda m, b: s.get_subnet(m["id"])),
-            ("POST", r"/v1/reservations", lambda m, b: s.reserve(
+            ("GET", r"/v1/subnets/(?P<id>[^/]+)", lambda m, b: d.get_subnet(m["id"])),
+            ("POST", r"/v1/reservations", lambda m, b: d.reserve(
                 **_fields(b, ("subnet_id", "name"), ("ip",)))),
-            ("POST", r"/v1/reservations/find", lambda m, b: {"vport": s.find_reservation(
+            ("POST", r"/v1/reservations/find", lambda m, b: {"vport": d.find_reservation(
                 **_fields(b, ("subnet_id", "ip")))}),
-            ("POST", r"/v1/reservations/release", lambda m, b: s.release(**_fields(b, ("subnet_id", "ip")))),
+            ("POST", r"/v1/reservations/release", lambda m, b: d.release(**_fields(b, ("subnet_id", "ip")))),
             ("PUT", r"/v1/networks/(?P<id>[^/]+)", self._set_network),
             ("GET", r"/v1/networks/(?P<id>[^/]+)", self._get_network),
-            ("DELETE", r"/v1/networks/(?P<id>[^/]+)", lambda m, b: s.delete_network(m["id"]) or {}),
+            ("DELETE", r"/v1/networks/(?P<id>[^/]+)", lambda m, b: d.delete_network(m["id"]) or {}),
         ]
         self.table = [(meth, re.compile(f"^{pat}$"), fn) for meth, pat, fn in self.table]
 
@@ -76,11 +78,11 @@ class _Routes:
 
     def _set_network(self, match, body):
         body = _fields(body, ("subnet_id",))
-        self.service.set_network(match["id"], body["subnet_id"])
+        self.service.docker.set_network(match["id"], body["subnet_id"])
         return {"network_id": match["id"], "subnet_id": body["subnet_id"]}
 
     def _get_network(self, match, body):
-        subnet_id = self.service.get_network(match["id"])
+        subnet_id = self.service.docker.get_network(match["id"])
         if subnet_id is None:
             raise AttachError("not_found", f"network {match['id']} is not a nuage network on this host")
         return {"network_id": match["id"], "subnet_id": subnet_id}

@@ -1,0 +1,1 @@
+"""The VRS agent: pure core, bridge I/O and the per-host attach service."""
