@@ -119,45 +119,50 @@ class DirectoryClient:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         for attempt in (1, 2):
-            reused = self._conn is not None
-            if self._conn is None:
-                self._conn = self._connect()
+            # Per-request mode never stores its connection: threads sharing the client share nothing.
+            reused = self.keep_alive and self._conn is not None
+            conn = self._conn if reused else self._connect()
+            if self.keep_alive:
+                self._conn = conn
             try:
-                try:
-                    self._conn.request(method, path, body=body, headers=hdrs)
-                except (BrokenPipeError, ConnectionResetError):
-                    # The server may answer before it read the whole body (413 for a body over the
-                    # limit) and close: its answer is already in the socket buffer, read it.
-                    early = self._early_response()
-                    if early is not None:
-                        return early
-                    raise
-                resp = self._conn.getresponse()
-                data = resp.read()
-                if not self.keep_alive or resp.getheader("Connection", "").lower() == "close":
-                    self.close()
-                return resp.status, dict(resp.getheaders()), data
+                status, answer_headers, data, closed = self._exchange(conn, method, path, body, hdrs)
+                if closed or not self.keep_alive:
+                    self._drop(conn)
+                return status, answer_headers, data
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self.close()
+                self._drop(conn)
                 # A kept-alive connection the server closed while idle: retry once on a fresh one.
                 if not reused or attempt == 2:
                     raise CannotConnect(f"connection to the API lost: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                self._drop(conn)
                 raise CannotConnect(f"cannot connect to {self.url}: "
                                     f"{getattr(exc, 'strerror', None) or exc}") from None
         raise CannotConnect("unreachable")  # pragma: no cover
 
-    def _early_response(self) -> tuple[int, dict, bytes] | None:
-        """The response the server sent before closing mid-request, if it sent one."""
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        if self._conn is conn:
+            self._conn = None
+
+    @staticmethod
+    def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+                  headers: dict) -> tuple[int, dict, bytes, bool]:
+        """One request and its answer on ``conn``: (status, headers, body, the server closed it)."""
         try:
-            resp = self._conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException):
-            return None
-        finally:
-            self.close()
-        return resp.status, dict(resp.getheaders()), data
+            conn.request(method, path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer before it read the whole body (413 for a body over the
+            # limit) and close: its answer is already in the socket buffer, read it.
+            try:
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                raise ConnectionResetError("connection closed while sending the request") from None
+            return resp.status, dict(resp.getheaders()), data, True
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, dict(resp.getheaders()), data, resp.getheader("Connection", "").lower() == "close"
 
     def request(self, method: str, path: str, body=None, params: dict | None = None):
         """JSON request under /api/v1; returns the decoded body (None for 204).
@@ -177,7 +182,8 @@ class DirectoryClient:
             err = payload.get("error", {}) if isinstance(payload, dict) else {}
             message = err.get("message") or raw.decode(errors="replace").strip() \
                 or f"{method} {path}: HTTP {status}"
-            allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+            allow = next((v for k, v in headers.items() if k.lower() == "allow"), "")
+            allowed = [m.strip() for m in allow.split(",") if m.strip()]
             raise error_from_answer(status, err.get("code", ""), message, allowed)
         return payload
 

@@ -43,7 +43,7 @@ ERR_CHECK_FAILED = 101
 ERR_CONFLICT = 102
 
 NETWORK_KEYS = ("enterprise", "domain", "zone", "subnet")
-# Same rules as the agent's (nuage_ryu.plugins.attach / links), repeated to keep this module light.
+# Same rules as the agent's (nuage_ryu.agent.attach: request.py, links.py), repeated to keep this module light.
 # Plain character sets, not regular expressions: importing ``re`` costs more than this
 # whole plugin's work (the runtime starts a process per call).
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
