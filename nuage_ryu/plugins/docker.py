@@ -27,13 +27,13 @@ import json
 import logging
 import os
 import signal
-import socketserver
 import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler
 
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError
+from nuage_ryu.unix_server import UnixHTTPServer
 
 LOG = logging.getLogger("nuage-docker-plugin")
 
@@ -391,11 +391,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(405, {"Err": "plugin calls are POST"})
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog: a burst of CNI calls must not see EAGAIN
-
-
 class DockerPlugin:
     """The plugin socket (+ spec file); ``start()`` serves in a thread, ``stop()`` removes both."""
 
@@ -404,37 +399,22 @@ class DockerPlugin:
         self.driver = NuageDriver(AgentClient(agent_socket))
         self.socket_path = socket_path
         self.spec_file = spec_file
-        self._server: _Server | None = None
+        self._server: UnixHTTPServer | None = None
 
     def start(self) -> DockerPlugin:
-        os.makedirs(os.path.dirname(self.socket_path) or ".", exist_ok=True)
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
-        server = _Server(self.socket_path, _Handler)
-        server.routes = self.driver.routes()
-        self._server = server
+        self._server = UnixHTTPServer.start(self.socket_path, _Handler, self.driver.routes(),
+                                            name="nuage-docker-plugin")
         if self.spec_file:
             os.makedirs(os.path.dirname(self.spec_file) or ".", exist_ok=True)
             with open(self.spec_file + ".tmp", "w") as spec:
                 spec.write(f"unix://{os.path.abspath(self.socket_path)}\n")
             os.replace(self.spec_file + ".tmp", self.spec_file)
-        threading.Thread(target=server.serve_forever, name="nuage-docker-plugin", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-        for path in (self.socket_path, self.spec_file):
-            if path:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+        if self._server is not None:
+            self._server.stop(self.spec_file)
+            self._server = None
 
 
 def main(argv: list[str] | None = None) -> int:

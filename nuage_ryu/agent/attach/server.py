@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socketserver
-import threading
 from http.server import BaseHTTPRequestHandler
 
 from nuage_ryu.agent.attach.errors import AttachError
 from nuage_ryu.agent.attach.request import AttachRequest
 from nuage_ryu.agent.attach.service import AttachService
+from nuage_ryu.unix_server import UnixHTTPServer
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
@@ -141,12 +139,6 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog: a burst of CNI calls must not see EAGAIN
-    allow_reuse_address = True
-
-
 class AgentApiServer:
     """The agent socket: ``start()`` serves in a background thread, ``stop()`` closes and unlinks it."""
 
@@ -154,30 +146,16 @@ class AgentApiServer:
         self.service = service
         self.socket_path = socket_path
         self.mode = mode
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: UnixHTTPServer | None = None
 
     def start(self) -> AgentApiServer:
-        os.makedirs(os.path.dirname(self.socket_path) or ".", mode=0o755, exist_ok=True)
-        try:
-            os.unlink(self.socket_path)  # a stale socket of a previous run
-        except FileNotFoundError:
-            pass
-        server = _Server(self.socket_path, _Handler)
-        os.chmod(self.socket_path, self.mode)
-        server.routes = _Routes(self.service)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="nuage-agent-api", daemon=True)
-        self._thread.start()
+        """Serve in a background thread (a stale socket of a previous run is replaced)."""
+        self._server = UnixHTTPServer.start(self.socket_path, _Handler, _Routes(self.service),
+                                            name="nuage-agent-api", mode=self.mode, dir_mode=0o755)
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        """Stop serving and remove the socket; idempotent."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
