@@ -8,10 +8,31 @@ stale socket of a previous run replaced, the socket file removed on stop.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
+
+
+class JSONRequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 handler base with one way to answer: a JSON body of ``content_type``."""
+
+    protocol_version = "HTTP/1.1"
+    content_type = "application/json"
+
+    def reply_json(self, status: int, payload) -> None:
+        """Send ``payload`` as the answer; an error answer also closes the connection."""
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if status >= 400:
+            # The request body may not have been read: never reuse this connection.
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def _unlink(path: str) -> None:

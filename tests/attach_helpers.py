@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 from nuage_ryu.directory.client import DirectoryClient
+from nuage_ryu.lab.supervise import stop_process
 
 
 @contextlib.contextmanager
@@ -89,13 +90,7 @@ def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host
             time.sleep(0.02)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, timeout=5)
         if proc.stdout:
             proc.stdout.close()
 

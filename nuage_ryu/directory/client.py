@@ -23,23 +23,13 @@ import re
 import socket
 import urllib.parse
 
-from nuage_ryu.directory.errors import (
-    BadRequest,
-    Conflict,
-    DirectoryError,
-    Forbidden,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    Unavailable,
-    ValidationError,
-)
+from nuage_ryu.directory import errors
+from nuage_ryu.directory.errors import DirectoryError, MethodNotAllowed, NotFound
 
 API_PREFIX = "/api/v1"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_ERRORS = (BadRequest, PayloadTooLarge, Unauthorized, Forbidden, NotFound, MethodNotAllowed, Conflict,
-           ValidationError, Unavailable)
+_ERRORS = (errors.BadRequest, errors.PayloadTooLarge, errors.Unauthorized, errors.Forbidden, NotFound,
+           MethodNotAllowed, errors.Conflict, errors.ValidationError, errors.Unavailable)
 _BY_CODE = {cls.code: cls for cls in _ERRORS}
 _BY_STATUS = {cls.status: cls for cls in _ERRORS}
 

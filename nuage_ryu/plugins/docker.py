@@ -30,10 +30,9 @@ import signal
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler
 
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError
-from nuage_ryu.unix_server import UnixHTTPServer
+from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
 LOG = logging.getLogger("nuage-docker-plugin")
 
@@ -338,30 +337,18 @@ class NuageDriver:
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONRequestHandler):
     server_version = "nuage-docker-plugin/1"
+    content_type = CONTENT_TYPE
 
     def log_message(self, fmt, *args):
         LOG.debug(fmt, *args)
-
-    def _reply(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        if status >= 400:
-            # The request body may not have been read: never reuse this connection.
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self):  # noqa: N802 - http.server naming
         handler = self.server.routes.get(self.path)
         if handler is None:
             message = f"unknown plugin call {self.path}"
-            self._reply(404, {"Err": message, "Error": message})
+            self.reply_json(404, {"Err": message, "Error": message})
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -373,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("body must be a JSON object")
         except ValueError as exc:
             # A syntactic problem: an HTTP error status, as the remote driver protocol asks.
-            self._reply(400, {"Err": f"{self.path}: malformed request: {exc}", "Error": str(exc)})
+            self.reply_json(400, {"Err": f"{self.path}: malformed request: {exc}", "Error": str(exc)})
             return
         try:
             result = handler(body)
@@ -385,10 +372,10 @@ class _Handler(BaseHTTPRequestHandler):
             LOG.exception("%s failed", self.path)
             message = f"internal error: {type(exc).__name__}: {exc}"
             result = {"Err": message, "Error": message}
-        self._reply(200, result)
+        self.reply_json(200, result)
 
     def do_GET(self):  # noqa: N802
-        self._reply(405, {"Err": "plugin calls are POST"})
+        self.reply_json(405, {"Err": "plugin calls are POST"})
 
 
 class DockerPlugin:

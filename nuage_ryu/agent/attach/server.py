@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from http.server import BaseHTTPRequestHandler
 
 from nuage_ryu.agent.attach.errors import AttachError
 from nuage_ryu.agent.attach.request import AttachRequest
 from nuage_ryu.agent.attach.service import AttachService
-from nuage_ryu.unix_server import UnixHTTPServer
+from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
@@ -98,24 +97,11 @@ class _Routes:
         raise AttachError("not_found", f"no such API path {path}")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONRequestHandler):
     server_version = "nuage-agent/1"
 
     def log_message(self, fmt, *args):  # route to logging, not stderr
         LOG.debug("agent api: " + fmt, *args)
-
-    def _reply(self, status: int, payload) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status >= 400:
-            # The request body may not have been read: never reuse this connection.
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self) -> None:
         try:
@@ -129,12 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise AttachError("invalid", "request body is not valid JSON") from None
             path = self.path.split("?", 1)[0]
             result = self.server.routes.dispatch(self.command, path, body)
-            self._reply(200, result if result is not None else {})
+            self.reply_json(200, result if result is not None else {})
         except AttachError as exc:
-            self._reply(exc.status, exc.as_dict())
+            self.reply_json(exc.status, exc.as_dict())
         except Exception as exc:  # never let one request kill the server
             LOG.exception("agent api: %s %s failed", self.command, self.path)
-            self._reply(500, {"error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}})
+            self.reply_json(500, {"error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}})
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
