@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.errors import AttachError, directory_errors, ovsdb_errors
 from nuage_ryu.agent.attach.request import VP_HOST, VP_OWNER, VP_RESERVED, check_container_id
 from nuage_ryu.hostovs.contract import BRIDGE_DOCKER_NET_PREFIX, VPortPort
+
+if TYPE_CHECKING:  # annotations only: the bindings need just the methods (tests hand in proxies)
+    from nuage_ryu.directory.client import DirectoryClient
+    from nuage_ryu.hostovs.host import HostOVS
+
 
 
 class DockerBindings:
@@ -24,7 +30,7 @@ class DockerBindings:
     vport ports (an address still attached is never released).
     """
 
-    def __init__(self, directory, ovs, *, bridge: str, host_name: str,
+    def __init__(self, directory: DirectoryClient, ovs: HostOVS, *, bridge: str, host_name: str,
                  ports: Callable[[], list[VPortPort]]) -> None:
         self.directory = directory
         self.ovs = ovs

@@ -13,6 +13,7 @@ from nuage_ryu.agent.attach.links import LinkOps
 from nuage_ryu.agent.attach.server import AgentApiServer
 from nuage_ryu.agent.attach.service import AttachService
 from nuage_ryu.directory.client import DirectoryClient
+from nuage_ryu.hostovs.host import HostOVS
 
 DIRECTORY_TIMEOUT = 10.0  # seconds per directory request: a CNI ADD must answer within the runtime's timeout
 
@@ -41,7 +42,7 @@ def read_token(path: str) -> str:
         raise RuntimeError(f"agent API: cannot read the directory token {path}: {exc.strerror}") from None
 
 
-def build_attach_service(settings: AgentApiSettings, ovs,
+def build_attach_service(settings: AgentApiSettings, ovs: HostOVS,
                          wait_vport_up: Callable[[str, float], bool] | None = None) -> AttachService:
     """An AttachService over the directory REST API and ``ovs`` (the host's ``HostOVS``).
 
@@ -56,7 +57,7 @@ def build_attach_service(settings: AgentApiSettings, ovs,
                          up_timeout=settings.up_timeout)
 
 
-def start_agent_api(settings: AgentApiSettings, ovs,
+def start_agent_api(settings: AgentApiSettings, ovs: HostOVS,
                     wait_vport_up: Callable[[str, float], bool] | None = None) -> AgentApiServer:
     """The attach service behind its agent socket, serving; ``stop()`` it on shutdown."""
     service = build_attach_service(settings, ovs, wait_vport_up)

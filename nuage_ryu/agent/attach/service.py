@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.docker_ipam import DockerBindings
 from nuage_ryu.agent.attach.errors import AttachError, as_attach_error, directory_errors, ovsdb_errors
@@ -43,7 +44,7 @@ from nuage_ryu.agent.attach.request import (
     check_owner,
 )
 from nuage_ryu.agent.attach.steps import Rollback
-from nuage_ryu.directory.client import CannotConnect
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError, NotFound, ValidationError
 from nuage_ryu.hostovs.contract import (
     EXT_ADDRESS,
@@ -62,6 +63,10 @@ from nuage_ryu.hostovs.contract import (
 
 VXLAN_OVERHEAD = 50
 RESOLVE_TTL = 5.0  # seconds a network's (enterprise, domain, zone, subnet) -> subnet lookup is reused
+
+if TYPE_CHECKING:  # an annotation only: the service needs just the methods (tests hand in proxies)
+    from nuage_ryu.hostovs.host import HostOVS
+
 
 
 class _SubnetCache:
@@ -127,7 +132,8 @@ class AttachService:
     ``docker``: the Docker IPAM reservations and network bindings of this host.
     """
 
-    def __init__(self, directory, ovs, links: LinkOps | None = None, *, bridge: str = "br-int",
+    def __init__(self, directory: DirectoryClient, ovs: HostOVS, links: LinkOps | None = None, *,
+                 bridge: str = "br-int",
                  host_name: str, underlay_mtu: int = 1500,
                  wait_vport_up: Callable[[str, float], bool] | None = None,
                  up_timeout: float = 10.0, dns: dict | None = None) -> None:
