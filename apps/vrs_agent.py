@@ -29,7 +29,6 @@ or counter threads, never in an OpenFlow handler, so handlers never block.
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import threading
 import time
@@ -39,6 +38,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from nuage_ryu import config
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
@@ -120,24 +120,11 @@ class VrsAgent(BaseApp):
         conf = self.CONF.vrs
         if not conf.agent_socket:
             return
-        # Imported here: only agents that serve plugins need the attach machinery.
-        from nuage_ryu.plugins.agent_server import AgentApiServer
-        from nuage_ryu.plugins.attach import AttachService
-        from nuage_ryu.plugins.directory_client import DirectoryClient
-        from nuage_ryu.plugins.links import LinkOps
-
-        token_file = config.directory_token_file(self.CONF)
-        try:
-            with open(token_file) as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise RuntimeError(f"agent API: cannot read the directory token {token_file}: "
-                               f"{exc.strerror}") from None
-        service = AttachService(DirectoryClient(conf.directory_api, token), bridge.host_ovs, LinkOps(),
-                                bridge=bridge.bridge, host_name=bridge.host_name,
-                                underlay_mtu=conf.underlay_mtu, wait_vport_up=self.wait_vport_up)
-        os.makedirs(os.path.dirname(conf.agent_socket) or ".", exist_ok=True)
-        self.attach_server = AgentApiServer(service, conf.agent_socket).start()
+        settings = AgentApiSettings(socket_path=conf.agent_socket, directory_api=conf.directory_api,
+                                    token_file=config.directory_token_file(self.CONF),
+                                    host_name=bridge.host_name, bridge=bridge.bridge,
+                                    underlay_mtu=conf.underlay_mtu)
+        self.attach_server = start_agent_api(settings, bridge.host_ovs, wait_vport_up=self.wait_vport_up)
         self.logger.info("agent API on %s", conf.agent_socket)
 
     def _start_metrics(self) -> None:

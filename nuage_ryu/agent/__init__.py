@@ -1,1 +1,1 @@
-"""The VRS agent: the pure per-bridge core, the bridge I/O around it, its metrics."""
+"""The VRS agent: pure per-bridge core, bridge I/O around it, metrics, and the per-host attach service."""
