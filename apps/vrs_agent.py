@@ -36,9 +36,9 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
+from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
-from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
