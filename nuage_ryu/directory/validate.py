@@ -255,7 +255,8 @@ def get_object(state: DirectoryState, kind: str, obj_id: str):
 def _unique_name(siblings, name: str, kind: str, parent: str, self_id: str | None = None) -> None:
     for s in siblings:
         if s.name == name and s.id != self_id:
-            raise Conflict(f"a {kind} named {name!r} already exists in this {parent}")
+            article = "an" if kind[0] in "aeiou" else "a"  # "an enterprise"
+            raise Conflict(f"{article} {kind} named {name!r} already exists in this {parent}")
 
 
 def _new_id() -> str:
