@@ -171,17 +171,21 @@ class _VerifyingClient(ApiClient):
                                            context=context)
 
 
-def discovered() -> tuple[str, dict] | None:
+def discovered(paths: list[str] | None = None) -> tuple[str, dict] | None:
     """(path, record) of a directory running on this machine, if one published itself."""
-    for path in discovery.candidates():
+    for path in discovery.candidates() if paths is None else paths:
         record = discovery.read(path)
         if record is not None:
             return path, record
     return None
 
 
-def resolve_connection(args, env: Mapping[str, str] = os.environ) -> Connection:
-    """Combine options, environment, context, discovery and defaults (see the module docstring)."""
+def resolve_connection(args, env: Mapping[str, str] = os.environ,
+                       discovery_paths: list[str] | None = None) -> Connection:
+    """Combine options, environment, context, discovery and defaults (see the module docstring).
+
+    ``discovery_paths``: where to look for a running directory (default ``discovery.candidates()``).
+    """
     conn = Connection()
     ctx: dict[str, str] = {}
     cfg_path = getattr(args, "config", None) or config_path(env)
@@ -198,7 +202,7 @@ def resolve_connection(args, env: Mapping[str, str] = os.environ) -> Connection:
     layers = [("--socket/--url", getattr(args, "socket", None), getattr(args, "url", None)),
               ("$NUAGE_SOCKET/$NUAGE_URL", env.get("NUAGE_SOCKET"), env.get("NUAGE_URL")),
               (ctx_label, ctx.get("socket"), ctx.get("url"))]
-    found = discovered()
+    found = discovered(discovery_paths)
     for label, sock, url in layers:
         if sock or url:
             conn.socket, conn.url = sock or None, None if sock else url
@@ -250,15 +254,15 @@ def _same_api(conn: Connection, record: dict) -> bool:
 # nuage-ctl config set | show | use-context | delete-context
 
 
-def run_config(args, out, env: Mapping[str, str] = os.environ) -> None:
+def run_config(args, out, env: Mapping[str, str] = os.environ, discovery_paths: list[str] | None = None) -> None:
     """The ``config`` command (needs no API connection)."""
     from nuage_ryu.directory.ctl import render
 
     path = getattr(args, "config", None) or config_path(env)
     cfg = ConfigFile(path)
     if args.action == "show":
-        conn = resolve_connection(args, env)
-        found = discovered()
+        conn = resolve_connection(args, env, discovery_paths)
+        found = discovered(discovery_paths)
         data = {
             "config_file": path,
             "current_context": cfg.current,

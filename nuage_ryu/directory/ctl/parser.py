@@ -378,7 +378,8 @@ def add_tools(objs) -> None:
     comp = objs.add_parser("completion", help="print a shell completion script (bash or zsh)",
                            formatter_class=Formatter, description="Print a completion script generated "
                                                                   "from this command line.",
-                           epilog=epilog([f"source <({EX} completion bash)      # in ~/.bashrc",
+                           epilog=epilog([f"{EX} completion bash > /etc/bash_completion.d/nuage-ctl",
+                                          f"source <({EX} completion bash)      # or this, in ~/.bashrc",
                                           f"{EX} completion zsh > \"${{fpath[1]}}/_nuage-ctl\""]))
     comp.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
     objs.add_parser("man", help="print the man page (roff)", formatter_class=Formatter,

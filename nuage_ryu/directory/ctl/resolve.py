@@ -160,49 +160,71 @@ class Resolver:
                 return f" in {KINDS[scope].label} {self.scope[scope]}"
         return ""
 
-    def _pick(self, kind: str, ref: str, candidates: list[dict], where: str) -> str:
-        label = KINDS[kind].label
+    @staticmethod
+    def _matches(kind: str, ref: str, candidates: list[dict]) -> list[dict]:
+        """The candidates ``ref`` names: by name, else (a rule) by priority, else by id prefix."""
         named = [o for o in candidates if o.get("name") == ref]
-        if len(named) == 1:
-            return named[0]["id"]
-        if len(named) > 1:
-            parent = KINDS[kind].parent
-            hint = f"give a path ({self.path_of(kind, named[0]['id'])})"
-            hint += f", the parent (--{parent})" if parent else ""
-            raise UsageError(f"{len(named)} {label}s are named {ref!r}{where}: {self._listing(kind, named)}; "
-                             f"{hint} or an id prefix")
+        if named:
+            return named
         if kind == "acl" and ref.isdigit():  # a rule by its priority (unique in a domain)
             at = [o for o in candidates if o.get("priority") == int(ref)]
-            if len(at) == 1:
-                return at[0]["id"]
-            if len(at) > 1:
-                raise UsageError(f"{len(at)} ACL rules have priority {ref}{where}: {self._listing(kind, at)}; "
-                                 "give the domain (--domain) or an id prefix")
-        if "/" in ref:
-            return self._resolve_path(kind, ref)
+            if at:
+                return at
         if is_id_prefix(ref):
-            prefix = ref.lower()
-            matches = [o for o in candidates if o["id"].startswith(prefix)]
-            if len(matches) == 1:
-                return matches[0]["id"]
-            if len(matches) > 1:
-                raise UsageError(f"id prefix {ref!r} matches {len(matches)} {label}s: "
-                                 f"{self._listing(kind, matches)}; give more digits")
-        raise ApiError(404, "not_found", f"no {label} named {ref!r}{where}"
-                       + (" (nor with that id prefix)" if is_id_prefix(ref) else ""))
+            return [o for o in candidates if o["id"].startswith(ref.lower())]
+        return []
+
+    def _pick(self, kind: str, ref: str, candidates: list[dict], where: str) -> str:
+        matches = self._matches(kind, ref, candidates)
+        if not matches and "/" in ref:
+            return self._resolve_path(kind, ref)
+        if len(matches) == 1:
+            return matches[0]["id"]
+        if matches:
+            raise self._ambiguous(kind, ref, matches, where)
+        raise self._not_found(kind, ref, where)
+
+    def _ambiguous(self, kind: str, ref: str, matches: list[dict], where: str) -> UsageError:
+        label = KINDS[kind].label
+        listing = self._listing(kind, matches)
+        if matches[0].get("name") == ref:
+            parent = KINDS[kind].parent
+            hint = f"give a path ({self.path_of(kind, matches[0]['id'])})"
+            hint += f", the parent (--{parent})" if parent else ""
+            return UsageError(f"{len(matches)} {label}s are named {ref!r}{where}: {listing}; {hint} or an id prefix")
+        if kind == "acl" and ref.isdigit():
+            return UsageError(f"{len(matches)} ACL rules have priority {ref}{where}: {listing}; "
+                              "give the domain (--domain) or an id prefix")
+        return UsageError(f"id prefix {ref!r} matches {len(matches)} {label}s: {listing}; give more digits")
+
+    def _not_found(self, kind: str, ref: str, where: str) -> ApiError:
+        return ApiError(404, "not_found", f"no {KINDS[kind].label} named {ref!r}{where}"
+                        + (" (nor with that id prefix)" if is_id_prefix(ref) else ""))
 
     def _resolve_path(self, kind: str, ref: str) -> str:
+        """``acme/prod/web`` or a tail of it: every object the path fits, which must be one."""
         parts = ref.strip("/").split("/")
         chain = KINDS[kind].ancestry
         if len(parts) > len(chain):
             raise UsageError(f"path {ref!r} has {len(parts)} parts; {with_article(KINDS[kind].label)} path "
                              f"has at most {len(chain)}: {'/'.join(chain)}")
         kinds = chain[len(chain) - len(parts):]
-        # The first part is found under the scope given (the whole tree for a full path).
-        parent_id = self.resolve(kinds[0], parts[0])
-        for sub_kind, part in zip(kinds[1:], parts[1:], strict=True):
-            parent_id = self.resolve_under(sub_kind, part, parent_id)
-        return parent_id
+        # The first part is looked for under the scope given (the whole tree when none is); a tail
+        # like prod/web may fit under several parents and is ambiguous only if it fits several.
+        current = self._matches(kinds[0], parts[0], self.in_scope(kinds[0]))
+        if not current:
+            raise self._not_found(kinds[0], parts[0], self._where(kinds[0]))
+        for parent_kind, sub_kind, part in zip(kinds, kinds[1:], parts[1:], strict=False):
+            found = [m for obj in current for m in self._matches(sub_kind, part, self.children(sub_kind, obj["id"]))]
+            if not found:
+                where = f" in {KINDS[parent_kind].label} {self.path_of(parent_kind, current[0]['id'])}" \
+                    if len(current) == 1 else ""
+                raise self._not_found(sub_kind, part, where)
+            current = found
+        if len(current) > 1:
+            raise UsageError(f"path {ref!r} fits {len(current)} {KINDS[kind].label}s: "
+                             f"{self._listing(kind, current)}; give more of the path or an id prefix")
+        return current[0]["id"]
 
     def _listing(self, kind: str, objs: list[dict], limit: int = 8) -> str:
         shown = [f"{self.path_of(kind, o['id'])} ({short_id(o['id'])})" for o in objs[:limit]]
