@@ -67,7 +67,8 @@ def _tree() -> dict[str, list[dict]]:
     hosts = [{"id": uid(i + 1, "host"), "name": f"node-{i + 1}", "tunnel_ip": f"192.0.2.{11 + i}",
               "datapath_id": f"00000000000000{i + 1:02x}", "connected": i < 2,
               "last_seen": "2026-12-03T07:00:00.000+00:00" if i < 2 else None} for i in range(3)]
-    tokens = [{"id": uid(1, "token"), "enterprise": ent["id"], "name": "ci", "created": "2026-12-01T10:00:00.000+00:00"}]
+    tokens = [{"id": uid(1, "token"), "enterprise": ent["id"], "name": "ci",
+               "created": "2026-12-01T10:00:00.000+00:00"}]
     return {"enterprise": [ent, ent2], "domain": [dom, dom2], "zone": zones, "subnet": subnets,
             "policygroup": groups, "vport": vports, "acl": acls, "host": hosts, "token": tokens}
 

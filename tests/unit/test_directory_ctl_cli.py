@@ -77,8 +77,8 @@ def test_empty_value_clears_optional_fields(api):
 
 
 def test_fields_set_by_name_inside_the_rules_domain(api):
-    run(api, "acl", "update", "app-to-db", "--source", "pg:web", "--destination", "subnet:front", "--ports", "8000-8080",
-        "--protocol", "6")
+    run(api, "acl", "update", "app-to-db", "--source", "pg:web", "--destination", "subnet:front",
+        "--ports", "8000-8080", "--protocol", "6")
     assert last_write(api)[2] == {"source": {"type": "policygroup", "id": uid(1, "policygroup")},
                                   "destination": {"type": "subnet", "id": uid(1, "subnet")},
                                   "protocol": 6, "dst_ports": "8000-8080"}

@@ -90,12 +90,12 @@ class Body:
 class ObjectCommand:
     """One ``nuage-ctl KIND ACTION`` run."""
 
-    def __init__(self, args, client: ApiClient, out: TextIO = sys.stdout):
+    def __init__(self, args, client: ApiClient, out: TextIO | None = None):
         self.args = args
         self.kind = args.object
         self.info = KINDS[args.object]
         self.client = client
-        self.out = out
+        self.out = out or sys.stdout
         self.output = getattr(args, "output", None) or "table"
         scope = {k: getattr(args, k, None) for k in SCOPES}
         if self.kind == "token":

@@ -138,16 +138,19 @@ def zsh_script(parser: argparse.ArgumentParser) -> str:
     """Put the output in a directory of $fpath as ``_nuage-ctl``."""
     tree = command_tree(parser)
     prog = parser.prog
-    lines = []
+    subs, opts, choices = [], [], []
     for cmd in tree.all():
         key = _q(" ".join(cmd.path))
         entries = [f"{_zq(s.path[-1])}:{_zq(s.help)}" for s in cmd.subcommands]
         entries += [_zq(c) for c in _positional_choices(cmd)]
-        lines.append(f"_nuage_ctl_subs[{key}]={_q(chr(10).join(entries))}")
+        subs.append(f"    {key} {_q(chr(10).join(entries))}")
         flags = [f"{_zq(f)}:{_zq(h)}" for f, h in _flags(cmd)]
-        lines.append(f"_nuage_ctl_opts[{key}]={_q(chr(10).join(flags))}")
+        opts.append(f"    {key} {_q(chr(10).join(flags))}")
         for flag, values in sorted(_choices(cmd).items()):
-            lines.append(f"_nuage_ctl_choices[{_q(' '.join(cmd.path) + ' ' + flag)}]={_q(' '.join(values))}")
+            choices.append(f"    {_q(' '.join(cmd.path) + ' ' + flag)} {_q(' '.join(values))}")
+    # The (key value ...) form: zsh keeps quotes of a subscript in arr['key']=v as part of the key.
+    lines = ["_nuage_ctl_subs=(", *subs, ")", "_nuage_ctl_opts=(", *opts, ")",
+             "_nuage_ctl_choices=(", *choices, ")"]
     valued = " ".join(_valued(tree))
     files = "|".join(FILE_OPTIONS)
     return f"""\

@@ -18,8 +18,9 @@ from nuage_ryu.directory.ctl.resolve import UsageError
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 
 
-def run(args, parser, out=sys.stdout) -> int:
+def run(args, parser, out=None) -> int:
     """Run parsed arguments (raises UsageError, ApiError, CannotConnect)."""
+    out = out or sys.stdout
     if args.object == "db-cluster":
         from nuage_ryu.db import cluster
 

@@ -85,6 +85,7 @@ def manpage(parser: argparse.ArgumentParser) -> str:
              "ovn-nbctl: every object kind has create, list, show, update and delete actions, "
              "tables show names, and objects are addressed by name, path or id prefix."),
         ".SH GLOBAL OPTIONS",
+        _esc("The output options (-o, --json) are also accepted after the action, by every command."),
     ]
     lines += _options(tree.options)
     lines += _top_sections(parser.epilog or "")
@@ -101,7 +102,8 @@ def manpage(parser: argparse.ArgumentParser) -> str:
         lines += [".RS", _esc(cmd.help[:1].upper() + cmd.help[1:] + ".")]
         for action in cmd.positionals:
             lines += [".TP", f"\\fI{_esc(action.metavar or action.dest.upper())}\\fR", _esc(action.help or "")]
-        lines += _options(cmd.options)
+        # -o/--json are on every command: described once, under GLOBAL OPTIONS.
+        lines += _options([a for a in cmd.options if a.dest != "output"])
         lines += _examples(cmd.parser)
         lines += [".RE"]
     lines += [

@@ -286,7 +286,8 @@ def add_object(objs, kind: str) -> None:
     else:
         _scope_options(create, kind)
     if kind not in ("acl", "token"):
-        create.add_argument("name", metavar="NAME", help=f"name of the new {info.label}, unique in its parent")
+        unique = f"unique in its {KINDS[info.parent].label}" if info.parent else "unique"
+        create.add_argument("name", metavar="NAME", help=f"name of the new {info.label}, {unique}")
     if kind == "subnet":
         create.add_argument("cidr", metavar="CIDR", help="IPv4 network (e.g. 10.0.1.0/24)")
     _field_options(create, kind, "create")

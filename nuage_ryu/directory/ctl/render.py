@@ -197,9 +197,10 @@ def render_table(rows: list[dict], columns: list[Column | str], resolver: Resolv
     return "\n".join(lines) + "\n"
 
 
-def print_table(rows: list[dict], columns: list[Column | str], out: TextIO = sys.stdout,
+def print_table(rows: list[dict], columns: list[Column | str], out: TextIO | None = None,
                 resolver: Resolver | None = None, wide: bool = False) -> None:
-    """Write ``render_table`` to ``out``, fitted to its width."""
+    """Write ``render_table`` to ``out`` (default stdout), fitted to its width."""
+    out = out or sys.stdout
     out.write(render_table(rows, columns, resolver, wide, table_width(out)))
 
 
