@@ -321,3 +321,62 @@ def test_discovery_of_a_running_directory_without_env_vars(tmp_path):
         holder.wait()
     # a clean stop withdraws both files
     assert not (run_dir / "directory.json").exists() and not (state / "directory.json").exists()
+
+
+def test_ca_file_verifies_an_https_api(tmp_path):
+    """--ca-file (or a context's ca-file) checks the API's certificate against a private CA.
+
+    The directory serves plain HTTP (HTTPS sits in front of it); the server here is a real TLS
+    server on loopback with a certificate signed by a CA made for the test."""
+    import http.server
+    import ssl
+    import threading
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ca_key, ca, key, csr, cert = (str(tmp_path / n) for n in ("ca.key", "ca.pem", "srv.key", "srv.csr", "srv.pem"))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+            "-subj", "/CN=nuage-ryu test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1",
+            "-extfile", str(ext))
+
+    class Hosts(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = b'[{"id": "b0000001-0000-4000-8000-000000000001", "name": "tls-host", "tunnel_ip": "", ' \
+                   b'"datapath_id": "", "connected": false, "last_seen": null}]'
+            self.send_response(200 if self.path == "/api/v1/hosts" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hosts)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "NUAGE_CTL_CONFIG": str(tmp_path / "ctl.ini")}
+    try:
+        ok = subprocess.run([CTL, "--url", url, "--token", "t", "--ca-file", ca, "host", "list"], env=env,
+                            capture_output=True, text=True, timeout=30)
+        assert ok.returncode == 0 and ok.stdout.splitlines()[1].startswith("tls-host"), ok.stderr
+        refused = subprocess.run([CTL, "--url", url, "--token", "t", "host", "list"], env=env,
+                                 capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 3 and "certificate verify failed" in refused.stderr
+        subprocess.run([CTL, "config", "set", "tls", "--url", url, "--ca-file", ca], env=env, check=True,
+                       capture_output=True, timeout=30)
+        via_context = subprocess.run([CTL, "--token", "t", "host", "list"], env=env, capture_output=True, text=True,
+                                     timeout=30)
+        assert via_context.returncode == 0, via_context.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
