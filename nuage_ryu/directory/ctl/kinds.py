@@ -44,7 +44,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 SCOPES = ("enterprise", "domain", "zone", "subnet")
 
 # Parent options each kind accepts to narrow a name lookup (all its ancestors).
-SCOPE_OPTIONS = {name: [k for k in kind.ancestry[:-1]] for name, kind in KINDS.items()}
+SCOPE_OPTIONS = {name: kind.ancestry[:-1] for name, kind in KINDS.items()}
 
 # Endpoint prefixes of ACL rules (pg is short for policygroup).
 ENDPOINT_KINDS = {"policygroup": "policygroup", "pg": "policygroup", "zone": "zone", "subnet": "subnet"}

@@ -124,17 +124,6 @@ class Resolver:
             return ref.lower()
         return self._pick(kind, ref, self.in_scope(kind), self._where(kind))
 
-    def resolve_under(self, kind: str, ref: str, parent_id: str | None) -> str:
-        """Like resolve, inside one parent object (``parent_id``) only."""
-        if is_id(ref):
-            return ref.lower()
-        candidates = self.top(kind) if parent_id is None else self.children(kind, parent_id)
-        where = ""
-        if parent_id is not None:
-            parent = KINDS[kind].parent
-            where = f" in {KINDS[parent].label} {self.path_of(parent, parent_id)}"
-        return self._pick(kind, ref, candidates, where)
-
     def resolve_in_domain(self, kind: str, ref: str, domain_id: str) -> str:
         """A policy group, zone, subnet or vport of one domain (rule endpoints, group members)."""
         if is_id(ref):
