@@ -12,18 +12,15 @@ import os
 import secrets
 import threading
 
-from cheroot import wsgi
-
 from nuage_ryu import config
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory import discovery
+from nuage_ryu.directory import audit, discovery
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
+from nuage_ryu.directory.audit import AuditLog
+from nuage_ryu.directory.http_server import HardenedServer
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 
 LOG = logging.getLogger(__name__)
-
-HTTP_THREADS = 16
-ACCEPT_BACKLOG = 128
 
 
 def ensure_token_file(path: str) -> str:
@@ -61,7 +58,7 @@ class DirectoryService:
         self.db_server: OvsdbServer | None = None
         self.store: DirectoryStore | None = None
         self.api: DirectoryAPI | None = None
-        self._servers: list[wsgi.Server] = []
+        self._servers: list[HardenedServer] = []
         self._threads: list[threading.Thread] = []
         self.discovery_pointer = discovery_pointer  # None: write only <state_dir>/directory.json
         self._discovery: tuple[dict, list[str]] | None = None
@@ -90,7 +87,8 @@ class DirectoryService:
                 self.db_server.start()
             self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()
-            self.api = DirectoryAPI(self.store, token)
+            self.api = DirectoryAPI(self.store, token,
+                                    audit=AuditLog(os.path.join(self.state_dir, audit.AUDIT_FILE)))
             if self.api_port:
                 self._serve((self.api_host, self.api_port))
             if self.api_socket:
@@ -114,10 +112,8 @@ class DirectoryService:
         self._discovery = (record, discovery.publish(record, self.discovery_pointer))
 
     def _serve(self, bind) -> None:
-        # A deep accept queue: with the default (5), a burst of new connections overflows it
-        # and the kernel's SYN retransmit adds a full second to some requests.
-        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
-                             request_queue_size=ACCEPT_BACKLOG)
+        # Timeouts, connection limit and a deep accept queue: see http_server.
+        server = HardenedServer(bind, self.api, server_name="nuage-ryu-directory")
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
         server.prepare()  # binds now, so that a taken port fails start()

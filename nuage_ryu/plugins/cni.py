@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+from nuage_ryu import json_input
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -97,8 +98,8 @@ def _names(value, where: str) -> list[str]:
 def load_config(raw: bytes | str) -> dict:
     """Decode and validate the network configuration from stdin."""
     try:
-        conf = json.loads(raw or b"")
-    except ValueError as exc:
+        conf = json_input.loads(raw or b"")
+    except json_input.JSONInputError as exc:
         raise CniError(ERR_DECODE, "network configuration on stdin is not valid JSON", str(exc)) from None
     if not isinstance(conf, dict):
         raise CniError(ERR_DECODE, "network configuration on stdin must be a JSON object")
@@ -200,7 +201,7 @@ def _require_env(env: dict, *names: str) -> list[str]:
 def requested_version(stdin: bytes) -> str:
     """The ``cniVersion`` of the configuration on stdin when it is one we speak, else the latest."""
     try:
-        requested = json.loads(stdin or b"{}").get("cniVersion")
+        requested = json_input.loads(stdin or b"{}").get("cniVersion")
     except (ValueError, AttributeError):
         return LATEST
     return requested if requested in SUPPORTED_VERSIONS else LATEST
