@@ -174,6 +174,9 @@ class DirectoryAPI:
             entry["token_id"] = caller.token_id
         if entry["enterprise"] is None and seen.get("route_kind") == "enterprise" and location:
             entry["enterprise"] = ids[-1]  # an enterprise just created
+        if entry["enterprise"]:
+            ent = self.store.snapshot().enterprises.get(entry["enterprise"])
+            entry["enterprise_name"] = ent.name if ent else seen.get("enterprise_name", "")
         if resp.status_code >= 400 and resp.content_type == "application/json":
             try:
                 entry["error"] = json.loads(resp.body)["error"]["code"]
@@ -201,10 +204,14 @@ class DirectoryAPI:
             params = m.groupdict()
             seen = req.environ.setdefault(_AUDIT_KEY, {})
             seen.update(ids=[v for v in params.values() if v], route_kind=route.kind)
+            if req.method in MUTATING:  # the enterprise acted in: of the object, known before any check
+                seen["enterprise"] = self._enterprise_of(route, params)
             caller = self._authenticate(req)
             seen["caller"] = caller
             if req.method in MUTATING:
-                seen["enterprise"] = caller.enterprise or self._enterprise_of(route, params)
+                seen["enterprise"] = seen["enterprise"] or caller.enterprise
+                ent = self.store.snapshot().enterprises.get(seen["enterprise"] or "")
+                seen["enterprise_name"] = ent.name if ent else ""  # kept for a deleted enterprise
             return getattr(self, "_" + handler)(req, caller, route, **params)
         raise NotFound(f"no such path {path}")
 

@@ -5,8 +5,11 @@ route, present and future (bulk operations too), is recorded the same way, also 
 refused (401/403/4xx/5xx). A line (docs/security.md):
 
     {"time": "2026-12-03T08:15:03.123Z", "principal": "token:ci-bot", "token_id": "...",
-     "enterprise": "<id>", "method": "POST", "path": "/api/v1/enterprises/<id>/domains",
-     "ids": ["<parent id>", "<created id>"], "status": 201, "remote": "127.0.0.1"}
+     "enterprise": "<id>", "enterprise_name": "acme", "method": "POST",
+     "path": "/api/v1/enterprises/<id>/domains", "ids": ["<parent id>", "<created id>"],
+     "status": 201, "remote": "127.0.0.1"}
+
+(a refused call also has ``"error": "<error code>"``).
 
 The principal is ``admin``, ``token:<name>`` (``token:<id>`` when unnamed) or ``anonymous``
 (no or an unknown token); never the token itself. Size bound: the file is rotated at
@@ -113,7 +116,7 @@ def read_entries(path: str, *, enterprise: str | None = None, principal: str | N
 
 
 def _matches(entry: dict, enterprise, principal, since, until) -> bool:
-    if enterprise is not None and entry.get("enterprise") != enterprise:
+    if enterprise is not None and enterprise not in (entry.get("enterprise"), entry.get("enterprise_name")):
         return False
     if principal is not None:
         who = entry.get("principal", "")
