@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 
 from nuage_ryu import json_input
@@ -265,6 +266,8 @@ def run(env: dict, stdin: bytes) -> dict | None:
     (netns,) = _require_env(env, "CNI_NETNS")
     if not os.path.exists(netns):
         raise CniError(ERR_UNKNOWN_CONTAINER, f"network namespace {netns} does not exist")
+    if not stat.S_ISREG(os.stat(netns).st_mode):  # a FIFO, a device, a folder: never opened here
+        raise CniError(ERR_INVALID_ENV, f"CNI_NETNS {netns} is not a network namespace")
     groups = policygroups_of(conf, cni_args)
     if command == "ADD":
         try:
