@@ -33,16 +33,22 @@ _TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
 # shown ("Trojan Source"), so they are refused in every string, free text included.
 _BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
 # In names, no invisible or formatting characters at all: controls (Cc), format characters (Cf:
-# zero-width space/joiners, bidi marks, BOM), surrogates, private use, unassigned, line and
-# paragraph separators. Two names that look the same must be the same name.
-_NAME_REFUSED_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+# zero-width space/joiners, bidi marks, BOM, tags), surrogates, line and paragraph separators.
+# Two names that look the same must be the same name. (Unassigned and private-use code points
+# are not refused: they show as boxes, they cannot pass for another name.)
+NAME_REFUSED_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def text_refused(c: str) -> bool:
+    """True for a character no string may hold (see ``check_text``)."""
+    return (unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS_ALLOWED) or c in _BIDI_CONTROLS
 
 
 def check_text(value: str, what: str) -> str:
     """Any string of a request: no NUL or other control character (TAB/CR/LF allowed), no bidi
     override. The database refuses NUL itself, and refusing it here keeps the error the client's."""
     for c in value:
-        if (unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS_ALLOWED) or c in _BIDI_CONTROLS:
+        if text_refused(c):
             raise ValidationError(f"{what} contains the control character U+{ord(c):04X}")
     return value
 
@@ -52,7 +58,7 @@ def normalize_name(name: str, what: str = "name") -> str:
     name = unicodedata.normalize("NFC", name)
     for c in name:
         category = unicodedata.category(c)
-        if category in _NAME_REFUSED_CATEGORIES:
+        if category in NAME_REFUSED_CATEGORIES:
             kind = "control" if category == "Cc" else "invisible or format"
             raise ValidationError(f"{what} contains the {kind} character U+{ord(c):04X}")
     return name
