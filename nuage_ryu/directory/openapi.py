@@ -151,7 +151,8 @@ def field_schema(f: Field, kind: str = "") -> dict:
     elif k == "endpoint":
         s = dict(_ENDPOINT)
     elif k == "protocol":
-        s = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 255}]}
+        s = {"oneOf": [{"type": "string", "pattern": rf"^(any|tcp|udp|icmp|{_OCTET})$"},
+                       {"type": "integer", "minimum": 0, "maximum": 255}]}
     elif k == "ids":
         s = {"type": "array", "items": _UUID}
     elif k == "map":

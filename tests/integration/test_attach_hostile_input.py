@@ -15,8 +15,11 @@ import socket
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nuage_ryu.plugins.agent_client import AgentClient, AgentError
+from nuage_ryu.plugins.docker import NuageDriver
 from tests.attach_helpers import (
     agent_process,
     directory_service,
@@ -170,3 +173,45 @@ def test_cni_refuses_deep_json_and_duplicate_keys_with_a_decode_error(lab):
         rc, out = run_cni("ADD", conf, "ctr-deep", "/proc/self/ns/net")
         assert (rc, out["code"]) == (1, 6), out
         assert "internal error" not in out["msg"]
+
+
+# ---------------------------------------------------------------------------
+# Fuzzing (bounded): whatever arrives, a JSON answer, never a 500, a traceback or a closed socket
+
+_KEYS = ["container_id", "ifname", "netns", "enterprise", "domain", "zone", "subnet", "policygroups", "owner",
+         "network", "vport_id", "wait_up", "valid", "cidr", "subnet_id", "name", "ip", "NetworkID", "EndpointID",
+         "PoolID", "Pool", "SubPool", "Address", "Options", "Interface", "IPv4Data", "IPv6Data", "SandboxKey",
+         "V6", "MacAddress", "Gateway", "com.docker.network.generic", "policygroup", "RequestAddressType"]
+_SCALARS = st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False) | st.text(max_size=40) \
+    | st.sampled_from(["", "..", "../../v1/status", "nuage:..", "/proc/self/ns/net", "/dev/zero", "eth0",
+                       "10.10.1.0/24", "acme", "web-net", "a" * 300, "\u0000", "nuage:" + "0" * 36])
+_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8), inner, max_size=6),
+                     max_leaves=20)
+_AGENT_PATHS = ["/v1/status", "/v1/attachments", "/v1/attach", "/v1/detach", "/v1/check", "/v1/gc",
+                "/v1/resolve", "/v1/subnets/by-cidr", "/v1/subnets/x", "/v1/reservations",
+                "/v1/reservations/find", "/v1/reservations/release", "/v1/networks/n1", "/v1/networks/..",
+                "/v1/nothing"]
+_BODIES = _JSON.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200) \
+    | st.sampled_from([DEEP, b'{"a":1,"a":2}', b"[NaN]", b"\xff", b'{"container_id":"\\ud800"}'])
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]), path=st.sampled_from(_AGENT_PATHS), body=_BODIES)
+def test_fuzz_the_agent_socket(lab, method, path, body):
+    status, answer = exchange(lab["agent_sock"], (method.encode() + post(path, body)[4:]) if method != "POST"
+                              else post(path, body))
+    assert status < 500 or answer["error"]["code"] == "unavailable", answer
+    assert isinstance(answer, dict) and "Traceback" not in json.dumps(answer)
+    if status >= 400:
+        assert answer["error"]["code"] != "failed" or "Error:" not in answer["error"]["message"], answer
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(call=st.sampled_from(sorted(NuageDriver(AgentClient("/nonexistent")).routes()) + ["/Nope.Call"]),
+       body=_BODIES)
+def test_fuzz_the_docker_plugin(lab, call, body):
+    status, answer = exchange(lab["plugin_sock"], post(call, body))
+    assert status in (200, 400, 404), (status, answer)
+    assert isinstance(answer, dict)
+    assert "internal error" not in answer.get("Err", ""), (call, body[:200], answer)
