@@ -156,10 +156,11 @@ def field_schema(f: Field, kind: str = "") -> dict:
     elif k == "ids":
         s = {"type": "array", "items": _UUID}
     elif k == "map":
+        # (OpenAPI 3.0 has no propertyNames: keys get the same checks as values, said in words)
         s = {"type": "object",
-             "propertyNames": {"pattern": TEXT_PATTERN, "minLength": 1, "maxLength": check.MAX_NAME},
              "additionalProperties": {"type": "string", "pattern": TEXT_PATTERN,
-                                      "maxLength": check.MAX_DESCRIPTION}}
+                                      "maxLength": check.MAX_DESCRIPTION},
+             "x-key-rules": "keys: 1..255 characters, no control characters but TAB/CR/LF"}
     elif k == "timestamp":
         s = {"type": "string", "format": "date-time"}
     elif k == "counters":

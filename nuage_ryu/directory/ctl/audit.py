@@ -30,14 +30,19 @@ def add_parser(objs, formatter, epilog) -> argparse.ArgumentParser:
                          epilog=epilog(["nuage-ctl audit --enterprise acme --since 2026-12-03T08:00Z",
                                         "nuage-ctl audit --principal admin -o json",
                                         "nuage-ctl audit --state-dir /var/lib/nuage-ryu --until 2026-12-03"]))
-    ap.add_argument("--enterprise", metavar="E", help="only calls in this enterprise (name or id)")
-    ap.add_argument("--principal", metavar="P", help="only calls by admin, token:NAME, or a token's name or id")
+    ap.add_argument("--enterprise", metavar="E",
+                    help="only calls in this enterprise (name or id; e.g. --enterprise acme)")
+    ap.add_argument("--principal", metavar="P", help="only calls by admin, token:NAME, or a token's name or id "
+                                                      "(e.g. --principal token:ci-bot)")
     ap.add_argument("--since", metavar="T", help="from this time on (ISO 8601, e.g. 2026-12-03T08:00Z; "
                                                  "or epoch seconds)")
-    ap.add_argument("--until", metavar="T", help="up to this time (same forms as --since)")
+    ap.add_argument("--until", metavar="T", help="up to this time (same forms as --since; "
+                                                 "e.g. --until 2026-12-03T09:00Z)")
     ap.add_argument("--state-dir", dest="audit_state_dir", metavar="DIR",
-                    help="the directory's state dir (default: the directory running on this machine)")
-    ap.add_argument("--file", dest="audit_file", metavar="FILE", help="the audit log file itself")
+                    help="the directory's state dir (default: the directory running on this machine; "
+                         "e.g. --state-dir /var/lib/nuage-ryu)")
+    ap.add_argument("--file", dest="audit_file", metavar="FILE", help="the audit log file itself "
+                                                                          "(e.g. --file ./audit.log.1)")
     return ap
 
 
