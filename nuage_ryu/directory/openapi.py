@@ -18,6 +18,7 @@ ERRORS = {
     "403": "Not allowed for this token",
     "404": "No such object (or not visible to this token)",
     "405": "Method not allowed on this path",
+    "408": "The request body did not arrive within the read timeout",
     "413": "Request body too large",
     "409": "Conflict with existing state (duplicate, overlap, in use, exhausted, has dependents)",
     "422": "Invalid value",
@@ -264,14 +265,14 @@ def build_document(routes) -> dict:
             elif handler == "create":
                 op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
                 op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},
-                                   **_errors(std + ["403", "409", "413", "422"])}
+                                   **_errors(std + ["403", "408", "409", "413", "422"])}
             elif handler == "show":
                 op["responses"] = {"200": {"description": "The object", **_json(_ref(name))},
                                    **_errors(std)}
             elif handler == "update":
                 op["requestBody"] = {"required": True, **_json(_ref("Update" + name))}
                 op["responses"] = {"200": {"description": "Updated", **_json(_ref(name))},
-                                   **_errors(std + ["403", "409", "413", "422"])}
+                                   **_errors(std + ["403", "408", "409", "413", "422"])}
             elif handler in ("delete", "members_remove"):
                 if handler == "delete":
                     op["parameters"] = [{"name": "cascade", "in": "query", "required": False,
@@ -286,7 +287,7 @@ def build_document(routes) -> dict:
                 op["requestBody"] = {"required": True, **_json(_ref("Members"))}
                 op["responses"] = {"200": {"description": "Member vports after the change",
                                            **_json({"type": "array", "items": _ref("VPort")})},
-                                   **_errors(std + ["409", "422"])}
+                                   **_errors(std + ["408", "409", "413", "422"])}
             item[method.lower()] = op
         paths["/api/v1" + route.pattern] = item
     return {
