@@ -17,6 +17,7 @@ from cheroot import wsgi
 from nuage_ryu import config, tls
 from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import discovery
+from nuage_ryu.directory import ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.pki import Credentials
@@ -122,7 +123,7 @@ class DirectoryService:
     def _serve(self, bind) -> None:
         # A deep accept queue: with the default (5), a burst of new connections overflows it
         # and the kernel's SYN retransmit adds a full second to some requests.
-        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
+        server = wsgi.Server(bind, ui.mount(self.api), numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
                              request_queue_size=ACCEPT_BACKLOG)
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
