@@ -16,8 +16,7 @@ from cheroot import wsgi
 
 from nuage_ryu import config, tls
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory import discovery
-from nuage_ryu.directory import ui
+from nuage_ryu.directory import discovery, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.pki import Credentials
