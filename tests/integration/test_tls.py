@@ -87,8 +87,8 @@ def test_a_client_without_a_certificate_of_the_ca_gets_no_database(tls_directory
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.load_cert_chain(intruder.cert_file, intruder.key_file)
-    with socket.create_connection(("127.0.0.1", db_port), timeout=5) as raw, pytest.raises((ssl.SSLError, OSError)):
-        with ctx.wrap_socket(raw) as s:
-            s.sendall(b'{"id":0,"method":"list_dbs","params":[]}')
-            if not s.recv(4096):  # the server closes the connection: nothing was served
-                raise ConnectionResetError("closed")
+    with socket.create_connection(("127.0.0.1", db_port), timeout=5) as raw, \
+            pytest.raises((ssl.SSLError, OSError)), ctx.wrap_socket(raw) as s:
+        s.sendall(b'{"id":0,"method":"list_dbs","params":[]}')
+        if not s.recv(4096):  # the server closes the connection: nothing was served
+            raise ConnectionResetError("closed")
