@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 
+from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 
@@ -126,6 +127,27 @@ def _headers_state(sock) -> str:
     return "partial"
 
 
+def deferred_handshake(adapter):
+    """``adapter`` (cheroot's builtin TLS adapter) with the TLS handshake moved out of accept().
+
+    cheroot does the handshake in its one connection-manager thread, blocking up to the socket
+    timeout: one client that connects and sends nothing stopped every other accept. Here the
+    socket is wrapped without the handshake; OpenSSL does it on the first read, in a worker,
+    once the client has sent something (see ``process_conn``), within the header deadline.
+    """
+    import ssl
+
+    def wrap(sock):
+        try:
+            wrapped = adapter.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            raise cheroot_errors.FatalSSLAlert(*exc.args) from exc
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+    adapter.wrap = wrap
+    return adapter
+
+
 class HardenedServer(wsgi.Server):
     """``cheroot.wsgi.Server`` with the limits of the module docstring."""
 
@@ -141,6 +163,9 @@ class HardenedServer(wsgi.Server):
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_connections = max_connections
+        # Idle connections wait in cheroot's selector too: its keep-alive limit (10 by default)
+        # would otherwise turn every client's keep-alive off while they are there.
+        self.keep_alive_conn_limit = max_connections
         self.deadlines = _Deadlines()
         self._open = 0
         self._open_lock = threading.Lock()
