@@ -16,14 +16,16 @@ import uuid
 
 import pytest
 
+from nuage_ryu import pki
 from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import audit, validate
 from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.directory.ctl.main import main as ctl_main
 from nuage_ryu.directory.errors import DirectoryError, Unavailable, ValidationError
+from nuage_ryu.directory.service import DirectoryService
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.store.transactions import RowChange
-from nuage_ryu.directory.testing import ManagerProcess
+from nuage_ryu.directory.testing import ManagerProcess, free_port
 from nuage_ryu.directory.validate import Change, Op
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
@@ -308,3 +310,38 @@ def test_errors_of_hostile_requests_carry_no_traceback(admin):
 def test_bad_input_raises_directory_errors_only(admin):
     with pytest.raises(DirectoryError):
         admin.post("/enterprises", {"name": "x" * 300})
+
+
+def test_idle_connections_on_https_do_not_stall_the_accept_loop(tmp_path):
+    """cheroot did the TLS handshake in its one accept thread: a client that connected and sent
+    nothing stopped every other client until its socket timed out."""
+    ca_dir = str(tmp_path / "pki")
+    pki.init_ca(ca_dir)
+    creds = pki.issue(ca_dir, "directory", alt_names=["127.0.0.1"])
+    service = DirectoryService(state_dir=str(tmp_path / "state"), api_host="127.0.0.1", api_port=free_port(),
+                               discovery_pointer=None, tls=creds)
+    service.start()
+    idle = []
+    try:
+        with open(service.token_file) as f:
+            token = f.read().strip()
+        idle = [socket.create_connection(("127.0.0.1", service.bound_port), timeout=5) for _ in range(40)]
+        answered = threading.Event()
+        result: list = []
+
+        def real_request():
+            client = DirectoryClient(f"https://127.0.0.1:{service.bound_port}", token, ca_file=creds.ca_file,
+                                     timeout=60)
+            try:
+                result.append(client.get("/enterprises"))
+            finally:
+                client.close()
+                answered.set()
+
+        threading.Thread(target=real_request, daemon=True).start()
+        assert answered.wait(8.0), "an HTTPS request behind 40 idle connections was not answered"
+        assert result == [[]]
+    finally:
+        for s in idle:
+            s.close()
+        service.stop()
