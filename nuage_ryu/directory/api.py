@@ -282,6 +282,10 @@ class DirectoryAPI:
             raise BadRequest(f"malformed request body: {exc}") from None
         if len(raw) > MAX_BODY:
             raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+        if req.content_length and len(raw) < req.content_length:
+            # the server's body deadline shut the read side (http_server), or the client stopped
+            raise RequestTimeout(f"the request body did not arrive in time ({len(raw)} of "
+                                 f"{req.content_length} bytes)")
         if not raw.strip():
             raise BadRequest("request body must be a JSON object")
         # The content type is not checked: curl's default form type with a JSON body is common.
