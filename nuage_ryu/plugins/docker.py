@@ -363,6 +363,7 @@ class _Handler(JSONRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server naming
         handler = self.server.routes.get(self.path)
         if handler is None:
+            self._drain()  # closing with the body unread would reset the connection before our answer
             message = f"unknown plugin call {self.path}"
             self.reply_json(404, {"Err": message, "Error": message})
             return
@@ -391,6 +392,14 @@ class _Handler(JSONRequestHandler):
             message = f"internal error: {type(exc).__name__}: {exc}"
             result = {"Err": message, "Error": message}
         self.reply_json(200, result)
+
+    def _drain(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
 
     def do_GET(self):  # noqa: N802
         self.reply_json(405, {"Err": "plugin calls are POST"})

@@ -81,6 +81,9 @@ class AttachRequest:
         unknown = sorted(set(data) - known)
         if unknown:
             raise AttachError("invalid", f"unknown field(s): {', '.join(unknown)}")
+        missing = [name for name in ("container_id", "ifname") if name not in data]
+        if missing:  # found by the fuzz test: a TypeError (500) before
+            raise AttachError("invalid", f"missing field(s): {', '.join(missing)}")
         for key, value in data.items():
             if key == "policygroups":
                 if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
