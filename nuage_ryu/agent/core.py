@@ -21,6 +21,9 @@ Inputs and the decisions they lead to:
 * → ``status_updates``: which vports of this host must change status in the
   directory: a vport is ``up`` once a flow generation that contains its flows
   has been confirmed installed, ``down`` when its port is gone from the bridge;
+  a generation "contains its flows" only if it was compiled from a snapshot
+  that holds the vport's whole domain (``DirectoryState.domain_complete``: an
+  agent following only its share gets a domain after its first local vport);
 * port caching: ``ports_changed`` (the interface watch saw a change) decides
   when the bridge's port rows must be listed again (``take_port_listing``);
   the listing is cached (``ports_listed``) and completed with the gateway
@@ -115,8 +118,13 @@ class AgentCore:
             self.generation += 1
             if self._state_seen_at is not None:
                 self._seen_at.setdefault(self.generation, self._state_seen_at)
+        vports = self.state.vports
         for vport_id in self._local_vports():
-            self._vport_generation.setdefault(vport_id, self.generation)
+            # A vport's flows are complete only once the replica holds its whole domain (the
+            # monitor condition that brought it is acknowledged): not before may it be ``up``
+            # (OVN's "ovn-installed set too early with monitor-all=false").
+            if self.state.domain_complete(vports[vport_id].domain):
+                self._vport_generation.setdefault(vport_id, self.generation)
         for vport_id in list(self._vport_generation):
             if vport_id not in self.ofports:
                 del self._vport_generation[vport_id]
