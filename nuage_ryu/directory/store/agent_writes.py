@@ -76,9 +76,11 @@ def update_liveness(conn: Connection, name: str, fields: dict) -> RowPlanner:
             raise NotFound(f"host {name} not found")
         host_row = conn.idl.tables["Host"].rows[uuid.UUID(host.id)]
         link = linked_rows(host_row, "liveness")
-        if link and link[0] not in conn.idl.tables[LIVENESS_TABLE].rows:
+        current = conn.idl.tables[LIVENESS_TABLE].rows.get(link[0]) if link else None
+        if link and current is None:
             return RowChange("the host's liveness", not_replicated=True)
-        if link and all(getattr(host, k) == v for k, v in fields.items()):
+        # Compared with the row itself: a scoped store does not join liveness into its snapshots.
+        if current is not None and all(getattr(current, k) == v for k, v in fields.items()):
             return RowChange("the host's liveness")
 
         def build(idl, txn) -> None:

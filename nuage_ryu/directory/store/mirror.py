@@ -94,8 +94,12 @@ class Mirror:
                  complete_domains: Callable[[], frozenset[str]] | None = None):
         """``complete_domains``: for a scoped store, the domains whose rows the replica holds
         completely (their monitor conditions are acknowledged), published with each state as
-        ``DirectoryState.complete_domains``; None: a full replica (every domain is complete)."""
+        ``DirectoryState.complete_domains``; None: a full replica (every domain is complete).
+
+        A scoped store (an agent) does not join host liveness into its snapshots: nothing in an
+        agent reads it, and its own heartbeat then wakes nothing either."""
         self._on_new_state = on_new_state
+        self._joined = (STATUS_TABLE,) if complete_domains is not None else tuple(PRIVATE_OWNER)
         self._complete_domains = complete_domains
         self._complete: frozenset[str] | None = None
         # Private rows, by row id: their model fields, and which object links to them.
@@ -147,7 +151,8 @@ class Mirror:
     def _object(self, kind: str, row):
         """The model object of a row, with the fields of its private row joined in."""
         obj = row_to_object(kind, row)
-        for table, (owner_kind, column) in PRIVATE_OWNER.items():
+        for table in self._joined:
+            owner_kind, column = PRIVATE_OWNER[table]
             if owner_kind == kind:
                 link = linked_row(row, column)
                 if link is not None:
@@ -165,6 +170,8 @@ class Mirror:
             return  # its owner is deleted too (or unlinked it, which updates the owner's row)
         fields = _private_fields(table, row)
         self._private[table] = self._private[table].set(rid, fields)
+        if table not in self._joined:
+            return
         kind = PRIVATE_OWNER[table][0]
         owner = self._tables[kind].get(self._private_owner[table].get(rid, ""))
         if owner is not None:
