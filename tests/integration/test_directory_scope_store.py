@@ -305,3 +305,59 @@ def test_listeners_of_a_scoped_store_run_on_the_idl_thread(api, agents, two_doma
     create(api, "vport", blue_sub.id, {"name": "b1", "host": "h1"})
     assert done.wait(5)
     assert set(threads) == {"directory-idl"}
+
+
+def test_a_scoped_store_keeps_its_share_across_a_raft_leader_change(tmp_path):
+    """After the leader is killed the IDL reconnects to the new leader with its conditions: it still
+    widens for a new local domain and narrows when the domain's last local vport goes."""
+    import os
+    import signal
+
+    from nuage_ryu.db import cluster
+    from nuage_ryu.directory.testing import free_port
+
+    members = cluster.create_cluster(str(tmp_path / "cluster"), 3,
+                                     ports=[(free_port(), free_port()) for _ in range(3)])
+    api = agent = None
+    try:
+        for m in members:
+            cluster.start_member(m)
+        cluster.wait_for_leader(members)
+        remote = cluster.connection_string(members)
+        api = DirectoryStore(remote, all_counters=True)
+        api.start(timeout=30)
+        ent = create(api, "enterprise", None, {"name": "acme"})
+        for name in ("h1", "h2"):
+            api.register_host(name, None, None)
+        blue = domain_tree(api, ent, "blue", "10.1.0.0/24")
+        red = domain_tree(api, ent, "red", "10.2.0.0/24")
+        create(api, "vport", blue[1].id, {"name": "b1", "host": "h1"})
+        create(api, "vport", red[1].id, {"name": "r2", "host": "h2"})
+        agent = DirectoryStore(remote, scope_hosts=["h1"])
+        agent.start(timeout=30)
+        assert set(agent.snapshot().domains) == {blue[0].id}
+
+        leader = cluster.find_leader(members)
+        os.kill(leader.pid, signal.SIGKILL)
+        cluster.wait_for_leader([m for m in members if m is not leader])
+
+        def created():
+            try:
+                return create(api, "vport", red[1].id, {"name": "r1", "host": "h1"})
+            except Exception:  # 503 while the cluster elects; a retry after a commit gets 409
+                found = [v for v in api.snapshot().vports.values() if v.name == "r1"]
+                return found[0] if found else None
+
+        local = wait_until(created, 60, 0.2, "the vport create to be acknowledged")
+        wait_until(lambda: holds_domain(agent.snapshot(), *red) and agent.scope_settled(), 30,
+                   what="red's objects to arrive after the leader change")
+        delete(api, "vport", local.id)
+        wait_until(lambda: red[0].id not in agent.snapshot().domains and agent.scope_settled(), 30,
+                   what="red to be dropped")
+        assert red[3].id not in agent.snapshot().acls
+    finally:
+        for st in (agent, api):
+            if st is not None:
+                st.stop()
+        for m in members:
+            cluster.stop_member(m, signal.SIGKILL)
