@@ -224,6 +224,7 @@ def test_an_agent_writes_its_own_liveness_and_the_api_shows_it(api, agents, two_
 def test_a_vport_moved_to_another_host_hands_its_status_row_over(api, agents, two_domains):
     _ent, (_blue, blue_sub, *_), _red = two_domains
     vport = create(api, "vport", blue_sub.id, {"name": "b1", "host": "h1"})
+    create(api, "vport", blue_sub.id, {"name": "b0", "host": "h1"})  # keeps blue in h1's share
     h1 = agents("h1")
     h1.set_vport_status(vport.id, "up")
     wait_until(lambda: api.snapshot().vports[vport.id].status == "up", 5, what="up")
@@ -232,7 +233,9 @@ def test_a_vport_moved_to_another_host_hands_its_status_row_over(api, agents, tw
     h2 = agents("h2")
     h2.set_vport_status(vport.id, "up")
     wait_until(lambda: api.snapshot().vports[vport.id].status == "up", 5, what="up on h2")
-    wait_until(lambda: vport.id not in h1.snapshot().vports, 5, what="h1 to drop it")
+    # h1 still holds the vport (same domain) but no longer its status row: no stale "up"
+    wait_until(lambda: h1.snapshot().vports[vport.id].host == "h2", 5, what="h1 to see the move")
+    assert h1.snapshot().vports[vport.id].status == "down"
 
 
 def test_a_database_from_before_the_private_tables_is_converted(tmp_path):

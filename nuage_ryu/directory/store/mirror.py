@@ -76,6 +76,10 @@ def _discard(m: immutables.Map, key) -> immutables.Map:
 _EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
 
 
+# What an object shows while its private row is not in the replica.
+PRIVATE_DEFAULTS = {STATUS_TABLE: {"status": "down"}, LIVENESS_TABLE: {"connected": False, "last_seen": 0}}
+
+
 def _private_fields(table: str, row) -> dict:
     """The model fields a private row holds (see ``PRIVATE_OWNER``)."""
     if table == STATUS_TABLE:
@@ -106,6 +110,7 @@ class Mirror:
         self._private: dict[str, immutables.Map] = {STATUS_TABLE: immutables.Map(),
                                                      LIVENESS_TABLE: immutables.Map()}
         self._private_owner: dict[str, dict[str, str]] = {STATUS_TABLE: {}, LIVENESS_TABLE: {}}
+        self._private_link: dict[str, dict[str, str]] = {STATUS_TABLE: {}, LIVENESS_TABLE: {}}  # owner -> row
         self._tables: dict[str, immutables.Map] = {kind: immutables.Map() for kind in KINDS}
         # Per-subnet vport index (names, addresses) and the MAC set, kept the same way, so that
         # planning a vport create never walks all vports.
@@ -141,6 +146,9 @@ class Mirror:
             new = None
             if old is not None:
                 self._tables[kind] = objects.delete(rid)
+            for table in self._joined:
+                if PRIVATE_OWNER[table][0] == kind:
+                    self._private_owner[table].pop(self._private_link[table].pop(rid, ""), None)
         else:
             new = self._object(kind, row)
             self._tables[kind] = objects.set(rid, new)
@@ -157,6 +165,7 @@ class Mirror:
                 link = linked_row(row, column)
                 if link is not None:
                     self._private_owner[table][link] = obj.id
+                    self._private_link[table][obj.id] = link
                     fields = self._private[table].get(link)
                     if fields:
                         obj = dataclasses.replace(obj, **fields)
@@ -165,11 +174,13 @@ class Mirror:
     def _on_private_row(self, table: str, event, row) -> None:
         rid = str(row.uuid)
         if event == ovs.db.idl.ROW_DELETE:
+            # Deleted with its owner, or left this replica's conditions while the owner stays
+            # (a vport moved to another host): the owner then shows the defaults, not stale values.
             self._private[table] = _discard(self._private[table], rid)
-            self._private_owner[table].pop(rid, None)
-            return  # its owner is deleted too (or unlinked it, which updates the owner's row)
-        fields = _private_fields(table, row)
-        self._private[table] = self._private[table].set(rid, fields)
+            fields = PRIVATE_DEFAULTS[table]
+        else:
+            fields = _private_fields(table, row)
+            self._private[table] = self._private[table].set(rid, fields)
         if table not in self._joined:
             return
         kind = PRIVATE_OWNER[table][0]
@@ -212,7 +223,7 @@ class Mirror:
             rows = idl.tables[table].rows
             if len(rows) != len(self._private[table]):
                 self._private[table] = immutables.Map({str(u): _private_fields(table, r) for u, r in rows.items()})
-                self._private_owner[table] = {}
+                self._private_owner[table], self._private_link[table] = {}, {}
                 self._tables[PRIVATE_OWNER[table][0]] = immutables.Map()  # rebuilt below, joined again
         for kind, (table, _p, _q) in KINDS.items():
             rows = idl.tables[table].rows
