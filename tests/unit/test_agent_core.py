@@ -91,6 +91,25 @@ def test_unchanged_inputs_produce_no_diff_and_keep_generation():
     assert not diff and gen1 == gen2
 
 
+def test_a_snapshot_that_shares_every_map_the_view_reads_is_not_compiled_again():
+    """A resync, an acknowledgment or a token change publishes a snapshot whose vports, rules...
+    are the same maps: no view is built, nothing is compiled."""
+    core = AgentCore("h1")
+    state = directory()
+    core.set_directory(state)
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    core.recompute()
+    view = core.view
+    maps = {plural: state.table(kind) for kind, (_t, plural, _p) in model.KINDS.items()}
+    core.set_directory(model.DirectoryState(**dict(maps, tokens={"t": None})))
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    _gen, diff = core.recompute()
+    assert not diff and core.view is view
+    core.set_ports({"v1": 6}, tunnel_ofport=1)  # a port change does rebuild
+    _gen, diff = core.recompute()
+    assert diff and core.view is not view
+
+
 def test_remote_vport_change_touches_only_its_flows():
     core = AgentCore("h1")
     state = directory()
