@@ -138,7 +138,12 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
         if op.action == "delete":
             row.delete()
             continue
+        inserting = op.action == "insert"
         for col, value in columns(op.fields).items():
+            # A new row's columns start as the empty string/set/map: setting those again costs a
+            # type check per column and bytes on the wire (a bulk of 1000 vports sets ~4000 fewer).
+            if inserting and (value == "" or value == [] or value == {}):
+                continue
             setattr(row, col, value)
 
 
