@@ -30,14 +30,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nuage_ryu.directory.testing import ManagerProcess  # noqa: E402
 
 
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``pids`` (the manager and its ovsdb-server)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
 
 
+SERVER_CPU: dict = {}  # the last run's CPU seconds of the directory (manager + ovsdb-server)
+
+
 def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -> tuple[list[float], float]:
-    """Split ``jobs`` over ``n_clients`` threads; returns (latencies in s, wall time in s)."""
+    """Split ``jobs`` over ``n_clients`` threads; returns (latencies in s, wall time in s).
+
+    Also records the directory's CPU seconds for the run in SERVER_CPU["last"]: on a machine
+    shared with other work, CPU per object is the figure that load does not distort."""
     latencies: list[float] = []
     errors: list[Exception] = []
     lock = threading.Lock()
@@ -63,11 +82,14 @@ def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -
     threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
     for t in threads:
         t.start()
+    pids = [mgr.proc.pid, *mgr.children]
     start_barrier.wait()
+    cpu0 = process_cpu(pids)
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    SERVER_CPU["last"] = process_cpu(pids) - cpu0
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
     return latencies, wall
@@ -75,6 +97,7 @@ def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -
 
 def summary(name: str, latencies: list[float], wall: float) -> dict:
     return {
+        "server_cpu_s": round(SERVER_CPU.get("last", 0.0), 3),
         "name": name,
         "requests": len(latencies),
         "wall_s": round(wall, 3),
@@ -118,6 +141,7 @@ def main() -> int:
                 lat, wall = run_clients(mgr, 1, batches, lambda c, ops: c.post("/bulk", {"operations": ops}))
                 run = summary(label, lat, wall)
                 run["vports_per_s"] = round(n / wall, 1)
+                run["vports_per_server_cpu_s"] = round(n / max(run["server_cpu_s"], 1e-3), 1)
                 run["loadavg"] = os.getloadavg()
                 results["runs"].append(run)
                 print(json.dumps(run), flush=True)
@@ -128,6 +152,8 @@ def main() -> int:
                 lat, wall = run_clients(mgr, n_clients, list(range(args.creates)), create_vport(sub["id"]))
                 results["runs"].append(summary(f"create vport, {n_clients} client(s)", lat, wall))
                 results["runs"][-1]["loadavg"] = os.getloadavg()
+                results["runs"][-1]["vports_per_server_cpu_s"] = round(
+                    args.creates / max(results["runs"][-1]["server_cpu_s"], 1e-3), 1)
                 print(json.dumps(results["runs"][-1]), flush=True)
 
             bulk_sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk", "cidr": "10.200.0.0/16"})
