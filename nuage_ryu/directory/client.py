@@ -220,7 +220,14 @@ class DirectoryClient:
         params = {**filters, **({} if name is None else {"name": name}), "limit": PAGE_SIZE}
         items: list[dict] = []
         while True:
-            payload, headers = self.request_with_headers("GET", path, params=params)
+            try:
+                payload, headers = self.request_with_headers("GET", path, params=params)
+            except errors.BadRequest as exc:
+                if "limit" not in params or "'limit'" not in exc.message:
+                    raise
+                # A directory from before pagination refuses the parameter: it sends everything at once.
+                params = {k: v for k, v in params.items() if k != "limit"}
+                continue
             if isinstance(payload, dict):  # not this API's form; take what looks like the items
                 payload = next((payload[k] for k in ("items", "data", "results")
                                 if isinstance(payload.get(k), list)), [])
