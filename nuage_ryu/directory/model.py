@@ -502,6 +502,10 @@ class DirectoryState:
         """Vports, names and addresses in use of one subnet."""
         return self._subnet_ports.get(subnet_id, EMPTY_SUBNET)
 
+    def vport_indexes(self) -> tuple[Mapping[str, SubnetPorts], Collection[str]]:
+        """The per-subnet vport index and the set of MACs in use (to derive a state from this one)."""
+        return self._subnet_ports, self._macs
+
     def vports_on_host(self, host_name: str) -> list[VPort]:
         return list(self._vports_by_host.get(host_name, ()))
 

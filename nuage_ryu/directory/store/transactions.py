@@ -138,7 +138,12 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
         if op.action == "delete":
             row.delete()  # a vport's status row goes with it (garbage-collected by the database)
             continue
+        inserting = op.action == "insert"
         for col, value in columns(op.fields).items():
+            # A new row's columns start as the empty string/set/map: setting those again costs a
+            # type check per column and bytes on the wire (a bulk of 1000 vports sets ~4000 fewer).
+            if inserting and (value == "" or value == [] or value == {}):
+                continue
             setattr(row, col, value)
         if op.kind == "vport" and (op.action == "insert" or "host" in op.fields):
             _bind_status(idl, txn, row, op)
