@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     from nuage_ryu.directory.ctl import pki_cli
 
     cluster.add_cli(objs)
-    pki_cli.add_cli(objs)
+    pki_cli.add_cli(objs, add_output_options)
     return p
 
 
