@@ -46,6 +46,9 @@ DIRECTORY_OPTS = [
     cfg.StrOpt("api_token_file", default="",
                help="File with the admin bearer token; default <state_dir>/api-token, "
                     "created with mode 0600 if missing."),
+    cfg.StrOpt("floating_ip_pool", default="",
+               help="External addresses vports may get as floating IPs (1:1 NAT on their host), as CIDRs "
+                    "separated by commas, e.g. '198.51.100.0/24'. Empty: no floating IPs (docs/external.md)."),
 ]
 
 VRS_OPTS = [

@@ -33,10 +33,11 @@ DEFAULT_TOKEN_FILE = "/var/lib/nuage-ryu/api-token"
 # kind -> (plural, parent kind, table columns)
 KINDS = {
     "enterprise": ("enterprises", None, ["id", "name", "description"]),
-    "domain": ("domains", "enterprise", ["id", "name", "vni", "default_action", "ct_zone", "router_mac"]),
+    "domain": ("domains", "enterprise", ["id", "name", "vni", "default_action", "ct_zone", "router_mac",
+                                         "egress_nat"]),
     "zone": ("zones", "domain", ["id", "name", "description"]),
     "subnet": ("subnets", "zone", ["id", "name", "cidr", "gateway"]),
-    "vport": ("vports", "subnet", ["id", "name", "ip", "mac", "status", "host", "type"]),
+    "vport": ("vports", "subnet", ["id", "name", "ip", "mac", "status", "host", "type", "floating_ip"]),
     "policygroup": ("policygroups", "domain", ["id", "name", "description"]),
     "acl": ("acls", "domain", ["id", "priority", "source", "destination", "protocol", "dst_ports", "action",
                                "stateful"]),
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
             create.add_argument("--router-mac")
             for sp in (create, update):
                 sp.add_argument("--default-action", choices=["allow", "deny"])
+                sp.add_argument("--egress-nat", choices=["on", "off"],
+                                help="vports may reach outside addresses through their host (docs/external.md)")
         elif kind == "subnet":
             create.add_argument("cidr")
             create.add_argument("--gateway")
@@ -224,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                 sp.add_argument("--host")
                 sp.add_argument("--policygroup", action="append", help="policy group name or id (repeat)")
                 sp.add_argument("--external-id", action="append", metavar="KEY=VALUE")
+                sp.add_argument("--floating-ip", help="external address from the pool; '' removes it")
+                sp.add_argument("--port-mapping", action="append", metavar="[PROTO/]HOST_PORT:CONTAINER_PORT",
+                                help="publish a port on the host's address (repeat; 'none' clears)")
         elif kind == "acl":
             for sp in (create, update):
                 sp.add_argument("--priority", type=int, required=sp is create)
@@ -259,6 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def port_mappings(specs: list[str]) -> list[dict]:
+    """``["tcp/8080:80", "53:53"]`` (protocol default tcp; ``none`` alone = no mappings) -> API objects."""
+    if specs == ["none"]:
+        return []
+    out = []
+    for spec in specs:
+        protocol, _, ports = spec.rpartition("/")
+        host, _, container = ports.partition(":")
+        if not (host.isdigit() and container.isdigit()):
+            raise UsageError(f"port mapping {spec!r} must look like [tcp|udp/]HOST_PORT:CONTAINER_PORT")
+        out.append({"protocol": protocol or "tcp", "host_port": int(host), "container_port": int(container)})
+    return out
+
+
 def _body(kind: str, args, resolver: Resolver, creating: bool) -> dict:
     body: dict = {}
     if creating and kind not in ("acl", "token"):
@@ -278,6 +298,12 @@ def _body(kind: str, args, resolver: Resolver, creating: bool) -> dict:
             body[field] = value
     if getattr(args, "stateless", None):
         body["stateful"] = False
+    if getattr(args, "egress_nat", None) is not None:
+        body["egress_nat"] = args.egress_nat == "on"
+    if getattr(args, "floating_ip", None) is not None:
+        body["floating_ip"] = args.floating_ip
+    if getattr(args, "port_mapping", None) is not None:
+        body["port_mappings"] = port_mappings(args.port_mapping)
     for attr in ("source", "destination"):
         if getattr(args, attr, None):
             body[attr] = endpoint(getattr(args, attr), resolver)

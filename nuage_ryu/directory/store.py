@@ -46,7 +46,7 @@ import immutables
 import ovs.db.idl
 import ovs.poller
 
-from nuage_ryu.directory import model, validate
+from nuage_ryu.directory import external, model, validate
 from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState, Endpoint
 from nuage_ryu.directory.validate import Change, Op
@@ -107,7 +107,7 @@ def row_to_object(kind: str, row):
         return model.Enterprise(rid, row.name, row.description)
     if kind == "domain":
         return model.Domain(rid, _ref(row, "enterprise"), row.name, row.vni, row.ct_zone, row.router_mac,
-                            row.default_action, row.description, row.subnet_epoch)
+                            row.default_action, row.description, row.subnet_epoch, row.egress_nat)
     if kind == "zone":
         return model.Zone(rid, _ref(row, "domain"), row.name, row.description)
     if kind == "subnet":
@@ -120,7 +120,8 @@ def row_to_object(kind: str, row):
             rid, _ref(row, "subnet"), _ref(row, "domain"), row.name, row.ip, row.mac, row.gateway,
             row.type, row.host, row.status, row.description,
             frozenset(str(u) for u in row._data["policygroups"].as_list()),
-            MappingProxyType(dict(row.external_ids)))
+            MappingProxyType(dict(row.external_ids)),
+            row.floating_ip, external.decode_port_mappings(row.port_mappings))
     if kind == "acl":
         return model.ACL(
             rid, _ref(row, "domain"), row.priority, _endpoint(row, "src"), _endpoint(row, "dst"),
@@ -176,6 +177,8 @@ def _columns(fields: dict) -> dict:
             cols[key] = [uuid.UUID(v) for v in sorted(value)]
         elif key == "external_ids":
             cols[key] = dict(value)
+        elif key == "port_mappings":
+            cols[key] = external.encode_port_mappings(value)
         elif key in ("dst_ports", "icmp_type", "icmp_code"):
             cols[key] = [] if value is None else [value]
         else:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from nuage_ryu.directory import ipam
+from nuage_ryu.directory import external, ipam
 from nuage_ryu.directory.errors import BadRequest, Conflict, NotFound, ValidationError
 from nuage_ryu.directory.model import (
     ACL,
@@ -90,11 +90,13 @@ def _type_ok(f, value) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if k == "map":
         return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if k == "portmaps":
+        return isinstance(value, list)
     return True
 
 
 _TYPE_NAMES = {"integer": "an integer", "boolean": "a boolean (true/false)", "endpoint": "an object",
-               "counters": "an object",
+               "counters": "an object", "portmaps": "a list of objects",
                "ids": "a list of id strings", "map": "an object of strings", "protocol": "a string or number"}
 
 
@@ -136,6 +138,8 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
 
 def _same(shown, value) -> bool:
     if isinstance(shown, list) and isinstance(value, list):
+        if all(isinstance(v, dict) for v in shown + value):  # port mappings: order-free list of objects
+            return sorted(map(repr, shown)) == sorted(map(repr, value))
         return sorted(shown) == sorted(value)
     return shown == value
 
@@ -404,6 +408,7 @@ def plan_create(state: DirectoryState, kind: str, parent_id: str | None, body, *
         change.auto_assigned = True  # ct_zone is always picked here
         fields["default_action"] = check_choice(data.get("default_action", "deny"), "default_action",
                                                 ("allow", "deny"))
+        fields["egress_nat"] = data.get("egress_nat", False)  # external connectivity (docs/external.md)
         if "router_mac" in data:
             fields["router_mac"] = ipam.normalize_mac(data["router_mac"], "router_mac")
         else:
@@ -447,7 +452,11 @@ def plan_create(state: DirectoryState, kind: str, parent_id: str | None, body, *
             host=check_hostname(data["host"]) if data.get("host") else "",
             policygroups=_policygroups(state, parent.domain, data.get("policygroups", [])),
             external_ids=MappingProxyType(check_external_ids(data.get("external_ids", {}))),
+            # External connectivity (docs/external.md): rules in nuage_ryu/directory/external.py.
+            floating_ip=external.check_floating_ip(state, data.get("floating_ip", ""), None),
+            port_mappings=external.parse_port_mappings(data.get("port_mappings", [])),
         )
+        external.check_host_ports(state, fields["host"], fields["port_mappings"], None)
     elif kind == "acl":
         fields.update(_check_acl(state, parent.id, data, None))
         fields["domain"] = parent.id
@@ -496,6 +505,8 @@ def plan_update(state: DirectoryState, kind: str, obj_id: str, body) -> Change:
         fields["name"] = name
     if kind == "domain" and "default_action" in data:
         fields["default_action"] = check_choice(data["default_action"], "default_action", ("allow", "deny"))
+    if kind == "domain" and "egress_nat" in data:
+        fields["egress_nat"] = data["egress_nat"]
     elif kind == "vport":
         if "host" in data:
             fields["host"] = check_hostname(data["host"]) if data["host"] else ""
@@ -503,6 +514,14 @@ def plan_update(state: DirectoryState, kind: str, obj_id: str, body) -> Change:
             fields["policygroups"] = _policygroups(state, current.domain, data["policygroups"])
         if "external_ids" in data:
             fields["external_ids"] = MappingProxyType(check_external_ids(data["external_ids"]))
+        # External connectivity (docs/external.md): rules in nuage_ryu/directory/external.py.
+        if "floating_ip" in data:
+            fields["floating_ip"] = external.check_floating_ip(state, data["floating_ip"], obj_id)
+        if "port_mappings" in data:
+            fields["port_mappings"] = external.parse_port_mappings(data["port_mappings"])
+        if "host" in data or "port_mappings" in data:
+            external.check_host_ports(state, fields.get("host", current.host),
+                                      fields.get("port_mappings", current.port_mappings), obj_id)
     elif kind == "acl":
         merged = _acl_as_input(current)
         merged.update(data)

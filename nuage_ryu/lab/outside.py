@@ -25,6 +25,9 @@ OUTSIDE_NET = ipaddress.ip_network("203.0.113.0/24")  # RFC 5737 TEST-NET-3
 ROUTER_UNDERLAY_IP = "192.0.2.1"
 ROUTER_OUTSIDE_IP = "203.0.113.1"
 INTERNET_IP = "203.0.113.80"
+# The lab directory's floating IP pool: on the underlay segment, above every host address
+# (hosts are .11-.110), so the router reaches a floating IP by ARP like any underlay address.
+FLOATING_IP_POOL = "192.0.2.192/26"
 ROUTER_OUTSIDE_IF = "eth1"
 INTERNET_IF = "eth0"
 

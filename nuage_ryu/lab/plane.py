@@ -34,6 +34,7 @@ from collections.abc import Callable
 from nuage_ryu.config import ROLE_APPS
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.netns import LabError
+from nuage_ryu.lab.outside import FLOATING_IP_POOL
 from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryClientError
 
 PLANE_DIR = "plane"
@@ -118,7 +119,8 @@ class ControlPlane:
         os.makedirs(self.directory_state, exist_ok=True)
         node = self.lab.controller_node
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
-                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n")
+                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n"
+                f"floating_ip_pool = {FLOATING_IP_POOL}\n")
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
