@@ -142,6 +142,7 @@ Action = (
 OFPP_IN_PORT = 0xFFFFFFF8
 OFPP_CONTROLLER = 0xFFFFFFFD
 OFPP_LOCAL = 0xFFFFFFFE
+OFPP_NORMAL = 0xFFFFFFFA  # the switch's own L2 learning (br-phy keeps it)
 
 
 @dataclass(frozen=True)

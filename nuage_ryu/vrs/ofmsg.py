@@ -29,6 +29,7 @@ from nuage_ryu.vrs.flow import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     OFPP_LOCAL,
+    OFPP_NORMAL,
     Conjunction,
     Controller,
     Ct,
@@ -213,7 +214,7 @@ OFCTL_FIELD = {
     "ipv6_nd_tll": "nd_tll",
 }
 
-_PORT_NAMES = {OFPP_IN_PORT: "in_port", OFPP_CONTROLLER: "controller", OFPP_LOCAL: "local"}
+_PORT_NAMES = {OFPP_IN_PORT: "in_port", OFPP_CONTROLLER: "controller", OFPP_LOCAL: "local", OFPP_NORMAL: "normal"}
 
 
 def _ofctl_value(name: str, value, masked: bool = False) -> str:
