@@ -30,6 +30,9 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 SCHEMA_NAME = "Open_vSwitch"
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14", "OpenFlow15")
 VXLAN_PORT = "vxlan0"
+# The patch pair of external connectivity: its br-int end and its br-phy end (docs/external.md).
+EXTERNAL_PATCH_INT = "patch-ext"
+EXTERNAL_PATCH_PHYS = "patch-int"
 
 EXT_VPORT_ID = "nuage-vport-id"
 EXT_CONTAINER_ID = "nuage-container-id"
@@ -432,6 +435,19 @@ class HostOVS:
             commands.append(_EnsurePort(self.api, name, uplink, {"type": ""}))
         self._commit(commands)
 
+    def ensure_external_patch(self, integration_bridge: str, physical_bridge: str,
+                              int_port: str = EXTERNAL_PATCH_INT, phys_port: str = EXTERNAL_PATCH_PHYS) -> None:
+        """Create or correct the patch pair between br-int and br-phy (external connectivity).
+
+        NATed traffic leaves br-int through ``int_port`` and enters br-phy through ``phys_port``,
+        and the other way round (docs/external.md). Both ends in one transaction, so a half pair
+        never exists.
+        """
+        self._commit([
+            _EnsurePort(self.api, integration_bridge, int_port, {"type": "patch", "options": {"peer": phys_port}}),
+            _EnsurePort(self.api, physical_bridge, phys_port, {"type": "patch", "options": {"peer": int_port}}),
+        ])
+
     def delete_bridge(self, name: str) -> None:
         """Remove bridge ``name`` if it exists."""
         self._commit([self.api.del_br(name, if_exists=True)])
@@ -589,7 +605,8 @@ class HostOVS:
                 return None
             return {"name": iface.name, "type": iface.type, "ofport": _ofport(iface),
                     "options": dict(iface.options), "external_ids": dict(iface.external_ids),
-                    "error": iface.error[0] if iface.error else None}
+                    "error": iface.error[0] if iface.error else None,
+                    "mac_in_use": iface.mac_in_use[0] if iface.mac_in_use else None}
 
     def watch_event(self, row_event: event.RowEvent) -> None:
         """Run ``row_event`` (an ovsdbapp RowEvent) on matching changes of the registered tables.

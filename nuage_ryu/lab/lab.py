@@ -9,7 +9,8 @@ Layout for prefix ``P`` and ``N`` hosts (see docs/lab.md)::
     P-hI    host I: ovsdb-server + ovs-vswitchd (userspace datapath, rundir <state>/hI/),
             br-phy (standalone) = eth0 uplink + internal port with 192.0.2.(10+I)/24,
             br-int (secure, OpenFlow13-15, controller targets) + vxlan0 (remote_ip=flow,
-            key=flow, local_ip=underlay IP)
+            key=flow, local_ip=underlay IP); patch-ext (br-int) <-> patch-int (br-phy) for
+            external connectivity
 
 The OVSDB layer (and with it python-ovs, which pulls in eventlet when that is
 installed: ~0.3 s) is imported only by the commands that talk to OVSDB, so that
@@ -395,6 +396,7 @@ class Lab:
                                             lab_host.datapath_id,
                                             external_ids={"nuage-host": lab_host.host_name})
             ovsdb.ensure_tunnel_port(INTEGRATION_BRIDGE, lab_host.underlay_ip, name=TUNNEL_PORT)
+            ovsdb.ensure_external_patch(INTEGRATION_BRIDGE, PHYSICAL_BRIDGE)  # docs/external.md
             # br-phy's internal port must exist as a device before it can carry the address.
             ovsdb.wait_for_ofport(PHYSICAL_BRIDGE, timeout=10)
             netns.ip("addr", "replace", f"{lab_host.underlay_ip}/{UNDERLAY_NET.prefixlen}",
