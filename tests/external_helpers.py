@@ -3,13 +3,29 @@
 ``ECHO_SERVER``: an asyncio TCP server that answers every line with "<line> <peer address>", for
 thousands of connections at once. ``CONCURRENT_CLIENT``: opens N connections at once to a server,
 sends one line on each, and prints JSON {"ok": replies that came back right, "failed": ..., "seconds"}.
+
+``hand_world``: a lab with the outside world and containers on br-int whose flows are compiled here
+(``compile_host`` + ``external.compile_uplink``) and pushed with ovs-ofctl: the datapath without an
+agent, for the datapath tests and the bench.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+
+from nuage_ryu.hostovs.host import EXTERNAL_PATCH_INT, EXTERNAL_PATCH_PHYS, HostOVS
+from nuage_ryu.lab import netns as labnetns
+from nuage_ryu.lab.lab import Lab, LabHost
+from nuage_ryu.vrs import external, ofmsg
+from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.view import Domain, ExternalUplink, Host, HostView, LocalPort, Subnet, VPort
 
 # Thousands of sockets at once: raise the soft descriptor limit to the hard one first.
 _FDS = ("import resource\n"
@@ -79,3 +95,126 @@ def concurrent_connections(netns: str, host: str, port: int, count: int, timeout
     if proc.returncode != 0:
         raise RuntimeError(f"client failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout)
+
+
+# ---- a lab whose flows are compiled here and pushed by hand (no agent) ------------------------------
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A container of a hand-built world: its vport (host = the lab host's short name, h1...)."""
+
+    name: str
+    domain: str
+    subnet: str
+    ip: str
+    mac: str
+    host: str = "h1"
+
+
+@dataclasses.dataclass
+class HostPorts:
+    host: LabHost
+    tunnel: int
+    patch_int: int
+    patch_phys: int
+    uplink: int
+    mac: str
+    ofports: dict
+
+
+@dataclasses.dataclass
+class HandWorld:
+    """A lab with the outside world and containers; ``install(domains, subnets, vports, rules)`` compiles
+    every host's view and pushes it (br-int replaced, br-phy's steering replaced)."""
+
+    lab: Lab
+    specs: dict
+    hosts: dict  # short name -> HostPorts
+    netns: dict  # container name -> namespace
+
+    def view(self, host: str, domains, subnets, vports, rules=()) -> HostView:
+        hp = self.hosts[host]
+        name = hp.host.host_name
+        by_short = {h: p.host.host_name for h, p in self.hosts.items()}
+        vps = [dataclasses.replace(v, host=by_short.get(v.host, v.host)) for v in vports]
+        local = [LocalPort(n, port) for n, port in hp.ofports.items()]
+        peers = [Host(p.host.host_name, p.host.underlay_ip) for p in self.hosts.values()]
+        return HostView.of(name, hp.tunnel, domains, subnets, vps, peers, local, (), rules,
+                           ExternalUplink(hp.host.underlay_ip, hp.mac, hp.patch_int))
+
+    def install(self, domains, subnets, vports, rules=()) -> None:
+        external.register()  # the external owner kinds join the compiler (until the compile package lists them)
+        for short, hp in self.hosts.items():
+            v = self.view(short, domains, subnets, vports, rules)
+            steering = external.compile_uplink(external.uplink_view(v, hp.uplink, hp.patch_phys))
+            for bridge, flows, verb in (("br-int", compile_host(v), "replace-flows"),
+                                        ("br-phy", steering, "add-flows")):
+                path = os.path.join(self.lab.state_dir, f"{short}-{bridge}.flows")
+                with open(path, "w") as out:
+                    out.writelines(ofmsg.to_ofctl(f) + "\n" for f in flows)
+                if bridge == "br-phy":  # keep br-phy's NORMAL flow, drop only the previous steering
+                    cookie = external.cookie_for(external.CookieKind.UPLINK, "steering")
+                    hp.host.ovs.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", bridge, f"cookie={cookie:#x}/-1"])
+                hp.host.ovs.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", verb, bridge, path])
+            hp.host.ovs.run(["ovs-appctl", "dpctl/flush-conntrack"])
+
+    def vports(self, **overrides) -> list[VPort]:
+        """The specs as view VPorts; ``overrides``: name -> dict of VPort fields to change."""
+        return [VPort(s.name, s.domain, s.subnet, s.mac, s.ip, s.host, **overrides.get(s.name, {}))
+                for s in self.specs.values()]
+
+
+def domain(did: str, n: int, egress: bool = True, default_action: str = "allow") -> Domain:
+    """Domain ``did`` with VNI 1000+n, policy zone n and router MAC 02:<n>:00:00:00:01."""
+    return Domain(did, 1000 + n, f"02:{n:02x}:00:00:00:01", default_action, n, egress_nat=egress)
+
+
+def subnet(sid: str, did: str, cidr: str) -> Subnet:
+    return Subnet(sid, did, cidr, cidr.split("/")[0].rsplit(".", 1)[0] + ".1")
+
+
+@contextlib.contextmanager
+def hand_world(specs: list[Spec], n_hosts: int = 1, tag: str = "hxw") -> Iterator[HandWorld]:
+    """The lab (with outside world) and the containers of ``specs``, removed afterwards."""
+    state = tempfile.mkdtemp(prefix="hx-ext-")
+    prefix = f"{tag}{os.getpid() % 100000}"[:12]
+    lab = Lab(state, prefix)
+    spaces: dict[str, str] = {}
+    try:
+        lab.up(n_hosts, outside=True)
+        hosts = {h.name: h for h in lab.hosts}
+        ifnames: dict[str, str] = {}
+        for i, s in enumerate(specs):
+            lab_host = hosts[s.host]
+            ns, host_if = f"{prefix}-{s.name}"[:30], f"hxv{i}"
+            spaces[s.name], ifnames[s.name] = ns, host_if
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns],
+                           check=True)
+            subprocess.run(["ip", "link", "set", host_if, "netns", lab_host.netns], check=True)
+            labnetns.ip("link", "set", host_if, "up", netns=lab_host.netns)
+            gateway = s.ip.rsplit(".", 1)[0] + ".1"
+            for argv in (("link", "set", "lo", "up"), ("link", "set", "eth0", "address", s.mac),
+                         ("addr", "add", f"{s.ip}/24", "dev", "eth0"), ("link", "set", "eth0", "mtu", "1450", "up"),
+                         ("route", "add", "default", "via", gateway)):
+                labnetns.ip(*argv, netns=ns)
+            labnetns.disable_tx_checksum(ns, ["eth0"])
+            labnetns.disable_tx_checksum(lab_host.netns, [host_if])
+            with HostOVS(lab_host.db_remote) as ovs:
+                ovs.add_vport_port("br-int", host_if, s.name, s.name)
+        ports = {}
+        for short, lab_host in hosts.items():
+            with HostOVS(lab_host.db_remote) as ovs:
+                ofports = {s.name: ovs.wait_for_ofport(ifnames[s.name]) for s in specs if s.host == short}
+                ports[short] = HostPorts(lab_host, ovs.wait_for_ofport("vxlan0"),
+                                         ovs.wait_for_ofport(EXTERNAL_PATCH_INT),
+                                         ovs.wait_for_ofport(EXTERNAL_PATCH_PHYS), ovs.wait_for_ofport("eth0"),
+                                         ovs.interface_config("br-phy")["mac_in_use"], ofports)
+        yield HandWorld(lab, {s.name: s for s in specs}, ports, spaces)
+    finally:
+        for ns in spaces.values():
+            subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
+        lab.down()
