@@ -5,7 +5,7 @@ thousands of connections at once. ``CONCURRENT_CLIENT``: opens N connections at 
 sends one line on each, and prints JSON {"ok": replies that came back right, "failed": ..., "seconds"}.
 
 ``hand_world``: a lab with the outside world and containers on br-int whose flows are compiled here
-(``compile_host`` + ``external.compile_uplink``) and pushed with ovs-ofctl: the datapath without an
+(``compile_host`` + ``compile.uplink.compile_uplink``) and pushed with ovs-ofctl: the datapath without an
 agent, for the datapath tests and the bench.
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from nuage_ryu.hostovs.host import EXTERNAL_PATCH_INT, EXTERNAL_PATCH_PHYS, HostOVS
 from nuage_ryu.lab import netns as labnetns
 from nuage_ryu.lab.lab import Lab, LabHost
-from nuage_ryu.vrs import external, ofmsg
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs import ofmsg
+from nuage_ryu.vrs.compile import compile_host, uplink
 from nuage_ryu.vrs.view import Domain, ExternalUplink, Host, HostView, LocalPort, Subnet, VPort
 
 # Thousands of sockets at once: raise the soft descriptor limit to the hard one first.
@@ -146,18 +146,17 @@ class HandWorld:
                            ExternalUplink(hp.host.underlay_ip, hp.mac, hp.patch_int))
 
     def install(self, domains, subnets, vports, rules=()) -> None:
-        external.register()  # the external owner kinds join the compiler (until the compile package lists them)
         for short, hp in self.hosts.items():
             v = self.view(short, domains, subnets, vports, rules)
-            steering = external.compile_uplink(external.uplink_view(v, hp.uplink, hp.patch_phys))
+            steering = uplink.compile_uplink(uplink.uplink_view(v, hp.uplink, hp.patch_phys))
             for bridge, flows, verb in (("br-int", compile_host(v), "replace-flows"),
                                         ("br-phy", steering, "add-flows")):
                 path = os.path.join(self.lab.state_dir, f"{short}-{bridge}.flows")
                 with open(path, "w") as out:
                     out.writelines(ofmsg.to_ofctl(f) + "\n" for f in flows)
                 if bridge == "br-phy":  # keep br-phy's NORMAL flow, drop only the previous steering
-                    cookie = external.cookie_for(external.CookieKind.UPLINK, "steering")
-                    hp.host.ovs.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", bridge, f"cookie={cookie:#x}/-1"])
+                    hp.host.ovs.run(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", bridge,
+                                     f"cookie={uplink.UPLINK_COOKIE:#x}/-1"])
                 hp.host.ovs.run(["ovs-ofctl", "-O", "OpenFlow14", "--bundle", verb, bridge, path])
             hp.host.ovs.run(["ovs-appctl", "dpctl/flush-conntrack"])
 

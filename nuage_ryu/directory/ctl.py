@@ -24,7 +24,8 @@ import os
 import sys
 import uuid
 
-from nuage_ryu.directory.client import ApiClient, ApiError, CannotConnect
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
+from nuage_ryu.directory.errors import DirectoryError, NotFound
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -61,7 +62,7 @@ def is_id(text: str) -> bool:
 class Resolver:
     """Turns names into ids by walking the API under the given parent scope."""
 
-    def __init__(self, client: ApiClient, scope: dict[str, str | None]):
+    def __init__(self, client: DirectoryClient, scope: dict[str, str | None]):
         self.client = client
         self.scope = scope
 
@@ -87,7 +88,7 @@ class Resolver:
             for pid in self.all_ids(parent):
                 matches += self.client.get(f"/{KINDS[parent][0]}/{pid}/{plural}", name=ref)
         if not matches:
-            raise ApiError(404, "not_found", f"no {kind} named {ref!r}")
+            raise NotFound(f"no {kind} named {ref!r}")
         if len(matches) > 1:
             raise UsageError(f"{len(matches)} {kind}s are named {ref!r}; give the parent "
                              f"(--{parent}) or the id")
@@ -320,7 +321,7 @@ def _body(kind: str, args, resolver: Resolver, creating: bool) -> dict:
     return body
 
 
-def run_object(args, client: ApiClient, out=sys.stdout) -> int:
+def run_object(args, client: DirectoryClient, out=sys.stdout) -> int:
     kind, action = args.object, args.action
     plural, parent, columns = KINDS[kind]
     scope = {k: getattr(args, k, None) for k in SCOPES}
@@ -415,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             from nuage_ryu.db import cluster
 
             return cluster.run_cli(args)
-        client = ApiClient(url=None if args.socket else (args.url or DEFAULT_URL), socket_path=args.socket,
-                           token=_token(args), timeout=args.timeout)
+        client = DirectoryClient("unix:" + args.socket if args.socket else (args.url or DEFAULT_URL),
+                                 token=_token(args), timeout=args.timeout)
         try:
             return run_object(args, client)
         finally:
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"nuage-ctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ApiError as exc:
+    except DirectoryError as exc:
         print(f"nuage-ctl: error: {exc.message} ({exc.status} {exc.code})", file=sys.stderr)
         return EXIT_API
     except CannotConnect as exc:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from nuage_ryu.directory.client import ApiError
+from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.directory.testing import ManagerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
@@ -74,7 +74,7 @@ def test_rest_errors(manager):
         ({"name": "b", "host": "h9", "port_mappings": [{"host_port": 9000, "container_port": 81}]}, 409),
         ({"name": "b", "port_mappings": [{"host_port": 9000}]}, 400),
     ):
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(DirectoryError) as err:
             client.post(vports, body)
         assert err.value.status == status, (body, err.value)
     spec = client.get("/openapi.json")

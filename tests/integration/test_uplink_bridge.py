@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from nuage_ryu.vrs import external
-from nuage_ryu.vrs.uplink import UplinkBridge, UplinkError, gratuitous_arp
+from nuage_ryu.agent.uplink import UplinkBridge, UplinkError, gratuitous_arp
+from nuage_ryu.vrs.compile import uplink as steering
 from tests.ovs_fixtures import ovs, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -38,16 +38,16 @@ def test_steering_flows_are_synced_and_the_normal_flow_stays(br_phy):
     switch, bridge, uplink = br_phy
     before = flows_of(switch)
     assert before == ["priority=0 actions=NORMAL"]
-    view = external.UplinkView("192.0.2.11", uplink, 7, ("192.0.2.200",), (("tcp", 8080),))
-    bridge.sync(external.compile_uplink(view))
+    view = steering.UplinkView("192.0.2.11", uplink, 7, ("192.0.2.200",), (("tcp", 8080),))
+    bridge.sync(steering.compile_uplink(view))
     after = flows_of(switch)
     assert "priority=0 actions=NORMAL" in after
     assert any("tp_dst=8080" in f and "output:7" in f for f in after), after
     assert any("nw_dst=192.0.2.200" in f for f in after) and any("arp_tpa=192.0.2.200" in f for f in after)
-    assert len(after) == 1 + len(external.compile_uplink(view))
+    assert len(after) == 1 + len(steering.compile_uplink(view))
     # The floating IP leaves, the published port stays: one bundle, only the difference.
-    smaller = external.UplinkView("192.0.2.11", uplink, 7, (), (("tcp", 8080),))
-    bridge.sync(external.compile_uplink(smaller))
+    smaller = steering.UplinkView("192.0.2.11", uplink, 7, (), (("tcp", 8080),))
+    bridge.sync(steering.compile_uplink(smaller))
     now = flows_of(switch)
     assert not any("192.0.2.200" in f for f in now) and any("tp_dst=8080" in f for f in now)
     bridge.sync([])
@@ -56,7 +56,7 @@ def test_steering_flows_are_synced_and_the_normal_flow_stays(br_phy):
 
 def test_a_restarted_connection_reconciles(br_phy):
     switch, bridge, uplink = br_phy
-    flows = external.compile_uplink(external.UplinkView("192.0.2.11", uplink, 7))
+    flows = steering.compile_uplink(steering.UplinkView("192.0.2.11", uplink, 7))
     bridge.sync(flows)
     bridge.close()
     again = UplinkBridge(bridge.mgmt_socket)

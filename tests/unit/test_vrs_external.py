@@ -6,15 +6,13 @@ import dataclasses
 
 import pytest
 
-from nuage_ryu.vrs import external
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import FlowCompiler, compile_host
+from nuage_ryu.vrs.compile import FlowCompiler, compile_host, external, uplink
+from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Goto, Output
 from nuage_ryu.vrs.simulator import TableSimulator
 from nuage_ryu.vrs.view import AclRule, Endpoint, ExternalUplink, PublishedPort
 from tests.unit.vrs_fixtures import ACK, BY_ID, ROUTER_A, ROUTER_B, SYN, VPORTS, domains, ip_packet, port_of, view_for
-
-external.register()
 
 PATCH = 90
 HOST_IP = "192.0.2.11"
@@ -214,9 +212,9 @@ def test_switching_egress_nat_changes_only_that_domains_external_flows():
 def test_uplink_steering_flows():
     published = (PublishedPort("tcp", 8080, 80),)
     _, view = sim(vports=fip_vports(published=published))
-    uplink = external.uplink_view(view, uplink_ofport=1, patch_ofport=2)
-    assert uplink.floating_ips == (FIP,) and uplink.published == (("tcp", 8080),)
-    flows = external.compile_uplink(uplink)
+    steering = uplink.uplink_view(view, uplink_ofport=1, patch_ofport=2)
+    assert steering.floating_ips == (FIP,) and steering.published == (("tcp", 8080),)
+    flows = uplink.compile_uplink(steering)
     steer = {(f.match_dict().get("ipv4_dst"), f.match_dict().get("tcp_dst"), f.match_dict().get("arp_tpa"))
              for f in flows if f.priority == P.PRIO_UPLINK_STEER}
     assert steer == {(HOST_IP, 8080, None), (FIP, None, None), (None, None, FIP)}
@@ -225,7 +223,7 @@ def test_uplink_steering_flows():
     for f in flows:
         table = P.UPLINK_TABLES[f.table]
         assert {m.name for m in f.match} <= table.match_fields
-    assert external.compile_uplink(None) == []
+    assert uplink.compile_uplink(None) == []
 
 
 @pytest.mark.parametrize("ct_zone", [0, 0x8000])
@@ -233,4 +231,4 @@ def test_domains_outside_the_nat_zone_range_get_no_external_flows(ct_zone):
     _, view = sim()
     doms = [dataclasses.replace(d, ct_zone=ct_zone) if d.id == "A" else d for d in view.domains.values()]
     flows = compile_host(view.replace(domains=doms))
-    assert not [f for f in flows if f.cookie == external.cookie_for(external.CookieKind.EXTERNAL, "A")]
+    assert not [f for f in flows if f.cookie == cookie_for(CookieKind.EXTERNAL, "A")]

@@ -23,12 +23,12 @@ earlier rule that has another verdict and a service that may overlap its own.
 Rules of one level share one OpenFlow priority; any conjunction satisfied there
 gives the right verdict, so first-match semantics hold, and clause flows with the
 same match (e.g. a group member used by several rules) become one flow carrying
-several ``conjunction`` actions - merged by ``compiler.merge_same_key``, which
+several ``conjunction`` actions - merged by ``base.merge_same_key``, which
 avoids the OVS pitfall where identical matches with different conj ids overwrite
 each other.
 
-Owners: ("acl", rule) owns a rule's verdict (conj_id), service, catch-all and CIDR
-endpoint flows; ("acl-member", rule, vport) owns the clause flows of one policy-group
+Owners: (OwnerTag.ACL, rule) owns a rule's verdict (conj_id), service, catch-all and CIDR
+endpoint flows; (OwnerTag.ACL_MEMBER, rule, vport) owns the clause flows of one policy-group
 member. A membership change recompiles only that member's owner (plus the rule's
 own flows when it is the first/last member that makes a table (in)active).
 """
@@ -40,21 +40,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import (
+from nuage_ryu.vrs.compile.base import (
+    IP,
     REG_DOMAIN,
     REG_DST_PORT,
     REG_SRC_PORT,
     Owner,
     OwnerKind,
+    OwnerTag,
     cidr_match,
     match,
-    register_owner_kind,
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto
 from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, VPort
 
-IP = P.ETH_TYPE_IPV4
 PROTOCOLS = {"tcp": P.IP_PROTO_TCP, "udp": P.IP_PROTO_UDP, "icmp": P.IP_PROTO_ICMP}
 PORT_FIELD = {P.IP_PROTO_TCP: "tcp_dst", P.IP_PROTO_UDP: "udp_dst"}
 SIDES = ("ingress", "egress")  # sending host, receiving host
@@ -348,11 +348,16 @@ def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     return (Ct(zone=zone, commit=True), go) if rule.stateful else (go,)
 
 
+def rule_cookie(rule_id: str) -> int:
+    """The cookie of a rule's verdict flows: what its counters are read by (``counters.CounterIndex``)."""
+    return cookie_for(CookieKind.ACL_RULE, rule_id)
+
+
 def compile_rule(view: HostView, plan: RulePlan) -> list[Flow]:
     """A rule's own flows: verdict (conj_id), service, catch-all and CIDR-endpoint clause flows."""
     idx = policy_index(view)
     rule = plan.rule
-    cookie = cookie_for(CookieKind.ACL_RULE, rule.id)
+    cookie = rule_cookie(rule.id)
     member_cookie = cookie_for(CookieKind.POLICY_MEMBER, f"{rule.domain_id}/rule-clauses")
     flows: list[Flow] = []
     active = _clause_sizes(view, idx, plan)
@@ -406,7 +411,7 @@ def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
     return flows
 
 
-# ---- owners (for compiler.FlowCompiler) -------------------------------------------------
+# ---- owners (for driver.FlowCompiler) ---------------------------------------------------
 
 
 def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
@@ -417,7 +422,7 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
         act = (active["ingress"], active["egress"])
         cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (plan.rule.source,
                                                                                  plan.rule.destination))
-        out[("acl", rid)] = (plan, cidr_data, act)
+        out[(OwnerTag.ACL, rid)] = (plan, cidr_data, act)
         # A member's flows depend on the rule only through its level's priority, conj id and clause
         # numbering: small values, so 10^5 member fingerprints compare fast.
         shape = (plan.priority, plan.conj_id, plan.clauses, plan.vni)
@@ -427,16 +432,16 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
                 roles[v.id] = (*roles.get(v.id, ()), role, v.ip)
         for vid, role_ips in roles.items():
             v = view.vports[vid]
-            out[("acl-member", rid, vid)] = (shape, act, role_ips, view.logical_port(v))
+            out[(OwnerTag.ACL_MEMBER, rid, vid)] = (shape, act, role_ips, view.logical_port(v))
     return out
 
 
 def _compile_owner(view: HostView, owner: Owner) -> list[Flow]:
     idx = policy_index(view)
     plan = idx.plans[owner[1]]
-    if owner[0] == "acl":
+    if owner[0] == OwnerTag.ACL:
         return compile_rule(view, plan)
     return compile_member(view, plan, view.vports[owner[2]])
 
 
-register_owner_kind(OwnerKind("acl", _policy_inputs, _compile_owner))
+ACL_OWNERS = OwnerKind((OwnerTag.ACL, OwnerTag.ACL_MEMBER), _policy_inputs, _compile_owner)

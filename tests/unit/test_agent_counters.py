@@ -1,7 +1,7 @@
 """Per-rule counters: cookies map back to rules/default actions; only the sender-side table counts."""
 
+from nuage_ryu.agent.counters import COUNTED_TABLE, DEFAULT_RULE_ID, CounterIndex, CounterKey, aggregate
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.counters import COUNTED_TABLE, DEFAULT_RULE_ID, CounterIndex, CounterKey, aggregate
 from nuage_ryu.vrs.pipeline import EGRESS_POLICY
 from nuage_ryu.vrs.view import AclRule, Domain, HostView
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
-from nuage_ryu.vrs.counters import CounterKey, RuleCounter
+from nuage_ryu.agent.counters import CounterKey, RuleCounter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 

@@ -1,6 +1,6 @@
 """HTTP/1.1 + JSON server of the agent's local API on a unix socket.
 
-The VRS agent app (or ``python -m nuage_ryu.plugins.agentd``) creates an
+``factory.start_agent_api`` (used by the VRS agent app and by agentd.py) creates an
 ``AgentApiServer`` around an ``AttachService`` and starts it; each request runs
 in its own thread and calls one service method. Errors are
 ``{"error": {"code", "message"}}`` with the status of ``AttachError.STATUS``.
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socketserver
-import threading
-from http.server import BaseHTTPRequestHandler
 
-from nuage_ryu.plugins.attach import AttachError, AttachRequest, AttachService
+from nuage_ryu.agent.attach.errors import AttachError
+from nuage_ryu.agent.attach.request import AttachRequest
+from nuage_ryu.agent.attach.service import AttachService
+from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
@@ -43,7 +42,7 @@ class _Routes:
 
     def __init__(self, service: AttachService) -> None:
         self.service = service
-        s = service
+        s, d = service, service.docker
         self.table = [
             ("GET", r"/v1/status", lambda m, b: s.status()),
             ("GET", r"/v1/attachments", lambda m, b: {"attachments": s.list_attachments()}),
@@ -52,19 +51,19 @@ class _Routes:
             ("POST", r"/v1/check", lambda m, b: s.check(
                 **_fields(b, ("container_id", "ifname"), ("netns",)))),
             ("POST", r"/v1/gc", self._gc),
-            ("POST", r"/v1/resolve", lambda m, b: s.resolve(
+            ("POST", r"/v1/resolve", lambda m, b: d.resolve(
                 **_fields(b, ("enterprise", "domain", "zone", "subnet")))),
-            ("POST", r"/v1/subnets/by-cidr", lambda m, b: {"subnets": s.subnets_by_cidr(
+            ("POST", r"/v1/subnets/by-cidr", lambda m, b: {"subnets": d.subnets_by_cidr(
                 **_fields(b, ("cidr",)))}),
-            ("GET", r"/v1/subnets/(?P<id>[^/]+)", lambda m, b: s.get_subnet(m["id"])),
-            ("POST", r"/v1/reservations", lambda m, b: s.reserve(
+            ("GET", r"/v1/subnets/(?P<id>[^/]+)", lambda m, b: d.get_subnet(m["id"])),
+            ("POST", r"/v1/reservations", lambda m, b: d.reserve(
                 **_fields(b, ("subnet_id", "name"), ("ip",)))),
-            ("POST", r"/v1/reservations/find", lambda m, b: {"vport": s.find_reservation(
+            ("POST", r"/v1/reservations/find", lambda m, b: {"vport": d.find_reservation(
                 **_fields(b, ("subnet_id", "ip")))}),
-            ("POST", r"/v1/reservations/release", lambda m, b: s.release(**_fields(b, ("subnet_id", "ip")))),
+            ("POST", r"/v1/reservations/release", lambda m, b: d.release(**_fields(b, ("subnet_id", "ip")))),
             ("PUT", r"/v1/networks/(?P<id>[^/]+)", self._set_network),
             ("GET", r"/v1/networks/(?P<id>[^/]+)", self._get_network),
-            ("DELETE", r"/v1/networks/(?P<id>[^/]+)", lambda m, b: s.delete_network(m["id"]) or {}),
+            ("DELETE", r"/v1/networks/(?P<id>[^/]+)", lambda m, b: d.delete_network(m["id"]) or {}),
         ]
         self.table = [(meth, re.compile(f"^{pat}$"), fn) for meth, pat, fn in self.table]
 
@@ -76,11 +75,11 @@ class _Routes:
 
     def _set_network(self, match, body):
         body = _fields(body, ("subnet_id",))
-        self.service.set_network(match["id"], body["subnet_id"])
+        self.service.docker.set_network(match["id"], body["subnet_id"])
         return {"network_id": match["id"], "subnet_id": body["subnet_id"]}
 
     def _get_network(self, match, body):
-        subnet_id = self.service.get_network(match["id"])
+        subnet_id = self.service.docker.get_network(match["id"])
         if subnet_id is None:
             raise AttachError("not_found", f"network {match['id']} is not a nuage network on this host")
         return {"network_id": match["id"], "subnet_id": subnet_id}
@@ -98,24 +97,11 @@ class _Routes:
         raise AttachError("not_found", f"no such API path {path}")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONRequestHandler):
     server_version = "nuage-agent/1"
 
     def log_message(self, fmt, *args):  # route to logging, not stderr
         LOG.debug("agent api: " + fmt, *args)
-
-    def _reply(self, status: int, payload) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status >= 400:
-            # The request body may not have been read: never reuse this connection.
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self) -> None:
         try:
@@ -129,20 +115,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise AttachError("invalid", "request body is not valid JSON") from None
             path = self.path.split("?", 1)[0]
             result = self.server.routes.dispatch(self.command, path, body)
-            self._reply(200, result if result is not None else {})
+            self.reply_json(200, result if result is not None else {})
         except AttachError as exc:
-            self._reply(exc.status, exc.as_dict())
+            self.reply_json(exc.status, exc.as_dict())
         except Exception as exc:  # never let one request kill the server
             LOG.exception("agent api: %s %s failed", self.command, self.path)
-            self._reply(500, {"error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}})
+            self.reply_json(500, {"error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}})
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog: a burst of CNI calls must not see EAGAIN
-    allow_reuse_address = True
 
 
 class AgentApiServer:
@@ -152,30 +132,16 @@ class AgentApiServer:
         self.service = service
         self.socket_path = socket_path
         self.mode = mode
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: UnixHTTPServer | None = None
 
     def start(self) -> AgentApiServer:
-        os.makedirs(os.path.dirname(self.socket_path) or ".", mode=0o755, exist_ok=True)
-        try:
-            os.unlink(self.socket_path)  # a stale socket of a previous run
-        except FileNotFoundError:
-            pass
-        server = _Server(self.socket_path, _Handler)
-        os.chmod(self.socket_path, self.mode)
-        server.routes = _Routes(self.service)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="nuage-agent-api", daemon=True)
-        self._thread.start()
+        """Serve in a background thread (a stale socket of a previous run is replaced)."""
+        self._server = UnixHTTPServer.start(self.socket_path, _Handler, _Routes(self.service),
+                                            name="nuage-agent-api", mode=self.mode, dir_mode=0o755)
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        """Stop serving and remove the socket; idempotent."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -1,15 +1,14 @@
 """External connectivity flows: egress NAT, floating IPs, published ports (docs/external.md).
 
-Pure: HostView -> flows, in three owner kinds plus the physical bridge's steering flows:
+Pure: HostView -> br-int's flows, in three owner kinds (br-phy's steering is ``compile.uplink``):
 
-* ``("external-static",)``: the skeleton of the EXT_* tables on a host with an ExternalUplink
+* ``(OwnerTag.EXTERNAL_STATIC,)``: the skeleton of the EXT_* tables on a host with an ExternalUplink
   (the external patch port's entry, the external NAT zone both ways, the hand-off to br-phy);
-* ``("external", domain)``: a domain's exits (L3_LOOKUP), its NAT zone, its transit address,
+* ``(OwnerTag.EXTERNAL, domain)``: a domain's exits (L3_LOOKUP), its NAT zone, its transit address,
   when the domain is present and has egress NAT on or a local vport with a floating IP or a
   published port;
-* ``("external-vport", vport)``: a local vport of such a domain: delivery from the outside,
+* ``(OwnerTag.EXTERNAL_VPORT, vport)``: a local vport of such a domain: delivery from the outside,
   its floating IP (ARP answer, both rewrites), its published ports;
-* ``compile_uplink``: br-phy's flows (not br-int's): what to pull out of NORMAL switching.
 
 Order of policy and NAT: the sender-side policy (INGRESS_POLICY) has run on the private
 addresses before L3_LOOKUP sends a packet here; inbound packets are un-NATed before the
@@ -18,18 +17,14 @@ receive-side policy (EGRESS_CT / EGRESS_POLICY) sees them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import REG_DOMAIN, REG_DST_PORT, Owner, OwnerKind, cidr_match, match, register_owner_kind
+from nuage_ryu.vrs.compile.base import REG_DOMAIN, REG_DST_PORT, Owner, OwnerKind, OwnerTag, cidr_match, match
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import OFPP_IN_PORT, OFPP_NORMAL, Ct, DecTtl, Flow, Goto, Move, Nat, Output, SetField
+from nuage_ryu.vrs.flow import OFPP_IN_PORT, Ct, DecTtl, Flow, Goto, Move, Nat, Output, SetField
 from nuage_ryu.vrs.view import Domain, ExternalUplink, HostView, VPort
 
 IP = P.ETH_TYPE_IPV4
 ARP = P.ETH_TYPE_ARP
-VXLAN_UDP_PORT = 4789
 _PROTO = {"tcp": P.IP_PROTO_TCP, "udp": P.IP_PROTO_UDP}
 _PORT_FIELD = {"tcp": "tcp_dst", "udp": "udp_dst"}
 
@@ -194,7 +189,7 @@ def published_port_flows(ext: ExternalUplink, domain: Domain, vport: VPort) -> l
 
 
 def _static_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
-    return {("external-static",): view.external}
+    return {(OwnerTag.EXTERNAL_STATIC,): view.external}
 
 
 def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
@@ -202,7 +197,7 @@ def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
     for d in view.domains.values():
         external = domain_is_external(view, d)
         cidrs = tuple(sorted(s.cidr for s in view.subnets.values() if s.domain_id == d.id)) if external else ()
-        out[("external", d.id)] = (d, external, view.external if external else None, cidrs)
+        out[(OwnerTag.EXTERNAL, d.id)] = (d, external, view.external if external else None, cidrs)
     return out
 
 
@@ -213,81 +208,13 @@ def _vport_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object
             continue
         domain = view.domains.get(v.domain_id)
         external = domain_is_external(view, domain)
-        out[("external-vport", v.id)] = (v, domain, view.logical_port(v), view.external) if external else None
+        out[(OwnerTag.EXTERNAL_VPORT, v.id)] = (v, domain, view.logical_port(v), view.external) if external else None
     return out
 
 
-OWNER_KINDS = (
-    OwnerKind("external-static", _static_inputs, lambda view, owner: compile_external_static(view)),
-    OwnerKind("external", _domain_inputs,
-              lambda view, owner: compile_external_domain(view, view.domains[owner[1]])),
-    OwnerKind("external-vport", _vport_inputs,
-              lambda view, owner: compile_external_vport(view, view.vports[owner[1]])),
-)
-
-
-def register() -> None:
-    """Add the external owner kinds to the br-int compiler (idempotent)."""
-    for kind in OWNER_KINDS:
-        register_owner_kind(kind)
-
-
-# ---- the physical bridge (br-phy) -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UplinkView:
-    """What br-phy's steering depends on: its ports, the host's address, the local floating IPs and
-    published ports."""
-
-    ip: str
-    uplink_ofport: int  # the underlay NIC on br-phy
-    patch_ofport: int  # br-phy's end of the patch to br-int
-    floating_ips: tuple[str, ...] = ()
-    published: tuple[tuple[str, int], ...] = ()  # (protocol, host port)
-
-
-def uplink_view(view: HostView, uplink_ofport: int, patch_ofport: int) -> UplinkView | None:
-    """br-phy's input from a br-int view (None without external connectivity)."""
-    if view.external is None:
-        return None
-    local = [v for v in view.vports.values()
-             if v.host == view.host_name and domain_is_external(view, view.domains.get(v.domain_id))]
-    fips = tuple(sorted({v.floating_ip for v in local if v.floating_ip}))
-    published = tuple(sorted({(m.protocol, m.host_port) for v in local for m in v.published}))
-    return UplinkView(view.external.ip, uplink_ofport, patch_ofport, fips, published)
-
-
-def compile_uplink(uplink: UplinkView | None) -> list[Flow]:
-    """br-phy's steering flows; br-phy's own NORMAL flow (not ours) does everything else."""
-    if uplink is None:
-        return []
-    c = cookie_for(CookieKind.UPLINK, "steering")
-    t0, t1 = P.UPLINK_CLASSIFY.number, P.UPLINK_CT_STATE.number
-    to_int = (Output(uplink.patch_ofport),)
-    flows = [
-        # The host's VXLAN traffic never pays for a conntrack lookup.
-        Flow(t0, P.PRIO_UPLINK_TUNNEL, match(in_port=uplink.uplink_ofport, eth_type=IP, ip_proto=P.IP_PROTO_UDP,
-                                            ipv4_dst=uplink.ip, udp_dst=VXLAN_UDP_PORT), (Output(OFPP_NORMAL),), c),
-        # Replies and continuations of connections br-int translated in the external zone.
-        Flow(t0, P.PRIO_UPLINK_LOOKUP, match(in_port=uplink.uplink_ofport, eth_type=IP, ipv4_dst=uplink.ip),
-             (Ct(zone=P.EXT_ZONE, table=t1),), c),
-        *(Flow(t1, P.PRIO_UPLINK_LOOKUP, match(ct_state=state), to_int, c) for state in CT_KNOWN),
-        Flow(t1, P.PRIO_TABLE_MISS, (), (Output(OFPP_NORMAL),), c),
-    ]
-    for protocol, port in uplink.published:
-        flows.append(Flow(t0, P.PRIO_UPLINK_STEER,
-                          match(in_port=uplink.uplink_ofport, eth_type=IP, ip_proto=_PROTO[protocol],
-                                ipv4_dst=uplink.ip, **{_PORT_FIELD[protocol]: port}), to_int, c))
-    for fip in uplink.floating_ips:
-        flows += [
-            Flow(t0, P.PRIO_UPLINK_STEER, match(in_port=uplink.uplink_ofport, eth_type=IP, ipv4_dst=fip), to_int, c),
-            Flow(t0, P.PRIO_UPLINK_STEER, match(in_port=uplink.uplink_ofport, eth_type=ARP, arp_tpa=fip), to_int, c),
-        ]
-    return flows
-
-
-def uplink_flows_of(flows: Iterable[Flow]) -> list[Flow]:
-    """The flows among ``flows`` that are br-phy steering flows (by cookie kind)."""
-    kind = int(CookieKind.UPLINK) << 56
-    return [f for f in flows if f.cookie & (0xFF << 56) == kind]
+EXTERNAL_STATIC_OWNERS = OwnerKind((OwnerTag.EXTERNAL_STATIC,), _static_inputs,
+                                   lambda view, owner: compile_external_static(view))
+EXTERNAL_DOMAIN_OWNERS = OwnerKind((OwnerTag.EXTERNAL,), _domain_inputs,
+                                   lambda view, owner: compile_external_domain(view, view.domains[owner[1]]))
+EXTERNAL_VPORT_OWNERS = OwnerKind((OwnerTag.EXTERNAL_VPORT,), _vport_inputs,
+                                  lambda view, owner: compile_external_vport(view, view.vports[owner[1]]))

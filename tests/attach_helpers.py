@@ -16,7 +16,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from nuage_ryu.plugins.directory_client import DirectoryClient
+from nuage_ryu.directory.client import DirectoryClient
+from nuage_ryu.lab.supervise import stop_process
 
 
 @contextlib.contextmanager
@@ -31,7 +32,7 @@ def directory_service(prefix: str = "nr-dir-") -> Iterator[DirectoryClient]:
         service.start()
         with open(service.token_file) as fh:
             token = fh.read().strip()
-        client = DirectoryClient("unix:" + sock, token)
+        client = DirectoryClient("unix:" + sock, token, timeout=10.0, keep_alive=False)
         client.token_file = service.token_file
         client.state_dir = state
         yield client
@@ -66,12 +67,12 @@ def prepare_bridge(ovs_instance, bridge: str = "br-int") -> None:
 def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host_name: str,
                   host_netns: str | None, up_mode: str = "ofport", bridge: str = "br-int",
                   underlay_mtu: int = 1500, tx_checksum_offload: bool = False) -> Iterator[subprocess.Popen]:
-    """``python -m nuage_ryu.plugins.agentd`` as a child process; waits for its socket; stopped by pid.
+    """``python -m nuage_ryu.agent.attach.agentd`` as a child process; waits for its socket; stopped by pid.
 
     TX checksum offload is off on container interfaces by default: the tests' bridges are netdev.
     """
-    argv = [sys.executable, "-m", "nuage_ryu.plugins.agentd", "--socket", socket_path, "--ovsdb", ovsdb,
-            "--bridge", bridge, "--host-name", host_name, "--directory", directory.base,
+    argv = [sys.executable, "-m", "nuage_ryu.agent.attach.agentd", "--socket", socket_path, "--ovsdb", ovsdb,
+            "--bridge", bridge, "--host-name", host_name, "--directory", directory.url,
             "--token-file", directory.token_file, "--up-mode", up_mode,
             "--underlay-mtu", str(underlay_mtu)]
     if host_netns:
@@ -89,13 +90,7 @@ def agent_process(socket_path: str, ovsdb: str, directory: DirectoryClient, host
             time.sleep(0.02)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, timeout=5)
         if proc.stdout:
             proc.stdout.close()
 

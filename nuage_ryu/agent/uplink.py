@@ -1,4 +1,5 @@
-"""The physical bridge's steering flows, kept in sync over its management socket (docs/external.md).
+"""The physical bridge's steering flows (``vrs.compile.uplink``), kept in sync over its management
+socket (docs/external.md).
 
 br-phy is not a controller-managed bridge (fail_mode standalone, its NORMAL flow switches the
 underlay), so the agent reaches it the way ``ovs-ofctl`` does: the unix socket
