@@ -42,9 +42,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nuage_ryu.agent import counters
-from nuage_ryu.vrs.compile import FlowCompiler
+from nuage_ryu.vrs.compile import FlowCompiler, uplink
+from nuage_ryu.vrs.compile.uplink import UplinkView
 from nuage_ryu.vrs.flow import FlowDiff
-from nuage_ryu.vrs.view import HostView, from_directory, gateway_port
+from nuage_ryu.vrs.view import ExternalUplink, HostView, from_directory, gateway_port
 
 UP = "up"
 DOWN = "down"
@@ -72,6 +73,8 @@ class AgentCore:
         self.state = None  # nuage_ryu.directory.model.DirectoryState
         self.ofports: dict[str, int] = {}  # vport id -> ofport on this bridge
         self.tunnel_ofport: int | None = None
+        self.external: ExternalUplink | None = None  # external connectivity (docs/external.md)
+        self.uplink_ports: tuple[int, int] | None = None  # br-phy's (uplink, patch) ofports
         self.view: HostView | None = None
         self.generation = 0  # bumped by every recompute that changed flows
         self.confirmed_generation = 0  # the newest generation the bridge is known to hold
@@ -104,12 +107,23 @@ class AgentCore:
         self.ofports = dict(ofports)
         self.tunnel_ofport = tunnel_ofport
 
+    def set_external(self, external: ExternalUplink | None, uplink_ports: tuple[int, int] | None) -> None:
+        """How this host reaches the outside (None: no external connectivity) and br-phy's ofports."""
+        self.external = external
+        self.uplink_ports = uplink_ports if external is not None else None
+
+    def uplink_view(self) -> UplinkView | None:
+        """What br-phy's steering flows depend on, from the last recompute (None: none wanted)."""
+        if self.view is None or self.uplink_ports is None:
+            return None
+        return uplink.uplink_view(self.view, *self.uplink_ports)
+
     # -- outputs --------------------------------------------------------------
     def recompute(self) -> tuple[int, FlowDiff]:
         """Compile the current inputs; returns (generation, diff). An empty diff keeps the generation."""
         if self.state is None:
             return self.generation, FlowDiff()
-        self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports)
+        self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports, self.external)
         diff = self.compiler.update(self.view)
         if diff:
             self.generation += 1

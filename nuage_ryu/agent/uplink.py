@@ -15,14 +15,19 @@ and every call is bounded by ``timeout``.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
 from collections.abc import Iterable
 
+from nuage_ryu.hostovs.host import EXTERNAL_PATCH_INT, EXTERNAL_PATCH_PHYS, HostOVSError
 from nuage_ryu.vrs import ofwire, sync
+from nuage_ryu.vrs.compile.external import external_mac
+from nuage_ryu.vrs.compile.uplink import compile_uplink
 from nuage_ryu.vrs.cookies import KIND_MASK, CookieKind, kind_cookie
 from nuage_ryu.vrs.flow import Flow
+from nuage_ryu.vrs.view import ExternalUplink
 
 OFP_VERSION = 5  # OpenFlow 1.4
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
@@ -175,3 +180,92 @@ def packet_out(frame: bytes, port: int, xid: int) -> bytes:
     action = struct.pack("!HHIH6x", 0, 16, port, 0)
     body = struct.pack("!IIH6x", NO_BUFFER, OFPP_CONTROLLER, len(action)) + action + frame
     return _HEADER.pack(OFP_VERSION, OFPT_PACKET_OUT, 8 + len(body), xid) + body
+
+
+class HostUplink:
+    """The agent's side of one host's external connectivity (docs/external.md), around ``UplinkBridge``.
+
+    ``ensure``: the patch pair br-int <-> br-phy (OVSDB). ``read``: the host's ExternalUplink for the
+    compiler and br-phy's (uplink, patch) ofports, or (None, None) when the host has no physical
+    bridge to use. ``sync``: br-phy's steering flows for an UplinkView, then a gratuitous ARP for every
+    floating IP that was not served here before. Blocking (OVSDB reads, the management socket): call
+    it outside the agent's lock.
+    """
+
+    def __init__(self, host_ovs, integration_bridge: str, physical_bridge: str, tunnel_ip: str,
+                 mgmt_socket: str | None, nat_ports: tuple[int, int], logger) -> None:
+        self.host_ovs = host_ovs
+        self.integration_bridge = integration_bridge
+        self.physical_bridge = physical_bridge
+        self.tunnel_ip = tunnel_ip
+        self.nat_ports = nat_ports
+        self.bridge = UplinkBridge(mgmt_socket) if mgmt_socket else None
+        self._log = logger
+        self._synced = None  # the UplinkView br-phy holds, None = unknown (re-sync)
+        self._enabled = False
+
+    def ensure(self) -> bool:
+        """Create/correct the patch pair; False (logged) when the physical bridge is missing."""
+        if self.bridge is None or not self.tunnel_ip:
+            return False
+        try:
+            self.host_ovs.bridge_config(self.physical_bridge)
+            self.host_ovs.ensure_external_patch(self.integration_bridge, self.physical_bridge)
+        except HostOVSError as exc:
+            self._log.warning("no external connectivity: %s", exc)
+            return False
+        self._enabled = True
+        return True
+
+    def read(self):
+        """(ExternalUplink, (uplink ofport, patch ofport on br-phy)), or (None, None)."""
+        if not self._enabled:
+            return None, None
+        patch_int = self.host_ovs.get_ofport(EXTERNAL_PATCH_INT)
+        patch_phys = self.host_ovs.get_ofport(EXTERNAL_PATCH_PHYS)
+        local = self.host_ovs.interface_config(self.physical_bridge) or {}
+        ports = self.host_ovs.bridge_config(self.physical_bridge)["ports"]
+        uplinks = [p for p in ports if p not in (self.physical_bridge, EXTERNAL_PATCH_PHYS)]
+        uplink_ofport = self.host_ovs.get_ofport(uplinks[0]) if len(uplinks) == 1 else None
+        if not (patch_int and patch_phys and uplink_ofport and local.get("mac_in_use")):
+            return None, None  # not all ports exist yet: the next change retries
+        return (ExternalUplink(self.tunnel_ip, local["mac_in_use"], patch_int, self.nat_ports),
+                (uplink_ofport, patch_phys))
+
+    def forget(self) -> None:
+        """br-phy's flows are unknown again (OVS restarted): the next ``sync`` pushes them whole."""
+        self._synced = None
+        if self.bridge is not None:
+            self.bridge.close()
+
+    def sync(self, view) -> None:
+        """Make br-phy's steering match ``view`` (an UplinkView or None) and announce new floating IPs."""
+        if self.bridge is None or view == self._synced:
+            return
+        before = set(self._synced.floating_ips) if self._synced is not None else set()
+        self.bridge.sync(compile_uplink(view))
+        if view is not None:
+            mac = external_mac(view.ip)
+            for fip in sorted(set(view.floating_ips) - before):
+                self.bridge.announce(fip, mac, view.uplink_ofport)
+        self._synced = view
+
+    def close(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+
+def mgmt_socket_of(ovsdb_remote: str, bridge: str) -> str | None:
+    """``<rundir>/<bridge>.mgmt`` next to a unix OVSDB socket; None for a remote OVSDB (central mode)."""
+    if not ovsdb_remote.startswith("unix:"):
+        return None
+    return os.path.join(os.path.dirname(ovsdb_remote[len("unix:"):]), f"{bridge}.mgmt")
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """"61000-65535" -> (61000, 65535) (ValueError when not FIRST-LAST within 1..65535)."""
+    first, _, last = text.partition("-")
+    low, high = int(first), int(last or first)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"bad port range {text!r}")
+    return low, high
