@@ -38,7 +38,7 @@ KINDS = {
                                          "egress_nat"]),
     "zone": ("zones", "domain", ["id", "name", "description"]),
     "subnet": ("subnets", "zone", ["id", "name", "cidr", "gateway"]),
-    "vport": ("vports", "subnet", ["id", "name", "ip", "mac", "status", "host", "type", "floating_ip"]),
+    "vport": ("vports", "subnet", ["id", "name", "ip", "mac", "status", "host", "type"]),
     "policygroup": ("policygroups", "domain", ["id", "name", "description"]),
     "acl": ("acls", "domain", ["id", "priority", "source", "destination", "protocol", "dst_ports", "action",
                                "stateful"]),
