@@ -17,6 +17,8 @@ receive-side policy (EGRESS_CT / EGRESS_POLICY) sees them.
 
 from __future__ import annotations
 
+import weakref
+
 from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.compile.base import REG_DOMAIN, REG_DST_PORT, Owner, OwnerKind, OwnerTag, cidr_match, match
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
@@ -80,17 +82,30 @@ def compile_external_static(view: HostView) -> list[Flow]:
 # ---- per domain ---------------------------------------------------------------------------------
 
 
-def has_external_vports(view: HostView, domain: Domain) -> bool:
-    """A local vport of the domain has a floating IP or a published port."""
-    return any(v.domain_id == domain.id and v.host == view.host_name and (v.floating_ip or v.published)
-               for v in view.vports.values())
+_EXTERNAL_DOMAINS: weakref.WeakKeyDictionary[HostView, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def external_domains(view: HostView) -> frozenset[str]:
+    """Ids of the domains that get external flows on this host: present, with a policy zone in range,
+    and egress NAT on or a local vport with a floating IP or a published port. One pass over the
+    vports per view (a view is immutable; every owner of every kind asks)."""
+    found = _EXTERNAL_DOMAINS.get(view)
+    if found is None:
+        found = frozenset()
+        if view.external is not None:
+            published = {v.domain_id for v in view.vports.values()
+                         if v.host == view.host_name and (v.floating_ip or v.published)}
+            present = view.present_domains()
+            found = frozenset(d.id for d in view.domains.values()
+                              if d.id in present and 1 <= d.ct_zone <= P.MAX_EXTERNAL_CT_ZONE
+                              and (d.egress_nat or d.id in published))
+        _EXTERNAL_DOMAINS[view] = found
+    return found
 
 
 def domain_is_external(view: HostView, domain: Domain | None) -> bool:
     """Does the domain get external flows on this host?"""
-    return (domain is not None and view.external is not None and domain.id in view.present_domains()
-            and 1 <= domain.ct_zone <= P.MAX_EXTERNAL_CT_ZONE
-            and (domain.egress_nat or has_external_vports(view, domain)))
+    return domain is not None and domain.id in external_domains(view)
 
 
 def compile_external_domain(view: HostView, domain: Domain) -> list[Flow]:
