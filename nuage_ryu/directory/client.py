@@ -21,6 +21,7 @@ import http.client
 import json
 import re
 import socket
+import ssl
 import urllib.parse
 
 from nuage_ryu.directory import errors
@@ -72,13 +73,14 @@ class DirectoryClient:
     """REST client of the directory; see the module docstring for ``url`` and ``keep_alive``."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0,
-                 keep_alive: bool = True) -> None:
+                 keep_alive: bool = True, ca_file: str | None = None) -> None:
         if not url:
             raise ValueError("url is required (http://HOST:PORT or unix:/path)")
         self.url = url
         self.token = token.strip() if token else None
         self.timeout = timeout
         self.keep_alive = keep_alive
+        self.ca_file = ca_file  # HTTPS: check the server against this CA (a private one) instead of the system's
         self._conn: http.client.HTTPConnection | None = None
 
     # Transport -------------------------------------------------------------------
@@ -88,7 +90,9 @@ class DirectoryClient:
             return UnixHTTPConnection(self.url[5:], self.timeout)
         parts = urllib.parse.urlsplit(self.url)
         if parts.scheme == "https":
-            return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=self.timeout)
+            context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+            return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=self.timeout,
+                                               context=context)
         return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=self.timeout)
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ def ctl(manager, *args, expect=0):
 
 def test_fields_survive_the_database_and_a_restart(manager):
     ctl(manager, "enterprise", "create", "ext")
-    dom = ctl(manager, "domain", "create", "--enterprise", "ext", "out", "--egress-nat", "on")
+    dom = ctl(manager, "domain", "create", "--enterprise", "ext", "out", "--egress-nat")
     assert dom["egress_nat"] is True
     ctl(manager, "zone", "create", "--domain", "out", "z")
     ctl(manager, "subnet", "create", "--zone", "z", "s", "10.9.1.0/24")
@@ -50,10 +50,10 @@ def test_fields_survive_the_database_and_a_restart(manager):
     manager.start()
     again = ctl(manager, "vport", "show", "--subnet", "s", "web")
     assert (again["floating_ip"], again["port_mappings"]) == (vp["floating_ip"], vp["port_mappings"])
-    assert ctl(manager, "domain", "show", "--enterprise", "ext", "out")["egress_nat"] is True
-    off = ctl(manager, "domain", "update", "--enterprise", "ext", "out", "--egress-nat", "off")
+    assert ctl(manager, "domain", "show", "ext/out")["egress_nat"] is True
+    off = ctl(manager, "domain", "update", "ext/out", "--no-egress-nat")
     assert off["egress_nat"] is False
-    cleared = ctl(manager, "vport", "update", "--subnet", "s", "web", "--port-mapping", "none",
+    cleared = ctl(manager, "vport", "update", "--subnet", "s", "web", "--port-mapping", "",
                   "--floating-ip", "")
     assert (cleared["floating_ip"], cleared["port_mappings"]) == ("", [])
 

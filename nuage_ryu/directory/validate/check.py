@@ -144,7 +144,8 @@ def unique_name(siblings, name: str, kind: str, parent: str, self_id: str | None
     """Conflict if another of ``siblings`` (not ``self_id``) is already named ``name``."""
     for s in siblings:
         if s.name == name and s.id != self_id:
-            raise Conflict(f"a {kind} named {name!r} already exists in this {parent}")
+            article = "an" if kind[0] in "aeiou" else "a"  # "an enterprise"
+            raise Conflict(f"{article} {kind} named {name!r} already exists in this {parent}")
 
 
 def lowest_free(used: set[int], lo: int, hi: int, what: str) -> int:
