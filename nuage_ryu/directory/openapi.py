@@ -10,7 +10,8 @@ import unicodedata
 
 from nuage_ryu import __version__
 from nuage_ryu.directory import listing
-from nuage_ryu.directory.model import FIELDS, KINDS, Field
+from nuage_ryu.directory.model import ACTIONS as ACTIONS_OF_RULES
+from nuage_ryu.directory.model import FIELDS, KINDS, VPORT_STATUSES, VPORT_TYPES, Field
 from nuage_ryu.directory.validate import check
 from nuage_ryu.directory.validate.bulk import ACTIONS, BULK_KINDS, MAX_OPERATIONS
 
@@ -94,9 +95,18 @@ _PAGE_HEADERS = {
 }
 
 
+# The filters whose values the server checks (listing.FILTERS): the same choices, stated.
+_FILTER_SCHEMAS = {
+    "status": {"type": "string", "enum": list(VPORT_STATUSES)},
+    "type": {"type": "string", "enum": list(VPORT_TYPES)},
+    "action": {"type": "string", "enum": list(ACTIONS_OF_RULES)},
+    "connected": {"type": "string", "enum": ["true", "false"]},
+}
+
+
 def list_parameters(kind: str) -> list[dict]:
     """Query parameters of a list of ``kind``: its filters, limit and page_token."""
-    params = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"},
+    params = [{"name": p, "in": "query", "required": False, "schema": _FILTER_SCHEMAS.get(p, {"type": "string"}),
                "description": listing.FILTER_HELP[p]} for p in listing.filter_params(kind)]
     params.append({"name": "limit", "in": "query", "required": False,
                    "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT},
@@ -201,9 +211,9 @@ def field_schema(f: Field, kind: str = "") -> dict:
     elif k == "ip_or_empty":
         s = {"type": "string", "pattern": rf"^$|^{_IPV4}$"}
     elif k == "mac":
-        # unicast (the low bit of the first octet clear)
+        # unicast (the low bit of the first octet clear), not all zero
         s = {"type": "string", "example": "02:00:00:00:00:01",
-             "pattern": "^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"}
+             "pattern": "^(?!00(:00){5}$)[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"}
     elif k == "id":
         s = dict(_UUID)
     elif k == "integer":
