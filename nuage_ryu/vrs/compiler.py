@@ -55,13 +55,29 @@ def match(**fields) -> tuple[MatchField, ...]:
     """``flow.match`` with the same canonical result, faster: a match never repeats a field name, so
     sorting by name (C string compare) orders the MatchFields exactly as sorting them would, and the
     MatchFields themselves are interned (the same reg6=VNI or eth_type appears in thousands of flows).
-    The compiler builds ~10^5 matches per host; this was its hottest spot."""
-    return tuple(_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
-                 for name, value in sorted(fields.items()))
+    The compiler builds ~10^5 matches per host; this was its hottest spot.
+
+    Matches are OVS's identity: a field with an all-zero mask matches everything and is left out
+    (OVS stores ``ipv4_src=0.0.0.0/0`` as no ``ipv4_src``), so two owners' flows that OVS takes for
+    one flow get one key here and are merged, instead of the second overwriting the first."""
+    fields = (_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
+              for name, value in sorted(fields.items()))
+    return tuple(f for f in fields if f is not None)
+
+
+_ZERO_MASKS = (0, "0.0.0.0", "00:00:00:00:00:00")
 
 
 @lru_cache(maxsize=1 << 18)
-def _field(name: str, value, mask) -> MatchField:
+def _field(name: str, value, mask) -> MatchField | None:
+    if mask is None:
+        return MatchField(name, value, None)
+    if mask in _ZERO_MASKS:
+        return None  # a wildcard: not a match field at all
+    if mask == "255.255.255.255":
+        return MatchField(name, value, None)
+    if isinstance(mask, str) and isinstance(value, str) and "." in mask:
+        value = str(ipaddress.IPv4Address(ip_to_int(value) & ip_to_int(mask)))  # OVS keeps value & mask
     return MatchField(name, value, mask)
 
 
@@ -404,6 +420,7 @@ class FlowCompiler:
         changed = [o for o, fp in inputs.items() if old.get(o, missing) != fp]
         gone = [o for o in self._inputs if o not in inputs]
         touched: set[tuple] = set()
+        own_conflicts: list[tuple[tuple, list[Owner]]] = []
         for owner in gone:
             touched |= self._drop(owner)
         for owner in changed:
@@ -411,12 +428,21 @@ class FlowCompiler:
             new = compilers[owner[0]].compile(view, owner)
             self._owned[owner] = new
             for flow in new:
-                self._by_key.setdefault(flow.key, {})[owner] = flow
+                holders = self._by_key.setdefault(flow.key, {})
+                if owner in holders:
+                    # Two of its own flows OVS takes for one (a rule's 0.0.0.0/0 clause and its
+                    # catch-all clause): both count, as two owners' flows would.
+                    try:
+                        flow = merge_same_key((holders[owner], flow))
+                    except FlowConflict as clash:
+                        own_conflicts.append((flow.key, [owner]))
+                        flow = clash.args[0]
+                holders[owner] = flow
                 touched.add(flow.key)
         self._inputs = inputs
         self.view = view
         self.recompiled = changed
-        self.conflicts = []
+        self.conflicts = own_conflicts
         diff = FlowDiff()
         for key in touched:
             before = self.flows.get(key)
