@@ -100,7 +100,7 @@ def topologies(draw) -> Scenario:
         used = set()
         for k in range(n_vports):
             subnet = draw(st.sampled_from(mine))
-            offset = draw(st.sampled_from(HOST_OFFSETS).filter(lambda o, s=subnet: (s.id, o) not in used))
+            offset = draw(st.sampled_from(HOST_OFFSETS).filter(lambda o, s=subnet, u=used: (s.id, o) not in u))
             used.add((subnet.id, offset))
             member_of = draw(st.sets(st.sampled_from([f"{d.id}g{g}" for g in (1, 2, 3)]), max_size=2))
             if draw(st.integers(0, 9)) == 0:  # a membership the directory would refuse: must not count
@@ -165,7 +165,7 @@ def scenarios(draw, max_rules: int = 7) -> Scenario:
     sc = draw(topologies())
     rules = []
     for d in sc.domains:
-        n = draw(st.integers(0, max_rules))
+        n = draw(st.integers(1 if max_rules else 0, max_rules))
         prios = draw(st.lists(st.integers(1, 300), min_size=n, max_size=n, unique=True))
         rules += [draw(rules_for(sc, d.id, f"{d.id}r{i + 1}", p)) for i, p in enumerate(prios)]
     return dataclasses.replace(sc, rules=tuple(rules))
@@ -186,12 +186,40 @@ class Case:
 
 @st.composite
 def cases(draw, sc: Scenario) -> Case:
+    """A packet; half of them aimed at one rule (its endpoints and service), so that rules, and the
+    order between overlapping ones, decide often rather than the default action."""
+    if sc.rules and draw(st.booleans()):
+        aimed = _aimed_case(draw, sc, draw(st.sampled_from(sc.rules)))
+        if aimed is not None:
+            return aimed
     domain = draw(st.sampled_from([d.id for d in sc.domains]))
     ids = [v.id for v in sc.vports if v.domain_id == domain]
     src, dst = draw(st.permutations(ids))[:2]
     ports = sc.interesting_ports()
     return Case(src, dst, draw(st.sampled_from(PACKET_PROTOCOLS)), draw(st.sampled_from(ports)),
                 draw(st.sampled_from(ports)), draw(st.sampled_from(ICMP_TYPES)), draw(st.sampled_from((0, 0, 1))))
+
+
+def _aimed_case(draw, sc: Scenario, rule: AclRule) -> Case | None:
+    policy = sc.policy(rule.domain_id)
+    mine = [v for v in sc.vports if v.domain_id == rule.domain_id]
+    srcs = [v.id for v in mine if R.endpoint_matches(policy, rule.source, v.ip)]
+    if not srcs:
+        return None
+    src = draw(st.sampled_from(srcs))
+    dsts = [v.id for v in mine if v.id != src and R.endpoint_matches(policy, rule.destination, v.ip)]
+    if not dsts:
+        return None
+    number = R.protocol_number(rule.protocol)
+    proto = draw(st.sampled_from(PACKET_PROTOCOLS)) if number is None else number
+    ports = sc.interesting_ports()
+    dport = draw(st.sampled_from(ports))
+    if rule.dst_ports and draw(st.booleans()):
+        lo, _, hi = rule.dst_ports.partition("-")
+        dport = draw(st.integers(int(lo), int(hi or lo)))
+    icmp_type = rule.icmp_type if rule.icmp_type is not None else draw(st.sampled_from(ICMP_TYPES))
+    icmp_code = rule.icmp_code if rule.icmp_code is not None else draw(st.sampled_from((0, 0, 1)))
+    return Case(src, draw(st.sampled_from(dsts)), proto, draw(st.sampled_from(ports)), dport, icmp_type, icmp_code)
 
 
 # ---- running a case -------------------------------------------------------------------------------
