@@ -25,6 +25,7 @@ from nuage_ryu.vrs.simulator import Overlay
 from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, Host, HostView, LocalPort, PolicyGroup, Subnet, VPort
 
 TUN = 100
+GATEWAY_OFPORT = 13  # the port every host's VLAN-tagged bare-metal vports share
 SYN, ACK = 0x02, 0x10
 HOSTS = (Host("h1", "192.168.0.1"), Host("h2", "192.168.0.2"), Host("h3", "192.168.0.3"))
 HOST_NAMES = tuple(h.name for h in HOSTS)
@@ -105,10 +106,12 @@ def topologies(draw) -> Scenario:
             member_of = draw(st.sets(st.sampled_from([f"{d.id}g{g}" for g in (1, 2, 3)]), max_size=2))
             if draw(st.integers(0, 9)) == 0:  # a membership the directory would refuse: must not count
                 member_of = member_of | {f"{DOMAINS[1 - di].id}g1"}
+            # Now and then a bare-metal server behind its host's shared gateway port, told apart by VLAN.
+            vlan = 100 + len(vports) if draw(st.integers(0, 5)) == 0 else None
             vports.append(VPort(f"{d.id}v{k + 1}", d.id, subnet.id, f"02:00:00:00:{di + 1:02x}:{k + 1:02x}",
                                 _address(subnet.cidr, offset), draw(st.sampled_from(HOST_NAMES)),
-                                policygroups=frozenset(member_of)))
-    ofports = {v.id: i + 1 for i, v in enumerate(vports)}
+                                "host" if vlan else "container", frozenset(member_of), vlan))
+    ofports = {v.id: GATEWAY_OFPORT if v.vlan else i + 1 for i, v in enumerate(vports)}
     return Scenario(domains, tuple(subnets), tuple(vports), tuple(groups), (), ofports)
 
 
@@ -240,6 +243,8 @@ def wire_packet(sc: Scenario, sender: VPort, receiver: VPort, pkt: R.Packet, tcp
     out = {"eth_src": sender.mac, "eth_dst": receiver.mac if sender.subnet_id == receiver.subnet_id else router,
            "eth_type": 0x0800, "ipv4_src": pkt.src_ip, "ipv4_dst": pkt.dst_ip, "ip_proto": pkt.protocol,
            "nw_ttl": 64}
+    if sender.vlan is not None:
+        out["vlan_vid"] = 0x1000 | sender.vlan
     if pkt.protocol == R.TCP:
         out.update(tcp_src=pkt.src_port, tcp_dst=pkt.dst_port, tcp_flags=tcp_flags)
     elif pkt.protocol == R.UDP:
@@ -253,7 +258,12 @@ def delivered(net: Overlay, sc: Scenario, sender: VPort, receiver: VPort, pkt: R
     """Did the packet reach ``receiver`` (and nothing else)?"""
     got = net.send(sender.host, wire_packet(sc, sender, receiver, pkt, tcp_flags), sc.ofports[sender.id])
     assert len(got) <= 1, got
-    return bool(got) and got[0][0] == receiver.host and got[0][1].port == sc.ofports[receiver.id]
+    if not got:
+        return False
+    host, out = got[0]
+    tag = out.packet.get("vlan_vid") if out.packet.get("vlan_vid") else None
+    want_tag = 0x1000 | receiver.vlan if receiver.vlan is not None else None
+    return host == receiver.host and out.port == sc.ofports[receiver.id] and tag == want_tag
 
 
 def has_reply(pkt: R.Packet) -> bool:

@@ -28,6 +28,7 @@ from nuage_ryu.vrs.compiler import compile_host
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from tests.policy_scenarios import (
     ACK,
+    GATEWAY_OFPORT,
     HOSTS,
     SYN,
     TUN,
@@ -48,7 +49,7 @@ pytestmark = [
 ]
 
 POLICIES, CASES_PER_POLICY = 40, 8
-MAX_PORTS = 12  # vports of a scenario (2 domains x up to 6): each gets its own port on the bridge
+MAX_PORTS = 13  # vports of a scenario (2 domains x up to 6) each get a port; 13 is the shared gateway port
 TUNNEL_IP = {h.name: h.tunnel_ip for h in HOSTS}
 UNDERLAY_IP = "192.168.0.254"
 VXLAN_RE = re.compile(r"ipv4\(src=[0-9.]+,dst=([0-9.]+),.*vxlan\(flags=0x[0-9a-f]+,vni=(0x[0-9a-f]+)\)")
@@ -175,3 +176,22 @@ def test_ofproto_trace_gives_the_reference_verdict_for_random_policies(bridge):
     check()
     print(f"ofproto/trace differential: {counted['policies']} policies, {counted['traces']} traces")
     assert counted["traces"] >= 60
+
+
+def test_ofproto_trace_sends_a_server_back_out_of_its_gateway_port_to_another_vlan(bridge):
+    # The hairpin the differential test found (tests/unit/test_policy_regressions.py), on a real bridge.
+    from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, Subnet, VPort
+
+    servers = (VPort("s1", "D1", "D1s1", "02:00:00:00:00:0a", "10.0.1.10", "h1", "host", vlan=10),
+               VPort("s2", "D1", "D1s1", "02:00:00:00:00:0b", "10.0.1.11", "h1", "host", vlan=20))
+    sc = Scenario((Domain("D1", 2001, "02:d1:00:00:00:01", "deny", 1),),
+                  (Subnet("D1s1", "D1", "10.0.1.0/24", "10.0.1.1", "D1z1"),), servers, (),
+                  (AclRule("icmp", "D1", 10, Endpoint(), Endpoint(), "icmp"),), {"s1": GATEWAY_OFPORT, "s2": GATEWAY_OFPORT})
+    install(bridge, compile_host(sc.view("h1")))
+    ping = R.Packet("10.0.1.10", "10.0.1.11", R.ICMP, icmp_type=8)
+    frame = wire_packet(sc, servers[0], servers[1], ping)
+    text = bridge.appctl("ofproto/trace", "--ct-next", "trk,new", "br-int", ofctl_packet(frame, GATEWAY_OFPORT))
+    assert trace(bridge, frame, GATEWAY_OFPORT, "trk,new")[0] == {GATEWAY_OFPORT}, text
+    assert "push_vlan(vid=20" in DATAPATH_RE.findall(text)[-1], text
+    denied = wire_packet(sc, servers[0], servers[1], R.Packet("10.0.1.10", "10.0.1.11", R.TCP, 1, 80))
+    assert trace(bridge, denied, GATEWAY_OFPORT, "trk,new")[0] == set()  # and policy still applies

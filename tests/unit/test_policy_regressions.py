@@ -85,3 +85,22 @@ def test_a_rule_from_0_0_0_0_slash_0_to_0_0_0_0_slash_0_matches_its_service():
     assert send(net, "a2", "a1", dport=443)
     assert send(net, "a4", "a3", dport=443)
     assert not send(net, "a2", "a1", dport=444)
+
+
+def test_two_bare_metal_servers_behind_one_gateway_port_reach_each_other():
+    # Found by the differential test: OVS never outputs a packet to the port it came in on unless
+    # told IN_PORT, so a server's packet to another VLAN of its own gateway port was dropped.
+    from nuage_ryu.vrs.view import Domain, Host, HostView, LocalPort, Subnet, VPort
+
+    gw = 13
+    servers = [VPort("s1", "A", "A1", "02:00:00:00:00:0a", "10.0.1.10", "h1", "host", vlan=10),
+               VPort("s2", "A", "A1", "02:00:00:00:00:0b", "10.0.1.11", "h1", "host", vlan=20)]
+    view = HostView.of("h1", 100, [Domain("A", 1001, "02:aa:00:00:00:01", "allow", 1)],
+                       [Subnet("A1", "A", "10.0.1.0/24", "10.0.1.1")], servers, [Host("h1", "192.168.0.1")],
+                       [LocalPort("s1", gw), LocalPort("s2", gw)])
+    sim = TableSimulator(compile_host(view))
+    for src, dst in (servers, servers[::-1]):
+        pkt = {"eth_src": src.mac, "eth_dst": dst.mac, "eth_type": 0x0800, "ipv4_src": src.ip, "ipv4_dst": dst.ip,
+               "ip_proto": 1, "icmpv4_type": 8, "icmpv4_code": 0, "nw_ttl": 64, "vlan_vid": 0x1000 | src.vlan}
+        out = sim.process(pkt, gw).outputs
+        assert [(d.port, d.packet["vlan_vid"]) for d in out] == [(gw, 0x1000 | dst.vlan)], (src.id, dst.id)
