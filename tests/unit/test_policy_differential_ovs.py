@@ -186,7 +186,8 @@ def test_ofproto_trace_sends_a_server_back_out_of_its_gateway_port_to_another_vl
                VPort("s2", "D1", "D1s1", "02:00:00:00:00:0b", "10.0.1.11", "h1", "host", vlan=20))
     sc = Scenario((Domain("D1", 2001, "02:d1:00:00:00:01", "deny", 1),),
                   (Subnet("D1s1", "D1", "10.0.1.0/24", "10.0.1.1", "D1z1"),), servers, (),
-                  (AclRule("icmp", "D1", 10, Endpoint(), Endpoint(), "icmp"),), {"s1": GATEWAY_OFPORT, "s2": GATEWAY_OFPORT})
+                  (AclRule("icmp", "D1", 10, Endpoint(), Endpoint(), "icmp"),),
+                  {"s1": GATEWAY_OFPORT, "s2": GATEWAY_OFPORT})
     install(bridge, compile_host(sc.view("h1")))
     ping = R.Packet("10.0.1.10", "10.0.1.11", R.ICMP, icmp_type=8)
     frame = wire_packet(sc, servers[0], servers[1], ping)
