@@ -16,15 +16,21 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nuage_ryu.vrs import reference as R
 from nuage_ryu.vrs.compiler import FlowCompiler, compile_host
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator, ovs_identity
 from tests.policy_scenarios import (
+    ACK,
     HOST_NAMES,
     HOSTS,
     TUN,
+    Case,
     Scenario,
     cases,
+    delivered,
     describe,
+    has_reply,
+    reference_packet,
     rules_for,
     run_case,
     scenarios,
@@ -103,8 +109,26 @@ def changes(draw, sc: Scenario, step: int) -> Scenario:
     return dataclasses.replace(sc, rules=tuple(rules))
 
 
+def established_connection(net: Overlay, sc: Scenario, case: Case) -> Case | None:
+    """Open the case's connection (request and reply) if the reference lets it be established."""
+    policy = sc.policy(sc.vport(case.src).domain_id)
+    pkt = reference_packet(sc, case)
+    first = R.decide(policy, pkt)
+    if not (first.allowed and first.stateful and has_reply(pkt)):
+        return None
+    assert run_case(net, sc, case) == []
+    return case
+
+
+def connection_continues(net: Overlay, sc: Scenario, case: Case) -> bool:
+    """Do the next packets of an established connection (both directions) still pass?"""
+    src, dst = sc.vport(case.src), sc.vport(case.dst)
+    pkt = reference_packet(sc, case)
+    return delivered(net, sc, src, dst, pkt, ACK) and delivered(net, sc, dst, src, pkt.reply(), ACK)
+
+
 def test_incrementally_updated_policies_equal_a_full_compile_and_give_the_reference_verdict():
-    counted = {"steps": 0, "cases": 0}
+    counted = {"steps": 0, "cases": 0, "kept": 0}
 
     @settings(max_examples=CHANGE_EXAMPLES, **COMMON)
     @given(st.data())
@@ -116,9 +140,15 @@ def test_incrementally_updated_policies_equal_a_full_compile_and_give_the_refere
             sims[h].apply(compilers[h].update(view))
         net = overlay(sims)
         for step in range(STEPS):
+            before = sc
+            kept = established_connection(net, sc, data.draw(cases(sc)))
             sc = data.draw(changes(sc, step))
             for h, view in sc.views().items():
                 sims[h].apply(compilers[h].update(view))
+            if kept is not None and all(before.vport(v).host == sc.vport(v).host for v in (kept.src, kept.dst)):
+                # docs/policy.md: a rule change never interrupts a connection already committed
+                assert connection_continues(net, sc, kept), f"{kept} after step {step}\n{describe(sc)}"
+                counted["kept"] += 1
                 full = compile_host(view)
                 assert {ovs_identity(f): f for f in sims[h].flows()} == {ovs_identity(f): f for f in full}, \
                     f"{h} after step {step}\n{describe(sc)}"
@@ -131,5 +161,6 @@ def test_incrementally_updated_policies_equal_a_full_compile_and_give_the_refere
             counted["cases"] += PACKETS_PER_STEP
 
     check()
-    print(f"differential, incremental: {counted['steps']} change steps, {counted['cases']} packet x policy cases")
+    print(f"differential, incremental: {counted['steps']} change steps, {counted['cases']} packet x policy cases, "
+          f"{counted['kept']} established connections kept across a change")
     assert counted["cases"] >= 1000
