@@ -60,9 +60,12 @@ def match(**fields) -> tuple[MatchField, ...]:
     Matches are OVS's identity: a field with an all-zero mask matches everything and is left out
     (OVS stores ``ipv4_src=0.0.0.0/0`` as no ``ipv4_src``), so two owners' flows that OVS takes for
     one flow get one key here and are merged, instead of the second overwriting the first."""
-    fields = (_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
-              for name, value in sorted(fields.items()))
-    return tuple(f for f in fields if f is not None)
+    out = tuple([_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
+                 for name, value in sorted(fields.items())])
+    for f in out:
+        if f is None:  # rare (a /0): filter only then
+            return tuple(f for f in out if f is not None)
+    return out
 
 
 _ZERO_MASKS = (0, "0.0.0.0", "00:00:00:00:00:00")
