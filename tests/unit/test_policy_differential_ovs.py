@@ -40,7 +40,7 @@ from tests.policy_scenarios import (
     scenarios,
     wire_packet,
 )
-from tests.unit.test_policy_differential import compiled
+from tests.unit.test_policy_differential import SCALE, compiled
 from tests.unit.test_vrs_ovs_trace import DATAPATH_RE, OUTPUT_RE, install, ofctl_packet
 
 pytestmark = [
@@ -48,7 +48,7 @@ pytestmark = [
     pytest.mark.skipif(bool(missing_binaries()) or os.geteuid() != 0, reason="needs OVS binaries and root"),
 ]
 
-POLICIES, CASES_PER_POLICY = 40, 8
+POLICIES, CASES_PER_POLICY = 40 * SCALE, 8
 MAX_PORTS = 13  # vports of a scenario (2 domains x up to 6) each get a port; 13 is the shared gateway port
 TUNNEL_IP = {h.name: h.tunnel_ip for h in HOSTS}
 UNDERLAY_IP = "192.168.0.254"
