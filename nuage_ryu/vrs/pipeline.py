@@ -156,8 +156,8 @@ EGRESS_POLICY = Table(
 OUTPUT = Table(
     "OUTPUT", 50,
     "Leave the bridge: a local vport by REG_DST_PORT, or the flow-based VXLAN port with "
-    "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST.",
-    _REGS,
+    "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST (in_port: back out of a shared gateway port).",
+    _REGS | frozenset({"in_port"}),
 )
 # -- external connectivity (docs/external.md): egress NAT, floating IPs, published ports --------------
 _CT = frozenset({"ct_state"})
@@ -248,6 +248,7 @@ PRIO_L2 = 100  # L3_LOOKUP: same-subnet delivery
 PRIO_L3 = 90  # L3_LOOKUP: routed via the domain's router MAC
 PRIO_OVERLAY_DELIVERY = 100
 PRIO_OUTPUT = 100
+PRIO_OUTPUT_HAIRPIN = 110  # OUTPUT: to a tagged vport from its own gateway port (output IN_PORT)
 PRIO_CANARY = 1
 PRIO_EXT_FROM_UPLINK = 100  # CLASSIFY: the external patch port
 PRIO_EXT_OWN_SUBNET = 20  # L3_LOOKUP: an unknown address of the domain's own subnets never leaves

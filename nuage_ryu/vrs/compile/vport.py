@@ -19,7 +19,7 @@ from nuage_ryu.vrs.compile.base import (
     match,
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import Controller, DecTtl, Flow, Goto, Output, PopVlan, PushVlan, SetField
+from nuage_ryu.vrs.flow import OFPP_IN_PORT, Controller, DecTtl, Flow, Goto, Output, PopVlan, PushVlan, SetField
 from nuage_ryu.vrs.view import HostView, VPort
 
 
@@ -97,6 +97,12 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
              (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(port)) if tagged
              else (Output(port),), c),
     ]
+    if tagged:
+        # Another server behind the same gateway port sent it: OVS never outputs to the port a packet
+        # came in on unless told IN_PORT, so that case needs its own flow.
+        flows.append(Flow(P.OUTPUT.number, P.PRIO_OUTPUT_HAIRPIN, match(in_port=port, **{REG_DST_PORT: logical}),
+                          (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(OFPP_IN_PORT)),
+                          c))
     if vport.type in ("vm", "host"):
         # DHCP is answered by the controller (a VM or server asks for its address); reserved here.
         flows.append(Flow(P.CLASSIFY.number, P.PRIO_DHCP,
