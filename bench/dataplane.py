@@ -44,7 +44,6 @@ import contextlib
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -61,7 +60,7 @@ from tests.lab_helpers import Container, Containers, lab_with_plane, ns_run, wai
 DOC = os.path.join(REPO, "docs", "pipeline.md")
 START, END = "<!-- bench:dataplane:start -->", "<!-- bench:dataplane:end -->"
 
-IPERF_PORT, SOCKPERF_PORT, CRR_PORT = 5201, 11111, 7000
+IPERF_PORT, SOCKPERF_PORT, CRR_PORT, HOLD_PORT = 5201, 11111, 7000, 7001
 BASE_BRIDGE, BASE_TUNNEL, BASE_VNI, BASE_UDP = "br-base", "vxbase", 4242, 4790
 BASE_NET = "10.254.0"
 MTU = 1450  # what the plugins give a container (underlay 1500 - VXLAN 50); both modes alike
@@ -80,6 +79,35 @@ while True:
             c.sendall(b"k")
     except OSError:
         pass
+    c.close()
+"""
+
+HOLD_SERVER = r"""
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4096)
+held = []
+while True:
+    held.append(s.accept()[0])
+    if len(held) > 20000:
+        held.pop(0).close()
+"""
+
+HOLD_CLIENT = r"""
+import resource, socket, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+conns = []
+for _ in range(n):
+    c = socket.create_connection((ip, port), timeout=5)
+    c.sendall(b"x")
+    conns.append(c)
+print("open", len(conns), flush=True)
+sys.stdin.readline()
+for c in conns:
     c.close()
 """
 
@@ -132,10 +160,22 @@ PAIRS = {"same host": ("web1", "app1"), "cross host": ("web1", "app2")}
 STATELESS_PORT, DENY_PORT = 9999, 5432
 
 
+def filler_rule(groups: dict[str, str], k: int, priority: int) -> dict:
+    """Filler rule number ``k``: allow or deny (every 10th), a port or a range, ports the traffic never uses."""
+    pairs = [(s, d) for s in TIERS for d in TIERS]
+    src, dst = pairs[k % len(pairs)]
+    ports = f"{30000 + 10 * k}-{30000 + 10 * k + 9}" if k % 7 == 3 else str(20000 + k)
+    action = "deny" if k % 10 == 9 else "allow"
+    return {"priority": priority, "source": {"type": "policygroup", "id": groups[src]},
+            "destination": {"type": "policygroup", "id": groups[dst]}, "protocol": "tcp", "dst_ports": ports,
+            "action": action, "stateful": action == "allow"}
+
+
 def policy_rules(groups: dict[str, str], n_rules: int) -> list[dict]:
     """``n_rules`` rule bodies: filler rules first (priorities 100..), then the ones the traffic needs.
 
-    The needed ones: web -> app tcp 5201 / 11111 / 7000 (iperf3, sockperf, CRR), web -> web tcp 5201, app ->
+    The needed ones: web -> app tcp 5201 / 11111 / 7000 / 7001 (iperf3, sockperf, CRR, held connections),
+    web -> web tcp 5201, app ->
     db tcp 5432 (stateful allows); web -> db tcp 5432 (deny); app -> db tcp 9999 and db -> app tcp
     1024-65535 (a stateless pair). The filler: allow and deny (every 10th), single ports and ranges,
     between all tier pairs, on ports 20000.. that the traffic never uses (so they shape the tables and
@@ -149,19 +189,14 @@ def policy_rules(groups: dict[str, str], n_rules: int) -> list[dict]:
                 "dst_ports": ports, "action": action, "stateful": stateful if action == "allow" else False}
 
     needed = [rule(0, "web", "app", str(IPERF_PORT)), rule(0, "web", "app", str(SOCKPERF_PORT)),
-              rule(0, "web", "app", str(CRR_PORT)), rule(0, "web", "web", str(IPERF_PORT)),
+              rule(0, "web", "app", str(CRR_PORT)), rule(0, "web", "app", str(HOLD_PORT)),
+              rule(0, "web", "web", str(IPERF_PORT)),
               rule(0, "web", "db", str(DENY_PORT), action="deny"), rule(0, "app", "db", str(DENY_PORT)),
               rule(0, "app", "db", str(STATELESS_PORT), stateful=False),
               rule(0, "db", "app", "1024-65535", stateful=False)]
     if n_rules < len(needed):
         raise SystemExit(f"--rules must be at least {len(needed)}")
-    pairs = [(s, d) for s in TIERS for d in TIERS]
-    filler = []
-    for k in range(n_rules - len(needed)):
-        src, dst = pairs[k % len(pairs)]
-        ports = f"{30000 + 100 * k}-{30000 + 100 * k + 99}" if k % 7 == 3 else str(20000 + k)
-        filler.append(rule(0, src, dst, ports, action="deny" if k % 10 == 9 else "allow"))
-    out = filler + needed
+    out = [filler_rule(groups, k, 0) for k in range(n_rules - len(needed))] + needed
     for i, body in enumerate(out):
         body["priority"] = 100 + i
     return out
@@ -303,7 +338,8 @@ class Servers:
     def start(self, ep: Container) -> None:
         for argv in (["iperf3", "-s", "-p", str(IPERF_PORT)],
                      ["sockperf", "server", "--tcp", "-i", "0.0.0.0", "-p", str(SOCKPERF_PORT)],
-                     [sys.executable, "-c", CRR_SERVER, str(CRR_PORT)]):
+                     [sys.executable, "-c", CRR_SERVER, str(CRR_PORT)],
+                     [sys.executable, "-c", HOLD_SERVER, str(HOLD_PORT)]):
             self.procs.append(subprocess.Popen(["ip", "netns", "exec", ep.netns, *argv],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                start_new_session=True))
@@ -364,6 +400,45 @@ def run_crr(src: Container, ip: str, seconds: float) -> dict:
     return {"cps": int(done) / float(elapsed), "connections": int(done), "failed": int(failed)}
 
 
+def held_connections(hosts: list[LabHost], src: Container, ip: str, n: int) -> dict:
+    """Open ``n`` TCP connections at once and keep them; the datapath's megaflows while they are open."""
+    dp_reset(hosts)
+    proc = subprocess.Popen(["ip", "netns", "exec", src.netns, sys.executable, "-c", HOLD_CLIENT, ip,
+                             str(HOLD_PORT), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        if line[:1] != ["open"]:
+            raise RuntimeError(f"held connections to {ip}: {proc.stderr.read()[-2000:]}")
+        stats = {h.name: dp_stats(h) for h in hosts}
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return {"connections": int(line[1]), "load": loadavg(), "datapath": stats}
+
+
+def add_rules(net: Containers, topo: Topology, hosts: list[LabHost], extra: int) -> dict[str, int]:
+    """``extra`` more filler rules (after the existing ones); waits until every br-int has them all."""
+    before = {h.name: br_int_flows(h) for h in hosts}
+    first = 100 + len(topo.rules)
+    for k in range(extra):
+        body = filler_rule(topo.groups, 1000 + k, first + k)
+        topo.rules.append(net.client.request("POST", f"/domains/{topo.domain['id']}/acls", body))
+
+    def settled() -> dict[str, int] | None:
+        now = {h.name: br_int_flows(h) for h in hosts}
+        if any(now[h] <= before[h] for h in now):
+            return None
+        time.sleep(1.0)  # bench only: two reads a second apart must agree
+        return now if now == {h.name: br_int_flows(h) for h in hosts} else None
+
+    return wait_until(settled, timeout=120, message="the added rules on every host")
+
+
 TOOLS: dict[str, tuple[Callable[[Container, str, float], dict], str]] = {
     "throughput": (run_iperf, "gbps"),
     "rr": (run_sockperf, "p50_us"),
@@ -405,6 +480,21 @@ def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print) ->
                         + ", ".join(f"{h} {s['megaflows']}" for h, s in per_host.items())
                         + "; upcalls " + ", ".join(f"{h} {s['upcalls']}" for h, s in per_host.items()))
     return records
+
+
+def held_runs(lab: Lab, topo: Topology, n: int, rules: int, modes=("pipeline", "baseline")) -> list[dict]:
+    """``held_connections`` for every pair and mode; one record each."""
+    out = []
+    for pair, (src_name, dst_name) in PAIRS.items():
+        for mode in modes:
+            ip = topo.endpoints[dst_name].ip if mode == "pipeline" else topo.base_ip[dst_name]
+            rec = held_connections(lab.hosts, topo.endpoints[src_name], ip, n)
+            rec.update(pair=pair, mode=mode, rules=rules)
+            out.append(rec)
+            print(f"held {rec['connections']} connections {pair} {mode} ({rules} rules): megaflows "
+                  + ", ".join(f"{h} {s['megaflows']} ({s['megaflows_exact_l4']} exact L4)"
+                              for h, s in rec["datapath"].items()) + f"; load {rec['load']:.2f}", flush=True)
+    return out
 
 
 def loopback_crr(src: Container, seconds: float) -> dict:
@@ -472,7 +562,8 @@ def _dp(run: dict, seconds_key: str = "seconds") -> str:
     return "; ".join(parts)
 
 
-def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceiling: dict, started: str) -> str:
+def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceiling: dict, started: str,
+           held: list[dict], flows_more: dict[str, int]) -> str:
     ovs = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     loads = [r[m]["load"] for r in rows for m in ("pipeline", "baseline")]
     lines = [
@@ -510,6 +601,15 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
               "| metric | pair | full pipeline | baseline |", "|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['metric']} | {row['pair']} | {_dp(row['pipeline'])} | {_dp(row['baseline'])} |")
+    lines += ["", f"Megaflows while {args.connections} TCP connections are held open at once (web1 -> the "
+                  f"pair's destination, port {HOLD_PORT}; br-int flows per host after the rules were added: "
+              + ", ".join(f"{h} {n}" for h, n in flows_more.items()) + "):", "",
+              "| pair | mode | rules | connections | megaflows per host (exact L4 source port) | load |",
+              "|---|---|---|---|---|---|"]
+    for rec in held:
+        mf = ", ".join(f"{h} {s['megaflows']} ({s['megaflows_exact_l4']})" for h, s in rec["datapath"].items())
+        lines.append(f"| {rec['pair']} | {rec['mode']} | {rec['rules']} | {rec['connections']} | {mf} | "
+                     f"{rec['load']:.1f} |")
     return "\n".join(lines)
 
 
@@ -538,12 +638,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--group-size", type=int, default=None)
     ap.add_argument("--rules", type=int, default=None)
+    ap.add_argument("--connections", type=int, default=None, help="concurrent connections held open")
+    ap.add_argument("--more-rules", type=int, default=None,
+                    help="rules added before the held connections are measured again")
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--json", help="also write every run's record to this file")
     ap.add_argument("--tag", default="bd", help="lab prefix tag")
     args = ap.parse_args(argv)
-    quick = {"rounds": 1, "seconds": 1.0, "group_size": 10, "rules": 10}
-    full = {"rounds": 3, "seconds": 5.0, "group_size": 100, "rules": 100}
+    quick = {"rounds": 1, "seconds": 1.0, "group_size": 10, "rules": 12, "connections": 100, "more_rules": 10}
+    full = {"rounds": 3, "seconds": 5.0, "group_size": 100, "rules": 100, "connections": 1000,
+            "more_rules": 400}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -564,17 +668,21 @@ def main(argv=None) -> int:
             records = measure(lab, topo, args.rounds, args.seconds,
                               log=lambda s: print(s, flush=True))
             ceiling = loopback_crr(topo.endpoints["web1"], args.seconds)
+            held = held_runs(lab, topo, args.connections, len(topo.rules))
+            flows_more = add_rules(net, topo, lab.hosts, args.more_rules)
+            print(f"{len(topo.rules)} rules now; br-int flows {flows_more}", flush=True)
+            held += held_runs(lab, topo, args.connections, len(topo.rules), modes=("pipeline",))
         finally:
             servers.stop()
             net.cleanup()
     rows = summarise(records)
-    text = report(rows, args, topo, flows, ceiling, started)
+    text = report(rows, args, topo, flows, ceiling, started, held, flows_more)
     print()
     print(text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"records": records, "rows": [{k: v for k, v in r.items()} for r in rows],
-                       "flows": flows, "ceiling": ceiling, "quick": args.quick}, f, indent=1)
+            json.dump({"records": records, "rows": rows, "flows": flows, "ceiling": ceiling, "held": held,
+                       "flows_more_rules": flows_more, "quick": args.quick}, f, indent=1)
     if not args.no_docs:
         write_doc(text)
     return 0
