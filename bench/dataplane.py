@@ -146,7 +146,7 @@ class Topology:
     rules: list[dict]
     endpoints: dict[str, Container] = field(default_factory=dict)
     base_ip: dict[str, str] = field(default_factory=dict)  # endpoint name -> its eth1 address
-    phantom_vports: int = 0
+    phantom_ips: dict[str, list[str]] = field(default_factory=dict)  # tier -> addresses of phantom members
 
 
 TIERS = ("web", "app", "db")
@@ -220,10 +220,10 @@ def build_policy(lab: Lab, net: Containers, group_size: int, n_rules: int) -> To
     real = {tier: sum(1 for t, _h in ENDPOINTS.values() if t == tier) for tier in TIERS}
     for tier in TIERS:
         for i in range(group_size - real[tier]):
-            client.request("POST", f"/subnets/{subnets[tier]['id']}/vports",
-                           {"name": f"{tier}-ph{i}", "host": phantoms[i % len(phantoms)],
-                            "policygroups": [groups[tier]]})
-            topo.phantom_vports += 1
+            vport = client.request("POST", f"/subnets/{subnets[tier]['id']}/vports",
+                                   {"name": f"{tier}-ph{i}", "host": phantoms[i % len(phantoms)],
+                                    "policygroups": [groups[tier]]})
+            topo.phantom_ips.setdefault(tier, []).append(vport["ip"])
     for body in policy_rules(groups, n_rules):
         topo.rules.append(client.request("POST", f"/domains/{dom['id']}/acls", body))
     for name, (tier, host) in ENDPOINTS.items():
@@ -571,7 +571,8 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
         f"--rounds {args.rounds} --seconds {args.seconds:g}`; {ovs}, netdev datapath on veths, "
         f"{os.cpu_count()} cores shared with other jobs (1-min load average during the runs "
         f"{min(loads):.1f}..{max(loads):.1f}). Policy: {len(topo.rules)} rules, groups of "
-        f"{args.group_size} ({topo.phantom_vports} phantom members on {PHANTOM_HOSTS} phantom hosts); "
+        f"{args.group_size} ({sum(map(len, topo.phantom_ips.values()))} phantom members on {PHANTOM_HOSTS} "
+        "phantom hosts); "
         "br-int flows per host: " + ", ".join(f"{h} {n}" for h, n in flows.items()) + ". "
         f"Median of {args.rounds} interleaved rounds per mode; ratio = pipeline / baseline "
         "(all rounds' ratios in brackets).",

@@ -160,6 +160,21 @@ def cases(eps: dict[str, Container]) -> list[tuple[str, str, Packet]]:
     return out
 
 
+def spoofed_source(topo) -> tuple[str, str, list[Hop]]:
+    """h1 (as a compromised host would) sends to app2 over VXLAN with the source IP of a web member
+    that lives on another host: does h2's receiver-side policy still let it in?"""
+    eps = topo.endpoints
+    web1, app2 = eps["web1"], eps["app2"]
+    h1, h2 = web1.host, app2.host
+    spoofed = topo.phantom_ips["web"][0]
+    flow = (f"in_port={ofport(h2, VXLAN_PORT)},tun_id={hex(topo.domain['vni'])},tun_src={h1.underlay_ip},"
+            f"tun_dst={h2.underlay_ip},tcp,dl_src={topo.domain['router_mac']},dl_dst={app2.vport['mac']},"
+            f"nw_src={spoofed},nw_dst={app2.ip},nw_ttl=63,tp_src={CLIENT_PORT},tp_dst={dataplane.IPERF_PORT},"
+            "tcp_flags=syn")
+    hop = parse(trace(h2, flow, ["trk,new"]), h2.name, tunnelled=True)
+    return ("spoofed source: h1 sends as a web member of another host (→ app2:5201)", "first (SYN, +new)", [hop])
+
+
 def verdict(hops: list[Hop]) -> str:
     last = hops[-1]
     if last.dropped:
@@ -200,7 +215,8 @@ def megaflow_examples(results: list[tuple[str, str, list[Hop]]]) -> str:
 
 def run(lab, topo) -> list[tuple[str, str, list[Hop]]]:
     router_mac = topo.domain["router_mac"]
-    return [(case, what, walk(pkt, router_mac)) for case, what, pkt in cases(topo.endpoints)]
+    return ([(case, what, walk(pkt, router_mac)) for case, what, pkt in cases(topo.endpoints)]
+            + [spoofed_source(topo)])
 
 
 def main(argv=None) -> int:
