@@ -291,6 +291,17 @@ PMD_FIELDS = {
 }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def vswitchd_cpu(host: LabHost) -> float:
+    """CPU seconds (user + system, all threads) ovs-vswitchd of ``host`` has used so far."""
+    pid = host.ovs.pids()["ovs-vswitchd"]
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
 def dp_reset(hosts: list[LabHost]) -> None:
     """Start a run cold: no datapath flows, PMD counters at zero."""
     for host in hosts:
@@ -449,6 +460,16 @@ TOOLS: dict[str, tuple[Callable[[Container, str, float], dict], str]] = {
 # ---- the measurement -------------------------------------------------------------------------------------
 
 
+UNITS = {"throughput": "MB", "rr": "transaction", "crr": "connection"}
+
+
+def _units(metric: str, result: dict) -> float:
+    """How much work a run did, in ``UNITS[metric]`` (the denominator of the CPU cost per unit)."""
+    if metric == "throughput":
+        return max(result["bytes"] / 1e6, 1e-9)
+    return max(result["messages" if metric == "rr" else "connections"], 1)
+
+
 def loadavg() -> float:
     """1-minute load average of the machine, recorded with every figure."""
     return os.getloadavg()[0]
@@ -466,10 +487,13 @@ def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print) ->
                     ip = topo.endpoints[dst_name].ip if mode == "pipeline" else topo.base_ip[dst_name]
                     dp_reset(hosts)
                     load = loadavg()
+                    cpu0 = {h.name: vswitchd_cpu(h) for h in hosts}
                     t0 = time.monotonic()
                     result = tool(src, ip, seconds)
                     elapsed = time.monotonic() - t0
-                    per_host = {h.name: dp_stats(h) for h in hosts}
+                    cpu = {h.name: vswitchd_cpu(h) - cpu0[h.name] for h in hosts}
+                    per_host = {h.name: dp_stats(h) | {"vswitchd_cpu_s": cpu[h.name]} for h in hosts}
+                    result["cpu_per_unit_us"] = sum(cpu.values()) / _units(metric, result) * 1e6
                     rec = {"metric": metric, "pair": pair, "mode": mode, "round": rnd, "seconds": elapsed,
                            "load": load, "result": result, "datapath": per_host}
                     records.append(rec)
@@ -570,7 +594,7 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
         f"Measured {started}: `.venv/bin/python bench/dataplane.py{' --quick' if args.quick else ''} "
         f"--rounds {args.rounds} --seconds {args.seconds:g}`; {ovs}, netdev datapath on veths, "
         f"{os.cpu_count()} cores shared with other jobs (1-min load average during the runs "
-        f"{min(loads):.1f}..{max(loads):.1f}). Policy: {len(topo.rules)} rules, groups of "
+        f"{min(loads):.1f}..{max(loads):.1f}). Policy: {args.rules} rules, groups of "
         f"{args.group_size} ({sum(map(len, topo.phantom_ips.values()))} phantom members on {PHANTOM_HOSTS} "
         "phantom hosts); "
         "br-int flows per host: " + ", ".join(f"{h} {n}" for h, n in flows.items()) + ". "
@@ -594,6 +618,15 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
                      f"{_value(metric, row['baseline'])} | {ratio_text} [{rounds}] | {target}: "
                      f"{'met' if ok(ratio) else 'missed'} | {row['pipeline']['load']:.1f} / "
                      f"{row['baseline']['load']:.1f} |")
+    lines += ["", "ovs-vswitchd CPU time (user + system, all threads, both hosts) per unit of work, same median "
+                  "runs: less sensitive to the machine's load than the rates above, since it counts what the "
+                  "datapath spent rather than what it got.", "",
+              "| metric | pair | full pipeline | baseline | ratio |", "|---|---|---|---|---|"]
+    for row in rows:
+        metric = row["metric"]
+        full, base = (row[m]["result"]["cpu_per_unit_us"] for m in ("pipeline", "baseline"))
+        lines.append(f"| {metric} | {row['pair']} | {full:.0f} µs/{UNITS[metric]} | {base:.0f} µs/{UNITS[metric]} | "
+                     f"{full / base if base else float('nan'):.2f}× |")
     lines += ["", f"CRR tool ceiling (same client over the namespace's loopback, no OVS): "
                   f"{ceiling['cps']:.0f} connections/s (load {ceiling['load']:.1f}).", "",
               "Datapath of the median runs (per host that carried packets: megaflows after the run, how many "

@@ -21,10 +21,11 @@ pytestmark = pytest.mark.integration
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 METRICS = ("throughput", "rr", "crr")
 PAIRS = ("same host", "cross host")
-RESULT_FIELDS = {"throughput": ("gbps", "bytes", "retransmits"), "rr": ("p50_us", "p99_us", "messages"),
-                 "crr": ("cps", "connections", "failed")}
+RESULT_FIELDS = {"throughput": ("gbps", "bytes", "retransmits", "cpu_per_unit_us"),
+                 "rr": ("p50_us", "p99_us", "messages", "cpu_per_unit_us"),
+                 "crr": ("cps", "connections", "failed", "cpu_per_unit_us")}
 DATAPATH_FIELDS = ("megaflows", "megaflows_exact_l4", "recirc_ids", "ct_actions", "packets", "recirculations",
-                   "passes_per_packet", "upcalls", "upcall_show_flows")
+                   "passes_per_packet", "upcalls", "upcall_show_flows", "vswitchd_cpu_s")
 
 
 def run_bench(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -63,6 +64,7 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
         else:
             assert all(s["ct_actions"] == 0 for s in rec["datapath"].values()), what
         result = rec["result"]
+        assert result["cpu_per_unit_us"] > 0, what
         if rec["metric"] == "throughput":
             assert result["bytes"] > 0 and result["gbps"] > 0, what
         elif rec["metric"] == "rr":
@@ -83,7 +85,7 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
         assert rec["datapath"]["h1"]["megaflows"] > 0
 
     for heading in ("| TCP throughput (Gbit/s) | same host |", "| RR latency p50 / p99", "| new connections/s |",
-                    "CRR tool ceiling", "Megaflows while 100 TCP connections are held open"):
+                    "ovs-vswitchd CPU time", "CRR tool ceiling", "Megaflows while 100 TCP connections are held open"):
         assert heading in proc.stdout, heading
 
 
