@@ -277,6 +277,33 @@ def check_paths(topo: Topology) -> None:
                        message=f"web1 -> {peer} at {ip}")
 
 
+# ---- what-if: the sending host's shortcut for TCP that opens nothing (issue 17, phase B plan) ---------
+
+# Kind byte 0xee is none of nuage_ryu.vrs.cookies' kinds: the agents' sync engine leaves these flows alone.
+SHORTCUT_COOKIE = 0xEE00000000000017
+SHORTCUT_PAIRS = (("web1", "app2"), ("app2", "web1"))  # both directions of the cross-host pair
+
+
+def install_shortcut(topo: Topology) -> None:
+    """On the sending host, TCP without SYN to the remote end of the cross-host pair skips the sender's
+    conntrack recirculation and policy: ``ct(zone)`` without ``table`` (updates the connection's TCP
+    state, creates nothing, no recirculation), then straight to L3_LOOKUP. The receiving host is unchanged
+    (it decides, with its own conntrack and rules). Only for the benchmark's pair, by destination IP:
+    the real change needs L3_LOOKUP before conntrack (see the report of issue 17)."""
+    zone = topo.domain["ct_zone"]
+    for src, dst in SHORTCUT_PAIRS:
+        host = topo.endpoints[src].host
+        host.ovs.ofctl("-O", "OpenFlow14", "add-flow", "br-int",
+                       f"table=20,priority=200,cookie={SHORTCUT_COOKIE:#x},tcp,reg6={topo.domain['vni']},"
+                       f"nw_dst={topo.endpoints[dst].ip},tcp_flags=-syn,actions=ct(zone={zone}),goto_table:30")
+
+
+def remove_shortcut(topo: Topology) -> None:
+    for src, _dst in SHORTCUT_PAIRS:
+        topo.endpoints[src].host.ovs.ofctl("-O", "OpenFlow14", "del-flows", "br-int",
+                                           f"cookie={SHORTCUT_COOKIE:#x}/-1")
+
+
 # ---- datapath statistics ----------------------------------------------------------------------------
 
 PMD_FIELDS = {
@@ -475,7 +502,12 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
-def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print) -> list[dict]:
+def modes_for(pair: str, shortcut: bool) -> tuple[str, ...]:
+    """The modes measured for a pair: the what-if shortcut only changes the cross-host path."""
+    return ("pipeline", "shortcut", "baseline") if shortcut and pair == "cross host" else ("pipeline", "baseline")
+
+
+def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print, shortcut: bool = False) -> list[dict]:
     """Every (metric, pair, mode, round), modes interleaved; one record per run."""
     hosts = lab.hosts
     records = []
@@ -483,8 +515,10 @@ def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print) ->
         for pair, (src_name, dst_name) in PAIRS.items():
             src = topo.endpoints[src_name]
             for rnd in range(rounds):
-                for mode in ("pipeline", "baseline"):
-                    ip = topo.endpoints[dst_name].ip if mode == "pipeline" else topo.base_ip[dst_name]
+                for mode in modes_for(pair, shortcut):
+                    ip = topo.endpoints[dst_name].ip if mode != "baseline" else topo.base_ip[dst_name]
+                    if mode == "shortcut":
+                        install_shortcut(topo)
                     dp_reset(hosts)
                     load = loadavg()
                     cpu0 = {h.name: vswitchd_cpu(h) for h in hosts}
@@ -492,12 +526,14 @@ def measure(lab: Lab, topo: Topology, rounds: int, seconds: float, log=print) ->
                     result = tool(src, ip, seconds)
                     elapsed = time.monotonic() - t0
                     cpu = {h.name: vswitchd_cpu(h) - cpu0[h.name] for h in hosts}
+                    if mode == "shortcut":
+                        remove_shortcut(topo)
                     per_host = {h.name: dp_stats(h) | {"vswitchd_cpu_s": cpu[h.name]} for h in hosts}
                     result["cpu_per_unit_us"] = sum(cpu.values()) / _units(metric, result) * 1e6
                     rec = {"metric": metric, "pair": pair, "mode": mode, "round": rnd, "seconds": elapsed,
                            "load": load, "result": result, "datapath": per_host}
                     records.append(rec)
-                    log(f"{metric:10} {pair:10} {mode:8} round {rnd}: "
+                    log(f"{metric:10} {pair:10} {mode:9} round {rnd}: "
                         + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in result.items())
                         + f"  load {load:.2f}; megaflows "
@@ -555,8 +591,13 @@ def summarise(records: list[dict]) -> list[dict]:
                            if (r["metric"], r["pair"], r["round"]) == (metric, pair, rnd)}
                 if by_mode.get("baseline"):
                     all_ratios.append(by_mode["pipeline"] / by_mode["baseline"])
-            rows.append({"metric": metric, "pair": pair, "pipeline": full, "baseline": base, "ratio": ratio,
-                         "round_ratios": all_ratios})
+            row = {"metric": metric, "pair": pair, "pipeline": full, "baseline": base, "ratio": ratio,
+                   "round_ratios": all_ratios}
+            if any(r["mode"] == "shortcut" and r["pair"] == pair for r in records):
+                short = median_run(records, metric, pair, "shortcut")
+                row["shortcut"] = short
+                row["shortcut_ratio"] = short["result"][key] / base["result"][key] if base["result"][key] else 0.0
+            rows.append(row)
     return rows
 
 
@@ -591,7 +632,8 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
     ovs = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     loads = [r[m]["load"] for r in rows for m in ("pipeline", "baseline")]
     lines = [
-        f"Measured {started}: `.venv/bin/python bench/dataplane.py{' --quick' if args.quick else ''} "
+        f"Measured {started}: `.venv/bin/python bench/dataplane.py{' --quick' if args.quick else ''}"
+        f"{' --shortcut' if args.shortcut else ''} "
         f"--rounds {args.rounds} --seconds {args.seconds:g}`; {ovs}, netdev datapath on veths, "
         f"{os.cpu_count()} cores shared with other jobs (1-min load average during the runs "
         f"{min(loads):.1f}..{max(loads):.1f}). Policy: {args.rules} rules, groups of "
@@ -618,6 +660,18 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
                      f"{_value(metric, row['baseline'])} | {ratio_text} [{rounds}] | {target}: "
                      f"{'met' if ok(ratio) else 'missed'} | {row['pipeline']['load']:.1f} / "
                      f"{row['baseline']['load']:.1f} |")
+    shortcut_rows = [row for row in rows if "shortcut" in row]
+    if shortcut_rows:
+        lines += ["", "What-if, phase B's sender shortcut (`--shortcut`: on the sending host, TCP without SYN to the "
+                      "other host skips the sender's ct recirculation and policy; flows added by the bench, "
+                      "see `install_shortcut`), cross host, same run:", "",
+                  "| metric | full pipeline | with the shortcut | baseline | shortcut / baseline | "
+                  "datapath (shortcut) |", "|---|---|---|---|---|---|"]
+        for row in shortcut_rows:
+            metric = row["metric"]
+            lines.append(f"| {METRIC_LABEL[metric][0]} | {_value(metric, row['pipeline'])} | "
+                         f"{_value(metric, row['shortcut'])} | {_value(metric, row['baseline'])} | "
+                         f"{row['shortcut_ratio']:.2f}× | {_dp(row['shortcut'])} |")
     lines += ["", "ovs-vswitchd CPU time (user + system, all threads, both hosts) per unit of work, same median "
                   "runs: less sensitive to the machine's load than the rates above, since it counts what the "
                   "datapath spent rather than what it got.", "",
@@ -675,6 +729,8 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=None, help="concurrent connections held open")
     ap.add_argument("--more-rules", type=int, default=None,
                     help="rules added before the held connections are measured again")
+    ap.add_argument("--shortcut", action="store_true",
+                    help="also measure the cross-host pair with phase B's sender shortcut (what-if flows)")
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--json", help="also write every run's record to this file")
     ap.add_argument("--tag", default="bd", help="lab prefix tag")
@@ -699,8 +755,8 @@ def main(argv=None) -> int:
             check_paths(topo)
             flows = {h.name: br_int_flows(h) for h in lab.hosts}
             print(f"policy: {len(topo.rules)} rules, groups of {args.group_size}; br-int flows {flows}", flush=True)
-            records = measure(lab, topo, args.rounds, args.seconds,
-                              log=lambda s: print(s, flush=True))
+            records = measure(lab, topo, args.rounds, args.seconds, log=lambda s: print(s, flush=True),
+                              shortcut=args.shortcut)
             ceiling = loopback_crr(topo.endpoints["web1"], args.seconds)
             held = held_runs(lab, topo, args.connections, len(topo.rules))
             flows_more = add_rules(net, topo, lab.hosts, args.more_rules)
