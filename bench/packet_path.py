@@ -15,6 +15,10 @@ in ``dpctl/dump-flows``); the table adds it in the "+ tnl_pop" column. The basel
 Cases (the topology of ``dataplane.ENDPOINTS``): same host / cross host, same subnet / routed, stateful
 allow (first packet, a later packet, the reply), deny by rule and by default, a stateless allow pair.
 
+The last rows trace the cross-host routed case again with the flows of ``dataplane.install_shortcut`` (the
+phase-B what-if: the sending host sends TCP without SYN through ``ct()`` without recirculation and
+skips its policy; the receiving host decides as before).
+
 Writes the table into docs/pipeline.md between the packet-path markers unless ``--no-docs``.
 """
 
@@ -213,10 +217,19 @@ def megaflow_examples(results: list[tuple[str, str, list[Hop]]]) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def run(lab, topo) -> list[tuple[str, str, list[Hop]]]:
+def run(lab, topo, shortcut: bool = True) -> list[tuple[str, str, list[Hop]]]:
+    """Every case; with ``shortcut`` also the cross-host routed case under the phase-B what-if flows."""
     router_mac = topo.domain["router_mac"]
-    return ([(case, what, walk(pkt, router_mac)) for case, what, pkt in cases(topo.endpoints)]
-            + [spoofed_source(topo)])
+    results = [(case, what, walk(pkt, router_mac)) for case, what, pkt in cases(topo.endpoints)]
+    results.append(spoofed_source(topo))
+    if shortcut:
+        dataplane.install_shortcut(topo)
+        try:
+            results += [(f"what-if: {case}, sender shortcut", what, walk(pkt, router_mac))
+                        for case, what, pkt in cases(topo.endpoints) if case.startswith("cross host, routed")]
+        finally:
+            dataplane.remove_shortcut(topo)
+    return results
 
 
 def main(argv=None) -> int:

@@ -38,13 +38,14 @@ def run_bench(script: str, *args: str, timeout: float = 600) -> subprocess.Compl
 def test_dataplane_quick_reports_every_field_and_moves_traffic():
     with tempfile.TemporaryDirectory(prefix="nr-dp-") as tmp:
         out = os.path.join(tmp, "dataplane.json")
-        proc = run_bench("dataplane.py", "--quick", "--no-docs", "--json", out, "--tag", "tdp")
+        proc = run_bench("dataplane.py", "--quick", "--shortcut", "--no-docs", "--json", out, "--tag", "tdp")
         with open(out) as f:
             data = json.load(f)
 
     records = data["records"]
     assert {(r["metric"], r["pair"], r["mode"]) for r in records} == {
-        (m, p, mode) for m in METRICS for p in PAIRS for mode in ("pipeline", "baseline")}
+        (m, p, mode) for m in METRICS for p in PAIRS for mode in ("pipeline", "baseline")} | {
+        (m, "cross host", "shortcut") for m in METRICS}
     for rec in records:
         what = f"{rec['metric']} {rec['pair']} {rec['mode']}"
         assert set(RESULT_FIELDS[rec["metric"]]) <= set(rec["result"]), what
@@ -57,7 +58,7 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
         for host in hosts:
             assert rec["datapath"][host]["packets"] > 10, f"{what}: no packets on {host}"
             assert rec["datapath"][host]["megaflows"] > 0, f"{what}: no megaflows on {host}"
-        if rec["mode"] == "pipeline":
+        if rec["mode"] != "baseline":
             # The full pipeline's path goes through conntrack (a recirculation per ct()); the baseline's does not.
             assert rec["datapath"]["h1"]["ct_actions"] > 0, what
             assert rec["datapath"]["h1"]["recirculations"] > 0, what
@@ -71,6 +72,11 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
             assert result["messages"] > 0 and 0 < result["p50_us"] <= result["p99_us"], what
         else:
             assert result["connections"] > 0 and result["failed"] == 0, what
+
+    # The what-if shortcut really took the sender's recirculation away (a count, not a timing).
+    by_mode = {r["mode"]: r for r in records if (r["metric"], r["pair"]) == ("throughput", "cross host")}
+    assert by_mode["shortcut"]["datapath"]["h1"]["passes_per_packet"] < \
+        by_mode["pipeline"]["datapath"]["h1"]["passes_per_packet"]
 
     rows = data["rows"]
     assert {(r["metric"], r["pair"]) for r in rows} == {(m, p) for m in METRICS for p in PAIRS}
@@ -92,7 +98,7 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
 def test_packet_path_traces_every_case():
     proc = run_bench("packet_path.py", "--group-size", "10", "--rules", "12", "--no-docs", "--tag", "tpp")
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 17, proc.stdout
+    assert len(rows) == 17 + 3, proc.stdout
     verdicts = {(r.split(" | ")[0][2:], r.split(" | ")[1]): r.split(" | ")[2] for r in rows}
     assert verdicts[("cross host, routed (web1 → app2)", "first (SYN, +new)")] == "delivered on h2"
     assert verdicts[("cross host, routed (web1 → app2)", "reply (+est+rpl)")] == "delivered on h1"
@@ -101,3 +107,6 @@ def test_packet_path_traces_every_case():
     assert verdicts[("stateless allow (app1 → db1:9999, cross host)", "reply (+inv: never committed)")] \
         == "delivered on h1"
     assert "pass 2: recirc_id=" in proc.stdout
+    # With the what-if shortcut, a later packet costs the sending host one datapath pass, no recirculation.
+    later = [r for r in rows if r.startswith("| what-if: cross host, routed") and "later (+est)" in r]
+    assert len(later) == 1 and "h1: 1 passes, 1 ct (0 commit), 0 recirc" in later[0], later
