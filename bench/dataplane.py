@@ -1,6 +1,6 @@
 """Data plane: the full nuage-ryu pipeline against a plain NORMAL + VXLAN bridge, same hosts, same run.
 
-    .venv/bin/python bench/dataplane.py [--quick] [--rounds 3] [--seconds 5] [--no-docs] [--json FILE]
+    .venv/bin/python bench/dataplane.py [--quick] [--shortcut] [--rounds 3] [--seconds 5] [--no-docs] [--json FILE]
 
 A 2-host lab (``lab_with_plane``: each host its own ovsdb-server + ovs-vswitchd, userspace datapath; the
 directory and one VRS agent per host) carrying a realistic policy (``build_policy``): a 3-tier domain,

@@ -1,6 +1,6 @@
 """Packet path costs: ct() passes, recirculations and tables per packet and per host, from ofproto/trace.
 
-    .venv/bin/python bench/packet_path.py [--group-size 100] [--rules 100] [--no-docs]
+    .venv/bin/python bench/packet_path.py [--group-size 100] [--rules 100] [--shortcut] [--no-docs]
 
 Builds the lab of ``bench/dataplane.py`` (2 hosts, agents, the 3-tier policy with phantom members, the
 endpoint containers and the NORMAL + VXLAN baseline) and asks each host's own OVS, with
@@ -15,9 +15,9 @@ in ``dpctl/dump-flows``); the table adds it in the "+ tnl_pop" column. The basel
 Cases (the topology of ``dataplane.ENDPOINTS``): same host / cross host, same subnet / routed, stateful
 allow (first packet, a later packet, the reply), deny by rule and by default, a stateless allow pair.
 
-The last rows trace the cross-host routed case again with the flows of ``dataplane.install_shortcut`` (the
-phase-B what-if: the sending host sends TCP without SYN through ``ct()`` without recirculation and
-skips its policy; the receiving host decides as before).
+With ``--shortcut`` the last rows trace the cross-host routed case again with the flows of
+``dataplane.install_shortcut`` (the phase-B what-if: the sending host sends TCP without SYN through
+``ct()`` without recirculation and skips its policy; the receiving host decides as before).
 
 Writes the table into docs/pipeline.md between the packet-path markers unless ``--no-docs``.
 """
@@ -217,7 +217,7 @@ def megaflow_examples(results: list[tuple[str, str, list[Hop]]]) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def run(lab, topo, shortcut: bool = True) -> list[tuple[str, str, list[Hop]]]:
+def run(lab, topo, shortcut: bool = False) -> list[tuple[str, str, list[Hop]]]:
     """Every case; with ``shortcut`` also the cross-host routed case under the phase-B what-if flows."""
     router_mac = topo.domain["router_mac"]
     results = [(case, what, walk(pkt, router_mac)) for case, what, pkt in cases(topo.endpoints)]
@@ -236,6 +236,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--group-size", type=int, default=100)
     ap.add_argument("--rules", type=int, default=100)
+    ap.add_argument("--shortcut", action="store_true",
+                    help="also trace the cross-host case with the what-if sender shortcut of bench/dataplane.py")
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--tag", default="bp", help="lab prefix tag")
     args = ap.parse_args(argv)
@@ -244,14 +246,15 @@ def main(argv=None) -> int:
         net = Containers(lab, plane)
         try:
             topo = dataplane.build_policy(lab, net, args.group_size, args.rules)
-            results = run(lab, topo)
+            results = run(lab, topo, shortcut=args.shortcut)
             flows = {h.name: dataplane.br_int_flows(h) for h in lab.hosts}
         finally:
             net.cleanup()
     ovs = os.popen("ovs-vswitchd --version").read().splitlines()[0]
     text = "\n".join([
         f"Traced {started}: `.venv/bin/python bench/packet_path.py --group-size {args.group_size} --rules "
-        f"{args.rules}`; {ovs}; the policy of bench/dataplane.py (br-int flows per host: "
+        f"{args.rules}{' --shortcut' if args.shortcut else ''}`; {ovs}; the policy of bench/dataplane.py "
+        "(br-int flows per host: "
         + ", ".join(f"{h} {n}" for h, n in flows.items()) + "). Counts from `ofproto/trace --ct-next` on "
         "each host's own bridge; the VXLAN decapsulation pass (`tnl_pop`, one recirculation) of a tunnelled "
         "packet is added where marked. The NORMAL + VXLAN baseline: 1 pass, no ct() on a host that sends; "
