@@ -56,6 +56,7 @@ sys.path.insert(0, REPO)
 from nuage_ryu.lab import netns as labnetns  # noqa: E402
 from nuage_ryu.lab.lab import Lab, LabHost  # noqa: E402
 from tests.lab_helpers import Container, Containers, lab_with_plane, ns_run, wait_until  # noqa: E402
+from tests.trace_check import host_flows  # noqa: E402
 
 DOC = os.path.join(REPO, "docs", "pipeline.md")
 START, END = "<!-- bench:dataplane:start -->", "<!-- bench:dataplane:end -->"
@@ -459,22 +460,20 @@ def held_connections(hosts: list[LabHost], src: Container, ip: str, n: int) -> d
     return {"connections": int(line[1]), "load": loadavg(), "datapath": stats}
 
 
-def add_rules(net: Containers, topo: Topology, hosts: list[LabHost], extra: int) -> dict[str, int]:
-    """``extra`` more filler rules (after the existing ones); waits until every br-int has them all."""
-    before = {h.name: br_int_flows(h) for h in hosts}
+def add_rules(net: Containers, topo: Topology, hosts: list[LabHost], extra: int, directory_db: str) -> dict[str, int]:
+    """``extra`` more filler rules (after the existing ones); waits until every br-int holds exactly the
+    flows the compiler gives for the new directory state (``tests.trace_check.host_flows``)."""
     first = 100 + len(topo.rules)
     for k in range(extra):
         body = filler_rule(topo.groups, 1000 + k, first + k)
         topo.rules.append(net.client.request("POST", f"/domains/{topo.domain['id']}/acls", body))
+    expected = {h.name: len(host_flows(h, directory_db)[0]) for h in hosts}
 
-    def settled() -> dict[str, int] | None:
+    def installed() -> dict[str, int] | None:
         now = {h.name: br_int_flows(h) for h in hosts}
-        if any(now[h] <= before[h] for h in now):
-            return None
-        time.sleep(1.0)  # bench only: two reads a second apart must agree
-        return now if now == {h.name: br_int_flows(h) for h in hosts} else None
+        return now if now == expected else None
 
-    return wait_until(settled, timeout=120, message="the added rules on every host")
+    return wait_until(installed, timeout=180, message=f"the added rules on every host ({expected} flows)")
 
 
 TOOLS: dict[str, tuple[Callable[[Container, str, float], dict], str]] = {
@@ -777,7 +776,7 @@ def main(argv=None) -> int:
                               shortcut=args.shortcut)
             ceiling = loopback_crr(topo.endpoints["web1"], args.seconds)
             held = held_runs(lab, topo, args.connections, len(topo.rules))
-            flows_more = add_rules(net, topo, lab.hosts, args.more_rules)
+            flows_more = add_rules(net, topo, lab.hosts, args.more_rules, plane.directory_db)
             print(f"{len(topo.rules)} rules now; br-int flows {flows_more}", flush=True)
             held += held_runs(lab, topo, args.connections, len(topo.rules), modes=("pipeline",))
         finally:
