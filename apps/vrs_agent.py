@@ -1,34 +1,34 @@
 """VRS agent: follows the directory and programs this host's Open vSwitch.
 
-Thin glue (Faucet-style) between the outside world and the pure core:
+Thin os-ken glue (Faucet-style) around the agent package (``nuage_ryu/agent/``):
+each bridge is a ``ManagedBridge`` (its OVSDB, its ``BridgeSync``, its
+OpenFlow datapath) around a pure ``AgentCore``. This app owns the rest:
 
 * the directory, through an OVSDB IDL monitor (``DirectoryStore``): every
   applied update wakes the worker;
-* the local Open_vSwitch database (``HostOVS``): ensures br-int and the VXLAN
-  port at start; container ports coming and going wake the worker;
-* OpenFlow 1.4 from br-int: connection, flow-stats and bundle replies go to the
-  bridge's ``BridgeSync`` state machine, whose answers are sent back;
+* the threads: one worker recomputes every bridge on a wake-up (or every
+  ``RESYNC_INTERVAL_S``), one sends heartbeats, one polls policy counters;
+* OpenFlow 1.4 events, handed to the bridge of their datapath;
 * the plugins, through the agent API on ``[vrs] agent_socket``: an
   ``AttachService`` (veth, OVSDB port, vport in the directory) whose "vport is
   up" signal is this agent's own: it waits until the directory snapshot shows
-  the status this agent wrote after the vport's flows were confirmed.
+  the status this agent wrote after the vport's flows were confirmed;
+* the Prometheus endpoint (``[vrs] metrics_listen``).
 
 Per-host agent (the default): the bridge of this host, from the ``[vrs]``
 options. Central mode (``[vrs] managed_hosts``): one agent programs the bridges
 of several hosts that all connect to it (their OVSDB reachable from here); the
-plugins' agent socket then stays off. Each bridge is a ``ManagedBridge``.
+plugins' agent socket then stays off.
 
-One worker thread recomputes every bridge's ``AgentCore`` (directory snapshot +
-ports -> flow diff) and hands the desired flows to its ``BridgeSync``;
-``self._lock`` serialises the worker and the OpenFlow handlers around them. Directory writes
-(host registration, heartbeat, vport status) happen on the worker or heartbeat
-threads, never in an OpenFlow handler, so handlers never block.
+``self._lock`` (shared by every bridge) serialises the worker and the OpenFlow
+handlers around the cores and sync engines. Directory writes (host
+registration, heartbeat, vport status, counters) happen on the worker, heartbeat
+or counter threads, never in an OpenFlow handler, so handlers never block.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import threading
 import time
@@ -36,6 +36,9 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
+from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
+from nuage_ryu.agent.bridge import ManagedBridge
+from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
@@ -46,186 +49,13 @@ from nuage_ryu.framework import (
     ofproto_v1_4,
     set_ev_cls,
 )
-from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for, format_datapath_id
-from nuage_ryu.hostovs.watch import InterfaceWatch
-from nuage_ryu.vrs import counters, ofwire, sync
-from nuage_ryu.vrs.agent import AgentCore
-from nuage_ryu.vrs.metrics import AgentMetrics
-from nuage_ryu.vrs.view import gateway_port
+from nuage_ryu.hostovs.host import format_datapath_id
+from nuage_ryu.vrs import ofwire
 
 HEARTBEAT_INTERVAL_S = 5.0
 # Upper bound between two recomputes even without a wake-up (belt and braces:
 # a lost notification must not leave the bridge stale for long).
 RESYNC_INTERVAL_S = 10.0
-
-
-class ManagedBridge:
-    """One host's integration bridge: its OVSDB, its compiled flows, its OpenFlow sync.
-
-    All methods run under the app's lock (worker thread or OpenFlow handlers).
-    """
-
-    def __init__(self, app: VrsAgent, host_name: str, tunnel_ip: str, ovsdb_remote: str) -> None:
-        self.app = app
-        self.host_name = host_name
-        self.tunnel_ip = tunnel_ip
-        self.ovsdb_remote = ovsdb_remote
-        self.bridge = app.CONF.vrs.bridge
-        self.datapath_id = datapath_id_for(host_name)
-        self.core = AgentCore(host_name)
-        self.sync: sync.BridgeSync | None = None  # None while the bridge is disconnected
-        self.datapath = None
-        self.host_ovs: HostOVS | None = None
-        self.watch: InterfaceWatch | None = None
-        self._core_generation: dict[int, int] = {}  # sync generation -> AgentCore generation
-        self._seen_at: dict[int, float] = {}  # core generation -> when its directory update was seen
-        self._stats_xid: int | None = None
-        self._stats_entries: list[tuple[int, int, int, int]] = []
-        self.rule_counters: dict = {}
-        self._ports_dirty = True
-        self._vport_ofports: dict[str, int] | None = None
-        self._tunnel_ofport: int | None = None
-        self.unreported = False  # rule_counters changed since the last report to the directory
-
-    def ensure(self, controllers: list[str]) -> None:
-        """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
-        conf = self.app.CONF.vrs
-        self.host_ovs = HostOVS(self.ovsdb_remote)
-        self.host_ovs.ensure_integration_bridge(self.bridge, conf.datapath_type, controllers, self.datapath_id)
-        if self.tunnel_ip:
-            self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
-        self.watch = InterfaceWatch(self.host_ovs, self.ports_changed)
-
-    def ports_changed(self) -> None:
-        """The bridge's interfaces changed (OVSDB thread): re-list them, then recompute."""
-        self._ports_dirty = True
-        self.app.kick()
-
-    def close(self) -> None:
-        if self.watch is not None:
-            self.watch.close()
-        if self.host_ovs is not None:
-            self.host_ovs.close()
-
-    def read_ports(self, state) -> tuple[dict[str, int], int | None]:
-        """({vport id: ofport}, VXLAN ofport) from the host's OVSDB (outside the app lock: it may block).
-
-        Container and VM ports carry their vport id in external_ids; a bare-metal vport is
-        reached through the gateway port its directory entry names (with its VLAN).
-        """
-        if self._ports_dirty or self._vport_ofports is None:
-            # Listing reads every port row of the IDL (slow in python-ovs at 100+ ports): only
-            # after the interface watch saw a change, not on every directory update.
-            self._ports_dirty = False  # before listing: a change during the listing re-dirties it
-            ports = self.host_ovs.list_vport_ports(self.bridge)
-            self._vport_ofports = {p.vport_id: p.ofport for p in ports if p.ofport and p.ofport > 0}
-            self._tunnel_ofport = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
-        ofports = dict(self._vport_ofports)
-        for vport in state.vports.values():
-            ifname = gateway_port(vport)
-            if ifname and vport.host == self.host_name:
-                try:
-                    ofport = self.host_ovs.get_ofport(ifname)
-                except Exception as exc:  # e.g. OVS could not add the interface (ofport -1)
-                    self.app.logger.warning("%s: gateway port %s of vport %s: %s", self.host_name, ifname,
-                                            vport.id, exc)
-                    continue
-                if ofport:
-                    ofports[vport.id] = ofport
-        return ofports, self._tunnel_ofport
-
-    def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
-        self.core.set_directory(state)
-        self.core.set_ports(ofports, tunnel)
-        generation, diff = self.core.recompute()
-        if diff:
-            self._seen_at.setdefault(generation, seen_at)
-            self.app.metrics.flows.labels(self.host_name).set(len(self.core.compiler.flows))
-            self.app.logger.debug("%s: generation %d: +%d -%d flows", self.host_name, generation,
-                                  len(diff.add), len(diff.delete))
-        if self.sync is None:
-            return
-        if self.sync.desired is None:
-            self.push_desired(generation)
-        elif diff:
-            msgs = self.sync.apply_diff(diff)  # only what changed: cheap at any table size
-            self._core_generation[self.sync.generation] = generation
-            sync.send(self.datapath, msgs)
-
-    def push_desired(self, core_generation: int) -> None:
-        """Hand the whole desired set to the sync engine (on connect: it reconciles with a read-back)."""
-        msgs = self.sync.set_desired(self.core.desired())
-        self._core_generation[self.sync.generation] = core_generation
-        sync.send(self.datapath, msgs)
-
-    def connected(self, datapath) -> None:
-        self.datapath = datapath
-        self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
-                                    name=f"{self.host_name}/{self.bridge}")
-        self._core_generation.clear()
-        sync.send(datapath, self.sync.on_connect())
-        if self.core.state is not None:
-            self.push_desired(self.core.generation)
-
-    def disconnected(self) -> None:
-        self._stats_xid = None
-        if self.sync is not None:
-            self.sync.on_disconnect()
-        self.sync = None
-        self.datapath = None
-
-    def request_counters(self) -> None:
-        """Ask the bridge for the statistics of the table where policy is counted."""
-        if self.datapath is None or self._stats_xid is not None:
-            return
-        dp = self.datapath
-        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
-        dp.set_xid(req)
-        self._stats_xid = req.xid
-        self._stats_entries = []
-        dp.send_msg(req)
-
-    def on_counters_reply(self, msg) -> bool:
-        """Collect a flow-stats reply to request_counters(); True when the counters were updated."""
-        if msg.xid != self._stats_xid:
-            return False
-        self._stats_entries += [(e.table_id, e.cookie, e.packet_count, e.byte_count) for e in msg.body]
-        if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
-            return False
-        self._stats_xid = None
-        self.rule_counters = counters.aggregate(counters.CounterIndex(self.core.view), self._stats_entries)
-        self.unreported = True
-        self.app.metrics.rules.update(self.host_name, self.rule_counters)
-        return True
-
-    def counters_report(self) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
-        """The latest counters as the directory wants them: (per rule, per domain default action)."""
-        rules, defaults = {}, {}
-        for key, counter in self.rule_counters.items():
-            target = defaults if key.rule_id == counters.DEFAULT_RULE_ID else rules
-            target[key.domain_id if target is defaults else key.rule_id] = (counter.packets, counter.bytes)
-        self.unreported = False
-        return rules, defaults
-
-    def feed(self, datapath, handler_name: str, msg) -> None:
-        if self.sync is not None and datapath is self.datapath:
-            sync.send(datapath, getattr(self.sync, handler_name)(msg))
-
-    def _on_confirmed(self, _cookies, sync_generation: int) -> None:
-        core_generation = self._core_generation.pop(sync_generation, None)
-        for old in [g for g in self._core_generation if g < sync_generation]:
-            del self._core_generation[old]
-        if core_generation is not None:
-            self.core.confirm(core_generation)
-            now = time.monotonic()
-            for gen in [g for g in self._seen_at if g <= core_generation]:
-                self.app.metrics.policy_apply.labels(self.host_name).observe(now - self._seen_at.pop(gen))
-            self.app.metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
-            self.app.kick()  # statuses are written by the worker, not in the handler
-
-    def _on_failed(self, flow, err_type: int, err_code: int) -> None:
-        self.app.logger.error("%s: %s refused a flow (type %d code %d): %s", self.host_name, self.bridge,
-                              err_type, err_code, flow)
 
 
 class VrsAgent(BaseApp):
@@ -260,7 +90,9 @@ class VrsAgent(BaseApp):
         ofwire.install_lazy_flow_stats()  # flow-stats replies are decoded by the sync engine
         try:
             for host_name, tunnel_ip, remote in self._managed_hosts():
-                bridge = ManagedBridge(self, host_name, tunnel_ip, remote)
+                bridge = ManagedBridge(host_name, tunnel_ip, remote, bridge=conf.bridge,
+                                       datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
+                                       on_change=self.kick, logger=self.logger)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller))
             self.store = DirectoryStore(config.directory_remote(self.CONF))
@@ -288,24 +120,11 @@ class VrsAgent(BaseApp):
         conf = self.CONF.vrs
         if not conf.agent_socket:
             return
-        # Imported here: only agents that serve plugins need the attach machinery.
-        from nuage_ryu.plugins.agent_server import AgentApiServer
-        from nuage_ryu.plugins.attach import AttachService
-        from nuage_ryu.plugins.directory_client import DirectoryClient
-        from nuage_ryu.plugins.links import LinkOps
-
-        token_file = config.directory_token_file(self.CONF)
-        try:
-            with open(token_file) as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise RuntimeError(f"agent API: cannot read the directory token {token_file}: "
-                               f"{exc.strerror}") from None
-        service = AttachService(DirectoryClient(conf.directory_api, token), bridge.host_ovs, LinkOps(),
-                                bridge=bridge.bridge, host_name=bridge.host_name,
-                                underlay_mtu=conf.underlay_mtu, wait_vport_up=self.wait_vport_up)
-        os.makedirs(os.path.dirname(conf.agent_socket) or ".", exist_ok=True)
-        self.attach_server = AgentApiServer(service, conf.agent_socket).start()
+        settings = AgentApiSettings(socket_path=conf.agent_socket, directory_api=conf.directory_api,
+                                    token_file=config.directory_token_file(self.CONF),
+                                    host_name=bridge.host_name, bridge=bridge.bridge,
+                                    underlay_mtu=conf.underlay_mtu)
+        self.attach_server = start_agent_api(settings, bridge.host_ovs, wait_vport_up=self.wait_vport_up)
         self.logger.info("agent API on %s", conf.agent_socket)
 
     def _start_metrics(self) -> None:
@@ -388,28 +207,12 @@ class VrsAgent(BaseApp):
                 break
             seen_at = self._update_seen_at
             for bridge in list(self.bridges.values()):
-                try:
-                    state = self.store.snapshot()
-                    ofports, tunnel = bridge.read_ports(state)
-                    with self._lock:
-                        bridge.recompute(state, ofports, tunnel, seen_at)
-                    self._write_statuses(bridge)
-                except Exception:
-                    self.logger.exception("%s: recompute failed; retrying on the next change", bridge.host_name)
+                bridge.refresh(self.store, seen_at)
             if not frozen and all(b.core.state is not None for b in self.bridges.values()):
                 # The compiled state lives for the whole run: move it out of the cyclic GC's
                 # sight, or every later collection walks it (hundreds of ms at 10k+ flows).
                 gc.freeze()
                 frozen = True
-
-    def _write_statuses(self, bridge: ManagedBridge) -> None:
-        with self._lock:
-            updates = bridge.core.status_updates()
-        for vport_id, status in updates:
-            try:
-                self.store.set_vport_status(vport_id, status)
-            except Exception as exc:  # e.g. deleted meanwhile; the next snapshot settles it
-                self.logger.info("vport %s status %s not written: %s", vport_id, status, exc)
 
     def _heartbeat(self):
         while not self._stopping.wait(HEARTBEAT_INTERVAL_S):
@@ -420,62 +223,34 @@ class VrsAgent(BaseApp):
                     self.logger.warning("heartbeat of %s failed: %s", bridge.host_name, exc)
 
     def _poll_counters(self):
-        """Read the policy counters from every bridge; report the previous round to the directory.
-
-        The directory write happens here, never in the OpenFlow handler that collected them.
-        """
+        """Read the policy counters from every bridge; report the previous round to the directory."""
         while not self._stopping.wait(self.CONF.vrs.stats_interval):
-            reports = []
-            with self._lock:
-                for bridge in self.bridges.values():
-                    if bridge.unreported:
-                        reports.append((bridge.host_name, *bridge.counters_report()))
-                    bridge.request_counters()
-            for host_name, rules, defaults in reports:
-                try:
-                    self.store.report_counters(host_name, rules, defaults)
-                except Exception as exc:  # counters are best effort: the next round retries
-                    self.logger.info("%s: counters not reported: %s", host_name, exc)
+            for bridge in list(self.bridges.values()):
+                bridge.poll_counters(self.store)
 
     # -- OpenFlow ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def state_change(self, ev):
-        datapath = ev.datapath
-        bridge = self.bridges.get(datapath.id)
-        if bridge is None:
-            if ev.state == MAIN_DISPATCHER:
-                self.logger.warning("ignoring datapath %016x: not a bridge this agent manages", datapath.id or 0)
-            return
-        with self._lock:
-            self.metrics.connected.labels(bridge.host_name).set(1 if ev.state == MAIN_DISPATCHER else 0)
-            if ev.state == MAIN_DISPATCHER:
-                bridge.connected(datapath)
-                self.logger.info("%s/%s connected; reconciling its flows", bridge.host_name, bridge.bridge)
-            elif bridge.datapath is datapath:
-                bridge.disconnected()
-                self.logger.warning("%s/%s disconnected; its flows stay in place (fail_mode=secure)",
-                                    bridge.host_name, bridge.bridge)
-        self.kick()
-
-    def _feed(self, datapath, handler_name: str, msg) -> None:
-        bridge = self.bridges.get(datapath.id)
+        bridge = self.bridges.get(ev.datapath.id)
         if bridge is not None:
-            with self._lock:
-                bridge.feed(datapath, handler_name, msg)
+            bridge.state_changed(ev.datapath, up=ev.state == MAIN_DISPATCHER)
+        elif ev.state == MAIN_DISPATCHER:
+            self.logger.warning("ignoring datapath %016x: not a bridge this agent manages", ev.datapath.id or 0)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats_reply(self, ev):
         bridge = self.bridges.get(ev.msg.datapath.id)
-        if bridge is None:
-            return
-        with self._lock:
-            if not bridge.on_counters_reply(ev.msg):
-                bridge.feed(ev.msg.datapath, "on_flow_stats_reply", ev.msg)
+        if bridge is not None:
+            bridge.on_flow_stats_reply(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPBundleCtrlMsg, MAIN_DISPATCHER)
     def bundle_reply(self, ev):
-        self._feed(ev.msg.datapath, "on_bundle_reply", ev.msg)
+        bridge = self.bridges.get(ev.msg.datapath.id)
+        if bridge is not None:
+            bridge.on_bundle_reply(ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def error_msg(self, ev):
-        self._feed(ev.msg.datapath, "on_error", ev.msg)
+        bridge = self.bridges.get(ev.msg.datapath.id)
+        if bridge is not None:
+            bridge.on_error(ev.msg)

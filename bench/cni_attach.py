@@ -4,7 +4,7 @@
 and a real VRS agent per host; the agent hosts the attach service and reports a
 vport up once its flows are confirmed on br-int, so ADD returns at "vport up".
 ADDs alternate between the two hosts. ``--mode single``: one private OVS and the
-standalone attach service (``python -m nuage_ryu.plugins.agentd --up-mode
+standalone attach service (``python -m nuage_ryu.agent.attach.agentd --up-mode
 ofport``: up = OVS assigned the port), no flows.
 
 Each ADD/DEL is a fresh ``nuage-cni`` process (process start included).
@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from nuage_ryu.plugins.agent_client import AgentClient  # noqa: E402
-from nuage_ryu.plugins.testing import (  # noqa: E402
+from tests.attach_helpers import (  # noqa: E402
     agent_process,
     directory_service,
     host_state,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nuage_ryu.vrs.compiler import FlowCompiler  # noqa: E402
+from nuage_ryu.vrs.compile import FlowCompiler  # noqa: E402
 from nuage_ryu.vrs.view import (  # noqa: E402
     AclRule,
     Domain,

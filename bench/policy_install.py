@@ -7,7 +7,7 @@ The view (synthetic ``HostView``, the same shape as ``bench/policy_flowcount.py`
 every 10th a deny, the rest stateful allows); this host holds ``--local-per-group`` members of every
 group (default 1: 100 local vports), the others are on a second host.
 
-1. compile: ``FlowCompiler().update(view)`` (pure compiler + policy module), wall time;
+1. compile: ``FlowCompiler().update(view)`` (pure compiler, ACL owners included), wall time;
 2. install: the compiled flows handed to the sync engine (``BridgeSync`` in the flow-sync harness app
    under nuage-ryu-manager, as ``bench/flow_programming.py`` drives it) on a private ovs-vswitchd with a
    netdev bridge: time from ``set_desired`` to the bundle's COMMIT reply, then the bridge's flow count
@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from flow_programming import DPID, Lab, flow_count  # noqa: E402
 
-from nuage_ryu.vrs.compiler import FlowCompiler  # noqa: E402
+from nuage_ryu.vrs.compile import FlowCompiler  # noqa: E402
 from nuage_ryu.vrs.view import (  # noqa: E402
     AclRule,
     Domain,

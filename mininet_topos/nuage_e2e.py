@@ -30,14 +30,12 @@ Mininet only. The nuage-ryu programs come from ``--bin-dir`` (the venv).
 """
 
 import argparse
-import http.client
 import json
 import os
 import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,10 +44,15 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(1, REPO)  # the stdlib-only modules of nuage_ryu: the directory client, process supervision
 
 from mininet.log import setLogLevel  # noqa: E402
 from mininet.net import Mininet  # noqa: E402
 from nuage_lab import NuageHost, NuageTopo  # noqa: E402
+
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient  # noqa: E402
+from nuage_ryu.directory.errors import DirectoryError  # noqa: E402
+from nuage_ryu.lab import supervise  # noqa: E402
 
 SANDBOX_FLAG = "--in-sandbox"
 OFP_PORT = 6653
@@ -101,24 +104,8 @@ class E2EError(Exception):
 
 
 def wait_for(condition, timeout, what, proc=None, log=None):
-    """Poll ``condition`` until it returns a true value; raise E2EError at the deadline or if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise E2EError("%s: process exited with status %s%s" % (what, proc.returncode, log_tail(log)))
-        if time.monotonic() >= deadline:
-            raise E2EError("timed out after %gs waiting for %s%s" % (timeout, what, log_tail(log)))
-        time.sleep(POLL)
-
-
-def log_tail(path, lines=15):
-    if not path or not os.path.exists(path):
-        return ""
-    with open(path, errors="replace") as f:
-        return "\n  " + "\n  ".join(f.read().splitlines()[-lines:])
+    """Poll ``condition`` until it returns a true value; E2EError at the deadline or if ``proc`` exits."""
+    return supervise.wait_for(condition, timeout, what, proc, log, error=E2EError)
 
 
 def run(argv, timeout=30, **kwargs):
@@ -142,54 +129,6 @@ def in_container(node, netns, argv, timeout=30):
     return on_node(node, ["ip", "netns", "exec", netns, *argv], timeout=timeout)
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (the directory's REST API)."""
-
-    def __init__(self, path, timeout=10.0):
-        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
-
-
-class DirectoryAPI:
-    """The few REST calls this run needs, with the bearer token from the directory's token file."""
-
-    def __init__(self, socket_path, token_file):
-        self.socket_path = socket_path
-        self.token_file = token_file
-
-    def request(self, method, path, body=None):
-        with open(self.token_file) as f:
-            token = f.read().strip()
-        conn = UnixHTTPConnection(self.socket_path)
-        try:
-            headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            conn.request(method, "/api/v1" + path, body=data, headers=headers)
-            response = conn.getresponse()
-            text = response.read().decode()
-        finally:
-            conn.close()
-        if response.status >= 400:
-            raise E2EError("%s %s: HTTP %d %s" % (method, path, response.status, text.strip()[:300]))
-        return json.loads(text) if text.strip() else None
-
-    def answers(self):
-        try:
-            self.request("GET", "/hosts")
-            return True
-        except (OSError, E2EError, ValueError):
-            return False
-
-
 class Run:
     """One end-to-end run; ``report`` collects what was observed."""
 
@@ -203,7 +142,7 @@ class Run:
         self.directory_db = "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
         self.manager = os.path.join(args.bin_dir, "nuage-ryu-manager")
         self.cni_binary = os.path.join(args.bin_dir, "nuage-cni")
-        self.api = DirectoryAPI(self.api_socket, self.token_file)
+        self.api = None          # the directory's REST client, once its token file exists
         self.net = None
         self.procs = {}          # name -> Popen (directory, agents, echo server), stopped by pid
         self.netns = []          # container namespaces we made
@@ -242,14 +181,19 @@ class Run:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.report.setdefault("exit_status", {})[name] = proc.returncode
+        self.report.setdefault("exit_status", {})[name] = supervise.stop_process(proc, timeout=STOP_TIMEOUT)
+
+    def directory_answers(self):
+        """True once the directory answers a REST call (the client is made once the token exists)."""
+        try:
+            if self.api is None:
+                with open(self.token_file) as f:
+                    token = f.read().strip()
+                self.api = DirectoryClient("unix:" + self.api_socket, token, timeout=10.0, keep_alive=False)
+            self.api.request("GET", "/hosts")
+            return True
+        except (OSError, DirectoryError, CannotConnect):
+            return False
 
     # -- steps -----------------------------------------------------------------------------
     def start_network(self):
@@ -275,7 +219,7 @@ class Run:
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
                  self.args.timeout, "the directory API socket", proc, log)
-        wait_for(self.api.answers, self.args.timeout, "the directory API to answer", proc, log)
+        wait_for(self.directory_answers, self.args.timeout, "the directory API to answer", proc, log)
         self.step("directory_up")
 
     def agent_socket(self, host):
@@ -515,7 +459,7 @@ class Run:
             self.report["error"] = "%s: %s" % (type(exc).__name__, exc)
             if not isinstance(exc, E2EError):
                 self.report["traceback"] = traceback.format_exc().splitlines()[-8:]
-            self.report["logs"] = {name: log_tail(self.log_path(name), 30).splitlines()
+            self.report["logs"] = {name: supervise.log_tail(self.log_path(name), 30).splitlines()
                                    for name in ["directory"] + ["agent-" + h.name for h in self.hosts_or_none()]}
         self.report["teardown_errors"] = self.teardown()
         self.step("torn_down")

@@ -201,17 +201,36 @@ def wait_for_leader(members: list[Member], timeout: float = 30) -> Member:
 
 def add_cli(subparsers) -> None:
     """Register ``db-cluster`` on nuage-ctl's object subparsers."""
-    p = subparsers.add_parser("db-cluster", help="create/start/stop a Raft cluster of the directory DB")
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = sub.add_parser("create", help="create (and start) an N-member cluster on this machine")
-    create.add_argument("--members", type=int, default=3)
-    create.add_argument("--dir", required=True)
-    create.add_argument("--host", default="127.0.0.1")
-    create.add_argument("--base-port", type=int, default=6641)
-    create.add_argument("--no-start", action="store_true")
-    for name in ("start", "stop", "status"):
-        sp = sub.add_parser(name)
-        sp.add_argument("--dir", required=True)
+    import argparse
+
+    def examples(*lines):
+        return "examples:\n" + "\n".join(f"  nuage-ctl db-cluster {line}" for line in lines)
+
+    raw = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("db-cluster", help="create/start/stop a Raft cluster of the directory DB",
+                              description="Raft cluster of the directory database on this machine.",
+                              formatter_class=raw,
+                              epilog=examples("create --members 3 --dir /tmp/dircluster",
+                                              "status --dir /tmp/dircluster"))
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, title="actions")
+    create = sub.add_parser("create", help="create (and start) an N-member cluster on this machine",
+                            description="Create (and start) an N-member cluster; prints the connection string.",
+                            formatter_class=raw, epilog=examples("create --members 3 --dir /tmp/dircluster"))
+    create.add_argument("--members", type=int, default=3, metavar="N", help="3 or 5 (e.g. --members 5; default 3)")
+    dir_help = "where the members' databases, sockets and logs live (e.g. --dir /tmp/dircluster)"
+    create.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
+    create.add_argument("--host", default="127.0.0.1", metavar="IP",
+                        help="address the members listen on (e.g. --host 127.0.0.1; default 127.0.0.1)")
+    create.add_argument("--base-port", type=int, default=6641, metavar="PORT",
+                        help="first client port; Raft ports follow (e.g. --base-port 6641; default 6641)")
+    create.add_argument("--start", action=argparse.BooleanOptionalAction, default=True,
+                        help="start the members after creating them (default --start)")
+    helps = {"start": "start the members of an existing cluster", "stop": "stop the members (by pid)",
+             "status": "role, term and pid of each member"}
+    for name, text in helps.items():
+        sp = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=raw,
+                            epilog=examples(f"{name} --dir /tmp/dircluster"))
+        sp.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
 
 
 def run_cli(args) -> int:
@@ -219,7 +238,7 @@ def run_cli(args) -> int:
     try:
         if args.action == "create":
             members = create_cluster(args.dir, args.members, args.host, args.base_port)
-            if not args.no_start:
+            if args.start:
                 for m in members:
                     start_member(m)
                 wait_for_leader(members)

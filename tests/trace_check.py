@@ -14,7 +14,7 @@ import re
 
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.simulator import TableSimulator
 from nuage_ryu.vrs.view import from_directory
 

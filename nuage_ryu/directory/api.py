@@ -84,7 +84,7 @@ def build_routes() -> list[Route]:
         else:
             pplural = KINDS[parent][1]
             routes.append(Route(f"/{pplural}/{{id}}/{plural}", {"GET": "list", "POST": "create"},
-                                kind, parent, f"{kind}s of a {parent}"))
+                                kind, parent, f"{kind}s of {'an' if parent[0] in 'aeiou' else 'a'} {parent}"))
         item = {"GET": "show", "PUT": "update", "DELETE": "delete"}
         if kind == "token":
             item = {"GET": "show", "DELETE": "delete"}

@@ -16,6 +16,7 @@ from cheroot import wsgi
 
 from nuage_ryu import config
 from nuage_ryu.db.server import OvsdbServer
+from nuage_ryu.directory import discovery
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 
@@ -47,7 +48,8 @@ class DirectoryService:
     """Everything the directory role runs, with explicit start/stop."""
 
     def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", api_host: str = "127.0.0.1",
-                 api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = ""):
+                 api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
+                 discovery_pointer: str | None = discovery.POINTER):
         self.state_dir = state_dir
         self.connection = connection
         self.listen = listen
@@ -61,6 +63,8 @@ class DirectoryService:
         self.api: DirectoryAPI | None = None
         self._servers: list[wsgi.Server] = []
         self._threads: list[threading.Thread] = []
+        self.discovery_pointer = discovery_pointer  # None: write only <state_dir>/directory.json
+        self._discovery: tuple[dict, list[str]] | None = None
 
     @classmethod
     def from_conf(cls, conf) -> DirectoryService:
@@ -97,10 +101,17 @@ class DirectoryService:
                 self._serve(self.api_socket)
             if not self._servers:
                 raise ValueError("the REST API has neither api_port nor api_socket")
+            self._publish()
         except BaseException:
             self.stop()
             raise
         return self._threads[0]
+
+    def _publish(self) -> None:
+        # So that nuage-ctl on this machine finds the API and token file without options.
+        url = discovery.api_url(self.api_host, self.bound_port) if self.bound_port else None
+        record = discovery.describe(self.state_dir, url, self.api_socket, self.token_file)
+        self._discovery = (record, discovery.publish(record, self.discovery_pointer))
 
     def _serve(self, bind) -> None:
         # A deep accept queue: with the default (5), a burst of new connections overflows it
@@ -127,6 +138,9 @@ class DirectoryService:
 
     def stop(self) -> None:
         """Stop HTTP, the store and the embedded ovsdb-server (by pid)."""
+        if self._discovery:
+            discovery.withdraw(*self._discovery)
+            self._discovery = None
         for server in self._servers:
             try:
                 server.stop()

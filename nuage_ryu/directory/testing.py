@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from nuage_ryu.directory.client import ApiClient, CannotConnect
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 
 
 def free_port() -> int:
@@ -86,8 +86,8 @@ class ManagerProcess:
     def db_socket(self) -> str:
         return os.path.join(self.state_dir, "directory", "db.sock")
 
-    def client(self, token: str | None = None) -> ApiClient:
-        return ApiClient(self.url, token=token if token is not None else self.token)
+    def client(self, token: str | None = None) -> DirectoryClient:
+        return DirectoryClient(self.url, token=token if token is not None else self.token)
 
     def start(self, timeout: float = 30.0) -> ManagerProcess:
         manager = os.path.join(os.path.dirname(sys.executable), "nuage-ryu-manager")
@@ -107,7 +107,7 @@ class ManagerProcess:
             with open(self.log_path, errors="replace") as f:
                 tail = f.read()[-2000:]
             raise RuntimeError(f"nuage-ryu-manager exited with {self.proc.returncode}:\n{tail}")
-        client = ApiClient(self.url, timeout=2)
+        client = DirectoryClient(self.url, timeout=2)
         try:
             status, _h, _b = client.raw("GET", "/api/v1/openapi.json")
             return status == 200

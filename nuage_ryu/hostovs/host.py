@@ -7,8 +7,7 @@ arguments changes nothing (it never recreates a row that is already right, so
 a re-run does not bounce the controller connection or renumber a port).
 
 Container ports carry the contract described in docs/ovsdb.md on their
-Interface's ``external_ids``: ``nuage-vport-id``, ``nuage-container-id``,
-``nuage-ifname`` and ``iface-id`` (= vport id, as OVN and Neutron do).
+Interface's ``external_ids`` (keys and the ``VPortPort`` record: contract.py).
 
 Every failure surfaces as ``HostOVSError`` with a one-line message.
 """
@@ -27,14 +26,11 @@ from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend.ovs_idl import command, connection, event, idlutils, transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from nuage_ryu.hostovs.contract import VPortPort, vport_external_ids, vport_port
+
 SCHEMA_NAME = "Open_vSwitch"
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14", "OpenFlow15")
 VXLAN_PORT = "vxlan0"
-
-EXT_VPORT_ID = "nuage-vport-id"
-EXT_CONTAINER_ID = "nuage-container-id"
-EXT_IFNAME = "nuage-ifname"
-EXT_IFACE_ID = "iface-id"
 
 # Controller connection tuning: out-of-band (the management network is not the
 # overlay), a 10 s probe like Neutron's of_inactivity_probe, and a short
@@ -45,17 +41,6 @@ DEFAULT_MAX_BACKOFF_MS = 1000
 
 class HostOVSError(Exception):
     """The host's Open_vSwitch database is unreachable or refused an operation."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VPortPort:
-    """A container (vport) port on a bridge, as recorded in OVSDB."""
-
-    ifname: str
-    ofport: int | None
-    vport_id: str
-    container_id: str
-    external_ids: dict[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,15 +73,6 @@ def format_datapath_id(datapath_id: int) -> str:
     if not 0 < datapath_id < (1 << 64):
         raise HostOVSError(f"datapath id out of range: {datapath_id}")
     return f"{datapath_id:016x}"
-
-
-def vport_external_ids(vport_id: str, container_id: str, ifname: str,
-                       extra_ids: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Interface external_ids for a container port (the contract of docs/ovsdb.md)."""
-    ids = dict(extra_ids or {})
-    ids.update({EXT_VPORT_ID: vport_id, EXT_CONTAINER_ID: container_id, EXT_IFNAME: ifname,
-                EXT_IFACE_ID: vport_id})
-    return ids
 
 
 def fetch_schema(remote: str, timeout: float) -> dict:
@@ -491,16 +467,9 @@ class HostOVS:
                 raise HostOVSError(f"bridge {bridge} does not exist")
             for port in br.ports:
                 for iface in port.interfaces:
-                    ids = dict(iface.external_ids)
-                    if EXT_VPORT_ID not in ids:
-                        continue
-                    found.append(VPortPort(
-                        ifname=iface.name,
-                        ofport=_ofport(iface),
-                        vport_id=ids[EXT_VPORT_ID],
-                        container_id=ids.get(EXT_CONTAINER_ID, ""),
-                        external_ids=ids,
-                    ))
+                    record = vport_port(iface.name, _ofport(iface), iface.external_ids)
+                    if record is not None:
+                        found.append(record)
         return sorted(found, key=lambda p: p.ifname)
 
     # Reads and waits ---------------------------------------------------------------

@@ -60,7 +60,13 @@ def _host_count(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nuage-lab`` console script."""
+    """Entry point of the ``nuage-lab`` console script (``status --json | head`` ends quietly)."""
+    from nuage_ryu.closed_stdout import run_quietly
+
+    return run_quietly(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     # python-ovs imports eventlet when it is installed, which warns on import.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from nuage_ryu.lab import guests
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
-from nuage_ryu.lab.plane import ControlPlane, wait_for
+from nuage_ryu.lab.plane import ControlPlane
+from nuage_ryu.lab.supervise import wait_for
 
 SERVER = """
 import socket, sys, threading, time

@@ -21,48 +21,24 @@ in the lab's namespaces, so a crashed test leaves nothing behind either.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 from nuage_ryu.config import ROLE_APPS
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
+from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
-from nuage_ryu.lab.netns import LabError
-from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryClientError
+from nuage_ryu.lab.supervise import stop_process, wait_for
 
 PLANE_DIR = "plane"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 OFP_PORT = 6653
 AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, proc=None, log: str | None = None):
-    """Poll ``condition`` until truthy; LabError (with the log tail) on timeout or when ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise LabError(f"{what}: process exited with {proc.returncode}{_log_tail(log)}")
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout:g}s waiting for {what}{_log_tail(log)}")
-        time.sleep(0.05)
-
-
-def _log_tail(path: str | None, lines: int = 12) -> str:
-    if not path or not os.path.exists(path):
-        return ""
-    with open(path, errors="replace") as f:
-        tail = f.read().splitlines()[-lines:]
-    return "\n  " + "\n  ".join(tail)
 
 
 class ControlPlane:
@@ -90,7 +66,7 @@ class ControlPlane:
 
     def client(self) -> DirectoryClient:
         with open(self.token_file) as f:
-            return DirectoryClient("unix:" + self.api_socket, f.read().strip())
+            return DirectoryClient("unix:" + self.api_socket, f.read().strip(), timeout=10.0, keep_alive=False)
 
     # -- processes ---------------------------------------------------------------
     def _spawn(self, name: str, netns: str, conf_text: str, app: str | tuple[str, ...],
@@ -129,7 +105,7 @@ class ControlPlane:
         try:
             self.client().request("GET", "/hosts")
             return True
-        except (DirectoryClientError, OSError):
+        except (DirectoryError, CannotConnect, OSError):
             return False
 
     def agent_conf(self, host: LabHost) -> str:
@@ -204,16 +180,9 @@ class ControlPlane:
         proc = self.procs.pop(name, None)
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        code = stop_process(proc, sig, timeout)
         self._record()
-        return proc.returncode
+        return code
 
     def stop(self) -> None:
         """Stop agents first, then the directory; remove the plane's files."""

@@ -43,7 +43,7 @@ ERR_CHECK_FAILED = 101
 ERR_CONFLICT = 102
 
 NETWORK_KEYS = ("enterprise", "domain", "zone", "subnet")
-# Same rules as the agent's (nuage_ryu.plugins.attach / links), repeated to keep this module light.
+# Same rules as the agent's (nuage_ryu.agent.attach: request.py, links.py), repeated to keep this module light.
 # Plain character sets, not regular expressions: importing ``re`` costs more than this
 # whole plugin's work (the runtime starts a process per call).
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -197,6 +197,15 @@ def _require_env(env: dict, *names: str) -> list[str]:
     return values
 
 
+def requested_version(stdin: bytes) -> str:
+    """The ``cniVersion`` of the configuration on stdin when it is one we speak, else the latest."""
+    try:
+        requested = json.loads(stdin or b"{}").get("cniVersion")
+    except (ValueError, AttributeError):
+        return LATEST
+    return requested if requested in SUPPORTED_VERSIONS else LATEST
+
+
 def run(env: dict, stdin: bytes) -> dict | None:
     """Execute one CNI command; returns the JSON result (None: no output) or raises CniError."""
     command = env.get("CNI_COMMAND", "")
@@ -204,14 +213,7 @@ def run(env: dict, stdin: bytes) -> dict | None:
         raise CniError(ERR_INVALID_ENV, f"CNI_COMMAND must be one of {', '.join(COMMANDS)}, "
                                         f"not {command!r}")
     if command == "VERSION":
-        version = LATEST
-        try:
-            requested = json.loads(stdin or b"{}").get("cniVersion")
-            if requested in SUPPORTED_VERSIONS:
-                version = requested
-        except (ValueError, AttributeError):
-            pass
-        return {"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS}
+        return {"cniVersion": requested_version(stdin), "supportedVersions": SUPPORTED_VERSIONS}
     conf = load_config(stdin)
     version = conf["cniVersion"]
     agent = AgentClient(conf.get("agent_socket") or DEFAULT_AGENT_SOCKET)
@@ -291,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
             else b""
-        try:
-            requested = json.loads(stdin or b"{}").get("cniVersion")
-            if requested in SUPPORTED_VERSIONS:
-                version = requested
-        except (ValueError, AttributeError):
-            pass
+        version = requested_version(stdin)
         result = run(env, stdin)
     except CniError as exc:
         error = {"cniVersion": version, "code": exc.code, "msg": exc.msg}

@@ -27,13 +27,12 @@ import json
 import logging
 import os
 import signal
-import socketserver
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler
 
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError
+from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
 LOG = logging.getLogger("nuage-docker-plugin")
 
@@ -338,30 +337,18 @@ class NuageDriver:
         }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONRequestHandler):
     server_version = "nuage-docker-plugin/1"
+    content_type = CONTENT_TYPE
 
     def log_message(self, fmt, *args):
         LOG.debug(fmt, *args)
-
-    def _reply(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        if status >= 400:
-            # The request body may not have been read: never reuse this connection.
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self):  # noqa: N802 - http.server naming
         handler = self.server.routes.get(self.path)
         if handler is None:
             message = f"unknown plugin call {self.path}"
-            self._reply(404, {"Err": message, "Error": message})
+            self.reply_json(404, {"Err": message, "Error": message})
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -373,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("body must be a JSON object")
         except ValueError as exc:
             # A syntactic problem: an HTTP error status, as the remote driver protocol asks.
-            self._reply(400, {"Err": f"{self.path}: malformed request: {exc}", "Error": str(exc)})
+            self.reply_json(400, {"Err": f"{self.path}: malformed request: {exc}", "Error": str(exc)})
             return
         try:
             result = handler(body)
@@ -385,15 +372,10 @@ class _Handler(BaseHTTPRequestHandler):
             LOG.exception("%s failed", self.path)
             message = f"internal error: {type(exc).__name__}: {exc}"
             result = {"Err": message, "Error": message}
-        self._reply(200, result)
+        self.reply_json(200, result)
 
     def do_GET(self):  # noqa: N802
-        self._reply(405, {"Err": "plugin calls are POST"})
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog: a burst of CNI calls must not see EAGAIN
+        self.reply_json(405, {"Err": "plugin calls are POST"})
 
 
 class DockerPlugin:
@@ -404,37 +386,22 @@ class DockerPlugin:
         self.driver = NuageDriver(AgentClient(agent_socket))
         self.socket_path = socket_path
         self.spec_file = spec_file
-        self._server: _Server | None = None
+        self._server: UnixHTTPServer | None = None
 
     def start(self) -> DockerPlugin:
-        os.makedirs(os.path.dirname(self.socket_path) or ".", exist_ok=True)
-        try:
-            os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
-        server = _Server(self.socket_path, _Handler)
-        server.routes = self.driver.routes()
-        self._server = server
+        self._server = UnixHTTPServer.start(self.socket_path, _Handler, self.driver.routes(),
+                                            name="nuage-docker-plugin")
         if self.spec_file:
             os.makedirs(os.path.dirname(self.spec_file) or ".", exist_ok=True)
             with open(self.spec_file + ".tmp", "w") as spec:
                 spec.write(f"unix://{os.path.abspath(self.socket_path)}\n")
             os.replace(self.spec_file + ".tmp", self.spec_file)
-        threading.Thread(target=server.serve_forever, name="nuage-docker-plugin", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-        for path in (self.socket_path, self.spec_file):
-            if path:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+        if self._server is not None:
+            self._server.stop(self.spec_file)
+            self._server = None
 
 
 def main(argv: list[str] | None = None) -> int:

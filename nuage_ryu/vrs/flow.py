@@ -1,6 +1,6 @@
 """The flow vocabulary: OpenFlow flows as plain, hashable data.
 
-The compiler (``nuage_ryu.vrs.compiler``) produces ``Flow`` objects; the sync
+The compiler (``nuage_ryu.vrs.compile``) produces ``Flow`` objects; the sync
 engine diffs them against what a bridge reports and turns the difference into
 OpenFlow messages (``nuage_ryu.vrs.ofmsg``); the table simulator
 (``nuage_ryu.vrs.simulator``) executes them. Nothing here does I/O.

@@ -34,10 +34,20 @@ class Register:
     purpose: str
 
 
-REG_DOMAIN = Register("reg6", "domain of the packet: its VNI (24 bits), set by CLASSIFY")
-REG_SRC_PORT = Register("reg5", "ofport of the sending local vport; 0 when the packet came from the tunnel")
-REG_DST_PORT = Register("reg7", "ofport the packet leaves by: a local vport, or the VXLAN port")
-REG_DST_HOST = Register("reg4", "tunnel IPv4 (an int) of the destination host if REG_DST_PORT is the tunnel")
+REG_DOMAIN = Register(
+    "reg6",
+    "the domain of the packet: its VNI (24 bits). Set by CLASSIFY (from the vport or from `tunnel_id`); every "
+    "later stage matches it, which is what keeps overlapping tenants apart.")
+REG_SRC_PORT = Register(
+    "reg5",
+    "logical port of the sending local vport (its ofport; for a VLAN-tagged bare-metal vport also its VLAN in "
+    "bits 16..27); 0 for packets from the tunnel. Policy source clause on the sending side.")
+REG_DST_PORT = Register(
+    "reg7",
+    "where the packet leaves: a local vport's logical port, or the VXLAN port. Written by L3_LOOKUP / "
+    "OVERLAY_LOOKUP; policy destination clause on the receiving side.")
+REG_DST_HOST = Register(
+    "reg4", "tunnel IPv4 (as an int) of the destination's host, when REG_DST_PORT is the VXLAN port.")
 
 REGISTERS = (REG_DOMAIN, REG_SRC_PORT, REG_DST_PORT, REG_DST_HOST)
 
@@ -192,7 +202,7 @@ def acl_priority(rule_priority: int) -> int:
     return ACL_RULE_PRIORITY_MAX + 1 - rule_priority
 
 
-PRIO_ACL_TOP = 65535  # level 0 of the ACL rules (see policy.plan_domain)
+PRIO_ACL_TOP = 65535  # level 0 of the ACL rules (see compile.acl.plan_domain)
 
 
 def acl_level_priority(level: int) -> int:

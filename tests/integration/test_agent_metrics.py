@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nuage_ryu.vrs.counters import DEFAULT_RULE_ID
+from nuage_ryu.agent.counters import DEFAULT_RULE_ID
 from tests.integration.test_overlay import make_domain
 from tests.lab_helpers import Containers, lab_with_plane, ns_run, wait_until
 

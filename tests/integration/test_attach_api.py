@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from nuage_ryu.plugins.agent_client import AgentClient, AgentError
-from nuage_ryu.plugins.testing import (
+from tests.attach_helpers import (
     agent_process,
     directory_service,
     host_state,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from nuage_ryu.plugins.testing import (
+from tests.attach_helpers import (
     agent_process,
     directory_service,
     host_state,

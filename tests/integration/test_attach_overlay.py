@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from nuage_ryu.plugins.agent_client import AgentClient
-from nuage_ryu.plugins.testing import make_network, run_cni, tcp_exchange
+from tests.attach_helpers import make_network, run_cni, tcp_exchange
 from tests.lab_helpers import lab_with_plane, ns_run
 from tests.ovs_fixtures import namespace, unique_netns_name, wait_until
 

@@ -11,11 +11,13 @@ import os
 
 import pytest
 
+from nuage_ryu.agent.attach.errors import AttachError
+from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names
+from nuage_ryu.agent.attach.request import AttachRequest
+from nuage_ryu.agent.attach.service import AttachService
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.hostovs.host import HostOVS, HostOVSError
-from nuage_ryu.plugins.attach import AttachError, AttachRequest, AttachService
-from nuage_ryu.plugins.directory_client import DirectoryClient, DirectoryUnavailable
-from nuage_ryu.plugins.links import LinkError, LinkOps, link_names
-from nuage_ryu.plugins.testing import directory_service, host_state, make_network, ns_exec, prepare_bridge
+from tests.attach_helpers import directory_service, host_state, make_network, ns_exec, prepare_bridge
 from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name
 
 pytestmark = pytest.mark.integration
@@ -74,9 +76,9 @@ def _request(ns: str, **kw) -> AttachRequest:
 
 CASES = [
     # (label, which dependency, method, exception, after real work, expected error kind)
-    ("directory down on create", "directory", "create_vport", DirectoryUnavailable("down"), False,
+    ("directory down on create", "directory", "create_vport", CannotConnect("down"), False,
      "unavailable"),
-    ("vport created then directory fails", "directory", "create_vport", DirectoryUnavailable("lost reply"),
+    ("vport created then directory fails", "directory", "create_vport", CannotConnect("lost reply"),
      True, "unavailable"),
     ("veth creation fails", "links", "create_veth", LinkError("no veth"), False, "failed"),
     ("veth made then failure", "links", "create_veth", LinkError("late"), True, "failed"),
@@ -152,7 +154,7 @@ def test_bad_requests_change_nothing(env, container):
 
 def test_directory_unreachable(env, container):
     _directory, ovs, hostovs = env
-    down = DirectoryClient("unix:/tmp/nuage-no-directory.sock", "t", timeout=1)
+    down = DirectoryClient("unix:/tmp/nuage-no-directory.sock", "t", timeout=1, keep_alive=False)
     service = _service(down, hostovs, LinkOps(ovs.netns))
     with pytest.raises(AttachError) as err:
         service.attach(_request(container))
@@ -162,7 +164,7 @@ def test_directory_unreachable(env, container):
 
 def test_rollback_reports_what_it_could_not_undo(env, container):
     directory, ovs, hostovs = env
-    broken = Failing(Failing(directory, "delete_vport", DirectoryUnavailable("gone")), "x", Exception())
+    broken = Failing(Failing(directory, "delete_vport", CannotConnect("gone")), "x", Exception())
     links = Failing(LinkOps(ovs.netns), "configure", LinkError("no address"))
     service = _service(broken, hostovs, links)
     with pytest.raises(AttachError) as err:
@@ -193,8 +195,8 @@ def test_docker_bind_rolled_back_restores_the_reservation(env):
     """Binding an IPAM reservation (Docker) fails late: the vport is back to an unbound reservation."""
     directory, ovs, hostovs = env
     service = _service(directory, hostovs, LinkOps(ovs.netns))
-    subnet = service.resolve("acme", "prod", "web", "web-net")["subnet"]
-    reserved = service.reserve(subnet["id"], "docker-test")
+    subnet = service.docker.resolve("acme", "prod", "web", "web-net")["subnet"]
+    reserved = service.docker.reserve(subnet["id"], "docker-test")
     failing = _service(directory, Failing(hostovs, "add_vport_port", HostOVSError("refused"), after=True),
                        LinkOps(ovs.netns))
     with pytest.raises(AttachError):
@@ -210,9 +212,9 @@ def test_docker_bind_rolled_back_restores_the_reservation(env):
     bound = directory.get_vport(reserved["id"])
     assert result["peer_ifname"] and bound["external_ids"]["nuage-container-id"] == "ep1"
     with pytest.raises(AttachError) as err:
-        service.release(subnet["id"], reserved["ip"])
+        service.docker.release(subnet["id"], reserved["ip"])
     assert err.value.kind == "conflict"
     service.detach("ep1", "eth")
     assert "nuage-container-id" not in directory.get_vport(reserved["id"])["external_ids"]
-    assert service.release(subnet["id"], reserved["ip"]) == {"released": reserved["id"]}
+    assert service.docker.release(subnet["id"], reserved["ip"]) == {"released": reserved["id"]}
     assert host_state(ovs, directory, HOST) == EMPTY

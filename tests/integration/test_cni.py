@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from nuage_ryu.plugins.links import link_names
-from nuage_ryu.plugins.testing import (
+from nuage_ryu.agent.attach.links import link_names
+from tests.attach_helpers import (
     agent_process,
     directory_service,
     host_state,

@@ -14,7 +14,8 @@ import threading
 
 import pytest
 
-from nuage_ryu.directory.client import ApiClient, ApiError
+from nuage_ryu.directory.client import DirectoryClient
+from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.directory.testing import ManagerProcess, free_port, pid_alive, wait_until
 
@@ -39,7 +40,7 @@ def admin(manager):
 
 
 def expect_error(status, code, fn, *args, **kwargs):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DirectoryError) as info:
         fn(*args, **kwargs)
     assert (info.value.status, info.value.code) == (status, code), info.value
     assert info.value.message
@@ -58,7 +59,7 @@ def tree(admin, request):
     yield {"ent": ent, "dom": dom, "zone": zone, "sub": sub, "pg": pg}
     try:
         admin.delete(f"/enterprises/{ent['id']}", cascade="true")
-    except ApiError:
+    except DirectoryError:
         pass
 
 
@@ -227,7 +228,7 @@ def test_every_error_class_and_nothing_changes(manager, admin, tree):
     expect_error(400, "bad_request", admin.get, "/enterprises", colour="red")
     expect_error(400, "bad_request", admin.delete, f"/domains/{dom['id']}", cascade="maybe")
     # 401
-    status, headers, data = ApiClient(manager.url, token=None).raw("GET", "/api/v1/enterprises")
+    status, headers, data = DirectoryClient(manager.url, token=None).raw("GET", "/api/v1/enterprises")
     assert status == 401 and json.loads(data)["error"]["code"] == "unauthorized"
     assert "Bearer" in headers.get("WWW-Authenticate", "")
     expect_error(401, "unauthorized", manager.client("wrong-token").get, "/enterprises")
@@ -382,7 +383,7 @@ def test_counters_reported_by_two_hosts_show_in_get(manager, admin, tree):
 
 
 def test_unix_socket_api(manager):
-    client = ApiClient(socket_path=manager.api_socket, token=manager.token)
+    client = DirectoryClient("unix:" + manager.api_socket, token=manager.token)
     try:
         assert isinstance(client.get("/enterprises"), list)
     finally:
@@ -432,7 +433,7 @@ def test_embedded_ovsdb_server_is_restarted_if_it_dies(tmp_path):
         def api_writes():
             try:
                 return client.post("/enterprises", {"name": "after-crash"})
-            except ApiError as exc:
+            except DirectoryError as exc:
                 assert exc.status == 503, exc
                 return None
 

@@ -18,7 +18,8 @@ import threading
 import pytest
 
 from nuage_ryu.db import cluster
-from nuage_ryu.directory.client import ApiError, CannotConnect
+from nuage_ryu.directory.client import CannotConnect
+from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.directory.testing import ManagerProcess, free_port, wait_until
 
@@ -44,7 +45,7 @@ def write(client, path, body):
     def attempt():
         try:
             return client.post(path, body)
-        except ApiError as exc:
+        except DirectoryError as exc:
             if exc.status == 503:
                 return None
             raise
@@ -193,7 +194,7 @@ def test_two_api_processes_on_one_cluster_keep_the_invariants(tmp_path, members)
         listed = [sorted(v["ip"] for v in c.get(f"/subnets/{sub['id']}/vports")) for c in (admin, other)]
         assert listed[0] == listed[1] and len(listed[0]) == 50
         # a duplicate name through the other process is refused
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(DirectoryError) as info:
             other.post(f"/subnets/{sub['id']}/vports", {"name": "v0"})
         assert info.value.status == 409
         admin.close()

@@ -18,8 +18,9 @@ import sys
 import pytest
 
 from nuage_ryu.lab import dockerd as lab_dockerd
+from nuage_ryu.lab.supervise import stop_process
 from nuage_ryu.plugins.agent_client import AgentClient, AgentUnavailable
-from nuage_ryu.plugins.testing import (
+from tests.attach_helpers import (
     agent_process,
     directory_service,
     host_state,
@@ -49,12 +50,7 @@ def plugin_process(sock: str, agent_sock: str, spec: str):
         assert proc.poll() is None, proc.stderr.read()
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout=5)
         proc.stderr.close()
 
 

@@ -239,6 +239,19 @@ def test_status_output(lab2):
         assert host["bridges"]["br-phy"]["ports"]["eth0"] > 0
 
 
+def test_status_into_a_closed_pipe_ends_quietly(lab2):
+    """'nuage-lab status --json | head': the reader is gone before the report is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "nuage-lab"), "status", "--json",
+                               "--state-dir", lab2.state_dir], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 def test_exec_runs_in_the_host_with_its_ovs(lab2):
     result = nuage_lab("exec", "h2", "--state-dir", lab2.state_dir, "--", "ovs-vsctl", "br-exists", "br-int")
     assert result.returncode == 0, result.stderr

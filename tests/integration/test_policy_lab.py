@@ -595,7 +595,7 @@ def test_store_listeners_hear_a_change_read_by_another_thread(tmp_path):
     """Policy latency depends on the agent's directory listener firing as soon as an update arrives.
 
     The IDL thread fires the listeners, then blocks on the database socket (or a 1 s timer). Any
-    other thread's store call also runs the IDL (``apply`` -> ``_wait_synced`` -> ``idl.run()``)
+    other thread's store call also runs the IDL (``apply`` -> ``wait_synced`` -> ``idl.run()``)
     and may so consume an update that arrives while the IDL thread is between firing and blocking;
     it publishes the new state but must then wake the IDL thread, or the listeners hear of the
     change only when the timer expires. Here the IDL thread is held in that window by a listener

@@ -8,7 +8,7 @@ not turned into "connection lost" (this made an API test flaky).
 import socket
 import threading
 
-from nuage_ryu.directory.client import ApiClient
+from nuage_ryu.directory.client import DirectoryClient
 
 RESPONSE = (b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
             b"Content-Length: 58\r\nConnection: close\r\n\r\n"
@@ -37,7 +37,7 @@ def refusing_server():
 
 def test_413_sent_before_the_body_was_read_is_returned():
     port, thread = refusing_server()
-    client = ApiClient(f"http://127.0.0.1:{port}", token="t")
+    client = DirectoryClient(f"http://127.0.0.1:{port}", token="t")
     status, _headers, data = client.raw("POST", "/api/v1/enterprises", b'{"name": "' + b"x" * (8 << 20) + b'"}')
     thread.join(10)
     assert status == 413 and b"payload_too_large" in data

@@ -10,14 +10,10 @@ import time
 import pytest
 from ovsdbapp.backend.ovs_idl import event
 
+from nuage_ryu.hostovs.contract import EXT_CONTAINER_ID, EXT_IFACE_ID, EXT_IFNAME, EXT_VPORT_ID, VPortPort
 from nuage_ryu.hostovs.host import (
-    EXT_CONTAINER_ID,
-    EXT_IFACE_ID,
-    EXT_IFNAME,
-    EXT_VPORT_ID,
     HostOVS,
     HostOVSError,
-    VPortPort,
     VPortSpec,
     datapath_id_for,
     format_datapath_id,

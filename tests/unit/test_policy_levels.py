@@ -9,9 +9,8 @@ import random
 import pytest
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host, policy_index, service_matches, services_may_overlap
 from nuage_ryu.vrs.cookies import CookieKind, kind_of
-from nuage_ryu.vrs.policy import policy_index, service_matches, services_may_overlap
 from tests.unit.test_policy_rules import ANY, APP, DB, GROUPS, WEB, Endpoint, V, net_of, rule, send, views
 from tests.unit.vrs_fixtures import SUBNETS, port_of
 
@@ -151,7 +150,7 @@ def test_exact_and_masked_values_of_one_field_at_one_priority_compile():
 def test_random_change_sequences_incremental_equals_full_compile(seed):
     import dataclasses
 
-    from nuage_ryu.vrs.compiler import FlowCompiler
+    from nuage_ryu.vrs.compile import FlowCompiler
     from nuage_ryu.vrs.flow import index
     from nuage_ryu.vrs.simulator import TableSimulator
     from tests.unit.test_policy_rules import PGS, members

@@ -7,10 +7,9 @@ import dataclasses
 import pytest
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import FlowCompiler, compile_host
+from nuage_ryu.vrs.compile import FlowCompiler, compile_host, port_range_masks
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for, kind_of
 from nuage_ryu.vrs.flow import Conjunction
-from nuage_ryu.vrs.policy import port_range_masks
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from nuage_ryu.vrs.view import AclRule, Endpoint, PolicyGroup
 from tests.unit.vrs_fixtures import ACK, HOSTS, SYN, TUN, VPORTS, port_of, to_vport, view_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import FlowCompiler, compile_host
+from nuage_ryu.vrs.compile import FlowCompiler, compile_host
 from nuage_ryu.vrs.cookies import (
     CANARY_COOKIE,
     FULL_MASK,
@@ -216,7 +216,7 @@ def test_conflicting_directory_data_is_reported_not_fatal():
 
 
 def test_compiler_match_is_the_canonical_flow_match():
-    from nuage_ryu.vrs import compiler
+    from nuage_ryu.vrs import compile as compiler
     from nuage_ryu.vrs import flow as F
 
     fields = {"reg6": 5, "eth_type": 0x800, "ipv4_dst": ("10.0.0.0", "255.0.0.0"), "tcp_dst": (80, 0xFFF0),

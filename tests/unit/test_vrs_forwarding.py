@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.simulator import TableSimulator
 from tests.unit.vrs_fixtures import (
     BY_ID,

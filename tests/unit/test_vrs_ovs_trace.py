@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from nuage_ryu.hostovs.process import missing_binaries
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.ofmsg import to_ofctl
 from nuage_ryu.vrs.simulator import TableSimulator
 from tests.unit.test_policy_rules import THREE_TIER, V, views

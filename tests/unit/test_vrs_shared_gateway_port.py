@@ -5,7 +5,7 @@ ofport, so the two servers' flows collided and traffic to one left with the
 other's VLAN (a cross-tenant leak).
 """
 
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.simulator import TableSimulator
 from nuage_ryu.vrs.view import Domain, Host, HostView, LocalPort, Subnet, VPort
 

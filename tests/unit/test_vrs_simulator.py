@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nuage_ryu.vrs.compiler import merge_same_key
+from nuage_ryu.vrs.compile import merge_same_key
 from nuage_ryu.vrs.flow import (
     OFPP_IN_PORT,
     Conjunction,

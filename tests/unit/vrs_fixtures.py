@@ -13,7 +13,7 @@ Three hosts, two tenants that reuse the same addresses, a third domain only on h
 
 from __future__ import annotations
 
-from nuage_ryu.vrs.compiler import compile_host
+from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from nuage_ryu.vrs.view import Domain, Host, HostView, LocalPort, Subnet, VPort
 

@@ -1,0 +1,250 @@
+"""One host's integration bridge: the I/O around its ``AgentCore``.
+
+``ManagedBridge`` does what the core decides, on three channels:
+
+* the host's Open_vSwitch database (``HostOVS``): br-int and the VXLAN port at
+  start, the vport port rows and gateway ofports when the core asks for them,
+  an ``InterfaceWatch`` whose changes re-dirty the core's port cache;
+* the bridge's ``BridgeSync`` (created per OpenFlow connection): the whole
+  desired set or a diff as the core's ``push_plan`` says; its replies, errors
+  and confirmations (mapped back to flow generations by the core);
+* the OpenFlow datapath: the counted table's flow statistics, requested and
+  collected as the core says;
+
+and writes what concerns the directory (vport status, counters) through the
+``DirectoryStore`` it is handed, outside OpenFlow handlers.
+
+All work on the core and the sync engine runs under ``lock`` (shared by every
+bridge of the agent); OVSDB reads and directory writes happen outside it, as
+they may block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from nuage_ryu.agent import counters
+from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
+from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
+from nuage_ryu.hostovs.watch import InterfaceWatch
+from nuage_ryu.vrs import sync
+
+
+class ManagedBridge:
+    """One host's integration bridge: its OVSDB, its compiled flows, its OpenFlow sync."""
+
+    def __init__(self, host_name: str, tunnel_ip: str, ovsdb_remote: str, *, bridge: str, datapath_type: str,
+                 metrics: AgentMetrics, lock: threading.RLock, on_change: Callable[[], None],
+                 logger: logging.Logger) -> None:
+        self.host_name = host_name
+        self.tunnel_ip = tunnel_ip
+        self.ovsdb_remote = ovsdb_remote
+        self.bridge = bridge
+        self.datapath_type = datapath_type
+        self.datapath_id = datapath_id_for(host_name)
+        self.core = AgentCore(host_name)
+        self.sync: sync.BridgeSync | None = None  # None while the bridge is disconnected
+        self.datapath = None
+        self.host_ovs: HostOVS | None = None
+        self.watch: InterfaceWatch | None = None
+        self._metrics = metrics
+        self._lock = lock
+        self._on_change = on_change  # wakes the agent's worker
+        self._log = logger
+
+    # -- the host's OVSDB ------------------------------------------------------
+    def ensure(self, controllers: list[str]) -> None:
+        """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
+        self.host_ovs = HostOVS(self.ovsdb_remote)
+        self.host_ovs.ensure_integration_bridge(self.bridge, self.datapath_type, controllers, self.datapath_id)
+        if self.tunnel_ip:
+            self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
+        self.watch = InterfaceWatch(self.host_ovs, self.ports_changed)
+
+    def ports_changed(self) -> None:
+        """The bridge's interfaces changed (OVSDB thread): re-list them, then recompute."""
+        self.core.ports_changed()
+        self._on_change()
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+        if self.host_ovs is not None:
+            self.host_ovs.close()
+
+    def read_ports(self, state) -> tuple[dict[str, int], int | None]:
+        """({vport id: ofport}, VXLAN ofport) from the host's OVSDB (outside the lock: it may block).
+
+        Container and VM ports carry their vport id in external_ids; a bare-metal vport is
+        reached through the gateway port its directory entry names (with its VLAN).
+        """
+        core = self.core
+        if core.take_port_listing():
+            ports = self.host_ovs.list_vport_ports(self.bridge)
+            tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
+            core.ports_listed([(p.vport_id, p.ofport) for p in ports], tunnel)
+        gateway_ofports = {}
+        for vport_id, ifname in core.gateway_ports(state):
+            try:
+                ofport = self.host_ovs.get_ofport(ifname)
+            except Exception as exc:  # e.g. OVS could not add the interface (ofport -1)
+                self._log.warning("%s: gateway port %s of vport %s: %s", self.host_name, ifname, vport_id, exc)
+                continue
+            if ofport:
+                gateway_ofports[vport_id] = ofport
+        return core.local_ports(gateway_ofports)
+
+    # -- one worker round --------------------------------------------------------
+    def refresh(self, store, seen_at: float) -> None:
+        """Recompute from the directory's latest snapshot and the ports; write vport statuses.
+
+        ``seen_at`` (monotonic) is when the directory update was seen. A failure is logged: the
+        next change (or the periodic resync) retries.
+        """
+        try:
+            state = store.snapshot()
+            ofports, tunnel = self.read_ports(state)
+            with self._lock:
+                self.recompute(state, ofports, tunnel, seen_at)
+            self.write_statuses(store)
+        except Exception:
+            self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
+
+    def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
+        """Feed the core; hand the sync engine what its push plan says (under the lock)."""
+        core = self.core
+        core.set_directory(state, seen_at)
+        core.set_ports(ofports, tunnel)
+        generation, diff = core.recompute()
+        if diff:
+            self._metrics.flows.labels(self.host_name).set(len(core.compiler.flows))
+            self._log.debug("%s: generation %d: +%d -%d flows", self.host_name, generation,
+                            len(diff.add), len(diff.delete))
+        plan = core.push_plan(diff)
+        if plan == FULL:
+            self.push_desired()
+        elif plan == DIFF:
+            self._handed_over(self.sync.apply_diff(diff))  # only what changed: cheap at any table size
+
+    def push_desired(self) -> None:
+        """Hand the whole desired set to the sync engine (on connect: it reconciles with a read-back)."""
+        self._handed_over(self.sync.set_desired(self.core.desired()))
+
+    def _handed_over(self, msgs) -> None:
+        """Tell the core which sync generation now carries its flows; send the engine's answer."""
+        self._confirmed(self.core.pushed(self.sync.generation, time.monotonic()))
+        sync.send(self.datapath, msgs)
+
+    def write_statuses(self, store) -> None:
+        """Write the vport statuses the core decided (outside the lock: directory writes may block)."""
+        with self._lock:
+            updates = self.core.status_updates()
+        for vport_id, status in updates:
+            try:
+                store.set_vport_status(vport_id, status)
+            except Exception as exc:  # e.g. deleted meanwhile; the next snapshot settles it
+                self._log.info("vport %s status %s not written: %s", vport_id, status, exc)
+
+    # -- OpenFlow ----------------------------------------------------------------
+    def state_changed(self, datapath, up: bool) -> None:
+        """The bridge's OpenFlow connection came up (``up``) or went down."""
+        with self._lock:
+            self._metrics.connected.labels(self.host_name).set(1 if up else 0)
+            if up:
+                self._connected(datapath)
+                self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
+            elif self.datapath is datapath:
+                self._disconnected()
+                self._log.warning("%s/%s disconnected; its flows stay in place (fail_mode=secure)",
+                                  self.host_name, self.bridge)
+        self._on_change()
+
+    def _connected(self, datapath) -> None:
+        self.datapath = datapath
+        self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
+                                    name=f"{self.host_name}/{self.bridge}")
+        self.core.connected()
+        sync.send(datapath, self.sync.on_connect())
+        if self.core.push_plan() == FULL:  # the directory is known already
+            self.push_desired()
+
+    def _disconnected(self) -> None:
+        self.core.disconnected()
+        if self.sync is not None:
+            self.sync.on_disconnect()
+        self.sync = None
+        self.datapath = None
+
+    def on_flow_stats_reply(self, msg) -> None:
+        """A flow-stats reply: the counters request's, else the sync engine's read-back."""
+        with self._lock:
+            if not self.core.awaits_counters(msg.xid):
+                self._feed(msg.datapath, "on_flow_stats_reply", msg)
+                return
+            entries = [(e.table_id, e.cookie, e.packet_count, e.byte_count) for e in msg.body]
+            more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+            if self.core.counters_received(entries, more):
+                self._metrics.rules.update(self.host_name, self.core.rule_counters)
+
+    def on_bundle_reply(self, msg) -> None:
+        """A bundle control reply (the sync engine's COMMIT)."""
+        with self._lock:
+            self._feed(msg.datapath, "on_bundle_reply", msg)
+
+    def on_error(self, msg) -> None:
+        """An OpenFlow error (the sync engine knows which of its messages it answers)."""
+        with self._lock:
+            self._feed(msg.datapath, "on_error", msg)
+
+    def _feed(self, datapath, handler_name: str, msg) -> None:
+        if self.sync is not None and datapath is self.datapath:
+            sync.send(datapath, getattr(self.sync, handler_name)(msg))
+
+    def _on_confirmed(self, _cookies, sync_generation: int) -> None:
+        self._confirmed(self.core.confirmed(sync_generation, time.monotonic()))
+
+    def _confirmed(self, confirmation: Confirmation | None) -> None:
+        """The bridge holds a new flow generation: its metrics; wake the worker to write statuses."""
+        if confirmation is None:
+            return
+        for latency in confirmation.latencies:
+            self._metrics.policy_apply.labels(self.host_name).observe(latency)
+        self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
+        self._on_change()  # statuses are written by the worker, not in the handler
+
+    def _on_failed(self, flow, err_type: int, err_code: int) -> None:
+        self._log.error("%s: %s refused a flow (type %d code %d): %s", self.host_name, self.bridge,
+                        err_type, err_code, flow)
+
+    # -- policy counters -----------------------------------------------------------
+    def poll_counters(self, store) -> None:
+        """Report the counters collected last round to the directory; ask the bridge for new ones.
+
+        The directory write happens here (a timer thread), never in the OpenFlow handler that
+        collected them.
+        """
+        report = None
+        with self._lock:
+            if self.core.unreported:
+                report = self.core.counters_report()
+            self._request_counters()
+        if report is None:
+            return
+        try:
+            store.report_counters(self.host_name, *report)
+        except Exception as exc:  # counters are best effort: the next round retries
+            self._log.info("%s: counters not reported: %s", self.host_name, exc)
+
+    def _request_counters(self) -> None:
+        """Ask the bridge for the statistics of the table where policy is counted."""
+        if self.datapath is None or not self.core.counters_due():
+            return
+        dp = self.datapath
+        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
+        dp.set_xid(req)
+        self.core.counters_requested(req.xid)
+        dp.send_msg(req)

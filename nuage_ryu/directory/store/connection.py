@@ -1,0 +1,157 @@
+"""The store's connection: one python-ovs IDL, the lock that serialises all access to it, and its thread.
+
+One IDL thread runs ``idl.run()``; writer threads run the IDL too while they wait for their
+transaction. All IDL access happens under ``lock`` (re-entrant), so in-process writers are
+serialised. A pipe wakes the IDL thread when a writer read an update off the connection
+(otherwise the thread would notice it only at its next timer tick, up to a second later).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import ovs.db.idl
+import ovs.poller
+
+from nuage_ryu.directory.errors import Unavailable
+
+
+def session_connected(idl: ovs.db.idl.Idl) -> bool:
+    """True while the IDL's JSON-RPC session is up.
+
+    python-ovs 4.0's ``Idl`` has no public "connected" (its ``state`` stays MONITORING while a
+    dropped session waits to reconnect), so this asks the session itself.
+    """
+    return idl._session.is_connected()
+
+
+class _Idl(ovs.db.idl.Idl):
+    """IDL that forwards each row change to a callback (the store's mirror)."""
+
+    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable):
+        super().__init__(remote, helper, leader_only=True)
+        self._on_row = on_row
+
+    def notify(self, event, row, updates=None):
+        self._on_row(event, row)
+
+
+class Connection:
+    """The IDL of one remote (or Raft cluster: writes go to the leader), its lock and thread."""
+
+    def __init__(self, remote: str):
+        self.remote = remote
+        self.lock = threading.RLock()
+        self.idl: ovs.db.idl.Idl | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+
+    def open(self, helper: ovs.db.idl.SchemaHelper, on_row: Callable, conditions: dict[str, list],
+             timeout: float) -> None:
+        """Create the IDL and wait (at most ``timeout``) for the initial contents. Raises Unavailable."""
+        self.idl = _Idl(self.remote, helper, on_row)
+        for table, cond in conditions.items():
+            self.idl.cond_change(table, cond)
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not self.synced():
+                if time.monotonic() > deadline:
+                    self.idl.close()
+                    raise Unavailable(f"cannot reach the directory database at {self.remote}")
+                self.run_once(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def synced(self) -> bool:
+        """Connected, monitoring, and the initial contents received."""
+        idl = self.idl
+        return idl.has_ever_connected() and idl.state == idl.IDL_S_MONITORING and session_connected(idl)
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the database (the leader, for a cluster)."""
+        idl = self.idl
+        return bool(idl and session_connected(idl))
+
+    def run_once(self, timeout: float) -> None:
+        """Run the IDL, then block (caller holds the lock, still held) at most ``timeout``."""
+        self.idl.run()
+        poller = ovs.poller.Poller()
+        self.idl.wait(poller)
+        poller.timer_wait(int(timeout * 1000))
+        poller.block()
+        self.idl.run()
+
+    def wait_synced(self, deadline: float) -> None:
+        """Run the IDL until synced (caller holds the lock). Raises Unavailable at ``deadline``."""
+        while not self.synced():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable("the directory database is not reachable (no leader?)")
+            self.run_once(min(0.1, remaining))
+        self.idl.run()
+
+    def catch_up(self) -> None:
+        """Let the replica receive what another writer committed (at most 0.2 s; caller holds the lock)."""
+        seqno = self.idl.change_seqno
+        end = time.monotonic() + 0.2
+        while self.idl.change_seqno == seqno and time.monotonic() < end:
+            self.run_once(0.02)
+
+    # -- the IDL thread --
+    def start_thread(self, after_run: Callable[[], None], between: Callable[[], None]) -> None:
+        """Run the IDL on its own thread: ``after_run`` under the lock after each ``idl.run()``,
+        ``between`` outside it before blocking (for listeners, which may write)."""
+        self._thread = threading.Thread(target=self._loop, args=(after_run, between),
+                                        name="directory-idl", daemon=True)
+        self._thread.start()
+
+    def _loop(self, after_run: Callable[[], None], between: Callable[[], None]) -> None:
+        while not self._stopping.is_set():
+            with self.lock:
+                if self.idl is None:
+                    return
+                self.idl.run()
+                after_run()
+                poller = ovs.poller.Poller()
+                self.idl.wait(poller)
+                poller.fd_wait(self._wake_r, ovs.poller.POLLIN)
+                poller.timer_wait(1000)
+            between()
+            poller.block()
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except OSError:
+                pass
+
+    def wake(self) -> None:
+        """Wake the IDL thread."""
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def wake_from_writer(self) -> None:
+        """Wake the IDL thread unless this is it: a writer thread read an update off the connection."""
+        if threading.current_thread() is not self._thread:
+            self.wake()
+
+    def close(self) -> None:
+        """Stop the IDL thread and close the connection."""
+        self._stopping.set()
+        self.wake()
+        if self._thread:
+            self._thread.join(5)
+        with self.lock:
+            if self.idl:
+                self.idl.close()
+                self.idl = None
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,151 @@
+"""``DirectoryStore``: the directory database client used by the REST API and the VRS agents.
+
+It wires the store's parts together: the connection (IDL, lock, thread), the mirror (rows ->
+immutable snapshots), and the one transaction path that every write goes through: the REST
+planners (``apply``), the agents' writes and their counter reports alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from nuage_ryu.directory import model
+from nuage_ryu.directory.errors import Unavailable
+from nuage_ryu.directory.model import DirectoryState
+from nuage_ryu.directory.store import agent_writes
+from nuage_ryu.directory.store.connection import Connection
+from nuage_ryu.directory.store.counters import CounterWatch, check_counts, plan_report
+from nuage_ryu.directory.store.mirror import Mirror, initial_conditions, schema_helper, schema_path
+from nuage_ryu.directory.store.transactions import TransactionPath
+from nuage_ryu.directory.validate import Change, check_hostname
+
+LOG = logging.getLogger(__name__)
+
+
+class DirectoryStore:
+    """The directory database client used by the REST API and the VRS agent.
+
+    ``remote``: one OVSDB remote or a comma separated list of Raft cluster members
+    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``); writes go to the leader.
+
+    Listeners are called from the IDL thread, after applied updates, with the newest snapshot
+    (batches that arrive while a listener runs are coalesced into one call with the latest
+    state); they must not block for long. They may call the write methods (the lock is
+    re-entrant), but the monitor then waits for that transaction.
+    """
+
+    def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0,
+                 all_counters: bool = False):
+        """``all_counters``: replicate every host's counter reports (the REST API needs them). When
+        False (agents), only the reports of hosts this store itself reports for are replicated,
+        so that N agents do not each receive the counters of all N hosts."""
+        self.remote = remote
+        self.all_counters = all_counters
+        self.write_timeout = write_timeout
+        self._schema = schema or schema_path()
+        self._conn = Connection(remote)
+        self._mirror = Mirror(on_new_state=self._conn.wake_from_writer)
+        self._path = TransactionPath(self._conn, self._mirror)
+        self._counter_watch = CounterWatch(all_counters)
+        self._listeners: list[Callable[[DirectoryState], None]] = []
+        self._fired_version = 0
+
+    # -- lifecycle --
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, wait for the initial contents, and start the IDL thread."""
+        self._conn.open(schema_helper(self._schema), self._mirror.on_row,
+                        initial_conditions(self.all_counters), timeout)
+        with self._conn.lock:
+            self._mirror.publish()
+        self._conn.start_thread(self._path.refresh, self._fire_listeners)
+
+    def stop(self) -> None:
+        """Stop the IDL thread and close the connection."""
+        self._conn.close()
+
+    def _fire_listeners(self) -> None:
+        state, version = self._mirror.state, self._mirror.version
+        if version == self._fired_version:
+            return
+        self._fired_version = version
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:  # a broken listener must not stop the IDL thread
+                LOG.exception("directory listener failed")
+
+    # -- reading --
+    def snapshot(self) -> DirectoryState:
+        """The latest published state (immutable; safe to use from any thread)."""
+        return self._mirror.state
+
+    def counters(self) -> model.CounterSnapshot:
+        """The latest counter reports (immutable; safe from any thread). See ``all_counters``."""
+        return self._mirror.counters
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the database (the leader, for a cluster)."""
+        return self._conn.connected
+
+    def add_listener(self, callback: Callable[[DirectoryState], None]) -> None:
+        """Call ``callback(state)`` from the IDL thread after each applied update batch."""
+        self._listeners.append(callback)
+        self._conn.wake()
+
+    # -- writing: everything goes through the transaction path --
+    def apply(self, planner: Callable[[DirectoryState], Change]) -> tuple[Change, DirectoryState]:
+        """Plan on the current state and commit as one transaction; re-plan on lost races.
+
+        Returns the applied change and the state right after it. Raises DirectoryError.
+        """
+        return self._path.run(planner, time.monotonic() + self.write_timeout)
+
+    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> str:
+        """Create or update the Host row of an agent, mark it connected; returns the host id.
+
+        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
+        """
+        change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id))
+        return change.result[1]
+
+    def set_host_connected(self, name: str, connected: bool) -> None:
+        """Mark a host (dis)connected; also refreshes last_seen when connected."""
+        self.apply(agent_writes.set_host_connected(name, connected))
+
+    def heartbeat(self, name: str) -> None:
+        """Refresh a host's last_seen (agents call this periodically)."""
+        self.apply(agent_writes.heartbeat(name))
+
+    def set_vport_status(self, vport_id: str, status: str) -> None:
+        """Set a vport's status ('up' once its flows are installed, 'down' otherwise)."""
+        self.apply(agent_writes.set_vport_status(vport_id, status))
+
+    def report_counters(self, host_name: str, rules: dict[str, tuple[int, int]],
+                        defaults: dict[str, tuple[int, int]]) -> bool:
+        """Store one host's current policy counters; returns True when something was written.
+
+        ``rules``: ACL id -> (packets, bytes); ``defaults``: domain id -> (packets, bytes) of the
+        domain's default action. Both are the host's **absolute totals** and its **complete**
+        report: ids missing from it are dropped from the host's counters. Ids that do not exist
+        (any more) are ignored; a rule deleted while the report is in flight is dropped by the
+        database itself (weak references), so the batch never fails because of it.
+
+        Nothing is written when the stored report is already equal. Only this host's row is
+        written, with no ``verify``: reports of different hosts, and REST writes, never conflict.
+        The host must be registered (``register_host``), else NotFound. Thread-safe like every
+        write (serialised with the store's other writes in this process).
+        """
+        check_hostname(host_name, "host")
+        rules, defaults = check_counts("rules", rules), check_counts("defaults", defaults)
+        deadline = time.monotonic() + self.write_timeout
+        with self._conn.lock:
+            if self._conn.idl is None:
+                raise Unavailable("the directory store is stopped")
+            self._conn.wait_synced(deadline)
+            self._counter_watch.watch(self._conn, host_name, deadline)
+            planned, _state = self._path.run(
+                plan_report(self._conn, self._mirror, host_name, rules, defaults), deadline)
+        return planned.build is not None

@@ -1,0 +1,273 @@
+"""The one transaction path of the store: plan on the replica, commit as ONE OVSDB transaction, re-plan.
+
+Every write goes through ``TransactionPath.run(planner, deadline)``. The planner is called on
+the current snapshot and returns one of the two kinds of change:
+
+* a ``Change`` (``validate``): insert/update/delete operations on model objects, with guards.
+  Object ids are chosen by the planner and inserted with ``persist_uuid``, so the id the API
+  returns is the row UUID;
+* a ``RowChange``: a callback that builds rows that are not model objects (a host's counter
+  report). Such a write is idempotent (the caller sends the same totals again), so an index
+  conflict is a race to re-plan, and an outcome that did not arrive is reported, not waited for.
+
+The database enforces the invariants that must hold with several writers (several API
+processes on one Raft cluster): referential integrity, unique indexes, and for subnet overlap a
+verify-and-increment of the domain's ``subnet_epoch``. A transaction that loses a race is
+re-planned on the fresh state (TRY_AGAIN, or an index conflict on an automatically chosen
+address/VNI); any other index conflict is a 409.
+
+Writes in doubt (a leader change lost the reply: the attempt may have committed): the path
+remembers every such ``Change`` and, before and after each new attempt, looks whether the rows
+one of them inserted are visible now; if so that attempt committed and is the answer. While an
+attempt is in doubt the path waits longer for the cluster (``UNCERTAIN_GRACE_S``): a 503 would
+make the client retry a write that may have committed, and the retry would get a false 409.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ovs.db.idl
+import ovs.poller
+
+from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, ValidationError
+from nuage_ryu.directory.model import KINDS, DirectoryState
+from nuage_ryu.directory.store.connection import Connection
+from nuage_ryu.directory.store.mirror import Mirror
+from nuage_ryu.directory.store.rows import REF_FIELDS, TABLE_KIND, columns
+from nuage_ryu.directory.validate import Change
+
+# How often a write is re-planned after losing a race before giving up (409/503).
+MAX_ATTEMPTS = 20
+# How long a write whose outcome is in doubt (leader change) may wait for the cluster to show it.
+UNCERTAIN_GRACE_S = 30.0
+
+_Txn = ovs.db.idl.Transaction
+
+
+class CommitUnconfirmed(Unavailable):
+    """A transaction was sent but its outcome did not arrive in time (it may have committed)."""
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """A change given as a callback that builds its rows in the transaction: ``build(idl, txn)``.
+
+    ``what`` names the write in errors ("the counters"). ``build`` None: nothing to write.
+    ``not_replicated``: the rows the planner needs have not reached the replica yet (e.g. a
+    monitor condition was just widened): the path catches up and plans again.
+    """
+
+    what: str
+    build: Callable[[ovs.db.idl.Idl, ovs.db.idl.Transaction], None] | None = None
+    not_replicated: bool = False
+
+
+Planned = Change | RowChange
+
+
+def _is_empty(planned: Planned) -> bool:
+    return planned.build is None if isinstance(planned, RowChange) else not planned.ops
+
+
+def _index_conflict_is_a_race(planned: Planned) -> bool:
+    # A Change's index conflict is a race only on values it picked itself; a RowChange's always
+    # (another writer linked the same row first).
+    return True if isinstance(planned, RowChange) else planned.auto_assigned
+
+
+_INDEX_RE = re.compile(
+    r'rows in "(\w+)" table to have identical values \((.*?)\) for index on columns? (.*?)\.')
+
+
+def _index_table(error: str) -> str | None:
+    """The table whose unique index an OVSDB constraint violation is about, if any."""
+    m = _INDEX_RE.search(error.replace('\\"', '"'))
+    return m.group(1) if m else None
+
+
+def _conflict_message(error: str) -> str:
+    """Turn an OVSDB error into a message for the user."""
+    try:
+        err = json.loads(error)
+    except ValueError:
+        err = {"error": error}
+    details = err.get("details", "") if isinstance(err, dict) else ""
+    kind = err.get("error", "") if isinstance(err, dict) else str(err)
+    m = _INDEX_RE.search(details or "")
+    if m:
+        table, values, cols = m.groups()
+        names = [c for c in re.findall(r'"(\w+)"', cols) if c not in REF_FIELDS] or ["name"]
+        return (f"another {TABLE_KIND.get(table, table)} already has this {' and '.join(names)} "
+                f"({values}); a concurrent request got it first")
+    if kind == "referential integrity violation":
+        return f"the object is still referenced by other objects ({details})"
+    return f"{kind}: {details}" if details else kind
+
+
+def _refusal(planned: Planned, error: str) -> Exception:
+    """The error for a transaction the database refused (not a race)."""
+    if isinstance(planned, RowChange):
+        return Unavailable(f"the directory database refused {planned.what}: {error}")
+    if '"constraint violation"' in error and _index_table(error) == "ACL":
+        return ValidationError(_conflict_message(error))  # duplicate priority: see validate
+    if '"constraint violation"' in error or "referential integrity" in error:
+        return Conflict(_conflict_message(error))
+    return Unavailable(f"the directory database refused the change: {error}")
+
+
+def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Change) -> None:
+    for kind, obj_id, column in change.guards:
+        row = idl.tables[KINDS[kind][0]].rows.get(uuid.UUID(obj_id))
+        if row is not None:
+            row.verify(column)
+            setattr(row, column, getattr(row, column) + 1)
+    for op in change.ops:
+        table = idl.tables[KINDS[op.kind][0]]
+        if op.action == "insert":
+            row = txn.insert(table, new_uuid=uuid.UUID(op.id), persist_uuid=True)
+        else:
+            row = table.rows.get(uuid.UUID(op.id))
+            if row is None:
+                raise NotFound(f"{op.kind} {op.id} not found")
+        if op.action == "delete":
+            row.delete()
+            continue
+        for col, value in columns(op.fields).items():
+            setattr(row, col, value)
+
+
+class TransactionPath:
+    """Plans and commits every write of one store (see the module docstring)."""
+
+    def __init__(self, conn: Connection, mirror: Mirror):
+        self._conn = conn
+        self._mirror = mirror
+
+    def refresh(self) -> None:
+        """Bring the mirror up to the IDL's replica and publish (caller holds the lock)."""
+        self._mirror.reconcile(self._conn.idl)
+        self._mirror.publish()
+
+    def run(self, planner: Callable[[DirectoryState], Planned], deadline: float
+            ) -> tuple[Planned, DirectoryState]:
+        """Plan on the current state and commit as one transaction; re-plan on lost races.
+
+        Returns the applied change and the state right after it. Raises DirectoryError.
+        """
+        conn, mirror = self._conn, self._mirror
+        with conn.lock:
+            # Attempts whose outcome is unknown (reply lost in a leader change): any of them may
+            # have committed, and its rows may only become visible after a later attempt planned.
+            uncertain: list[Change] = []
+            uncertain_since = 0.0
+            planned: Planned | None = None
+            for _attempt in range(MAX_ATTEMPTS):
+                if conn.idl is None:
+                    raise Unavailable("the directory store is stopped")
+                # A 503 tells the client "not done, retry"; for a write that may have committed that
+                # would turn its retry into a false 409. So with an attempt in doubt, wait longer
+                # (bounded) for the cluster to come back and show whether it committed.
+                until = max(deadline, uncertain_since + UNCERTAIN_GRACE_S) if uncertain else deadline
+                conn.wait_synced(until)
+                self.refresh()
+                done = self._committed_earlier(uncertain)
+                if done is not None:
+                    return done, mirror.state
+                try:
+                    planned = planner(mirror.state)
+                except Conflict:
+                    # e.g. "name exists" because an earlier attempt did commit after all
+                    done = self._committed_earlier(uncertain, catch_up=True)
+                    if done is not None:
+                        return done, mirror.state
+                    raise
+                if isinstance(planned, RowChange) and planned.not_replicated:
+                    self._catch_up()
+                    continue
+                if _is_empty(planned):
+                    return planned, mirror.state
+                try:
+                    status, error = self._commit(planned, until)
+                except CommitUnconfirmed:
+                    if isinstance(planned, RowChange):
+                        raise  # idempotent: the caller sends it again
+                    status, error = _Txn.TRY_AGAIN, ""  # outcome unknown: as a lost reply
+                if status in (_Txn.SUCCESS, _Txn.UNCHANGED):
+                    mirror.publish()
+                    conn.wake()
+                    return planned, mirror.state
+                if status == _Txn.ERROR and (
+                        '"constraint violation"' not in error or not _index_conflict_is_a_race(planned)) and (
+                        '"duplicate uuid"' not in error):
+                    done = self._committed_earlier(uncertain, catch_up=True)
+                    if done is not None:  # this attempt clashed with an earlier one's own rows
+                        return done, mirror.state
+                    raise _refusal(planned, error)
+                # Lost a race (TRY_AGAIN after a failed verify or a reconnect, an index conflict on an
+                # automatically chosen value) or the outcome is unknown (leader change): if the
+                # previous attempt did commit, its inserted rows are there now; otherwise re-plan.
+                if isinstance(planned, Change):
+                    if not uncertain:
+                        uncertain_since = time.monotonic()
+                    uncertain.append(planned)
+                self._catch_up()
+                done = self._committed_earlier(uncertain)
+                if done is not None:
+                    return done, mirror.state
+            if isinstance(planned, RowChange):
+                raise Unavailable(f"could not store {planned.what}; try again")
+            raise Unavailable("too many concurrent changes; try again")
+
+    def _committed_earlier(self, uncertain: list[Change], catch_up: bool = False) -> Change | None:
+        """The earlier attempt whose inserted rows are visible now (it committed), if any."""
+        if not uncertain:
+            return None
+        if catch_up:
+            self._catch_up()
+        for change in reversed(uncertain):
+            if self._inserts_present(change):
+                self._mirror.publish()
+                self._conn.wake()
+                return change
+        return None
+
+    def _catch_up(self) -> None:
+        self._conn.catch_up()
+        self._mirror.reconcile(self._conn.idl)
+
+    def _inserts_present(self, change: Change) -> bool:
+        inserts = [op for op in change.ops if op.action == "insert"]
+        return bool(inserts) and all(self._mirror.has(op.kind, op.id) for op in inserts)
+
+    def _commit(self, planned: Planned, deadline: float) -> tuple[int, str]:
+        idl = self._conn.idl
+        txn = ovs.db.idl.Transaction(idl)
+        try:
+            if isinstance(planned, RowChange):
+                planned.build(idl, txn)
+            else:
+                _build_change(idl, txn, planned)
+            while True:
+                status = txn.commit()
+                if status != _Txn.INCOMPLETE:
+                    return status, txn.get_error()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CommitUnconfirmed("the directory database did not confirm the change in time")
+                idl.run()
+                poller = ovs.poller.Poller()
+                idl.wait(poller)
+                txn.wait(poller)
+                poller.timer_wait(int(min(remaining, 0.5) * 1000))
+                poller.block()
+        except BaseException:
+            # Whatever went wrong, the IDL must not keep a half-built transaction: the next
+            # write would find idl.txn still set.
+            txn.abort()
+            raise

@@ -1,0 +1,81 @@
+"""Flows of a domain present on the host (tunnel classification by VNI, conntrack in its zone, its
+default policy action) and of its subnets (the gateway's ARP answer)."""
+
+from __future__ import annotations
+
+from nuage_ryu.vrs import pipeline as P
+from nuage_ryu.vrs.compile.base import IP, REG_DOMAIN, Owner, OwnerKind, OwnerTag, arp_reply_flow, match
+from nuage_ryu.vrs.cookies import CookieKind, cookie_for
+from nuage_ryu.vrs.flow import Ct, Flow, Goto, SetField
+from nuage_ryu.vrs.view import Domain, HostView, Subnet
+
+
+def domain_peer_tunnel_ips(view: HostView, domain: Domain) -> tuple[str, ...]:
+    """Tunnel IPs of the other hosts that have vports of ``domain`` (sorted)."""
+    return view.peer_tunnel_ips().get(domain.id, ())
+
+
+def default_action_cookie(domain_id: str) -> int:
+    """The cookie of a domain's default-action flows: what its counters are read by."""
+    return cookie_for(CookieKind.ACL_DEFAULT, domain_id)
+
+
+def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
+    """Tunnel classification by VNI, conntrack in the domain's zone, and its default policy action."""
+    if domain.id not in view.present_domains():
+        return []
+    c = cookie_for(CookieKind.DOMAIN, domain.id)
+    in_domain = {REG_DOMAIN: domain.vni}
+    flows = [
+        Flow(P.INGRESS_CT.number, P.PRIO_CT_SEND, match(eth_type=IP, **in_domain),
+             (Ct(zone=domain.ct_zone, table=P.INGRESS_CT_STATE.number),), c),
+        Flow(P.EGRESS_CT.number, P.PRIO_CT_SEND, match(eth_type=IP, **in_domain),
+             (Ct(zone=domain.ct_zone, table=P.EGRESS_CT_STATE.number),), c),
+    ]
+    if view.tunnel_port_ofport is not None:
+        # A VNI is accepted only from the hosts that have vports of the domain: another tenant's host
+        # (or anything else on the underlay) cannot inject into it by guessing the VNI.
+        for tunnel_ip in domain_peer_tunnel_ips(view, domain):
+            flows.append(Flow(P.CLASSIFY.number, P.PRIO_TUNNEL,
+                              match(in_port=view.tunnel_port_ofport, tunnel_id=domain.vni,
+                                    tun_ipv4_src=tunnel_ip),
+                              (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
+    d = default_action_cookie(domain.id)
+    allow = domain.default_action == "allow"
+    # A default allow is stateful: it commits the connection so that its replies come
+    # back as +est (conntrack marks a reply of an uncommitted connection +inv).
+    # OVS accepts ct() only with an IP match (only IP reaches the policy tables anyway).
+    commit = (Ct(zone=domain.ct_zone, commit=True),)
+    flows += [
+        Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
+             (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
+        Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
+             (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
+    ]
+    return flows
+
+
+def compile_subnet(view: HostView, subnet: Subnet) -> list[Flow]:
+    """The subnet gateway answers ARP with the domain's virtual router MAC."""
+    domain = view.domains.get(subnet.domain_id)
+    if domain is None or domain.id not in view.present_domains():
+        return []
+    return [arp_reply_flow(domain.vni, subnet.gateway, domain.router_mac, subnet.cidr,
+                           cookie_for(CookieKind.SUBNET, subnet.id))]
+
+
+def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
+    peers = view.peer_tunnel_ips()
+    return {(OwnerTag.DOMAIN, d.id): (d, d.id in present, view.tunnel_port_ofport, peers.get(d.id, ()))
+            for d in view.domains.values()}
+
+
+def _subnet_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
+    return {(OwnerTag.SUBNET, s.id): (s, view.domains.get(s.domain_id), s.domain_id in present)
+            for s in view.subnets.values()}
+
+
+DOMAIN_OWNERS = OwnerKind((OwnerTag.DOMAIN,), _domain_inputs,
+                          lambda view, owner: compile_domain(view, view.domains[owner[1]]))
+SUBNET_OWNERS = OwnerKind((OwnerTag.SUBNET,), _subnet_inputs,
+                          lambda view, owner: compile_subnet(view, view.subnets[owner[1]]))

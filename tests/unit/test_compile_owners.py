@@ -1,0 +1,56 @@
+"""The owner vocabulary of the compiler is one with the cookie kinds: each owner's flows carry only the
+cookie kinds its OwnerTag declares, and every cookie kind has an owner (except the reserved ones)."""
+
+from __future__ import annotations
+
+from nuage_ryu.vrs.compile import OWNER_KINDS, UNOWNED_COOKIE_KINDS, FlowCompiler, OwnerTag
+from nuage_ryu.vrs.cookies import CookieKind, kind_of
+from nuage_ryu.vrs.view import Endpoint
+from tests.unit.test_policy_rules import APP, THREE_TIER, WEB, rule, views
+
+# Every kind of owner on one host: local and remote vports, two present domains and an absent one,
+# subnets, rules between groups, to a zone and to a CIDR.
+RULES = [*THREE_TIER, rule("to-zone", 30, WEB, Endpoint("zone", "zA2"), "udp", "53"),
+         rule("from-cidr", 40, Endpoint("cidr", cidr="10.0.2.0/24"), APP, "icmp")]
+
+
+def compiled_h1() -> FlowCompiler:
+    fc = FlowCompiler()
+    fc.update(views(RULES)["h1"])
+    return fc
+
+
+def test_every_cookie_kind_has_an_owner_tag_but_the_reserved_ones():
+    declared = {kind for tag in OwnerTag for kind in tag.cookie_kinds}
+    assert all(tag.cookie_kinds for tag in OwnerTag)
+    assert declared == set(CookieKind) - UNOWNED_COOKIE_KINDS
+    assert not declared & UNOWNED_COOKIE_KINDS
+
+
+def test_every_owner_tag_is_compiled_by_exactly_one_owner_kind():
+    tags = [tag for kind in OWNER_KINDS for tag in kind.tags]
+    assert sorted(tags) == sorted(OwnerTag)
+
+
+def test_owner_kinds_enumerate_only_their_own_tags():
+    view = views(RULES)["h1"]
+    for kind in OWNER_KINDS:
+        owners = kind.inputs(view, view.present_domains())
+        assert owners and {owner[0] for owner in owners} <= set(kind.tags), kind.tags
+
+
+def test_flows_carry_only_the_cookie_kinds_of_their_owner():
+    fc = compiled_h1()
+    seen: dict[OwnerTag, set[CookieKind]] = {}
+    for owner in fc.recompiled:  # the first update compiles every owner
+        tag = OwnerTag(owner[0])
+        kinds = {kind_of(flow.cookie) for flow in fc.owned_by(owner)}
+        assert kinds <= tag.cookie_kinds, (owner, kinds)
+        seen.setdefault(tag, set()).update(kinds)
+    # ... and each declared kind is really written by its owner tag on such a host.
+    assert {tag: tag.cookie_kinds for tag in OwnerTag} == seen
+
+
+def test_every_owned_cookie_kind_is_on_the_bridge():
+    kinds = {kind_of(flow.cookie) for flow in compiled_h1().desired()}
+    assert kinds == set(CookieKind) - UNOWNED_COOKIE_KINDS
