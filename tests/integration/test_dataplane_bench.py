@@ -107,6 +107,9 @@ def test_packet_path_traces_every_case():
     assert verdicts[("default deny (web1 → app1:22, same host)", "first (SYN, +new)")].startswith("drop")
     assert verdicts[("stateless allow (app1 → db1:9999, cross host)", "reply (+inv: never committed)")] \
         == "delivered on h1"
+    # A peer host cannot send as a vport living on another host: the receiver drops it at CLASSIFY.
+    spoofed = [r for r in rows if r.startswith("| spoofed source")]
+    assert len(spoofed) == 1 and "| drop on h2 |" in spoofed[0], spoofed
     assert "pass 2: recirc_id=" in proc.stdout
     # With the what-if shortcut, a later packet costs the sending host one datapath pass, no recirculation.
     later = [r for r in rows if r.startswith("| what-if: cross host, routed") and "later (+est)" in r]
