@@ -776,7 +776,7 @@ def main(argv=None) -> int:
                               shortcut=args.shortcut)
             ceiling = loopback_crr(topo.endpoints["web1"], args.seconds)
             held = held_runs(lab, topo, args.connections, len(topo.rules))
-            flows_more = add_rules(net, topo, lab.hosts, args.more_rules, plane.directory_db)
+            flows_more = add_rules(net, topo, lab.hosts, args.more_rules, plane.local_directory_db)
             print(f"{len(topo.rules)} rules now; br-int flows {flows_more}", flush=True)
             held += held_runs(lab, topo, args.connections, len(topo.rules), modes=("pipeline",))
         finally:
