@@ -98,9 +98,9 @@ class Table:
 CLASSIFY = Table(
     "CLASSIFY", 0,
     "Who sent this? Local vport by in_port (anti-spoofing: only its own MAC/IP, ARP only with its own "
-    "sha/spa, DHCP to the controller) or the VXLAN port by VNI and tunnel source (only hosts that have "
-    "vports of that domain) -> REG_DOMAIN; the external patch port (outside world: IPv4, ARP for a "
-    "floating IP). Everything else dropped.",
+    "sha/spa, DHCP to the controller) or the VXLAN port by VNI, tunnel source and source IP (a remote "
+    "vport's address only from the host it lives on) -> REG_DOMAIN; the external patch port (outside "
+    "world: IPv4, ARP for a floating IP). Everything else dropped.",
     _L2 | _IP | _ARP | frozenset({"tunnel_id", "tun_ipv4_src", "udp_src", "udp_dst"}),
     ("ARP_RESPONDER", "INGRESS_CT", "OVERLAY_LOOKUP", "EXT_INGRESS"),
 )
