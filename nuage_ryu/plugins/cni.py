@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 
+from nuage_ryu import json_input
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -99,8 +101,8 @@ def _names(value, where: str) -> list[str]:
 def load_config(raw: bytes | str) -> dict:
     """Decode and validate the network configuration from stdin."""
     try:
-        conf = json.loads(raw or b"")
-    except ValueError as exc:
+        conf = json_input.loads(raw or b"")
+    except json_input.JSONInputError as exc:
         raise CniError(ERR_DECODE, "network configuration on stdin is not valid JSON", str(exc)) from None
     if not isinstance(conf, dict):
         raise CniError(ERR_DECODE, "network configuration on stdin must be a JSON object")
@@ -230,7 +232,7 @@ def _require_env(env: dict, *names: str) -> list[str]:
 def requested_version(stdin: bytes) -> str:
     """The ``cniVersion`` of the configuration on stdin when it is one we speak, else the latest."""
     try:
-        requested = json.loads(stdin or b"{}").get("cniVersion")
+        requested = json_input.loads(stdin or b"{}").get("cniVersion")
     except (ValueError, AttributeError):
         return LATEST
     return requested if requested in SUPPORTED_VERSIONS else LATEST
@@ -294,6 +296,8 @@ def run(env: dict, stdin: bytes) -> dict | None:
     (netns,) = _require_env(env, "CNI_NETNS")
     if not os.path.exists(netns):
         raise CniError(ERR_UNKNOWN_CONTAINER, f"network namespace {netns} does not exist")
+    if not stat.S_ISREG(os.stat(netns).st_mode):  # a FIFO, a device, a folder: never opened here
+        raise CniError(ERR_INVALID_ENV, f"CNI_NETNS {netns} is not a network namespace")
     groups = policygroups_of(conf, cni_args)
     if command == "ADD":
         published = port_mappings_of(conf)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.docker_ipam import DockerBindings
 from nuage_ryu.agent.attach.errors import AttachError, as_attach_error, directory_errors, ovsdb_errors
-from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names
+from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names, open_netns
 from nuage_ryu.agent.attach.locks import KeyedLocks, SharedExclusiveLock
 from nuage_ryu.agent.attach.request import (
     VP_CONTAINER,
@@ -231,6 +231,10 @@ class AttachService:
                 if req.netns:
                     if not os.path.exists(req.netns):
                         raise AttachError("invalid", f"network namespace {req.netns} does not exist")
+                    try:  # a FIFO or any other file: refused at once, never waited on
+                        os.close(open_netns(req.netns))
+                    except LinkError as exc:
+                        raise AttachError("invalid", str(exc)) from None
                     if self.links.has_interface(req.netns, req.ifname):
                         raise AttachError("conflict", f"interface {req.ifname} already exists in {req.netns}")
                 try:
