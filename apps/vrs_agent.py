@@ -95,7 +95,8 @@ class VrsAgent(BaseApp):
                                        on_change=self.kick, logger=self.logger)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller))
-            self.store = DirectoryStore(config.directory_remote(self.CONF))
+            # Any Raft member or relay will do: the agents must not all crowd the leader.
+            self.store = DirectoryStore(config.directory_remote(self.CONF), leader_only=False)
             self.store.start()
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))

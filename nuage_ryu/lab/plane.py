@@ -11,7 +11,12 @@ an operator would on real machines:
   ``nuage_ryu.apps.vrs_agent`` and its DHCP responder ``nuage_ryu.apps.vrs_dhcp``)
   inside the host's namespace, listening for its br-int on that namespace's
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
-  following the directory database over its unix socket.
+  following the directory database over its unix socket;
+* optionally (``relays=N``) N ovsdb-server relays of the directory database in the
+  controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``);
+  the agents are then assigned to them round-robin and never talk to the primary;
+* optionally (``directory_connection``) the directory on an existing database, e.g.
+  a Raft cluster's members (``[directory] connection``), instead of its embedded one.
 
 Processes are started in their own session and stopped by pid. Everything
 lives under ``<lab state dir>/plane/`` (config files, logs, the directory's
@@ -29,9 +34,11 @@ import subprocess
 import sys
 
 from nuage_ryu.config import ROLE_APPS
+from nuage_ryu.db.relay import OvsdbRelay, RelayError, wait_relay_connected
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
+from nuage_ryu.lab.netns import LabError
 from nuage_ryu.lab.supervise import stop_process, wait_for
 
 PLANE_DIR = "plane"
@@ -44,18 +51,34 @@ AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the age
 class ControlPlane:
     """Directory + agents for a lab that is up."""
 
-    def __init__(self, lab: Lab, python: str = sys.executable) -> None:
+    def __init__(self, lab: Lab, python: str = sys.executable, *, relays: int = 0,
+                 directory_connection: str = "") -> None:
+        """``relays``: put the agents behind that many ovsdb-server relays (0: on the primary).
+        ``directory_connection``: the directory database to use (e.g. a Raft cluster's
+        members, reachable from the controller node's namespace); empty: the embedded one."""
         self.lab = lab
         self.python = python
         self.root = os.path.join(lab.state_dir, PLANE_DIR)
         self.directory_state = os.path.join(self.root, "directory")
         self.api_socket = os.path.join(self.root, "api.sock")
         self.procs: dict[str, subprocess.Popen] = {}
+        self.n_relays = relays
+        self.directory_connection = directory_connection
+        self.relays: list[OvsdbRelay] = []
 
     # -- paths -------------------------------------------------------------------
     @property
     def directory_db(self) -> str:
+        """The directory database (the primary: the embedded server, or ``directory_connection``)."""
+        if self.directory_connection:
+            return self.directory_connection
         return "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
+
+    def agent_directory(self, host: LabHost) -> str:
+        """The directory remote of ``host``'s agent: its relay (round-robin by host), else the primary."""
+        if not self.relays:
+            return self.directory_db
+        return self.relays[self.lab.hosts.index(host) % len(self.relays)].remote
 
     @property
     def token_file(self) -> str:
@@ -88,13 +111,15 @@ class ControlPlane:
 
     def _record(self) -> None:
         with open(os.path.join(self.root, "pids.json"), "w") as f:
-            json.dump({name: p.pid for name, p in self.procs.items()}, f)
+            json.dump({**{name: p.pid for name, p in self.procs.items()},
+                       **{f"relay-{k + 1}": r.pid for k, r in enumerate(self.relays)}}, f)
 
     def start_directory(self) -> None:
         os.makedirs(self.directory_state, exist_ok=True)
         node = self.lab.controller_node
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
-                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n")
+                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n"
+                f"connection = {self.directory_connection}\n")
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
@@ -115,10 +140,31 @@ class ControlPlane:
                 f"stats_interval = 1\n"
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
-                f"directory_connection = {self.directory_db}\n"
+                f"directory_connection = {self.agent_directory(host)}\n"
                 f"directory_api = unix:{self.api_socket}\n"
                 f"directory_token_file = {self.token_file}\n"
                 f"agent_socket = {self.agent_socket(host)}\n")
+
+    # -- relays ------------------------------------------------------------------
+    def start_relays(self) -> None:
+        """Start ``relays`` supervised relays of the primary in the controller node's namespace."""
+        for k in range(len(self.relays), self.n_relays):
+            run_dir = os.path.join(self.root, f"relay-{k + 1}")
+            relay = OvsdbRelay(self.directory_db, os.path.join(run_dir, "db.sock"), run_dir,
+                               netns=self.lab.controller_node.netns)
+            self.relays.append(relay)
+            relay.start()
+        for relay in self.relays:
+            self.wait_relay(relay)
+        self._record()
+
+    @staticmethod
+    def wait_relay(relay: OvsdbRelay) -> None:
+        """Wait until ``relay`` follows the primary (raises LabError)."""
+        try:
+            wait_relay_connected(relay.remote, START_TIMEOUT)
+        except RelayError as exc:
+            raise LabError(f"{exc} (log: {relay.log_path})") from None
 
     def agent_socket(self, host: LabHost) -> str:
         return os.path.join(self.root, host.name, "agent.sock")
@@ -145,7 +191,8 @@ class ControlPlane:
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
-                 f"directory_connection = {self.directory_db}\nagent_socket =\n"]
+                 f"directory_connection = {self.relays[0].remote if self.relays else self.directory_db}\n"
+                 f"agent_socket =\n"]
         for host in self.lab.hosts:
             lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")
         return "".join(lines)
@@ -163,6 +210,7 @@ class ControlPlane:
         os.makedirs(self.root, exist_ok=True)
         try:
             self.start_directory()
+            self.start_relays()
             if central:
                 self.start_central_agent()
                 return self
@@ -185,7 +233,11 @@ class ControlPlane:
         return code
 
     def stop(self) -> None:
-        """Stop agents first, then the directory; remove the plane's files."""
-        for name in sorted(self.procs, key=lambda n: n == "directory"):
+        """Stop agents first, then the relays, then the directory; remove the plane's files."""
+        for name in [n for n in self.procs if n != "directory"]:
             self.stop_process(name)
+        for relay in self.relays:
+            relay.stop()
+        self.relays.clear()
+        self.stop_process("directory")
         shutil.rmtree(self.root, ignore_errors=True)

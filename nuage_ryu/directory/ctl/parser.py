@@ -444,9 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config(objs)
     add_tools(objs)
 
-    from nuage_ryu.db import cluster
+    from nuage_ryu.db import cluster, relay
 
     cluster.add_cli(objs)
+    relay.add_cli(objs)
     return p
 
 

@@ -31,8 +31,8 @@ def session_connected(idl: ovs.db.idl.Idl) -> bool:
 class _Idl(ovs.db.idl.Idl):
     """IDL that forwards each row change to a callback (the store's mirror)."""
 
-    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable):
-        super().__init__(remote, helper, leader_only=True)
+    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable, leader_only: bool):
+        super().__init__(remote, helper, leader_only=leader_only)
         self._on_row = on_row
 
     def notify(self, event, row, updates=None):
@@ -40,10 +40,17 @@ class _Idl(ovs.db.idl.Idl):
 
 
 class Connection:
-    """The IDL of one remote (or Raft cluster: writes go to the leader), its lock and thread."""
+    """The IDL of one remote or several (a Raft cluster's members, or relays), its lock and thread.
 
-    def __init__(self, remote: str):
+    ``leader_only``: connect only to a Raft cluster's leader (the REST API: its reads must be
+    the newest, for the checks its writes are planned on). False: any member or relay will do
+    (the agents, like ovn-controller: they spread over the members, and a relay is never a
+    leader); their writes are forwarded to the leader by the server they talk to.
+    """
+
+    def __init__(self, remote: str, leader_only: bool = True):
         self.remote = remote
+        self.leader_only = leader_only
         self.lock = threading.RLock()
         self.idl: ovs.db.idl.Idl | None = None
         self._thread: threading.Thread | None = None
@@ -54,7 +61,7 @@ class Connection:
     def open(self, helper: ovs.db.idl.SchemaHelper, on_row: Callable, conditions: dict[str, list],
              timeout: float) -> None:
         """Create the IDL and wait (at most ``timeout``) for the initial contents. Raises Unavailable."""
-        self.idl = _Idl(self.remote, helper, on_row)
+        self.idl = _Idl(self.remote, helper, on_row, self.leader_only)
         for table, cond in conditions.items():
             self.idl.cond_change(table, cond)
         deadline = time.monotonic() + timeout

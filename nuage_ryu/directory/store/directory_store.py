@@ -28,7 +28,8 @@ class DirectoryStore:
     """The directory database client used by the REST API and the VRS agent.
 
     ``remote``: one OVSDB remote or a comma separated list of Raft cluster members
-    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``); writes go to the leader.
+    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``) or of relays (one is picked at random, the
+    next on failure); writes go to the leader.
 
     Listeners are called from the IDL thread, after applied updates, with the newest snapshot
     (batches that arrive while a listener runs are coalesced into one call with the latest
@@ -37,15 +38,19 @@ class DirectoryStore:
     """
 
     def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0,
-                 all_counters: bool = False):
+                 all_counters: bool = False, leader_only: bool = True):
         """``all_counters``: replicate every host's counter reports (the REST API needs them). When
         False (agents), only the reports of hosts this store itself reports for are replicated,
-        so that N agents do not each receive the counters of all N hosts."""
+        so that N agents do not each receive the counters of all N hosts.
+
+        ``leader_only``: True (the REST API) follows only a Raft cluster's leader; False (the
+        agents) accepts any member or an ovsdb-server relay (``ovsdb/relay.py``), whose writes
+        the server forwards to the leader."""
         self.remote = remote
         self.all_counters = all_counters
         self.write_timeout = write_timeout
         self._schema = schema or schema_path()
-        self._conn = Connection(remote)
+        self._conn = Connection(remote, leader_only=leader_only)
         self._mirror = Mirror(on_new_state=self._conn.wake_from_writer)
         self._path = TransactionPath(self._conn, self._mirror)
         self._counter_watch = CounterWatch(all_counters)
