@@ -36,6 +36,7 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
+from nuage_ryu.agent import startup
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
@@ -76,6 +77,7 @@ class VrsAgent(BaseApp):
         self.attach_server = None
         self.metrics = AgentMetrics(kwargs.get("metrics_registry") or CollectorRegistry())
         self._metrics_server = None
+        self.startup = startup.StartupClock()
 
     def _managed_hosts(self) -> list[tuple[str, str, str]]:
         """(host name, tunnel IP, OVSDB remote) of every bridge this agent programs."""
@@ -87,17 +89,20 @@ class VrsAgent(BaseApp):
     # -- lifecycle ---------------------------------------------------------------
     def start(self):
         conf = self.CONF.vrs
+        self.startup.mark(startup.APP_START)
         ofwire.install_lazy_flow_stats()  # flow-stats replies are decoded by the sync engine
         try:
             for host_name, tunnel_ip, remote in self._managed_hosts():
                 bridge = ManagedBridge(host_name, tunnel_ip, remote, bridge=conf.bridge,
                                        datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
-                                       on_change=self.kick, logger=self.logger)
+                                       on_change=self.kick, logger=self.logger, startup_clock=self.startup)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller))
+            self.startup.mark(startup.BRIDGE_READY)
             # Any Raft member or relay will do: the agents must not all crowd the leader.
             self.store = DirectoryStore(config.directory_remote(self.CONF), leader_only=False)
             self.store.start()
+            self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))
             self.store.add_listener(self._on_directory_update)
@@ -115,6 +120,7 @@ class VrsAgent(BaseApp):
         for bridge in self.bridges.values():
             self.logger.info("VRS agent for host %s on %s (dpid %016x)", bridge.host_name, bridge.bridge,
                              bridge.datapath_id)
+        self.startup.mark(startup.AGENT_STARTED)
         self.kick()
 
     def _start_agent_api(self, bridge: ManagedBridge) -> None:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from nuage_ryu.agent import counters
+from nuage_ryu.agent import counters, startup
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
@@ -39,7 +39,7 @@ class ManagedBridge:
 
     def __init__(self, host_name: str, tunnel_ip: str, ovsdb_remote: str, *, bridge: str, datapath_type: str,
                  metrics: AgentMetrics, lock: threading.RLock, on_change: Callable[[], None],
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, startup_clock: startup.StartupClock | None = None) -> None:
         self.host_name = host_name
         self.tunnel_ip = tunnel_ip
         self.ovsdb_remote = ovsdb_remote
@@ -55,6 +55,7 @@ class ManagedBridge:
         self._lock = lock
         self._on_change = on_change  # wakes the agent's worker
         self._log = logger
+        self._startup = startup_clock or startup.StartupClock()
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str]) -> None:
@@ -155,6 +156,7 @@ class ManagedBridge:
         with self._lock:
             self._metrics.connected.labels(self.host_name).set(1 if up else 0)
             if up:
+                self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
                 self._connected(datapath)
                 self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
             elif self.datapath is datapath:
@@ -211,6 +213,11 @@ class ManagedBridge:
         """The bridge holds a new flow generation: its metrics; wake the worker to write statuses."""
         if confirmation is None:
             return
+        milestones = self._startup.first_table(self.host_name)
+        if milestones is not None:
+            self._log.info("%s: %s", self.host_name, startup.describe(milestones))
+            for name, seconds in milestones.items():
+                self._metrics.startup.labels(self.host_name, name).set(seconds)
         for latency in confirmation.latencies:
             self._metrics.policy_apply.labels(self.host_name).observe(latency)
         self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)

@@ -1,0 +1,136 @@
+"""A fresh agent's start-up: process start -> OpenFlow connection -> first confirmed table.
+
+    .venv/bin/python bench/agent_startup.py [--runs 5] [--json FILE]
+
+A 1-host lab with the directory (a domain, one subnet, two vports on the host: a tiny
+directory). The host's VRS agent is started with the real launcher ``--runs`` times in each of
+two situations, and stopped (SIGTERM) after each run:
+
+* ``fresh``: br-int does not exist (deleted before the run): the agent creates it, its
+  controller target and the VXLAN port, like on a new host;
+* ``restart``: br-int is there with the previous run's flows and its controller target,
+  which OVS keeps retrying while no agent listens.
+
+The agent logs its own milestones, in seconds since its process started (``nuage_ryu/agent/
+startup.py``; also ``nuage_agent_startup_seconds``): app_start (imports and config done),
+bridge_ready, directory_synced, agent_started (its start() returned), openflow_up, first_table
+(the switch confirmed the first complete table). The bench also times, from outside, from just
+before the launch to the log line. Figures: median and max over the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from nuage_ryu.agent import startup  # noqa: E402
+from nuage_ryu.lab.lab import Lab  # noqa: E402
+from nuage_ryu.lab.plane import ControlPlane  # noqa: E402
+from tests.lab_helpers import Containers, wait_until  # noqa: E402
+
+LINE = re.compile(r"first table ([\d.]+) s after process start \(([^)]*)\)")
+MILESTONES = (startup.APP_START, startup.BRIDGE_READY, startup.DIRECTORY_SYNCED, startup.AGENT_STARTED,
+              startup.OPENFLOW_UP, startup.FIRST_TABLE)
+
+
+def parse(text: str) -> dict[str, float] | None:
+    """The milestones of the last start-up line in an agent log (None when there is none yet)."""
+    found = LINE.findall(text)
+    if not found:
+        return None
+    total, steps = found[-1]
+    out = {startup.FIRST_TABLE: float(total)}
+    for step in steps.split(", "):
+        name, _, at = step.rpartition(" ")
+        out[name] = float(at)
+    return out
+
+
+def one_run(plane: ControlPlane, host, fresh: bool) -> dict[str, float]:
+    if fresh:
+        host.ovs.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", "br-int"])
+    log = plane.log_path(f"agent-{host.name}")
+    offset = os.path.getsize(log) if os.path.exists(log) else 0
+    t0 = time.monotonic()
+    proc = plane.start_agent(host, wait=False)
+
+    def milestones():
+        if proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {proc.returncode}; see {log}")
+        with open(log, errors="replace") as f:
+            f.seek(offset)
+            return parse(f.read())
+
+    found = wait_until(milestones, timeout=60, interval=0.02, message="the agent's first table")
+    found["outside"] = time.monotonic() - t0
+    plane.stop_process(f"agent-{host.name}")
+    return found
+
+
+def summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    names = [*MILESTONES, "outside"]
+    return {n: {"median_s": round(statistics.median(r[n] for r in runs), 3),
+                "max_s": round(max(r[n] for r in runs), 3)} for n in names if all(n in r for r in runs)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="agent starts per situation (default 5)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results here")
+    args = ap.parse_args()
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "loadavg_before": os.getloadavg()[0]}, "runs": args.runs}
+    import tempfile
+
+    state = tempfile.mkdtemp(prefix="nr-startup-")
+    lab = Lab(state, f"hrs{os.getpid() % 10000}")
+    plane = None
+    try:
+        lab.up(1)
+        plane = ControlPlane(lab)
+        os.makedirs(plane.root, exist_ok=True)
+        plane.start_directory()
+        host = lab.hosts[0]
+        api = plane.client()
+        ent = api.request("POST", "/enterprises", {"name": "startup"})
+        dom = api.request("POST", f"/enterprises/{ent['id']}/domains", {"name": "d"})
+        zone = api.request("POST", f"/domains/{dom['id']}/zones", {"name": "z"})
+        sub = api.request("POST", f"/zones/{zone['id']}/subnets", {"name": "s", "cidr": "10.80.0.0/24"})
+        for i in range(2):
+            api.request("POST", f"/subnets/{sub['id']}/vports", {"name": f"v{i}", "host": host.host_name})
+        results["fresh"] = [one_run(plane, host, fresh=True) for _ in range(args.runs)]
+        # A container port on br-int from here on: the restarts' table has its vport flows.
+        containers = Containers(lab, plane)
+        plane.start_agent(host)
+        containers.add("c1", "h1", sub)
+        plane.stop_process(f"agent-{host.name}")
+        results["restart"] = [one_run(plane, host, fresh=False) for _ in range(args.runs)]
+        containers.cleanup()
+    finally:
+        if plane is not None:
+            plane.stop()
+        lab.down()
+    results["machine"]["loadavg_after"] = os.getloadavg()[0]
+    for situation in ("fresh", "restart"):
+        results[f"{situation}_summary"] = summary(results[situation])
+        print(f"{situation}:")
+        for name, v in results[f"{situation}_summary"].items():
+            print(f"  {name:17} median {v['median_s']:6.3f} s   max {v['max_s']:6.3f} s")
+    print(f"load average {results['machine']['loadavg_before']:.2f} -> {results['machine']['loadavg_after']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
