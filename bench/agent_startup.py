@@ -1,6 +1,6 @@
 """A fresh agent's start-up: process start -> OpenFlow connection -> first confirmed table.
 
-    .venv/bin/python bench/agent_startup.py [--runs 5] [--json FILE]
+    .venv/bin/python bench/agent_startup.py [--runs 5] [--reference REV] [--json FILE]
 
 A 1-host lab with the directory (a domain, one subnet, two vports on the host: a tiny
 directory). The host's VRS agent is started with the real launcher ``--runs`` times in each of
@@ -16,6 +16,11 @@ startup.py``; also ``nuage_agent_startup_seconds``): app_start (imports and conf
 bridge_ready, directory_synced, agent_started (its start() returned), openflow_up, first_table
 (the switch confirmed the first complete table). The bench also times, from outside, from just
 before the launch to the log line. Figures: median and max over the runs.
+
+``--reference REV``: also run the agent of that git revision (``git archive`` into a temporary
+directory, run with this venv's packages), alternating with this tree's agent run by run, so both
+see the same machine load; the summary then has both and their ratio. REV must log the start-up
+line (f78ddd8, the commit that added it, is the tree before the start-up fixes).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +60,43 @@ def parse(text: str) -> dict[str, float] | None:
         name, _, at = step.rpartition(" ")
         out[name] = float(at)
     return out
+
+
+# Runs ``python -m nuage_ryu.cmd.manager ARGS`` from another source tree (argv[1]) with this venv's
+# packages: nuage_ryu from that tree, and its apps/ and ovsdb/ folders as nuage_ryu.apps / .db (the
+# editable install would otherwise map those two to this tree).
+BOOT = r"""
+import importlib.util, runpy, sys
+ref = sys.argv.pop(1)
+sys.path.insert(0, ref)
+import nuage_ryu
+assert nuage_ryu.__file__.startswith(ref), nuage_ryu.__file__
+for name, folder in (("nuage_ryu.apps", "apps"), ("nuage_ryu.db", "ovsdb")):
+    spec = importlib.util.spec_from_file_location(name, f"{ref}/{folder}/__init__.py",
+                                                  submodule_search_locations=[f"{ref}/{folder}"])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+assert sys.argv[1:3] == ["-m", "nuage_ryu.cmd.manager"], sys.argv
+sys.argv = [sys.argv[0], *sys.argv[3:]]
+runpy.run_module("nuage_ryu.cmd.manager", run_name="__main__", alter_sys=True)
+"""
+
+
+def reference_python(rev: str, tmp: str) -> str:
+    """An executable that runs the launcher of git revision ``rev`` (see BOOT)."""
+    tree = os.path.join(tmp, "tree")
+    os.makedirs(tree)
+    archive = subprocess.run(["git", "-C", REPO, "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+    boot = os.path.join(tmp, "boot.py")
+    with open(boot, "w") as f:
+        f.write(BOOT)
+    wrapper = os.path.join(tmp, "python")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nexec {sys.executable} {boot} {tree} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper
 
 
 def one_run(plane: ControlPlane, host, fresh: bool) -> dict[str, float]:
@@ -85,13 +129,17 @@ def summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="agent starts per situation (default 5)")
+    ap.add_argument("--reference", metavar="REV", help="also run this git revision's agent (e.g. f78ddd8)")
     ap.add_argument("--json", metavar="FILE", help="also write the results here")
     args = ap.parse_args()
     results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                 "loadavg_before": os.getloadavg()[0]}, "runs": args.runs}
-    import tempfile
-
+                                 "loadavg_before": os.getloadavg()[0]}, "runs": args.runs,
+                     "reference": args.reference}
     state = tempfile.mkdtemp(prefix="nr-startup-")
+    ref_tmp = tempfile.mkdtemp(prefix="nr-startup-ref-")
+    trees = {"this tree": sys.executable}
+    if args.reference:
+        trees[f"reference {args.reference}"] = reference_python(args.reference, ref_tmp)
     lab = Lab(state, f"hrs{os.getpid() % 10000}")
     plane = None
     try:
@@ -107,24 +155,39 @@ def main() -> int:
         sub = api.request("POST", f"/zones/{zone['id']}/subnets", {"name": "s", "cidr": "10.80.0.0/24"})
         for i in range(2):
             api.request("POST", f"/subnets/{sub['id']}/vports", {"name": f"v{i}", "host": host.host_name})
-        results["fresh"] = [one_run(plane, host, fresh=True) for _ in range(args.runs)]
+        runs: dict[str, dict[str, list]] = {s: {t: [] for t in trees} for s in ("fresh", "restart")}
+
+        def alternate(situation: str, fresh: bool) -> None:
+            for _ in range(args.runs):
+                for tree, python in trees.items():  # one run of each tree in turn: the same load
+                    plane.python = python
+                    runs[situation][tree].append(one_run(plane, host, fresh=fresh))
+            plane.python = sys.executable
+
+        alternate("fresh", True)
         # A container port on br-int from here on: the restarts' table has its vport flows.
         containers = Containers(lab, plane)
         plane.start_agent(host)
         containers.add("c1", "h1", sub)
         plane.stop_process(f"agent-{host.name}")
-        results["restart"] = [one_run(plane, host, fresh=False) for _ in range(args.runs)]
+        alternate("restart", False)
         containers.cleanup()
     finally:
         if plane is not None:
             plane.stop()
         lab.down()
+        subprocess.run(["rm", "-rf", ref_tmp], check=False)
     results["machine"]["loadavg_after"] = os.getloadavg()[0]
-    for situation in ("fresh", "restart"):
-        results[f"{situation}_summary"] = summary(results[situation])
-        print(f"{situation}:")
-        for name, v in results[f"{situation}_summary"].items():
-            print(f"  {name:17} median {v['median_s']:6.3f} s   max {v['max_s']:6.3f} s")
+    results["runs_by_situation"] = runs
+    for situation, by_tree in runs.items():
+        results[f"{situation}_summary"] = {tree: summary(r) for tree, r in by_tree.items()}
+        for tree, table in results[f"{situation}_summary"].items():
+            print(f"{situation}, {tree}:")
+            for name, v in table.items():
+                print(f"  {name:17} median {v['median_s']:6.3f} s   max {v['max_s']:6.3f} s")
+        if len(by_tree) == 2:
+            this, ref = (results[f"{situation}_summary"][t][startup.FIRST_TABLE]["median_s"] for t in by_tree)
+            print(f"  first_table ratio this/reference: {this / ref:.2f}")
     print(f"load average {results['machine']['loadavg_before']:.2f} -> {results['machine']['loadavg_after']:.2f}")
     if args.json:
         with open(args.json, "w") as f:

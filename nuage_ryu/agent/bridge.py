@@ -21,7 +21,9 @@ they may block.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,8 @@ from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
 from nuage_ryu.vrs import sync
+
+_sessions = itertools.count(1)  # OpenFlow connections of this process, over all bridges
 
 
 class ManagedBridge:
@@ -56,6 +60,7 @@ class ManagedBridge:
         self._on_change = on_change  # wakes the agent's worker
         self._log = logger
         self._startup = startup_clock or startup.StartupClock()
+        self._session_to_mark: str | None = None  # set on connect, written by the worker
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str]) -> None:
@@ -107,6 +112,7 @@ class ManagedBridge:
         next change (or the periodic resync) retries.
         """
         try:
+            self._mark_session()
             state = store.snapshot()
             ofports, tunnel = self.read_ports(state)
             with self._lock:
@@ -114,6 +120,16 @@ class ManagedBridge:
             self.write_statuses(store)
         except Exception:
             self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
+
+    def _mark_session(self) -> None:
+        """Write the connected session on the bridge's controller rows (see HostOVS.mark_controller_session)."""
+        session, self._session_to_mark = self._session_to_mark, None
+        if session is None:
+            return
+        try:
+            self.host_ovs.mark_controller_session(self.bridge, session)
+        except Exception as exc:  # only OVS's reconnect back-off depends on it: log, go on
+            self._log.warning("%s: could not mark the controller session: %s", self.host_name, exc)
 
     def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
         """Feed the core; hand the sync engine what its push plan says (under the lock)."""
@@ -157,6 +173,7 @@ class ManagedBridge:
             self._metrics.connected.labels(self.host_name).set(1 if up else 0)
             if up:
                 self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
+                self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 self._connected(datapath)
                 self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
             elif self.datapath is datapath:
