@@ -113,6 +113,7 @@ class VrsAgent(BaseApp):
             raise
         self._start_metrics()
         self._running = True
+        self.startup.mark(startup.AGENT_STARTED)  # before the event loop: a switch may be waiting
         super().start()
         self.threads.append(hub.spawn(self._worker))
         self.threads.append(hub.spawn(self._heartbeat))
@@ -120,7 +121,6 @@ class VrsAgent(BaseApp):
         for bridge in self.bridges.values():
             self.logger.info("VRS agent for host %s on %s (dpid %016x)", bridge.host_name, bridge.bridge,
                              bridge.datapath_id)
-        self.startup.mark(startup.AGENT_STARTED)
         self.kick()
 
     def _start_agent_api(self, bridge: ManagedBridge) -> None:

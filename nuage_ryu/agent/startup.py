@@ -20,7 +20,7 @@ PROCESS = "process"                 # the process exists (0 by definition)
 APP_START = "app_start"             # the agent app's start() was called (imports and config done)
 BRIDGE_READY = "bridge_ready"       # br-int, its controller target and the VXLAN port are in place
 DIRECTORY_SYNCED = "directory_synced"  # the directory's initial contents arrived
-AGENT_STARTED = "agent_started"     # start() returned: the OpenFlow listener can start
+AGENT_STARTED = "agent_started"     # start()'s own work is done; its event loop starts next
 OPENFLOW_UP = "openflow_up"         # the bridge's OpenFlow connection is up (per bridge)
 FIRST_TABLE = "first_table"         # its first complete table is confirmed by the switch (per bridge)
 
