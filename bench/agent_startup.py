@@ -147,7 +147,7 @@ def main() -> int:
     plane = None
     try:
         lab.up(1)
-        plane = ControlPlane(lab)
+        plane = ControlPlane(lab, tls=False)  # the reference tree may predate [tls]
         os.makedirs(plane.root, exist_ok=True)
         plane.start_directory()
         host = lab.hosts[0]

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from nuage_ryu.db.server import OvsdbServer
+from nuage_ryu.pki import Credentials
+from nuage_ryu.tls import ovsdb_server_args
 
 DB_NAME = "Nuage_Directory"
 
@@ -56,13 +58,15 @@ class OvsdbRelay(OvsdbServer):
     """One supervised relay, a child process of ours (restarted if it dies; ``stop()`` ends it by pid).
 
     ``netns``: run it inside that network namespace (the lab); its unix socket is reachable
-    from every namespace.
+    from every namespace. ``ssl``: the identity of its ``pssl:`` listeners and of its ``ssl:``
+    connection to the source.
     """
 
     def __init__(self, source: str, socket_path: str, run_dir: str,
-                 extra_remotes: tuple[str, ...] | list[str] = (), netns: str | None = None):
+                 extra_remotes: tuple[str, ...] | list[str] = (), netns: str | None = None,
+                 ssl: Credentials | None = None):
         super().__init__(db_path="", schema_path="", socket_path=socket_path, extra_remotes=extra_remotes,
-                         run_dir=run_dir)
+                         run_dir=run_dir, ssl=ssl)
         self.source = source
         self.netns = netns
 
@@ -71,6 +75,8 @@ class OvsdbRelay(OvsdbServer):
 
     def _command(self) -> list[str]:
         cmd = relay_command(self.source, self.socket_path, self.run_dir, self.extra_remotes)
+        if self.ssl is not None:
+            cmd[1:1] = ovsdb_server_args(self.ssl)
         return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
 
 

@@ -13,8 +13,9 @@ an operator would on real machines:
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
   following the directory database over its unix socket;
 * optionally (``relays=N``) N ovsdb-server relays of the directory database in the
-  controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``);
-  the agents are then assigned to them round-robin and never talk to the primary;
+  controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``) and, in
+  TLS mode, on ``pssl:`` port 6651+K-1 of the controller node; the agents are then assigned
+  to them round-robin and never talk to the primary;
 * optionally (``directory_connection``) the directory on an existing database, e.g.
   a Raft cluster's members (``[directory] connection``), instead of its embedded one.
 
@@ -45,20 +46,25 @@ PLANE_DIR = "plane"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 OFP_PORT = 6653
+DB_PORT = 6641     # the directory database's pssl: listener on the controller node (TLS mode)
+RELAY_BASE_PORT = 6651  # relay K's pssl: listener on the controller node is RELAY_BASE_PORT + K - 1 (TLS mode)
+API_TLS_PORT = 8443
 AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
 
 
 class ControlPlane:
     """Directory + agents for a lab that is up."""
 
-    def __init__(self, lab: Lab, python: str = sys.executable, *, relays: int = 0,
+    def __init__(self, lab: Lab, python: str = sys.executable, tls: bool = True, *, relays: int = 0,
                  directory_connection: str = "") -> None:
         """``relays``: put the agents behind that many ovsdb-server relays (0: on the primary).
         ``directory_connection``: the directory database to use (e.g. a Raft cluster's
         members, reachable from the controller node's namespace); empty: the embedded one."""
         self.lab = lab
         self.python = python
+        self.tls = tls  # TLS everywhere (the default, as on real hosts); False: plain unix sockets and TCP
         self.root = os.path.join(lab.state_dir, PLANE_DIR)
+        self.pki_dir = os.path.join(self.root, "pki")
         self.directory_state = os.path.join(self.root, "directory")
         self.api_socket = os.path.join(self.root, "api.sock")
         self.procs: dict[str, subprocess.Popen] = {}
@@ -69,7 +75,17 @@ class ControlPlane:
     # -- paths -------------------------------------------------------------------
     @property
     def directory_db(self) -> str:
-        """The directory database (the primary: the embedded server, or ``directory_connection``)."""
+        """The primary as agents reach it without relays: ``directory_connection`` when given,
+        else TLS over the underlay, or the unix socket."""
+        if self.directory_connection:
+            return self.directory_connection
+        if self.tls:
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{DB_PORT}"
+        return self.local_directory_db
+
+    @property
+    def local_directory_db(self) -> str:
+        """The primary for tools on the controller machine itself (tests, benches, the relays)."""
         if self.directory_connection:
             return self.directory_connection
         return "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
@@ -78,7 +94,32 @@ class ControlPlane:
         """The directory remote of ``host``'s agent: its relay (round-robin by host), else the primary."""
         if not self.relays:
             return self.directory_db
-        return self.relays[self.lab.hosts.index(host) % len(self.relays)].remote
+        return self.relay_remote(self.relays[self.lab.hosts.index(host) % len(self.relays)])
+
+    def relay_remote(self, relay: OvsdbRelay) -> str:
+        """How agents reach ``relay``: TLS over the underlay, or its unix socket."""
+        if self.tls:
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.extra_remotes[0].split(':')[1]}"
+        return relay.remote
+
+    @property
+    def directory_api(self) -> str:
+        """The REST API as agents reach it: HTTPS over the underlay, or the unix socket."""
+        if self.tls:
+            return f"https://{self.lab.controller_node.underlay_ip}:{API_TLS_PORT}"
+        return "unix:" + self.api_socket
+
+    def credentials(self, name: str, *alt_names: str) -> str:
+        """The [tls] section for identity ``name`` (issued on first use from the plane's CA)."""
+        creds = self.issue(name, *alt_names)
+        return f"[tls]\nkey_file = {creds.key_file}\ncert_file = {creds.cert_file}\nca_file = {creds.ca_file}\n"
+
+    def issue(self, name: str, *alt_names: str):
+        """Key and certificate of identity ``name`` from the plane's CA (a ``pki.Credentials``)."""
+        from nuage_ryu import pki
+
+        pki.init_ca(self.pki_dir)
+        return pki.issue(self.pki_dir, name, alt_names=list(alt_names), out_dir=os.path.join(self.pki_dir, name))
 
     @property
     def token_file(self) -> str:
@@ -120,6 +161,12 @@ class ControlPlane:
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
                 f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n"
                 f"connection = {self.directory_connection}\n")
+        if self.tls:
+            ip = node.underlay_ip
+            listen = "" if self.directory_connection else f"listen = pssl:{DB_PORT}:{ip}\n"
+            conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
+                    f"[directory]\napi_host = {ip}\napi_port = {API_TLS_PORT}\napi_socket = {self.api_socket}\n"
+                    f"connection = {self.directory_connection}\n{listen}") + self.credentials("directory", ip)
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
@@ -141,17 +188,25 @@ class ControlPlane:
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.agent_directory(host)}\n"
-                f"directory_api = unix:{self.api_socket}\n"
+                f"directory_api = {self.directory_api}\n"
                 f"directory_token_file = {self.token_file}\n"
-                f"agent_socket = {self.agent_socket(host)}\n")
+                f"agent_socket = {self.agent_socket(host)}\n"
+                + (self.credentials(host.host_name, host.underlay_ip) if self.tls else ""))
 
     # -- relays ------------------------------------------------------------------
     def start_relays(self) -> None:
         """Start ``relays`` supervised relays of the primary in the controller node's namespace."""
+        node = self.lab.controller_node
         for k in range(len(self.relays), self.n_relays):
             run_dir = os.path.join(self.root, f"relay-{k + 1}")
-            relay = OvsdbRelay(self.directory_db, os.path.join(run_dir, "db.sock"), run_dir,
-                               netns=self.lab.controller_node.netns)
+            # TLS mode: agents come over the underlay (pssl:, a certificate of its own); the relay
+            # itself follows the primary over its local unix socket(s).
+            listen, creds = [], None
+            if self.tls:
+                listen = [f"pssl:{RELAY_BASE_PORT + k}:{node.underlay_ip}"]
+                creds = self.issue(f"relay-{k + 1}", node.underlay_ip)
+            relay = OvsdbRelay(self.local_directory_db, os.path.join(run_dir, "db.sock"), run_dir,
+                               extra_remotes=listen, netns=node.netns, ssl=creds)
             self.relays.append(relay)
             relay.start()
         for relay in self.relays:
@@ -191,10 +246,12 @@ class ControlPlane:
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
-                 f"directory_connection = {self.relays[0].remote if self.relays else self.directory_db}\n"
+                 f"directory_connection = {self.relay_remote(self.relays[0]) if self.relays else self.directory_db}\n"
                  f"agent_socket =\n"]
         for host in self.lab.hosts:
             lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")
+        if self.tls:
+            lines.append(self.credentials("central", node.underlay_ip))
         return "".join(lines)
 
     def start_central_agent(self) -> subprocess.Popen:

@@ -84,8 +84,9 @@ def test_agents_follow_their_relay_not_the_primary(lab3):
     for host in lab.hosts:
         with open(os.path.join(plane.root, f"agent-{host.name}.ini")) as f:
             assert f"directory_connection = {plane.agent_directory(host)}\n" in f.read()
-    assert [plane.agent_directory(h) for h in lab.hosts] == [plane.relays[0].remote, plane.relays[1].remote,
-                                                             plane.relays[0].remote]
+    first, second = (plane.relay_remote(r) for r in plane.relays)
+    assert [plane.agent_directory(h) for h in lab.hosts] == [first, second, first]
+    assert all(plane.directory_db not in plane.agent_directory(h) for h in lab.hosts)
     for relay in plane.relays:
         status = database_status(relay.remote)
         assert status["model"] == "relay" and status["connected"] is True, status
@@ -147,7 +148,7 @@ def test_policy_changes_reach_the_agents_after_their_relay_comes_back(net, lab3,
 def test_an_agent_listing_both_relays_survives_losing_either(net, lab3):
     lab, plane = lab3
     h3 = lab.hosts[2]
-    both = ",".join(r.remote for r in plane.relays)
+    both = ",".join(plane.relay_remote(r) for r in plane.relays)
     conf_path = os.path.join(plane.root, f"agent-{h3.name}.ini")
     plane.stop_process(f"agent-{h3.name}")
     original = plane.agent_directory

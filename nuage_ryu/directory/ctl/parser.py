@@ -445,9 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tools(objs)
 
     from nuage_ryu.db import cluster, relay
+    from nuage_ryu.directory.ctl import pki_cli
 
     cluster.add_cli(objs)
     relay.add_cli(objs)
+    pki_cli.add_cli(objs)
     return p
 
 
