@@ -100,7 +100,7 @@ def kill(member) -> None:
 def test_policy_keeps_reaching_agents_behind_relays_across_member_loss_and_leader_change(net, lab3, members):
     lab, plane = lab3
     relay = plane.relays[0]  # h1's (web's) agent follows the directory through it
-    assert plane.agent_directory(lab.hosts[0]) == relay.remote
+    assert plane.agent_directory(lab.hosts[0]) == plane.relay_remote(relay)
     pol = Policy(net.client, "raftrelay", ("web", "app"), cidrs=("10.63.1.0/24",))
     try:
         (s,) = pol.subnets
