@@ -113,6 +113,10 @@ class RelaySpec:
     dir: str
     source: str
     remotes: list[str] = field(default_factory=list)
+    # TLS identity of its pssl: listeners and of an ssl: source ("" = none): key, certificate, CA
+    key_file: str = ""
+    cert_file: str = ""
+    ca_file: str = ""
 
     @property
     def socket_path(self) -> str:
@@ -159,8 +163,11 @@ def load_relay(directory: str) -> RelaySpec:
         raise RelayError(f"no relay in {directory}: {exc.strerror}") from None
 
 
-def configure_relay(directory: str, source: str | None, remotes: Sequence[str] | None) -> RelaySpec:
-    """Create or update ``directory``'s relay.json; an omitted setting keeps its stored value."""
+def configure_relay(directory: str, source: str | None, remotes: Sequence[str] | None,
+                    tls: tuple[str, str, str] | None = None) -> RelaySpec:
+    """Create or update ``directory``'s relay.json; an omitted setting keeps its stored value.
+
+    ``tls``: (key, certificate, CA) files for ``pssl:`` listeners and an ``ssl:`` source."""
     directory = os.path.abspath(directory)
     try:
         spec = load_relay(directory)
@@ -172,6 +179,11 @@ def configure_relay(directory: str, source: str | None, remotes: Sequence[str] |
         spec.source = source
     if remotes is not None:
         spec.remotes = [r for r in remotes if r]
+    if tls is not None:
+        spec.key_file, spec.cert_file, spec.ca_file = (os.path.abspath(f) for f in tls)
+    needs_tls = any(r.startswith("pssl:") for r in spec.remotes) or "ssl:" in spec.source
+    if needs_tls and not spec.key_file:
+        raise RelayError("a pssl: listener or an ssl: source needs --private-key, --certificate and --ca-cert")
     os.makedirs(directory, exist_ok=True)
     with open(_spec_path(directory), "w") as f:
         json.dump(asdict(spec), f, indent=2)
@@ -184,6 +196,8 @@ def start_relay(spec: RelaySpec, timeout: float = 10.0) -> int:
         return spec.pid
     cmd = relay_command(spec.source, spec.socket_path, spec.dir, spec.remotes)
     cmd[1:1] = ["--detach", "--monitor", "--no-chdir", f"--pidfile={spec.pidfile}"]
+    if spec.key_file:
+        cmd[1:1] = ovsdb_server_args(Credentials(spec.key_file, spec.cert_file, spec.ca_file))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     pid = spec.pid
     if proc.returncode != 0 or pid is None:
@@ -253,6 +267,10 @@ def add_cli(subparsers) -> None:
     start.add_argument("--remote", action="append", metavar="LISTEN",
                        help="an extra listener in ovsdb-server syntax, repeatable "
                             "(e.g. --remote ptcp:6642:0.0.0.0 or pssl:6642)")
+    for flag, what in (("--private-key", "key.pem"), ("--certificate", "cert.pem"), ("--ca-cert", "ca.pem")):
+        start.add_argument(flag, metavar="FILE",
+                           help=f"TLS for pssl: listeners and an ssl: source, with the other two "
+                                f"(e.g. {flag} /etc/nuage-ryu/pki/relay-1/{what}); stored for the next start")
     for name, text in {"stop": "stop the relay (by pid)",
                        "status": "pid, source, listeners and whether it follows its source"}.items():
         sp = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=raw,
@@ -264,7 +282,10 @@ def run_cli(args) -> int:
     """Run a ``db-relay`` command; exit code 0 or 1 (status: 1 when not running or not connected)."""
     try:
         if args.action == "start":
-            spec = configure_relay(args.dir, args.source, args.remote)
+            files = (args.private_key, args.certificate, args.ca_cert)
+            if any(files) and not all(files):
+                raise RelayError("--private-key, --certificate and --ca-cert go together")
+            spec = configure_relay(args.dir, args.source, args.remote, files if all(files) else None)
             start_relay(spec)
             wait_relay_connected(spec.remote)
             print(",".join([spec.remote, *spec.remotes]))

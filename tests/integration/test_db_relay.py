@@ -82,3 +82,35 @@ def test_nuage_ctl_db_relay_start_status_stop_and_the_store_through_it(tmp_path,
         assert again.returncode == 0, again.stderr
     finally:
         ctl("stop", "--dir", relay_dir)
+
+
+def test_nuage_ctl_db_relay_serves_tls_with_the_given_identity(tmp_path, primary):
+    from nuage_ryu import pki
+    from nuage_ryu.directory.testing import free_port
+
+    pki_dir = str(tmp_path / "pki")
+    pki.init_ca(pki_dir)
+    relay_id = pki.issue(pki_dir, "relay-1", alt_names=["127.0.0.1"], out_dir=str(tmp_path / "relay-id"))
+    client = pki.issue(pki_dir, "some-host", out_dir=str(tmp_path / "client-id"))
+    relay_dir, port = str(tmp_path / "relay"), free_port()
+    listen = f"pssl:{port}:127.0.0.1"
+    refused = ctl("start", "--dir", relay_dir, "--source", primary.remote, "--remote", listen)
+    assert refused.returncode == 1 and "--private-key" in refused.stderr  # pssl: without an identity
+    started = ctl("start", "--dir", relay_dir, "--source", primary.remote, "--remote", listen,
+                  "--private-key", relay_id.key_file, "--certificate", relay_id.cert_file,
+                  "--ca-cert", relay_id.ca_file)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip().endswith(listen)
+
+        def client_lists_dbs():
+            proc = subprocess.run(["ovsdb-client", "--timeout=5", f"--private-key={client.key_file}",
+                                   f"--certificate={client.cert_file}", f"--ca-cert={client.ca_file}",
+                                   "list-dbs", f"ssl:127.0.0.1:{port}"], capture_output=True, text=True,
+                                  timeout=10)
+            return proc.returncode == 0 and "Nuage_Directory" in proc.stdout
+
+        wait_until(client_lists_dbs, 15, what="a TLS client served by the relay")
+        assert load_relay(relay_dir).key_file == os.path.abspath(relay_id.key_file)  # kept for the next start
+    finally:
+        ctl("stop", "--dir", relay_dir)
