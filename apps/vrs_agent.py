@@ -4,8 +4,9 @@ Thin os-ken glue (Faucet-style) around the agent package (``nuage_ryu/agent/``):
 each bridge is a ``ManagedBridge`` (its OVSDB, its ``BridgeSync``, its
 OpenFlow datapath) around a pure ``AgentCore``. This app owns the rest:
 
-* the directory, through an OVSDB IDL monitor (``DirectoryStore``): every
-  applied update wakes the worker;
+* the directory, through an OVSDB IDL monitor (``DirectoryStore``) scoped to
+  the share of its hosts (their vports, the domains those are in, the hosts
+  carrying them: docs/scale.md): every applied update wakes the worker;
 * the threads: one worker recomputes every bridge on a wake-up (or every
   ``RESYNC_INTERVAL_S``), one sends heartbeats, one polls policy counters;
 * OpenFlow 1.4 events, handed to the bridge of their datapath;
@@ -99,8 +100,11 @@ class VrsAgent(BaseApp):
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
             self.startup.mark(startup.BRIDGE_READY)
-            # Any Raft member or relay will do: the agents must not all crowd the leader.
-            self.store = DirectoryStore(config.directory_remote(self.CONF), leader_only=False)
+            # Only the share of the hosts this agent programs (central mode: their union), from
+            # any Raft member or relay: the agents must not all crowd the leader.
+            self.store = DirectoryStore(config.directory_remote(self.CONF),
+                                        scope_hosts=[b.host_name for b in self.bridges.values()],
+                                        leader_only=False)
             self.store.start()
             self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():

@@ -165,11 +165,11 @@ class ObjectCommand:
     def do_list(self) -> None:
         params = {"name": self.args.name} if self.args.name else {}
         if self.info.parent is None:
-            rows = self.client.get(f"/{self.info.plural}", **params)
+            rows = self.client.list(f"/{self.info.plural}", **params)
         else:
             rows = []
             for pid in self.resolver.ids_in_scope(self.info.parent):
-                rows += self.client.get(f"/{KINDS[self.info.parent].plural}/{pid}/{self.info.plural}", **params)
+                rows += self.client.list(f"/{KINDS[self.info.parent].plural}/{pid}/{self.info.plural}", **params)
         self.emit(rows)
 
     def _target(self) -> str:
@@ -207,7 +207,7 @@ class ObjectCommand:
 
     def do_members(self) -> None:
         path, _domain = self._members_path()
-        self.emit(self.client.get(path), "vport")
+        self.emit(self.client.list(path), "vport")
 
     def do_add_member(self) -> None:
         path, domain_id = self._members_path()
@@ -221,4 +221,4 @@ class ObjectCommand:
         path, domain_id = self._members_path()
         for vport_id in self._vports(domain_id):
             self.client.delete(f"{path}/{vport_id}")
-        self.emit(self.client.get(path), "vport")
+        self.emit(self.client.list(path), "vport")

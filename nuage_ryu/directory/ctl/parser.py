@@ -375,6 +375,40 @@ def add_config(objs) -> None:
         parsers[name].add_argument("name", metavar="CONTEXT", help="context name (e.g. lab)")
 
 
+FILE_EXAMPLES = {
+    "apply": [f"{EX} apply -f acme.yaml", f"{EX} apply -f acme.yaml --dry-run      # print the changes only",
+              f"{EX} apply -f acme.yaml --prune        # also delete what the file does not list"],
+    "export": [f"{EX} export acme > acme.yaml", f"{EX} export acme -o json -f acme.json"],
+    "bulk": [f"{EX} bulk -f vports.json", f"{EX} bulk -f ops.yaml --dry-run -o json"],
+}
+
+
+def add_files(objs) -> None:
+    """``nuage-ctl apply|export|bulk``: files of an enterprise's objects, or of bulk operations."""
+    helps = {"apply": "make an enterprise match a file (YAML/JSON): one transaction, idempotent",
+             "export": "write an enterprise's domains, zones, subnets, groups and rules as a file apply takes",
+             "bulk": "send a file of create/update/delete operations as one bulk request (all or nothing)"}
+    parsers = {}
+    for name, text in helps.items():
+        sp = objs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                             epilog=epilog(FILE_EXAMPLES[name]), formatter_class=Formatter)
+        add_output_options(sp, top=False)
+        parsers[name] = sp
+    for name in ("apply", "bulk"):
+        parsers[name].add_argument("-f", "--file", required=True, metavar="FILE",
+                                   help="YAML or JSON file, '-' for standard input (e.g. -f acme.yaml)")
+        parsers[name].add_argument("--dry-run", action=argparse.BooleanOptionalAction, default=False,
+                                   help="let the directory validate everything, change nothing "
+                                        "(default --no-dry-run)")
+    parsers["apply"].add_argument("--prune", action=argparse.BooleanOptionalAction, default=False,
+                                  help="also delete the enterprise's domains, zones, subnets, groups and rules "
+                                       "the file does not list (never vports: a subnet that has some stays "
+                                       "and the apply fails) (default --no-prune)")
+    parsers["export"].add_argument("enterprise", metavar="ENTERPRISE", help="enterprise name (e.g. acme)")
+    parsers["export"].add_argument("-f", "--file", metavar="FILE",
+                                   help="write to FILE instead of standard output (e.g. -f acme.yaml)")
+
+
 def add_tools(objs) -> None:
     comp = objs.add_parser("completion", help="print a shell completion script (bash or zsh)",
                            formatter_class=Formatter, description="Print a completion script generated "
@@ -442,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in KINDS:
         add_object(objs, kind)
     add_config(objs)
+    add_files(objs)
     add_tools(objs)
 
     from nuage_ryu.db import cluster, relay
