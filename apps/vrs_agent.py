@@ -37,6 +37,7 @@ import time
 from prometheus_client import CollectorRegistry, start_http_server
 
 from nuage_ryu import config
+from nuage_ryu.agent import startup
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
@@ -78,6 +79,7 @@ class VrsAgent(BaseApp):
         self.attach_server = None
         self.metrics = AgentMetrics(kwargs.get("metrics_registry") or CollectorRegistry())
         self._metrics_server = None
+        self.startup = startup.StartupClock()
 
     def _managed_hosts(self) -> list[tuple[str, str, str]]:
         """(host name, tunnel IP, OVSDB remote) of every bridge this agent programs."""
@@ -89,6 +91,7 @@ class VrsAgent(BaseApp):
     # -- lifecycle ---------------------------------------------------------------
     def start(self):
         conf = self.CONF.vrs
+        self.startup.mark(startup.APP_START)
         ofwire.install_lazy_flow_stats()  # flow-stats replies are decoded by the sync engine
         try:
             for host_name, tunnel_ip, remote in self._managed_hosts():
@@ -96,13 +99,18 @@ class VrsAgent(BaseApp):
                                        datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
                                        on_change=self.kick, logger=self.logger,
                                        external_bridge=conf.external_bridge,
-                                       nat_ports=parse_port_range(conf.nat_port_range))
+                                       nat_ports=parse_port_range(conf.nat_port_range),
+                                       startup_clock=self.startup)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
-            # Only the share of the hosts this agent programs (central mode: their union).
+            self.startup.mark(startup.BRIDGE_READY)
+            # Only the share of the hosts this agent programs (central mode: their union), from
+            # any Raft member or relay: the agents must not all crowd the leader.
             self.store = DirectoryStore(config.directory_remote(self.CONF),
-                                        scope_hosts=[b.host_name for b in self.bridges.values()])
+                                        scope_hosts=[b.host_name for b in self.bridges.values()],
+                                        leader_only=False)
             self.store.start()
+            self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))
             self.store.add_listener(self._on_directory_update)
@@ -113,6 +121,7 @@ class VrsAgent(BaseApp):
             raise
         self._start_metrics()
         self._running = True
+        self.startup.mark(startup.AGENT_STARTED)  # before the event loop: a switch may be waiting
         super().start()
         self.threads.append(hub.spawn(self._worker))
         self.threads.append(hub.spawn(self._heartbeat))

@@ -8,7 +8,7 @@ deployment see docs/directory.md.
 
 Layout under DIR: ``cluster.json`` (members and ports), ``mK/directory.db``,
 ``mK/ovsdb-server.{pid,ctl,log}``. Each member serves clients on ``tcp:HOST:client_port``
-and talks Raft on ``tcp:HOST:raft_port``. Clients use ``connection_string()``.
+(and ``unix:mK/db.sock``) and talks Raft on ``tcp:HOST:raft_port``. Clients use ``connection_string()``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ class Member:
         return os.path.join(self.dir, "ovsdb-server.log")
 
     @property
+    def socket_path(self) -> str:
+        """A unix socket every member also serves (local tools; other network namespaces)."""
+        return os.path.join(self.dir, "db.sock")
+
+    @property
     def raft_remote(self) -> str:
         return f"tcp:{self.host}:{self.raft_port}"
 
@@ -90,9 +95,9 @@ def _schema() -> str:
     return schema_path()
 
 
-def connection_string(members: list[Member]) -> str:
-    """The ``[directory] connection`` value for clients of the cluster."""
-    return ",".join(m.client_remote for m in members)
+def connection_string(members: list[Member], unix: bool = False) -> str:
+    """The ``[directory] connection`` value for clients of the cluster (``unix``: its unix sockets)."""
+    return ",".join("unix:" + m.socket_path if unix else m.client_remote for m in members)
 
 
 def create_cluster(directory: str, members: int = 3, host: str = "127.0.0.1", base_port: int = 6641,
@@ -137,7 +142,8 @@ def start_member(m: Member) -> int:
     if m.pid:
         return m.pid
     _run(["ovsdb-server", m.db, "--detach", "--no-chdir", f"--pidfile={m.pidfile}", f"--unixctl={m.ctl}",
-          f"--log-file={m.log}", f"--remote=ptcp:{m.client_port}:{m.host}", "-vconsole:off"])
+          f"--log-file={m.log}", f"--remote=ptcp:{m.client_port}:{m.host}", f"--remote=punix:{m.socket_path}",
+          "-vconsole:off"])
     pid = m.pid
     if pid is None:
         raise ClusterError(f"member {m.index} did not start (see {m.log})")

@@ -107,13 +107,25 @@ class OvsdbServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Prepare the DB, start the server, wait for its socket, and supervise it."""
-        outcome = prepare_db(self.db_path, self.schema_path)
-        LOG.info("directory database %s: %s", self.db_path, outcome)
+        self._prepare()
         self._stopping.clear()
         self._spawn(timeout)
         self._supervisor = threading.Thread(target=self._supervise, name="ovsdb-server-supervisor",
                                             daemon=True)
         self._supervisor.start()
+
+    def _prepare(self) -> None:
+        outcome = prepare_db(self.db_path, self.schema_path)
+        LOG.info("directory database %s: %s", self.db_path, outcome)
+
+    def _command(self) -> list[str]:
+        """The ovsdb-server command line (a relay overrides it)."""
+        cmd = ["ovsdb-server", self.db_path, f"--remote=punix:{self.socket_path}",
+               f"--unixctl={self.ctl_path}", f"--log-file={self.log_path}", "-vconsole:off"]
+        cmd += [f"--remote={r}" for r in self.extra_remotes]
+        if self.ssl is not None:
+            cmd += ovsdb_server_args(self.ssl)
+        return cmd
 
     def _spawn(self, timeout: float) -> None:
         for path in (self.socket_path, self.ctl_path):
@@ -122,11 +134,7 @@ class OvsdbServer:
             except FileNotFoundError:
                 pass
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
-        cmd = ["ovsdb-server", self.db_path, f"--remote=punix:{self.socket_path}",
-               f"--unixctl={self.ctl_path}", f"--log-file={self.log_path}", "-vconsole:off"]
-        cmd += [f"--remote={r}" for r in self.extra_remotes]
-        if self.ssl is not None:
-            cmd += ovsdb_server_args(self.ssl)
+        cmd = self._command()
         with self._lock:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, close_fds=True)

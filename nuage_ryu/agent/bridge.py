@@ -21,13 +21,15 @@ they may block.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 
 from nuage_ryu import tls
-from nuage_ryu.agent import counters
+from nuage_ryu.agent import counters, startup
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
@@ -37,6 +39,8 @@ from nuage_ryu.pki import Credentials
 from nuage_ryu.vrs import sync
 from nuage_ryu.vrs.pipeline import DEFAULT_NAT_PORTS
 
+_sessions = itertools.count(1)  # OpenFlow connections of this process, over all bridges
+
 
 class ManagedBridge:
     """One host's integration bridge: its OVSDB, its compiled flows, its OpenFlow sync."""
@@ -44,7 +48,8 @@ class ManagedBridge:
     def __init__(self, host_name: str, tunnel_ip: str, ovsdb_remote: str, *, bridge: str, datapath_type: str,
                  metrics: AgentMetrics, lock: threading.RLock, on_change: Callable[[], None],
                  logger: logging.Logger, external_bridge: str = "",
-                 nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS) -> None:
+                 nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS,
+                 startup_clock: startup.StartupClock | None = None) -> None:
         self.host_name = host_name
         self.tunnel_ip = tunnel_ip
         self.ovsdb_remote = ovsdb_remote
@@ -63,6 +68,8 @@ class ManagedBridge:
         self.external_bridge = external_bridge  # "" = no external connectivity (docs/external.md)
         self.nat_ports = nat_ports
         self.uplink: HostUplink | None = None
+        self._startup = startup_clock or startup.StartupClock()
+        self._session_to_mark: str | None = None  # set on connect, written by the worker
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str], creds: Credentials | None = None) -> None:
@@ -127,6 +134,7 @@ class ManagedBridge:
         next change (or the periodic resync) retries.
         """
         try:
+            self._mark_session()
             state = store.snapshot()
             ofports, tunnel = self.read_ports(state)
             external, uplink_ports = self.uplink.read() if self.uplink is not None else (None, None)
@@ -139,6 +147,16 @@ class ManagedBridge:
             self.write_statuses(store)
         except Exception:
             self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
+
+    def _mark_session(self) -> None:
+        """Write the connected session on the bridge's controller rows (see HostOVS.mark_controller_session)."""
+        session, self._session_to_mark = self._session_to_mark, None
+        if session is None:
+            return
+        try:
+            self.host_ovs.mark_controller_session(self.bridge, session)
+        except Exception as exc:  # only OVS's reconnect back-off depends on it: log, go on
+            self._log.warning("%s: could not mark the controller session: %s", self.host_name, exc)
 
     def recompute(self, state, ofports: dict[str, int], tunnel: int | None, seen_at: float) -> None:
         """Feed the core; hand the sync engine what its push plan says (under the lock)."""
@@ -183,6 +201,8 @@ class ManagedBridge:
             if up:
                 if self.uplink is not None:
                     self.uplink.forget()  # OVS may have restarted: br-phy's flows are re-pushed whole
+                self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
+                self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 self._connected(datapath)
                 self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
             elif self.datapath is datapath:
@@ -239,6 +259,11 @@ class ManagedBridge:
         """The bridge holds a new flow generation: its metrics; wake the worker to write statuses."""
         if confirmation is None:
             return
+        milestones = self._startup.first_table(self.host_name)
+        if milestones is not None:
+            self._log.info("%s: %s", self.host_name, startup.describe(milestones))
+            for name, seconds in milestones.items():
+                self._metrics.startup.labels(self.host_name, name).set(seconds)
         for latency in confirmation.latencies:
             self._metrics.policy_apply.labels(self.host_name).observe(latency)
         self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)

@@ -12,6 +12,8 @@ Metrics:
   nuage_flows{host}                                    desired flows of the bridge
   nuage_bundles_total{host}                            bundles committed
   nuage_bridge_connected{host}                         1 while the bridge is connected
+  nuage_agent_startup_seconds{host,milestone}          seconds from process start to each start-up
+      milestone, up to the bridge's first confirmed table (see startup.py)
 """
 
 from __future__ import annotations
@@ -69,3 +71,6 @@ class AgentMetrics:
                              registry=registry)
         self.connected = Gauge("nuage_bridge_connected", "1 while the bridge is connected", ["host"],
                                registry=registry)
+        self.startup = Gauge("nuage_agent_startup_seconds",
+                             "Seconds from process start to a start-up milestone (first_table: converged)",
+                             ["host", "milestone"], registry=registry)

@@ -18,6 +18,13 @@ Differences from os-ken's bare ``AppManager.run_apps``, and why:
   end with the process; their sockets are closed by the kernel.
 * Errors. Unknown config options, bad values, unknown apps and an OpenFlow
   port that is already taken are reported as one line and a non-zero exit.
+* Start order. The OpenFlow listener (os-ken's ``ofp_handler``, loaded as a
+  dependency, so last) starts before the apps that use it: the VRS agent's
+  start() points br-int at the controller and then takes a while (directory
+  sync); a switch that finds no listener backs off (up to its max_backoff)
+  before it tries again, which delayed every agent's first table by ~1 s.
+  Events of a switch that connects early wait in each app's queue until that
+  app has started.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ CLOSE_DEADLINE_S = 15.0
 # How often the main thread checks that the apps' main threads still run.
 SUPERVISE_INTERVAL_S = 0.5
 
+OFP_HANDLER_SUFFIX = ".controller.ofp_handler"  # os_ken's (or classic ryu's) OpenFlow listener app
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -151,6 +159,15 @@ def _load_apps(app_mgr, apps: list[str]) -> None:
         if cls is None:
             raise ManagerError(f"{app!r} defines no os-ken app class")
     app_mgr.load_apps(apps)
+    _listener_first(app_mgr)
+
+
+def _listener_first(app_mgr) -> None:
+    """Instantiate (hence start) the OpenFlow handler app before every other app (see above)."""
+    listeners = [name for name in app_mgr.applications_cls if name.endswith(OFP_HANDLER_SUFFIX)]
+    if listeners:
+        app_mgr.applications_cls = {**{n: app_mgr.applications_cls[n] for n in listeners},
+                                    **app_mgr.applications_cls}
 
 
 def _close_apps(app_mgr) -> bool:

@@ -40,6 +40,7 @@ EXTERNAL_PATCH_PHYS = "patch-int"
 # reconnect backoff so that a restarted agent is picked up within a second.
 DEFAULT_INACTIVITY_PROBE_MS = 10000
 DEFAULT_MAX_BACKOFF_MS = 1000
+CONTROLLER_SESSION_KEY = "nuage-session"  # Controller external_ids: the agent session connected last
 
 
 class HostOVSError(Exception):
@@ -249,6 +250,21 @@ class _EnsureControllers(command.BaseCommand):
             br.controller = rows
 
 
+class _MarkControllers(command.BaseCommand):
+    """Set ``external_ids:<key>=<value>`` on every controller row of a bridge."""
+
+    def __init__(self, api, bridge: str, key: str, value: str):
+        super().__init__(api)
+        self.bridge = bridge
+        self.key = key
+        self.value = value
+
+    def run_idl(self, txn):
+        br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge)
+        for row in getattr(br, "controller", []):
+            row.setkey("external_ids", self.key, self.value)
+
+
 class _EnsureSSL(command.BaseCommand):
     """Point the switch's SSL settings (Open_vSwitch.ssl, as ``ovs-vsctl set-ssl``) at these files."""
 
@@ -403,6 +419,18 @@ class HostOVS:
         if external_ids:
             commands.append(self.api.db_set("Bridge", name, ("external_ids", dict(external_ids))))
         self._commit(commands)
+
+    def mark_controller_session(self, bridge: str, session: str) -> None:
+        """Record on ``bridge``'s controller rows which agent session holds them (``nuage-session``).
+
+        Written on every OpenFlow connect. Besides telling an operator which agent process and
+        connection last took the bridge, the write makes ovs-vswitchd reconfigure its controllers
+        *while connected*, the only moment OVS 3.1 applies a controller's ``max_backoff`` and
+        ``inactivity_probe`` to the connection: it creates active controller connections with a
+        fixed 8 s max backoff and 5 s probe, and until a reconfiguration reaches the live
+        connection a restarted agent waits up to 8 s for the switch to come back (docs/scale.md).
+        """
+        self._commit([_MarkControllers(self.api, bridge, CONTROLLER_SESSION_KEY, session)])
 
     def ensure_tunnel_port(self, bridge: str, local_ip: str, name: str = VXLAN_PORT,
                            dst_port: int | None = None, ofport_request: int | None = None) -> None:

@@ -11,7 +11,13 @@ an operator would on real machines:
   ``nuage_ryu.apps.vrs_agent`` and its DHCP responder ``nuage_ryu.apps.vrs_dhcp``)
   inside the host's namespace, listening for its br-int on that namespace's
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
-  following the directory database over its unix socket.
+  following the directory database over its unix socket;
+* optionally (``relays=N``) N ovsdb-server relays of the directory database in the
+  controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``) and, in
+  TLS mode, on ``pssl:`` port 6651+K-1 of the controller node; the agents are then assigned
+  to them round-robin and never talk to the primary;
+* optionally (``directory_connection``) the directory on an existing database, e.g.
+  a Raft cluster's members (``[directory] connection``), instead of its embedded one.
 
 Processes are started in their own session and stopped by pid. Everything
 lives under ``<lab state dir>/plane/`` (config files, logs, the directory's
@@ -29,9 +35,11 @@ import subprocess
 import sys
 
 from nuage_ryu.config import ROLE_APPS
+from nuage_ryu.db.relay import OvsdbRelay, RelayError, wait_relay_connected
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
+from nuage_ryu.lab.netns import LabError
 from nuage_ryu.lab.outside import FLOATING_IP_POOL
 from nuage_ryu.lab.supervise import stop_process, wait_for
 
@@ -40,6 +48,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 OFP_PORT = 6653
 DB_PORT = 6641     # the directory database's pssl: listener on the controller node (TLS mode)
+RELAY_BASE_PORT = 6651  # relay K's pssl: listener on the controller node is RELAY_BASE_PORT + K - 1 (TLS mode)
 API_TLS_PORT = 8443
 AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
 
@@ -47,7 +56,11 @@ AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the age
 class ControlPlane:
     """Directory + agents for a lab that is up."""
 
-    def __init__(self, lab: Lab, python: str = sys.executable, tls: bool = True) -> None:
+    def __init__(self, lab: Lab, python: str = sys.executable, tls: bool = True, *, relays: int = 0,
+                 directory_connection: str = "") -> None:
+        """``relays``: put the agents behind that many ovsdb-server relays (0: on the primary).
+        ``directory_connection``: the directory database to use (e.g. a Raft cluster's
+        members, reachable from the controller node's namespace); empty: the embedded one."""
         self.lab = lab
         self.python = python
         self.tls = tls  # TLS everywhere (the default, as on real hosts); False: plain unix sockets and TCP
@@ -56,19 +69,39 @@ class ControlPlane:
         self.directory_state = os.path.join(self.root, "directory")
         self.api_socket = os.path.join(self.root, "api.sock")
         self.procs: dict[str, subprocess.Popen] = {}
+        self.n_relays = relays
+        self.directory_connection = directory_connection
+        self.relays: list[OvsdbRelay] = []
 
     # -- paths -------------------------------------------------------------------
     @property
     def directory_db(self) -> str:
-        """The directory database as agents reach it: TLS over the underlay, or the unix socket."""
+        """The primary as agents reach it without relays: ``directory_connection`` when given,
+        else TLS over the underlay, or the unix socket."""
+        if self.directory_connection:
+            return self.directory_connection
         if self.tls:
             return f"ssl:{self.lab.controller_node.underlay_ip}:{DB_PORT}"
         return self.local_directory_db
 
     @property
     def local_directory_db(self) -> str:
-        """The database's unix socket, for tools on the controller machine itself (tests, benches)."""
+        """The primary for tools on the controller machine itself (tests, benches, the relays)."""
+        if self.directory_connection:
+            return self.directory_connection
         return "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
+
+    def agent_directory(self, host: LabHost) -> str:
+        """The directory remote of ``host``'s agent: its relay (round-robin by host), else the primary."""
+        if not self.relays:
+            return self.directory_db
+        return self.relay_remote(self.relays[self.lab.hosts.index(host) % len(self.relays)])
+
+    def relay_remote(self, relay: OvsdbRelay) -> str:
+        """How agents reach ``relay``: TLS over the underlay, or its unix socket."""
+        if self.tls:
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.extra_remotes[0].split(':')[1]}"
+        return relay.remote
 
     @property
     def directory_api(self) -> str:
@@ -79,12 +112,15 @@ class ControlPlane:
 
     def credentials(self, name: str, *alt_names: str) -> str:
         """The [tls] section for identity ``name`` (issued on first use from the plane's CA)."""
+        creds = self.issue(name, *alt_names)
+        return f"[tls]\nkey_file = {creds.key_file}\ncert_file = {creds.cert_file}\nca_file = {creds.ca_file}\n"
+
+    def issue(self, name: str, *alt_names: str):
+        """Key and certificate of identity ``name`` from the plane's CA (a ``pki.Credentials``)."""
         from nuage_ryu import pki
 
         pki.init_ca(self.pki_dir)
-        creds = pki.issue(self.pki_dir, name, alt_names=list(alt_names),
-                          out_dir=os.path.join(self.pki_dir, name))
-        return f"[tls]\nkey_file = {creds.key_file}\ncert_file = {creds.cert_file}\nca_file = {creds.ca_file}\n"
+        return pki.issue(self.pki_dir, name, alt_names=list(alt_names), out_dir=os.path.join(self.pki_dir, name))
 
     @property
     def token_file(self) -> str:
@@ -117,19 +153,22 @@ class ControlPlane:
 
     def _record(self) -> None:
         with open(os.path.join(self.root, "pids.json"), "w") as f:
-            json.dump({name: p.pid for name, p in self.procs.items()}, f)
+            json.dump({**{name: p.pid for name, p in self.procs.items()},
+                       **{f"relay-{k + 1}": r.pid for k, r in enumerate(self.relays)}}, f)
 
     def start_directory(self) -> None:
         os.makedirs(self.directory_state, exist_ok=True)
         node = self.lab.controller_node
         pool = f"floating_ip_pool = {FLOATING_IP_POOL}\n"  # the lab's floating IPs (docs/external.md)
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
-                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n{pool}")
+                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n{pool}"
+                f"connection = {self.directory_connection}\n")
         if self.tls:
             ip = node.underlay_ip
+            listen = "" if self.directory_connection else f"listen = pssl:{DB_PORT}:{ip}\n"
             conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
                     f"[directory]\napi_host = {ip}\napi_port = {API_TLS_PORT}\napi_socket = {self.api_socket}\n"
-                    f"listen = pssl:{DB_PORT}:{ip}\n{pool}") + self.credentials("directory", ip)
+                    f"connection = {self.directory_connection}\n{listen}{pool}") + self.credentials("directory", ip)
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
@@ -150,11 +189,39 @@ class ControlPlane:
                 f"stats_interval = 1\n"
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
-                f"directory_connection = {self.directory_db}\n"
+                f"directory_connection = {self.agent_directory(host)}\n"
                 f"directory_api = {self.directory_api}\n"
                 f"directory_token_file = {self.token_file}\n"
                 f"agent_socket = {self.agent_socket(host)}\n"
                 + (self.credentials(host.host_name, host.underlay_ip) if self.tls else ""))
+
+    # -- relays ------------------------------------------------------------------
+    def start_relays(self) -> None:
+        """Start ``relays`` supervised relays of the primary in the controller node's namespace."""
+        node = self.lab.controller_node
+        for k in range(len(self.relays), self.n_relays):
+            run_dir = os.path.join(self.root, f"relay-{k + 1}")
+            # TLS mode: agents come over the underlay (pssl:, a certificate of its own); the relay
+            # itself follows the primary over its local unix socket(s).
+            listen, creds = [], None
+            if self.tls:
+                listen = [f"pssl:{RELAY_BASE_PORT + k}:{node.underlay_ip}"]
+                creds = self.issue(f"relay-{k + 1}", node.underlay_ip)
+            relay = OvsdbRelay(self.local_directory_db, os.path.join(run_dir, "db.sock"), run_dir,
+                               extra_remotes=listen, netns=node.netns, ssl=creds)
+            self.relays.append(relay)
+            relay.start()
+        for relay in self.relays:
+            self.wait_relay(relay)
+        self._record()
+
+    @staticmethod
+    def wait_relay(relay: OvsdbRelay) -> None:
+        """Wait until ``relay`` follows the primary (raises LabError)."""
+        try:
+            wait_relay_connected(relay.remote, START_TIMEOUT)
+        except RelayError as exc:
+            raise LabError(f"{exc} (log: {relay.log_path})") from None
 
     def agent_socket(self, host: LabHost) -> str:
         return os.path.join(self.root, host.name, "agent.sock")
@@ -181,7 +248,8 @@ class ControlPlane:
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
-                 f"directory_connection = {self.directory_db}\nagent_socket =\n"]
+                 f"directory_connection = {self.relay_remote(self.relays[0]) if self.relays else self.directory_db}\n"
+                 f"agent_socket =\n"]
         for host in self.lab.hosts:
             lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")
         if self.tls:
@@ -201,6 +269,7 @@ class ControlPlane:
         os.makedirs(self.root, exist_ok=True)
         try:
             self.start_directory()
+            self.start_relays()
             if central:
                 self.start_central_agent()
                 return self
@@ -223,7 +292,11 @@ class ControlPlane:
         return code
 
     def stop(self) -> None:
-        """Stop agents first, then the directory; remove the plane's files."""
-        for name in sorted(self.procs, key=lambda n: n == "directory"):
+        """Stop agents first, then the relays, then the directory; remove the plane's files."""
+        for name in [n for n in self.procs if n != "directory"]:
             self.stop_process(name)
+        for relay in self.relays:
+            relay.stop()
+        self.relays.clear()
+        self.stop_process("directory")
         shutil.rmtree(self.root, ignore_errors=True)

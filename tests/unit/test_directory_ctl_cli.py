@@ -202,7 +202,7 @@ def test_output_option_before_or_after_the_action():
     assert parser.parse_args(["-o", "yaml", "acl", "list", "-o", "json"]).output == "json"  # the last one wins
     assert parser.parse_args(["acl", "list"]).output is None
     for cmd in command_tree(parser).all():
-        if not cmd.subcommands and cmd.path[0] not in ("completion", "man", "db-cluster") \
+        if not cmd.subcommands and cmd.path[0] not in ("completion", "man", "db-cluster", "db-relay") \
                 and cmd.path[-1] not in ("set", "use-context", "delete-context"):
             assert any("-o" in a.option_strings for a in cmd.options), cmd.path
 

@@ -26,6 +26,10 @@ def run(args, parser, out=None) -> int:
         from nuage_ryu.db import cluster
 
         return cluster.run_cli(args)
+    if args.object == "db-relay":
+        from nuage_ryu.db import relay
+
+        return relay.run_cli(args)
     if args.object == "pki":
         from nuage_ryu.directory.ctl import pki_cli
 

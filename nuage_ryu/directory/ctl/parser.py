@@ -493,10 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tools(objs)
     add_output_options(audit.add_parser(objs, Formatter, epilog), top=False)
 
-    from nuage_ryu.db import cluster
+    from nuage_ryu.db import cluster, relay
     from nuage_ryu.directory.ctl import pki_cli
 
     cluster.add_cli(objs)
+    relay.add_cli(objs)
     pki_cli.add_cli(objs, add_output_options)
     return p
 

@@ -47,11 +47,15 @@ class _Idl(ovs.db.idl.Idl):
 
 
 class Connection:
-    """The IDL of one remote (or Raft cluster: writes go to the leader), its lock and thread."""
+    """The IDL of one remote or several (a Raft cluster's members, or relays), its lock and thread.
+
+    ``leader_only``: connect only to a Raft cluster's leader (the REST API: its reads must be
+    the newest, for the checks its writes are planned on). False: any member or relay will do
+    (the agents, like ovn-controller: they spread over the members, and a relay is never a
+    leader); their writes are forwarded to the leader by the server they talk to.
+    """
 
     def __init__(self, remote: str, leader_only: bool = True):
-        """``leader_only``: for a Raft cluster, follow the leader only (False: any member or relay,
-        for a read-mostly client behind ovsdb-server relays)."""
         self.remote = remote
         self.leader_only = leader_only
         self.lock = threading.RLock()

@@ -32,7 +32,8 @@ class DirectoryStore:
     """The directory database client used by the REST API and the VRS agent.
 
     ``remote``: one OVSDB remote or a comma separated list of Raft cluster members
-    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``); writes go to the leader.
+    (``tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,...``) or of relays (one is picked at random, the
+    next on failure); writes go to the leader.
 
     Listeners are called from the IDL thread, after applied updates, with the newest snapshot
     (batches that arrive while a listener runs are coalesced into one call with the latest
