@@ -29,9 +29,30 @@ from collections.abc import Callable
 from nuage_ryu.agent import counters
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.directory.errors import NotFound
+from nuage_ryu.directory.store import agent_writes
+from nuage_ryu.directory.validate import Change
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
 from nuage_ryu.vrs import sync
+
+FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
+
+
+def vport_statuses(updates: list[tuple[str, str]]):
+    """One planner for many vport status writes (one transaction); vports deleted meanwhile are skipped."""
+    planners = [agent_writes.set_vport_status(vport_id, status) for vport_id, status in updates]
+
+    def plan(state) -> Change:
+        ops = []
+        for planner in planners:
+            try:
+                ops += planner(state).ops
+            except NotFound:  # removed since the core decided: nothing to write
+                continue
+        return Change(ops, None)
+
+    return plan
 
 
 class ManagedBridge:
@@ -55,6 +76,7 @@ class ManagedBridge:
         self._lock = lock
         self._on_change = on_change  # wakes the agent's worker
         self._log = logger
+        self._flows_confirmed: dict[str, float] = {}  # vport id -> when the core decided it is up
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str]) -> None:
@@ -139,10 +161,34 @@ class ManagedBridge:
         self._confirmed(self.core.pushed(self.sync.generation, time.monotonic()))
         sync.send(self.datapath, msgs)
 
+    def flows_confirmed_at(self, vport_id: str) -> float | None:
+        """When (monotonic) this bridge last confirmed the flows of ``vport_id``; None if unknown."""
+        return self._flows_confirmed.get(vport_id)
+
     def write_statuses(self, store) -> None:
-        """Write the vport statuses the core decided (outside the lock: directory writes may block)."""
+        """Write the vport statuses the core decided (outside the lock: directory writes may block).
+
+        All of a round's changes go in one directory transaction (a burst of attaches is one
+        write, not one per vport); if that is refused, each is written alone.
+        """
         with self._lock:
             updates = self.core.status_updates()
+        if not updates:
+            return
+        now = time.monotonic()
+        for vport_id, status in updates:
+            if status == "up":
+                self._flows_confirmed.pop(vport_id, None)
+                self._flows_confirmed[vport_id] = now
+        while len(self._flows_confirmed) > FLOWS_CONFIRMED_KEPT:
+            del self._flows_confirmed[next(iter(self._flows_confirmed))]
+        if len(updates) > 1:
+            try:
+                store.apply(vport_statuses(updates))
+                return
+            except Exception as exc:
+                self._log.info("%d vport statuses not written in one transaction (%s); one by one",
+                               len(updates), exc)
         for vport_id, status in updates:
             try:
                 store.set_vport_status(vport_id, status)

@@ -72,7 +72,10 @@ if _json is not None:
         """``json.dumps(value)``: ASCII, ``", "`` and ``": "`` separators."""
         return "".join(_encode(value, 0))
 else:  # pragma: no cover
-    from json import dumps, loads  # noqa: F401
+    import json
+
+    loads = json.loads
+    dumps = json.dumps
 
 
 def unix_stream_socket():
