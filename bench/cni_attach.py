@@ -53,7 +53,7 @@ from tests.ovs_fixtures import namespace, private_ovs, unique_netns_name  # noqa
 
 HOST = "bench-host"
 SCENARIOS = ("single", "burst", "churn")
-METRICS_PORT = 9464  # the lab agents' metrics_listen (nuage_ryu/lab/plane.py), inside each host's namespace
+METRICS_PORT = 9100  # the agents' default metrics_listen, inside each lab host's namespace
 
 
 def percentile(values: list[float], pct: float) -> float:

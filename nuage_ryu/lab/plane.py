@@ -113,7 +113,6 @@ class ControlPlane:
                 f"ofp_listen_host = 127.0.0.1\nofp_tcp_listen_port = {OFP_PORT}\n"
                 f"[vrs]\nhost_name = {host.host_name}\ntunnel_ip = {host.underlay_ip}\n"
                 f"stats_interval = 1\n"
-                f"metrics_listen = 127.0.0.1:9464\n"  # in the host's own namespace: one per host
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.directory_db}\n"
