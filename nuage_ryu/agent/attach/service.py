@@ -296,7 +296,7 @@ class AttachService:
                 if req.netns:
                     if not os.path.exists(req.netns):
                         raise AttachError("invalid", f"network namespace {req.netns} does not exist")
-                    if self.links.has_interface(req.netns, req.ifname):
+                    if self.links.has_interface(req.netns, req.ifname) and not self._drop_unfinished(req):
                         raise AttachError("conflict", f"interface {req.ifname} already exists in {req.netns}")
                 try:
                     result = self._attach_steps(req, rollback, times)
@@ -327,6 +327,18 @@ class AttachService:
             times.add("flows", confirmed - start)
             times.add("status", end - confirmed)
         return up
+
+    def _drop_unfinished(self, req: AttachRequest) -> bool:
+        """Remove what an attach of ``req`` that never finished (agent killed) left; True if it was that.
+
+        Its host end still exists but has no OVS port (else ``_find`` had found it): the interface
+        in the container is its veth peer, ours, and goes with it.
+        """
+        host_if = link_names(req.container_id, req.ifname)[0]
+        if not self.links.exists(host_if):
+            return False
+        self.links.delete(host_if)
+        return not self.links.has_interface(req.netns, req.ifname)
 
     @staticmethod
     def _rolled_back(exc: BaseException, rollback: Rollback) -> AttachError:
