@@ -100,6 +100,27 @@ def test_burst_with_one_poisoned_request_fails_it_alone(lab1, spaces):
     dels = _all_at_once([(lambda i=i: run_cni("DEL", conf, f"poison-{i}", ns[i])) for i in range(21)])
     assert dels == [(0, None)] * 21
     assert _state(lab, plane) == EMPTY
+    # Every phase of every attach and detach is in the agent's histogram; the poisoned one by its outcome.
+    text = _metrics(host)
+    for phase in ("directory", "veth", "netns", "ovsdb", "flows", "status"):
+        assert _sample(text, "nuage_attach_phase_seconds_count", operation="attach", phase=phase) >= 20, phase
+    for phase in ("directory", "ovsdb", "veth"):
+        assert _sample(text, "nuage_attach_phase_seconds_count", operation="detach", phase=phase) >= 20, phase
+    assert _sample(text, "nuage_attach_seconds_count", operation="attach", outcome="not_found") >= 1
+    assert _sample(text, "nuage_attach_seconds_count", operation="attach", outcome="ok") >= 20
+
+
+def _metrics(host) -> str:
+    fetch = ("import urllib.request,sys; "
+             "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())")
+    proc = ns_run(host.netns, [sys.executable, "-c", fetch, "http://127.0.0.1:9100/metrics"])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
 
 
 def test_burst_of_100_then_mass_delete_leaves_nothing(lab1, spaces):
