@@ -125,6 +125,7 @@ def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
     out["add"] = simultaneous("ADD", target, jobs, tag)
     out["del"] = simultaneous("DEL", target, jobs, tag)
     out["left_behind"] = target.leftovers()
+    out["agent_batches"] = [AgentClient(conf["agent_socket"]).status().get("batches") for conf in target.confs]
     return out
 
 

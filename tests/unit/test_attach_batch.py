@@ -35,6 +35,7 @@ def test_concurrent_callers_share_batches_and_get_their_own_results():
     assert outcomes == {i: ("ok", i * 10) for i in range(40)}
     assert sorted(i for batch in seen for i in batch) == list(range(40))  # each item ran exactly once
     assert len(seen) < 40 and coalescer.batches == len(seen)
+    assert coalescer.stats() == {"batches": len(seen), "items": 40, "largest": max(len(b) for b in seen)}
 
 
 def test_one_bad_item_fails_alone():

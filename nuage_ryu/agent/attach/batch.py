@@ -48,7 +48,9 @@ class Coalescer(Generic[T, R]):
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
         self._leading = False
-        self.batches = 0  # batches run so far (for tests and metrics)
+        self.batches = 0  # batches run so far, and the items in them (the agent's /v1/status shows both)
+        self.items = 0
+        self.largest = 0
 
     def submit(self, item: T) -> R:
         """Run ``item`` in the next batch; its outcome (or its exception)."""
@@ -70,10 +72,17 @@ class Coalescer(Generic[T, R]):
                     done.outcome = outcome
                 self._leading = False
                 self.batches += 1
+                self.items += len(batch)
+                self.largest = max(self.largest, len(batch))
                 self._cond.notify_all()
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome
+
+    def stats(self) -> dict[str, int]:
+        """{"batches", "items", "largest"} so far: how much the group commit saved."""
+        with self._cond:
+            return {"batches": self.batches, "items": self.items, "largest": self.largest}
 
     def _collect(self) -> list[_Slot]:
         """(Lock held) wait up to ``window`` for more items; take the next batch off the queue."""

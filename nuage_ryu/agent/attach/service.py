@@ -616,4 +616,5 @@ class AttachService:
         except (DirectoryError, CannotConnect) as exc:
             problems.append(f"directory: {exc}")
         return {"ready": not problems, "host": self.host_name, "bridge": self.bridge, "mtu": self.mtu,
-                "problems": problems}
+                "problems": problems,
+                "batches": {"ovsdb_add": self._port_adds.stats(), "ovsdb_delete": self._port_deletes.stats()}}
