@@ -16,6 +16,8 @@ Scenarios (``--scenarios``, default all, in this order):
 * ``burst``: ``--burst`` simultaneous ADDs on *each* host (so hosts x burst in all),
   then as many simultaneous DELs (a node drain); latency of each from the burst's
   start, the time until all are up / gone, and what is left behind (must be nothing);
+  references from the same run: as many simultaneous ``nuage-cni VERSION`` execs
+  (process starts only), and the burst straight on the agent sockets (agent only);
 * ``churn``: ``--parallel`` workers per host doing ADD+DEL pairs through nuage-cni
   for ``--churn-seconds``; pairs/s per host; the same straight on the agent socket;
 * per-phase timings (veth, netns, OVSDB, directory, flows, status) of every attach and
@@ -118,13 +120,62 @@ def simultaneous(command: str, target: Target, jobs: list[tuple[int, int, str]],
     return out
 
 
+def at_once(calls: list) -> tuple[list[float], list[str]]:
+    """Run the callables together (one barrier); (seconds from the release to each one's end, errors)."""
+    gate = threading.Barrier(len(calls) + 1)
+    done: list[float] = [0.0] * len(calls)
+    errors: list[str] = []
+    origin = [0.0]
+
+    def one(k: int) -> None:
+        gate.wait()
+        try:
+            calls[k]()
+        except Exception as exc:
+            errors.append(str(exc)[:200])
+        done[k] = time.monotonic() - origin[0]
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    origin[0] = time.monotonic()
+    gate.wait()
+    for t in threads:
+        t.join()
+    return done, errors
+
+
 def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
-    """len(spaces[h]) simultaneous ADDs on every host h, then as many simultaneous DELs."""
+    """len(spaces[h]) simultaneous ADDs on every host h, then as many simultaneous DELs.
+
+    With two references measured in the same run: as many simultaneous ``nuage-cni VERSION``
+    execs (the process starts alone, no agent work), and the same burst straight on the agent
+    sockets (the agent's work alone, no process start).
+    """
     jobs = [(h, i, ns) for h, host_spaces in enumerate(spaces) for i, ns in enumerate(host_spaces)]
     out: dict = {"hosts": len(spaces), "containers": len(jobs)}
+    load_before = load()
+    done, errors = at_once([lambda: run_cni("VERSION", {"cniVersion": "1.0.0"}) for _ in jobs])
+    out["version_execs_reference"] = dict(summary(done), all_done_s=round(max(done), 3), loadavg_before=load_before)
     out["add"] = simultaneous("ADD", target, jobs, tag)
     out["del"] = simultaneous("DEL", target, jobs, tag)
     out["left_behind"] = target.leftovers()
+
+    def api(command: str, h: int, i: int, ns: str):
+        conf = target.confs[h]
+        agent = AgentClient(conf["agent_socket"])
+        if command == "attach":
+            return lambda: agent.attach(container_id=f"{tag}-api-{h}-{i}", ifname="eth0", netns=ns,
+                                        network=conf["name"],
+                                        **{k: conf[k] for k in ("enterprise", "domain", "zone", "subnet")})
+        return lambda: agent.detach(f"{tag}-api-{h}-{i}", "eth0")
+
+    for command in ("attach", "detach"):
+        load_before = load()
+        done, errors = at_once([api(command, *job) for job in jobs])
+        out[f"agent_api_{command}"] = dict(summary(done), all_done_s=round(max(done), 3), errors=errors[:3],
+                                           failed=len(errors), loadavg_before=load_before)
+    out["left_behind_api"] = target.leftovers()
     out["agent_batches"] = [AgentClient(conf["agent_socket"]).status().get("batches") for conf in target.confs]
     return out
 
