@@ -38,12 +38,15 @@ class Coalescer(Generic[T, R]):
     in that item's caller. If ``run`` itself raises, every item of that batch gets its exception.
     window: seconds a leader waits for more items after the first (0: only those already queued).
     max_items: batch size limit (the rest go into the next batch).
+    crowded() -> bool: whether other callers may come (default: always); the window is waited
+    only then, so that a lone request never pays for it.
     """
 
     def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, window: float = 0.002,
-                 max_items: int = 256) -> None:
+                 max_items: int = 256, crowded: Callable[[], bool] | None = None) -> None:
         self._run = run
         self.window = window
+        self._crowded = crowded or (lambda: True)
         self.max_items = max_items
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
@@ -86,7 +89,7 @@ class Coalescer(Generic[T, R]):
 
     def _collect(self) -> list[_Slot]:
         """(Lock held) wait up to ``window`` for more items; take the next batch off the queue."""
-        deadline = time.monotonic() + self.window
+        deadline = time.monotonic() + (self.window if self._crowded() else 0.0)
         while len(self._pending) < self.max_items:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

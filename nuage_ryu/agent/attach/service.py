@@ -16,8 +16,10 @@ attach leaves no veth, OVSDB row or vport behind.
 Concurrent requests (a burst of ADDs, a node drain) run in parallel threads, and
 the steps that are one transaction each share it (batch.py): the OVS port rows of
 every attach (and detach) that arrives within ``batch_window`` are committed in
-one OVSDB transaction; the agent's worker already turns all of their vports into
-one flow bundle and one status write. Each caller keeps its own steps, result,
+one OVSDB transaction, and their vports are created (deleted) in one directory
+bulk request when the directory has the bulk API (bulk.py; else one call each);
+the agent's worker turns all of their vports into one flow bundle and one status
+write. Each caller keeps its own steps, result,
 error and rollback: a batch the database refuses is retried item by item, so the
 bad item fails alone. Every attach and detach is timed by phase (timing.py). There is no state in process
 memory: an attachment *is* its OVS port (external_ids) plus its vport, so the
@@ -26,16 +28,18 @@ service can be restarted at any time and finds everything again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.batch import Coalescer, each_alone
+from nuage_ryu.agent.attach.bulk import BulkVPorts
 from nuage_ryu.agent.attach.docker_ipam import DockerBindings
 from nuage_ryu.agent.attach.errors import AttachError, as_attach_error, directory_errors, ovsdb_errors
 from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names
@@ -173,8 +177,39 @@ class AttachService:
         self._subnets = _SubnetCache()
         self.flows_confirmed_at = flows_confirmed_at
         self.observe = observe
-        self._port_adds = Coalescer(self._add_ports, window=batch_window)
-        self._port_deletes = Coalescer(self._delete_ports, window=batch_window)
+        self._in_flight = 0  # attaches and detaches running now: the batch window is waited only if > 1
+        self._in_flight_lock = threading.Lock()
+
+        def crowded() -> bool:
+            return self._in_flight > 1
+
+        self._port_adds = Coalescer(self._add_ports, window=batch_window, crowded=crowded)
+        self._port_deletes = Coalescer(self._delete_ports, window=batch_window, crowded=crowded)
+        self._bulk = BulkVPorts(directory)
+        self._vport_creates = Coalescer(self._bulk.create, window=batch_window, crowded=crowded)
+        self._vport_deletes = Coalescer(self._bulk.delete, window=batch_window, crowded=crowded)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    # Batched directory steps (one bulk request for all concurrent callers) -----------
+
+    def _create_vport_row(self, subnet_id: str, fields: dict) -> dict:
+        if self._bulk.available is False:  # no bulk API: each caller's own call, in parallel
+            return self.directory.create_vport(subnet_id, fields)
+        return self._vport_creates.submit((subnet_id, fields))
+
+    def _delete_vport_row(self, vport_id: str) -> bool:
+        if self._bulk.available is False:
+            return self.directory.delete_vport(vport_id)
+        return self._vport_deletes.submit(vport_id)
 
     # Batched OVSDB steps (one transaction for all concurrent callers) ---------------
 
@@ -265,7 +300,8 @@ class AttachService:
         self._settle_checksum_offload()
         times = PhaseTimes("attach")
         try:
-            result = self._attach(req, times)
+            with self._counted():
+                result = self._attach(req, times)
         except AttachError as exc:
             self._observed(times, exc.kind)
             raise
@@ -424,7 +460,7 @@ class AttachService:
             subnet = subnet["subnet"]
             try:
                 pg_ids = directory.resolve_policygroups(subnet["domain"], req.policygroups)
-                create = functools.partial(directory.create_vport, subnet["id"], dict(fields, policygroups=pg_ids))
+                create = functools.partial(self._create_vport_row, subnet["id"], dict(fields, policygroups=pg_ids))
                 vport = rollback.step("delete vport", create, lambda created: directory.delete_vport(created["id"]))
                 return vport, subnet, pg_ids
             except (NotFound, ValidationError):
@@ -475,7 +511,7 @@ class AttachService:
                            if k not in (VP_CONTAINER, VP_IFNAME)}
                     self.directory.update_vport(port.vport_id, {"external_ids": ext})
             else:
-                self.directory.delete_vport(port.vport_id)
+                self._delete_vport_row(port.vport_id)  # one bulk request with the concurrent detaches'
         with times.phase("ovsdb"), ovsdb_errors():
             self._delete_port(port.ifname)  # one transaction with the concurrent detaches' ports
         with times.phase("veth"):
@@ -488,7 +524,7 @@ class AttachService:
             check_ifname(ifname)
         times = PhaseTimes("detach")
         try:
-            with self._busy.hold((container_id, ifname or "*")), self._lock.shared():
+            with self._counted(), self._busy.hold((container_id, ifname or "*")), self._lock.shared():
                 removed = []
                 for port in self._find(container_id, ifname or None):
                     self._teardown(port, times)
@@ -617,4 +653,7 @@ class AttachService:
             problems.append(f"directory: {exc}")
         return {"ready": not problems, "host": self.host_name, "bridge": self.bridge, "mtu": self.mtu,
                 "problems": problems,
-                "batches": {"ovsdb_add": self._port_adds.stats(), "ovsdb_delete": self._port_deletes.stats()}}
+                "batches": {"ovsdb_add": self._port_adds.stats(), "ovsdb_delete": self._port_deletes.stats(),
+                            "directory_create": self._vport_creates.stats(),
+                            "directory_delete": self._vport_deletes.stats(),
+                            "directory_bulk_api": self._bulk.available}}
