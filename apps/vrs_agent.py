@@ -94,7 +94,7 @@ class VrsAgent(BaseApp):
                                        datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
                                        on_change=self.kick, logger=self.logger)
                 self.bridges[bridge.datapath_id] = bridge
-                bridge.ensure(list(conf.controller))
+                bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
             self.store = DirectoryStore(config.directory_remote(self.CONF))
             self.store.start()
             for bridge in self.bridges.values():
@@ -120,10 +120,11 @@ class VrsAgent(BaseApp):
         conf = self.CONF.vrs
         if not conf.agent_socket:
             return
+        creds = config.tls_credentials(self.CONF)
         settings = AgentApiSettings(socket_path=conf.agent_socket, directory_api=conf.directory_api,
                                     token_file=config.directory_token_file(self.CONF),
                                     host_name=bridge.host_name, bridge=bridge.bridge,
-                                    underlay_mtu=conf.underlay_mtu)
+                                    underlay_mtu=conf.underlay_mtu, ca_file=creds.ca_file if creds else None)
         self.attach_server = start_agent_api(
             settings, bridge.host_ovs, wait_vport_up=self.wait_vport_up,
             flows_confirmed_at=bridge.flows_confirmed_at,

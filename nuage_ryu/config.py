@@ -80,10 +80,21 @@ VRS_OPTS = [
                help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
 ]
 
+TLS_OPTS = [
+    cfg.StrOpt("key_file", default="",
+               help="PEM private key of this node's identity (issued by 'nuage-ctl pki issue' or "
+                    "'nuage-ctl host enroll'). With cert_file and ca_file set, everything this process "
+                    "serves or connects to over TCP uses TLS: the REST API (HTTPS), the directory "
+                    "database (pssl:/ssl: remotes), OpenFlow between br-int and the agent."),
+    cfg.StrOpt("cert_file", default="", help="PEM certificate of key_file; its CN is the identity."),
+    cfg.StrOpt("ca_file", default="", help="PEM certificate of the CA that peers' certificates must chain to."),
+]
+
 GROUPS = {
     "DEFAULT": DEFAULT_OPTS,
     "directory": DIRECTORY_OPTS,
     "vrs": VRS_OPTS,
+    "tls": TLS_OPTS,
 }
 
 
@@ -162,6 +173,27 @@ def parse_managed_host(entry: str) -> tuple[str, str, str]:
 def directory_token_file(conf: cfg.ConfigOpts) -> str:
     """Token file the VRS agent uses for the directory REST API."""
     return conf.vrs.directory_token_file or api_token_file(conf)
+
+
+def tls_credentials(conf: cfg.ConfigOpts):
+    """The [tls] identity (a ``pki.Credentials``), None when [tls] is not configured.
+
+    All three files or none: a half-configured [tls] is a ConfigError, never a silent
+    fall-back to plain TCP.
+    """
+    files = {name: getattr(conf.tls, name) for name in ("key_file", "cert_file", "ca_file")}
+    given = [name for name, path in files.items() if path]
+    if not given:
+        return None
+    if len(given) != len(files):
+        missing = ", ".join(sorted(set(files) - set(given)))
+        raise ConfigError(f"[tls] needs key_file, cert_file and ca_file together; missing: {missing}")
+    for name, path in files.items():
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"[tls] {name} {path} is not readable")
+    from nuage_ryu.pki import Credentials  # config stays importable without the cryptography library
+
+    return Credentials(files["key_file"], files["cert_file"], files["ca_file"])
 
 
 def directory_remote(conf: cfg.ConfigOpts) -> str:

@@ -16,6 +16,9 @@ import subprocess
 import threading
 import time
 
+from nuage_ryu.pki import Credentials
+from nuage_ryu.tls import ovsdb_server_args
+
 LOG = logging.getLogger(__name__)
 
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -73,11 +76,15 @@ class OvsdbServer:
     """
 
     def __init__(self, db_path: str, schema_path: str, socket_path: str,
-                 extra_remotes: tuple[str, ...] | list[str] = (), run_dir: str | None = None):
+                 extra_remotes: tuple[str, ...] | list[str] = (), run_dir: str | None = None,
+                 ssl: Credentials | None = None):
         self.db_path = db_path
         self.schema_path = schema_path
         self.socket_path = socket_path
         self.extra_remotes = [r for r in extra_remotes if r]
+        self.ssl = ssl  # identity of pssl: listeners
+        if any(r.startswith("pssl:") for r in self.extra_remotes) and ssl is None:
+            raise OvsdbServerError("a pssl: listener needs a key, certificate and CA ([tls] options)")
         self.run_dir = run_dir or os.path.dirname(db_path)
         self.ctl_path = os.path.join(self.run_dir, "ovsdb-server.ctl")
         self.log_path = os.path.join(self.run_dir, "ovsdb-server.log")
@@ -118,6 +125,8 @@ class OvsdbServer:
         cmd = ["ovsdb-server", self.db_path, f"--remote=punix:{self.socket_path}",
                f"--unixctl={self.ctl_path}", f"--log-file={self.log_path}", "-vconsole:off"]
         cmd += [f"--remote={r}" for r in self.extra_remotes]
+        if self.ssl is not None:
+            cmd += ovsdb_server_args(self.ssl)
         with self._lock:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, close_fds=True)

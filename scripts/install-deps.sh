@@ -11,6 +11,7 @@ set -euo pipefail
 PACKAGES=(
     openvswitch-switch openvswitch-common mininet bridge-utils iproute2 iputils-ping iperf3
     netcat-openbsd busybox tcpdump procps python3-venv python3-dev gcc make zsh groff-base
+    chromium chromium-driver
 )
 
 missing=()

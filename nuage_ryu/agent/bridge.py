@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from nuage_ryu import tls
 from nuage_ryu.agent import counters
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
@@ -34,6 +35,7 @@ from nuage_ryu.directory.store import agent_writes
 from nuage_ryu.directory.validate import Change
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
+from nuage_ryu.pki import Credentials
 from nuage_ryu.vrs import sync
 
 FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
@@ -79,9 +81,15 @@ class ManagedBridge:
         self._flows_confirmed: dict[str, float] = {}  # vport id -> when the core decided it is up
 
     # -- the host's OVSDB ------------------------------------------------------
-    def ensure(self, controllers: list[str]) -> None:
-        """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces."""
+    def ensure(self, controllers: list[str], creds: Credentials | None = None) -> None:
+        """Create/correct br-int and the VXLAN port; follow the bridge's vport interfaces.
+
+        With ``creds`` the switch gets them as its SSL identity and connects over ``ssl:``.
+        """
         self.host_ovs = HostOVS(self.ovsdb_remote)
+        if creds is not None:
+            self.host_ovs.set_ssl(creds.key_file, creds.cert_file, creds.ca_file)
+        controllers = tls.controller_targets(controllers, creds)
         self.host_ovs.ensure_integration_bridge(self.bridge, self.datapath_type, controllers, self.datapath_id)
         if self.tunnel_ip:
             self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)

@@ -76,6 +76,18 @@ def _check_values(conf: cfg.ConfigOpts) -> None:
         getattr(conf, name)
 
 
+def _use_tls(conf: cfg.ConfigOpts) -> None:
+    """With [tls]: python-ovs ``ssl:`` streams and os-ken's OpenFlow listener use that identity."""
+    creds = config.tls_credentials(conf)
+    if creds is None:
+        return
+    from nuage_ryu import tls
+
+    tls.use_for_ovsdb_clients(creds)
+    for name, value in tls.openflow_overrides(creds, conf.ofp_tcp_listen_port).items():
+        conf.set_override(name, value)
+
+
 def _init_logging(conf: cfg.ConfigOpts) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -167,6 +179,7 @@ def run(argv: list[str]) -> int:
              default_config_files=[])
         config.check_config_files(conf, list(conf.config_file))
         _check_values(conf)
+        _use_tls(conf)
     except (cfg.Error, config.ConfigError, ValueError) as exc:
         raise ManagerError(str(exc).splitlines()[0]) from None
 

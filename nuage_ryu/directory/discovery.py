@@ -27,7 +27,7 @@ POINTER = "/run/nuage-ryu/directory.json"
 DEFAULT_STATE_DIR = "/var/lib/nuage-ryu"
 
 
-def api_url(host: str, port: int) -> str:
+def api_url(host: str, port: int, scheme: str = "http") -> str:
     """The URL a local client uses for an API bound to ``host`` (a wildcard means loopback)."""
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
@@ -35,12 +35,14 @@ def api_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def describe(state_dir: str, url: str | None, socket: str | None, token_file: str) -> dict:
+def describe(state_dir: str, url: str | None, socket: str | None, token_file: str,
+             ca_file: str | None = None) -> dict:
     """The discovery record of a directory service running in this process."""
     return {"url": url, "socket": socket or None, "token_file": os.path.abspath(token_file),
+            "ca_file": os.path.abspath(ca_file) if ca_file else None,
             "state_dir": os.path.abspath(state_dir), "pid": os.getpid()}
 
 

@@ -14,11 +14,12 @@ import threading
 
 from cheroot import wsgi
 
-from nuage_ryu import config
+from nuage_ryu import config, tls
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory import discovery
+from nuage_ryu.directory import discovery, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
+from nuage_ryu.pki import Credentials
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class DirectoryService:
 
     def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", api_host: str = "127.0.0.1",
                  api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
-                 discovery_pointer: str | None = discovery.POINTER):
+                 discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None):
         self.state_dir = state_dir
         self.connection = connection
         self.listen = listen
@@ -65,6 +66,7 @@ class DirectoryService:
         self._threads: list[threading.Thread] = []
         self.discovery_pointer = discovery_pointer  # None: write only <state_dir>/directory.json
         self._discovery: tuple[dict, list[str]] | None = None
+        self.tls = tls  # HTTPS on api_port, and the identity of the DB's pssl:/ssl: connections
 
     @classmethod
     def from_conf(cls, conf) -> DirectoryService:
@@ -72,7 +74,7 @@ class DirectoryService:
         d = conf.directory
         return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
-                   db_socket=config.directory_socket(conf))
+                   db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf))
 
     @property
     def db_remote(self) -> str:
@@ -82,11 +84,13 @@ class DirectoryService:
         """Start everything; returns the main HTTP server thread. Cleans up on failure."""
         try:
             token = ensure_token_file(self.token_file)
+            if self.tls:
+                tls.use_for_ovsdb_clients(self.tls)
             if not self.connection:
                 db_dir = os.path.join(self.state_dir, "directory")
                 listen = [r.strip() for r in self.listen.split(",") if r.strip()]
                 self.db_server = OvsdbServer(os.path.join(db_dir, "directory.db"), schema_path(),
-                                             self.db_socket, listen)
+                                             self.db_socket, listen, ssl=self.tls)
                 self.db_server.start()
             self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()
@@ -109,17 +113,21 @@ class DirectoryService:
 
     def _publish(self) -> None:
         # So that nuage-ctl on this machine finds the API and token file without options.
-        url = discovery.api_url(self.api_host, self.bound_port) if self.bound_port else None
-        record = discovery.describe(self.state_dir, url, self.api_socket, self.token_file)
+        scheme = "https" if self.tls else "http"
+        url = discovery.api_url(self.api_host, self.bound_port, scheme) if self.bound_port else None
+        record = discovery.describe(self.state_dir, url, self.api_socket, self.token_file,
+                                    self.tls.ca_file if self.tls else None)
         self._discovery = (record, discovery.publish(record, self.discovery_pointer))
 
     def _serve(self, bind) -> None:
         # A deep accept queue: with the default (5), a burst of new connections overflows it
         # and the kernel's SYN retransmit adds a full second to some requests.
-        server = wsgi.Server(bind, self.api, numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
+        server = wsgi.Server(bind, ui.mount(self.api), numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
                              request_queue_size=ACCEPT_BACKLOG)
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
+        if self.tls and isinstance(bind, tuple):  # the unix socket is local: file permissions guard it
+            server.ssl_adapter = tls.https_adapter(self.tls)
         server.prepare()  # binds now, so that a taken port fails start()
         thread = threading.Thread(target=server.serve, name=f"directory-http-{bind}", daemon=True)
         thread.start()

@@ -246,6 +246,23 @@ class _EnsureControllers(command.BaseCommand):
             br.controller = rows
 
 
+class _EnsureSSL(command.BaseCommand):
+    """Point the switch's SSL settings (Open_vSwitch.ssl, as ``ovs-vsctl set-ssl``) at these files."""
+
+    def __init__(self, api, key_file: str, cert_file: str, ca_file: str):
+        super().__init__(api)
+        self.wanted = {"private_key": key_file, "certificate": cert_file, "ca_cert": ca_file,
+                       "bootstrap_ca_cert": False}
+
+    def run_idl(self, txn):
+        root = next(iter(self.api.idl.tables["Open_vSwitch"].rows.values()))
+        current = getattr(root, "ssl", [])
+        row = current[0] if current else txn.insert(self.api._tables["SSL"])
+        _set_if_changed(row, self.wanted)
+        if not current:
+            root.ssl = [row]
+
+
 class _EnsurePort(command.BaseCommand):
     """Create (or correct) a one-interface port on a bridge; result is the Interface name."""
 
@@ -309,7 +326,7 @@ class HostOVS:
         self.timeout = timeout
         schema = fetch_schema(remote, timeout)
         helper = idlutils.create_schema_helper(schema)
-        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller"):
+        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller", "SSL"):
             helper.register_table(table)
         self._idl = _EventIdl(remote, helper)
         self._conn = connection.Connection(self._idl, timeout)
@@ -344,6 +361,13 @@ class HostOVS:
             raise HostOVSError(f"OVSDB {self.remote}: {str(exc).splitlines()[0]}") from None
 
     # Integration bridge and tunnel ------------------------------------------------
+
+    def set_ssl(self, key_file: str, cert_file: str, ca_file: str) -> None:
+        """The switch's own identity for ``ssl:`` controller connections (like ``ovs-vsctl set-ssl``).
+
+        ovs-vswitchd reads the files itself: they must be readable on this host. Idempotent.
+        """
+        self._commit([_EnsureSSL(self.api, key_file, cert_file, ca_file)])
 
     def ensure_integration_bridge(self, name: str, datapath_type: str, controllers: Sequence[str],
                                   datapath_id: int,

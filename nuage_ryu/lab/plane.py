@@ -38,16 +38,20 @@ PLANE_DIR = "plane"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 OFP_PORT = 6653
+DB_PORT = 6641     # the directory database's pssl: listener on the controller node (TLS mode)
+API_TLS_PORT = 8443
 AGENT_APPS = tuple(ROLE_APPS["vrs"])  # what an operator runs on a host: the agent and its DHCP responder
 
 
 class ControlPlane:
     """Directory + agents for a lab that is up."""
 
-    def __init__(self, lab: Lab, python: str = sys.executable) -> None:
+    def __init__(self, lab: Lab, python: str = sys.executable, tls: bool = True) -> None:
         self.lab = lab
         self.python = python
+        self.tls = tls  # TLS everywhere (the default, as on real hosts); False: plain unix sockets and TCP
         self.root = os.path.join(lab.state_dir, PLANE_DIR)
+        self.pki_dir = os.path.join(self.root, "pki")
         self.directory_state = os.path.join(self.root, "directory")
         self.api_socket = os.path.join(self.root, "api.sock")
         self.procs: dict[str, subprocess.Popen] = {}
@@ -55,7 +59,31 @@ class ControlPlane:
     # -- paths -------------------------------------------------------------------
     @property
     def directory_db(self) -> str:
+        """The directory database as agents reach it: TLS over the underlay, or the unix socket."""
+        if self.tls:
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{DB_PORT}"
+        return self.local_directory_db
+
+    @property
+    def local_directory_db(self) -> str:
+        """The database's unix socket, for tools on the controller machine itself (tests, benches)."""
         return "unix:" + os.path.join(self.directory_state, "directory", "db.sock")
+
+    @property
+    def directory_api(self) -> str:
+        """The REST API as agents reach it: HTTPS over the underlay, or the unix socket."""
+        if self.tls:
+            return f"https://{self.lab.controller_node.underlay_ip}:{API_TLS_PORT}"
+        return "unix:" + self.api_socket
+
+    def credentials(self, name: str, *alt_names: str) -> str:
+        """The [tls] section for identity ``name`` (issued on first use from the plane's CA)."""
+        from nuage_ryu import pki
+
+        pki.init_ca(self.pki_dir)
+        creds = pki.issue(self.pki_dir, name, alt_names=list(alt_names),
+                          out_dir=os.path.join(self.pki_dir, name))
+        return f"[tls]\nkey_file = {creds.key_file}\ncert_file = {creds.cert_file}\nca_file = {creds.ca_file}\n"
 
     @property
     def token_file(self) -> str:
@@ -95,6 +123,11 @@ class ControlPlane:
         node = self.lab.controller_node
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
                 f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n")
+        if self.tls:
+            ip = node.underlay_ip
+            conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
+                    f"[directory]\napi_host = {ip}\napi_port = {API_TLS_PORT}\napi_socket = {self.api_socket}\n"
+                    f"listen = pssl:{DB_PORT}:{ip}\n") + self.credentials("directory", ip)
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),
@@ -116,9 +149,10 @@ class ControlPlane:
                 f"ovsdb_connection = {host.db_remote}\ndatapath_type = netdev\n"
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.directory_db}\n"
-                f"directory_api = unix:{self.api_socket}\n"
+                f"directory_api = {self.directory_api}\n"
                 f"directory_token_file = {self.token_file}\n"
-                f"agent_socket = {self.agent_socket(host)}\n")
+                f"agent_socket = {self.agent_socket(host)}\n"
+                + (self.credentials(host.host_name, host.underlay_ip) if self.tls else ""))
 
     def agent_socket(self, host: LabHost) -> str:
         return os.path.join(self.root, host.name, "agent.sock")
@@ -148,6 +182,8 @@ class ControlPlane:
                  f"directory_connection = {self.directory_db}\nagent_socket =\n"]
         for host in self.lab.hosts:
             lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")
+        if self.tls:
+            lines.append(self.credentials("central", node.underlay_ip))
         return "".join(lines)
 
     def start_central_agent(self) -> subprocess.Popen:

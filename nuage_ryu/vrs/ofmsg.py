@@ -24,25 +24,8 @@ Conventions the encoding relies on (and the round-trip test on a real OVS checks
 from __future__ import annotations
 
 from nuage_ryu.framework import ofproto_v1_4, ofproto_v1_4_parser
+from nuage_ryu.vrs import flow as F
 from nuage_ryu.vrs import ofwire
-from nuage_ryu.vrs.flow import (
-    OFPP_CONTROLLER,
-    OFPP_IN_PORT,
-    OFPP_LOCAL,
-    Conjunction,
-    Controller,
-    Ct,
-    DecTtl,
-    Flow,
-    Goto,
-    MatchField,
-    Move,
-    Output,
-    PopVlan,
-    PushVlan,
-    Resubmit,
-    SetField,
-)
 from nuage_ryu.vrs.ofwire import RawAction, WireError, canonical_flow
 
 __all__ = [
@@ -71,18 +54,18 @@ class _OfpOnly:
 DATAPATH = _OfpOnly()
 
 
-def match_obj(flow: Flow):
+def match_obj(flow: F.Flow):
     """os-ken OFPMatch of the flow's match."""
     return parser.OFPMatch(**flow.match_dict())
 
 
-def instructions(flow: Flow) -> list:
+def instructions(flow: F.Flow) -> list:
     actions = flow.actions
     goto = None
-    if actions and isinstance(actions[-1], Goto):
+    if actions and isinstance(actions[-1], F.Goto):
         goto = actions[-1].table
         actions = actions[:-1]
-    if any(isinstance(a, Goto) for a in actions):
+    if any(isinstance(a, F.Goto) for a in actions):
         raise WireError("Goto must be the last action of a flow")
     out = []
     if actions:
@@ -93,7 +76,7 @@ def instructions(flow: Flow) -> list:
     return out
 
 
-def flow_mod(flow: Flow, datapath=DATAPATH):
+def flow_mod(flow: F.Flow, datapath=DATAPATH):
     """OFPFlowMod (OFPFC_ADD) installing ``flow``; replaces a flow with the same key."""
     return parser.OFPFlowMod(datapath, cookie=flow.cookie, cookie_mask=0, table_id=flow.table,
                              command=ofp.OFPFC_ADD, idle_timeout=flow.idle_timeout,
@@ -102,7 +85,7 @@ def flow_mod(flow: Flow, datapath=DATAPATH):
                              flags=0, match=match_obj(flow), instructions=instructions(flow))
 
 
-def delete_strict(flow: Flow, datapath=DATAPATH):
+def delete_strict(flow: F.Flow, datapath=DATAPATH):
     """OFPFlowMod (OFPFC_DELETE_STRICT) removing exactly the flow with ``flow``'s key."""
     return parser.OFPFlowMod(datapath, cookie=0, cookie_mask=0, table_id=flow.table,
                              command=ofp.OFPFC_DELETE_STRICT, priority=flow.priority,
@@ -127,14 +110,14 @@ def serialize(msg, xid: int = 0) -> bytes:
 
 # ---- back from the switch ------------------------------------------------------
 
-def from_flow_stats(stat) -> Flow:
+def from_flow_stats(stat) -> F.Flow:
     """A canonical Flow from an os-ken OFPFlowStats entry (the slow, reference path)."""
     match = []
     for name, uv in stat.match.items():
         if isinstance(uv, tuple):
-            match.append(MatchField(name, uv[0], uv[1]))
+            match.append(F.MatchField(name, uv[0], uv[1]))
         else:
-            match.append(MatchField(name, uv))
+            match.append(F.MatchField(name, uv))
     actions: list = []
     goto = None
     for inst in stat.instructions:
@@ -144,14 +127,14 @@ def from_flow_stats(stat) -> Flow:
                 act.serialize(buf, 0)
                 actions.extend(ofwire.decode_actions(bytes(buf), 0, len(buf)))
         elif isinstance(inst, parser.OFPInstructionGotoTable):
-            goto = Goto(inst.table_id)
+            goto = F.Goto(inst.table_id)
         else:
             buf = bytearray()
             inst.serialize(buf, 0)
             actions.append(RawAction(bytes(buf)))
     if goto is not None:
         actions.append(goto)
-    flow = Flow(stat.table_id, stat.priority, tuple(sorted(match)), tuple(actions), stat.cookie,
+    flow = F.Flow(stat.table_id, stat.priority, tuple(sorted(match)), tuple(actions), stat.cookie,
                 stat.idle_timeout, stat.hard_timeout)
     return canonical_flow(flow)
 
@@ -177,7 +160,7 @@ OFCTL_FIELD = {
     "ipv6_nd_tll": "nd_tll",
 }
 
-_PORT_NAMES = {OFPP_IN_PORT: "in_port", OFPP_CONTROLLER: "controller", OFPP_LOCAL: "local"}
+_PORT_NAMES = {F.OFPP_IN_PORT: "in_port", F.OFPP_CONTROLLER: "controller", F.OFPP_LOCAL: "local"}
 
 
 def _ofctl_value(name: str, value, masked: bool = False) -> str:
@@ -187,7 +170,7 @@ def _ofctl_value(name: str, value, masked: bool = False) -> str:
     return str(value)
 
 
-def ofctl_match(match: tuple[MatchField, ...]) -> str:
+def ofctl_match(match: tuple[F.MatchField, ...]) -> str:
     parts = []
     for m in match:
         name = OFCTL_FIELD.get(m.name, m.name)
@@ -204,22 +187,22 @@ def _nxm_ref(name: str, ofs: int, n_bits: int) -> str:
 
 def ofctl_action(action) -> str:
     cls = type(action)
-    if cls is Output:
+    if cls is F.Output:
         return f"output:{_PORT_NAMES.get(action.port, action.port)}"
-    if cls is Goto:
+    if cls is F.Goto:
         return f"goto_table:{action.table}"
-    if cls is SetField:
+    if cls is F.SetField:
         value = _ofctl_value(action.name, action.value)
         return f"set_field:{value}->{OFCTL_FIELD.get(action.name, action.name)}"
-    if cls is Resubmit:
+    if cls is F.Resubmit:
         port = "" if action.in_port is None else _PORT_NAMES.get(action.in_port, action.in_port)
         return f"resubmit({port},{action.table})"
-    if cls is Move:
+    if cls is F.Move:
         return f"move:{_nxm_ref(action.src, action.src_ofs, action.n_bits)}->" \
                f"{_nxm_ref(action.dst, action.dst_ofs, action.n_bits)}"
-    if cls is DecTtl:
+    if cls is F.DecTtl:
         return "dec_ttl"
-    if cls is Ct:
+    if cls is F.Ct:
         args = []
         if action.commit:
             args.append("commit")
@@ -230,13 +213,13 @@ def ofctl_action(action) -> str:
         if action.table is not None:
             args.append(f"table={action.table}")
         return f"ct({','.join(args)})"
-    if cls is Conjunction:
+    if cls is F.Conjunction:
         return f"conjunction({action.conj_id},{action.clause}/{action.n_clauses})"
-    if cls is Controller:
+    if cls is F.Controller:
         return f"controller(max_len={action.max_len})"
-    if cls is PushVlan:
+    if cls is F.PushVlan:
         return f"push_vlan:{action.ethertype:#x}"
-    if cls is PopVlan:
+    if cls is F.PopVlan:
         return "pop_vlan"
     raise WireError(f"no ovs-ofctl form for {action!r}")
 
@@ -245,7 +228,7 @@ def ofctl_actions(actions: tuple) -> str:
     return ",".join(ofctl_action(a) for a in actions) if actions else "drop"
 
 
-def to_ofctl(flow: Flow) -> str:
+def to_ofctl(flow: F.Flow) -> str:
     """One ``ovs-ofctl add-flows`` line: ``table=10,priority=100,cookie=0x1,in_port=3,actions=...``."""
     flow = canonical_flow(flow)  # e.g. Output(CONTROLLER) carries max_len 65509 on the wire
     head = f"table={flow.table},priority={flow.priority},cookie={flow.cookie:#x}"

@@ -527,17 +527,9 @@ def decode_match(buf, pos: int) -> tuple[tuple[MatchField, ...], int]:
     end = pos + mlen
     p = pos + 4
     fields = []
-    cache = _OXM_CACHE
     while p < end:
-        nxt = p + 4 + buf[p + 3]
-        raw = buf[p:nxt]
-        m = cache.get(raw)
-        if m is None:
-            m = _decode_oxm_slow(raw)
-            if len(cache) < _OXM_CACHE_MAX:
-                cache[raw] = m
+        m, p = _decode_oxm(buf, p)
         fields.append(m)
-        p = nxt
     fields.sort(key=_by_name)  # names are unique in a match: same order as sorting MatchFields
     return tuple(fields), pos + mlen + (-mlen) % 8
 

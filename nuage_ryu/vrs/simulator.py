@@ -27,21 +27,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from nuage_ryu.vrs.flow import (
-    OFPP_IN_PORT,
-    Conjunction,
-    Controller,
-    Ct,
-    DecTtl,
-    Flow,
-    Goto,
-    Move,
-    Output,
-    PopVlan,
-    PushVlan,
-    Resubmit,
-    SetField,
-)
+from nuage_ryu.vrs import flow as F
 
 MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha"})
 IPV4_FIELDS = frozenset({"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_dst", "tun_ipv4_src"})
@@ -107,7 +93,7 @@ class Step:
     table: int
     priority: int
     cookie: int
-    flow: Flow
+    flow: F.Flow
 
 
 @dataclass
@@ -142,7 +128,7 @@ class Result:
         return "\n".join(lines)
 
 
-def _fmt_actions(flow: Flow) -> str:
+def _fmt_actions(flow: F.Flow) -> str:
     if not flow.actions:
         return "drop"
     return ",".join(type(a).__name__ + (f"({_args(a)})") for a in flow.actions)
@@ -229,18 +215,18 @@ class Conntrack:
 class TableSimulator:
     """One bridge's flow tables plus its conntrack."""
 
-    def __init__(self, flows: Iterable[Flow] = ()) -> None:
-        self.tables: dict[int, dict[tuple, Flow]] = {}
+    def __init__(self, flows: Iterable[F.Flow] = ()) -> None:
+        self.tables: dict[int, dict[tuple, F.Flow]] = {}
         self.conntrack = Conntrack()
         self.load(flows)
 
-    def load(self, flows: Iterable[Flow]) -> None:
+    def load(self, flows: Iterable[F.Flow]) -> None:
         """Add flows; a flow with the identity of one already there replaces it (OFPFC_ADD)."""
         for f in flows:
             self.tables.setdefault(f.table, {})[f.key] = f
-        self._sorted: dict[int, list[Flow]] = {}
+        self._sorted: dict[int, list[F.Flow]] = {}
 
-    def delete(self, flows: Iterable[Flow]) -> None:
+    def delete(self, flows: Iterable[F.Flow]) -> None:
         """Strict delete by identity."""
         for f in flows:
             self.tables.get(f.table, {}).pop(f.key, None)
@@ -251,17 +237,17 @@ class TableSimulator:
         self.delete(diff.delete)
         self.load(diff.add)
 
-    def flows(self) -> list[Flow]:
+    def flows(self) -> list[F.Flow]:
         return [f for t in sorted(self.tables) for f in self.tables[t].values()]
 
-    def _table(self, number: int) -> list[Flow]:
+    def _table(self, number: int) -> list[F.Flow]:
         if number not in self._sorted:
             self._sorted[number] = sorted(self.tables.get(number, {}).values(), key=lambda f: -f.priority)
         return self._sorted[number]
 
     # -- matching --
     @staticmethod
-    def _matches(flow: Flow, pkt: dict) -> bool:
+    def _matches(flow: F.Flow, pkt: dict) -> bool:
         for m in flow.match:
             if m.name in pkt:
                 have = to_int(m.name, pkt[m.name])
@@ -279,16 +265,16 @@ class TableSimulator:
                     return False
         return True
 
-    def lookup(self, table: int, pkt: dict, result: Result | None = None) -> Flow | None:
+    def lookup(self, table: int, pkt: dict, result: Result | None = None) -> F.Flow | None:
         """The flow that wins for ``pkt`` in ``table``, with OVS conjunction semantics."""
-        hard: Flow | None = None
-        soft: dict[int, list[Flow]] = {}
+        hard: F.Flow | None = None
+        soft: dict[int, list[F.Flow]] = {}
         for f in self._table(table):
             if hard is not None and f.priority < hard.priority:
                 break
             if not self._matches(f, pkt):
                 continue
-            if f.actions and all(isinstance(a, Conjunction) for a in f.actions):
+            if f.actions and all(isinstance(a, F.Conjunction) for a in f.actions):
                 soft.setdefault(f.priority, []).append(f)
             elif hard is None:
                 hard = f
@@ -336,50 +322,50 @@ class TableSimulator:
         result.trace.append(Step(table, flow.priority, flow.cookie, flow))
         self._run_actions(flow, pkt, result, depth)
 
-    def _run_actions(self, flow: Flow, pkt: dict, result: Result, depth: int) -> None:
+    def _run_actions(self, flow: F.Flow, pkt: dict, result: Result, depth: int) -> None:
         for i, a in enumerate(flow.actions):
-            if isinstance(a, Goto):
+            if isinstance(a, F.Goto):
                 if i != len(flow.actions) - 1:
                     raise SimulationError(f"goto must be the last action: {flow}")
                 if a.table <= flow.table:
                     raise SimulationError(f"goto must go forward: {flow}")
                 self._run_table(a.table, pkt, result, depth + 1)
-            elif isinstance(a, Output):
-                port = pkt["in_port"] if a.port == OFPP_IN_PORT else a.port
-                if a.port != OFPP_IN_PORT and port == pkt["in_port"]:
+            elif isinstance(a, F.Output):
+                port = pkt["in_port"] if a.port == F.OFPP_IN_PORT else a.port
+                if a.port != F.OFPP_IN_PORT and port == pkt["in_port"]:
                     continue  # OVS never outputs to the in_port unless told IN_PORT
                 result.outputs.append(Delivery(port, self._export(pkt)))
-            elif isinstance(a, Controller):
+            elif isinstance(a, F.Controller):
                 result.to_controller.append(self._export(pkt))
-            elif isinstance(a, SetField):
+            elif isinstance(a, F.SetField):
                 pkt[a.name] = to_int(a.name, a.value)
-            elif isinstance(a, Move):
+            elif isinstance(a, F.Move):
                 src = (pkt.get(a.src, 0) >> a.src_ofs) & ((1 << a.n_bits) - 1)
                 mask = ((1 << a.n_bits) - 1) << a.dst_ofs
                 pkt[a.dst] = (pkt.get(a.dst, 0) & ~mask) | (src << a.dst_ofs)
-            elif isinstance(a, DecTtl):
+            elif isinstance(a, F.DecTtl):
                 ttl = pkt.get("nw_ttl", 64)
                 if ttl <= 1:
                     return  # OVS stops here (would send "invalid TTL" to a controller asking for it)
                 pkt["nw_ttl"] = ttl - 1
-            elif isinstance(a, Resubmit):
+            elif isinstance(a, F.Resubmit):
                 saved = pkt["in_port"]
                 if a.in_port is not None:
                     pkt["in_port"] = a.in_port
                 self._run_table(a.table, pkt, result, depth + 1)
                 pkt["in_port"] = saved
-            elif isinstance(a, Ct):
+            elif isinstance(a, F.Ct):
                 self._conntrack(a, pkt, result, depth)
-            elif isinstance(a, PushVlan):
+            elif isinstance(a, F.PushVlan):
                 pkt["vlan_vid"] = 0x1000
-            elif isinstance(a, PopVlan):
+            elif isinstance(a, F.PopVlan):
                 pkt.pop("vlan_vid", None)
-            elif isinstance(a, Conjunction):
+            elif isinstance(a, F.Conjunction):
                 raise SimulationError(f"conjunction mixed with other actions: {flow}")
             else:
                 raise SimulationError(f"unknown action {a!r}")
 
-    def _conntrack(self, a: Ct, pkt: dict, result: Result, depth: int) -> None:
+    def _conntrack(self, a: F.Ct, pkt: dict, result: Result, depth: int) -> None:
         zone = a.zone if a.zone_src is None else pkt.get(a.zone_src, 0) & 0xFFFF
         view = self._export(pkt)
         state = self.conntrack.lookup(zone, view) if a.table is not None else None

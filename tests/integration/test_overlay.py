@@ -198,7 +198,7 @@ def test_ofproto_trace_agrees_with_the_simulator(net, lab3):
         a = net.add("ta", "h1", s1)
         b = net.add("tb", "h1", s2)
         c = net.add("tc", "h2", s1)
-        mismatches = compare_with_ofproto_trace(lab.hosts[0], a, [b, c], plane.directory_db)
+        mismatches = compare_with_ofproto_trace(lab.hosts[0], a, [b, c], plane.local_directory_db)
         assert mismatches == [], mismatches
     finally:
         delete_enterprise(net.client, e)

@@ -32,6 +32,7 @@ class AgentApiSettings:
     host_netns: str | None = None         # namespace of the switch's ports (lab hosts); None: our own
     up_timeout: float = 10.0
     tx_checksum_offload: bool | None = None   # None: off on a netdev bridge (see LinkOps)
+    ca_file: str | None = None            # https directory_api: the CA its certificate must chain to
 
 
 def read_token(path: str) -> str:
@@ -54,7 +55,7 @@ def build_attach_service(settings: AgentApiSettings, ovs: HostOVS,
     """
     # Per-request connections: the socket server calls the service from many threads at once.
     directory = DirectoryClient(settings.directory_api, read_token(settings.token_file),
-                                timeout=DIRECTORY_TIMEOUT, keep_alive=False)
+                                timeout=DIRECTORY_TIMEOUT, keep_alive=False, ca_file=settings.ca_file)
     return AttachService(directory, ovs, LinkOps(settings.host_netns, settings.tx_checksum_offload),
                          bridge=settings.bridge, host_name=settings.host_name,
                          underlay_mtu=settings.underlay_mtu, wait_vport_up=wait_vport_up,

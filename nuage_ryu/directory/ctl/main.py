@@ -26,6 +26,10 @@ def run(args, parser, out=None) -> int:
         from nuage_ryu.db import cluster
 
         return cluster.run_cli(args)
+    if args.object == "pki":
+        from nuage_ryu.directory.ctl import pki_cli
+
+        return pki_cli.run_cli(args, out)
     if args.object == "completion":
         from nuage_ryu.directory.ctl import completion
 

@@ -445,8 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_tools(objs)
 
     from nuage_ryu.db import cluster
+    from nuage_ryu.directory.ctl import pki_cli
 
     cluster.add_cli(objs)
+    pki_cli.add_cli(objs)
     return p
 
 
