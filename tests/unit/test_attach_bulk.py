@@ -13,7 +13,7 @@ import itertools
 import pytest
 
 from nuage_ryu.agent.attach.bulk import BulkVPorts
-from nuage_ryu.directory.errors import NotFound, ValidationError
+from nuage_ryu.directory.errors import BadRequest, NotFound, ValidationError
 
 
 class BulkDirectory:
@@ -35,10 +35,12 @@ class BulkDirectory:
         staged[vport["id"]] = vport
         return vport
 
-    def request(self, method: str, path: str, body: dict):
+    def request(self, method: str, path: str, body: dict, params: dict | None = None):
         self.calls.append(f"{method} {path} {len(body['operations'])}")
         if not self.has_bulk:
             raise NotFound("no such path /bulk")
+        if not body["operations"]:
+            raise BadRequest("operations must be a non-empty list")
         staged, deleted, results = {}, set(), []
         for n, op in enumerate(body["operations"]):
             try:
@@ -98,6 +100,14 @@ def test_deleting_what_is_gone_is_false_like_the_single_call():
     assert directory.vports == {}
 
 
+def test_support_is_asked_once_with_an_empty_dry_run():
+    with_bulk, without = BulkDirectory(), BulkDirectory(has_bulk=False)
+    assert BulkVPorts(with_bulk).supported() is True and with_bulk.calls == ["POST /bulk 0"]
+    bulk = BulkVPorts(without)
+    assert bulk.supported() is False and bulk.supported() is False
+    assert without.calls == ["POST /bulk 0"]
+
+
 def test_without_the_bulk_api_every_item_is_its_own_call_from_then_on():
     directory = BulkDirectory(has_bulk=False)
     bulk = BulkVPorts(directory)
@@ -110,7 +120,7 @@ def test_without_the_bulk_api_every_item_is_its_own_call_from_then_on():
 
 def test_an_error_that_names_no_operation_is_every_items_error():
     class Down(BulkDirectory):
-        def request(self, method, path, body):
+        def request(self, method, path, body, params=None):
             from nuage_ryu.directory.errors import DirectoryError
 
             err = DirectoryError("directory unavailable")

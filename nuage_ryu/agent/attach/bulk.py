@@ -6,8 +6,9 @@ one transaction, all or nothing, and names the refused operation in its error
 the attach service's group commit (batch.py): the refused item gets its own error,
 the others are sent again without it, so one bad request never fails the rest.
 
-A directory without the bulk API (404 on the path itself) is remembered, and every
-caller then makes its single call in its own thread, as before.
+Whether the directory has the bulk API is asked once (``supported()``: an empty
+dry-run request). Without it, every caller makes its single call in its own thread,
+in parallel, as before: batches of single calls would only serialise them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from nuage_ryu.directory.client import DirectoryClient
-from nuage_ryu.directory.errors import DirectoryError, MethodNotAllowed, NotFound
+from nuage_ryu.directory.client import CannotConnect, DirectoryClient
+from nuage_ryu.directory.errors import DirectoryError, Forbidden, MethodNotAllowed, NotFound
 
 _FAILED_OP = re.compile(r"^operation (\d+) \([^)]*\): ")
 
@@ -28,6 +29,27 @@ class BulkVPorts:
         self.directory = directory
         self.available: bool | None = None  # None until the directory answered a bulk request
         self.requests = 0                   # bulk requests sent (for tests and /v1/status)
+
+    def supported(self) -> bool:
+        """Whether the directory has (and lets this agent use) the bulk API; asked once.
+
+        The probe is an empty dry run: any answer of the bulk handler itself (200, or a 400 for
+        the empty list) means yes; 404/405 (no such path) or 403 means no. Unreachable: no for
+        now (asked again next time).
+        """
+        if self.available is None:
+            try:
+                self.directory.request("POST", "/bulk", {"operations": []}, params={"dry_run": "true"})
+                self.available = True
+            except (NotFound, MethodNotAllowed, Forbidden) as exc:
+                self.available = bool(_FAILED_OP.match(exc.message or ""))
+            except CannotConnect:
+                return False
+            except DirectoryError as exc:
+                if exc.status >= 500:
+                    return False
+                self.available = True  # the bulk handler refused the empty request: it exists
+        return self.available
 
     def create(self, items: list[tuple[str, dict]]) -> list:
         """Outcomes (the vport, or the exception) of creating ``(subnet id, fields)`` each."""

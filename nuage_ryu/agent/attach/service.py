@@ -202,12 +202,12 @@ class AttachService:
     # Batched directory steps (one bulk request for all concurrent callers) -----------
 
     def _create_vport_row(self, subnet_id: str, fields: dict) -> dict:
-        if self._bulk.available is False:  # no bulk API: each caller's own call, in parallel
+        if not self._bulk.supported():  # no bulk API: each caller's own call, in parallel
             return self.directory.create_vport(subnet_id, fields)
         return self._vport_creates.submit((subnet_id, fields))
 
     def _delete_vport_row(self, vport_id: str) -> bool:
-        if self._bulk.available is False:
+        if not self._bulk.supported():
             return self.directory.delete_vport(vport_id)
         return self._vport_deletes.submit(vport_id)
 
