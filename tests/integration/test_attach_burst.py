@@ -264,3 +264,23 @@ def test_one_bad_port_row_in_a_batch_does_not_fail_the_others():
             assert sorted(p.ifname for p in hostovs.list_vport_ports("br-int")) == [s.ifname for s in good]
             assert service._delete_ports([s.ifname for s in good] + ["nrabsent"]) == [None] * 4
             assert hostovs.list_vport_ports("br-int") == []
+
+
+def test_directory_pool_reuses_a_few_kept_alive_connections_for_many_threads():
+    from nuage_ryu.agent.attach.directory_pool import PooledDirectory
+    from nuage_ryu.directory.client import DirectoryClient
+    from tests.attach_helpers import directory_service
+
+    with directory_service() as directory:
+        net = make_network(directory, enterprise="pool", cidr="10.74.0.0/24")
+        token = directory.token
+        pool = PooledDirectory(lambda: DirectoryClient(directory.url, token, keep_alive=True), size=4)
+        names = _all_at_once([(lambda: [s["name"] for s in pool.subnets()]) for _ in range(24)])
+        assert names == [["web-net"]] * 24
+        assert pool.created <= 4 and pool.url == directory.url
+        made = _all_at_once([(lambda i=i: pool.create_vport(net["subnet"]["id"], {"name": f"p{i}"}))
+                             for i in range(12)])
+        assert len({v["ip"] for v in made}) == 12 and pool.created <= 4
+        assert all(_all_at_once([(lambda v=v: pool.delete_vport(v["id"])) for v in made]))
+        pool.close()
+        assert pool.list_vports(net["subnet"]["id"]) == []  # usable after close
