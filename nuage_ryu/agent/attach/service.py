@@ -19,10 +19,11 @@ every attach (and detach) that arrives within ``batch_window`` are committed in
 one OVSDB transaction, and their vports are created (deleted) in one directory
 bulk request when the directory has the bulk API (bulk.py; else one call each);
 the agent's worker turns all of their vports into one flow bundle and one status
-write. Each caller keeps its own steps, result,
-error and rollback: a batch the database refuses is retried item by item, so the
-bad item fails alone. Every attach and detach is timed by phase (timing.py). There is no state in process
-memory: an attachment *is* its OVS port (external_ids) plus its vport, so the
+write. Each caller keeps its own steps, result, error and rollback: a batch the
+database refuses is retried item by item, so the bad item fails alone. Every
+attach and detach is timed by phase (timing.py).
+
+There is no state in process memory: an attachment *is* its OVS port (external_ids) plus its vport, so the
 service can be restarted at any time and finds everything again.
 """
 
