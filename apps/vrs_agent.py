@@ -4,8 +4,9 @@ Thin os-ken glue (Faucet-style) around the agent package (``nuage_ryu/agent/``):
 each bridge is a ``ManagedBridge`` (its OVSDB, its ``BridgeSync``, its
 OpenFlow datapath) around a pure ``AgentCore``. This app owns the rest:
 
-* the directory, through an OVSDB IDL monitor (``DirectoryStore``): every
-  applied update wakes the worker;
+* the directory, through an OVSDB IDL monitor (``DirectoryStore``) scoped to
+  the share of its hosts (their vports, the domains those are in, the hosts
+  carrying them: docs/scale.md): every applied update wakes the worker;
 * the threads: one worker recomputes every bridge on a wake-up (or every
   ``RESYNC_INTERVAL_S``), one sends heartbeats, one polls policy counters;
 * OpenFlow 1.4 events, handed to the bridge of their datapath;
@@ -39,6 +40,7 @@ from nuage_ryu import config
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.uplink import parse_port_range
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
@@ -92,10 +94,14 @@ class VrsAgent(BaseApp):
             for host_name, tunnel_ip, remote in self._managed_hosts():
                 bridge = ManagedBridge(host_name, tunnel_ip, remote, bridge=conf.bridge,
                                        datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
-                                       on_change=self.kick, logger=self.logger)
+                                       on_change=self.kick, logger=self.logger,
+                                       external_bridge=conf.external_bridge,
+                                       nat_ports=parse_port_range(conf.nat_port_range))
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
-            self.store = DirectoryStore(config.directory_remote(self.CONF))
+            # Only the share of the hosts this agent programs (central mode: their union).
+            self.store = DirectoryStore(config.directory_remote(self.CONF),
+                                        scope_hosts=[b.host_name for b in self.bridges.values()])
             self.store.start()
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))

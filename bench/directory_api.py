@@ -1,12 +1,18 @@
 """Directory REST benchmarks: vport-create latency/throughput and bulk load times.
 
-    .venv/bin/python bench/directory_api.py [--creates 1000] [--vports 10000] [--rules 1000] [--json FILE]
+    .venv/bin/python bench/directory_api.py [--creates 1000] [--vports 10000] [--rules 1000]
+                                            [--bulk-vports 10000] [--batch 1000] [--bulk-only] [--json FILE]
 
 Runs a real nuage-ryu-manager (embedded ovsdb-server) on 127.0.0.1 with a fresh
 state dir; clients are stdlib keep-alive HTTP connections, one per thread.
 Measures:
   * create-vport latency p50/p99/max and throughput with 1 and 8 concurrent clients
   * time to load N vports (8 clients) into one /16 and M ACL rules (8 clients)
+  * bulk load: N vports through POST /api/v1/bulk in batches (2 clients, one transaction per
+    batch), into one /16 and into a directory that already holds the single-create load
+  * the directory's CPU seconds per run (manager + ovsdb-server): vports per CPU second is the
+    figure that other load on the machine does not distort
+  * paging through a large subnet with limit=1000 (every vport once)
 """
 
 from __future__ import annotations
@@ -26,14 +32,33 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nuage_ryu.directory.testing import ManagerProcess  # noqa: E402
 
 
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``pids`` (the manager and its ovsdb-server)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
 
 
+SERVER_CPU: dict = {}  # the last run's CPU seconds of the directory (manager + ovsdb-server)
+
+
 def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -> tuple[list[float], float]:
-    """Split ``jobs`` over ``n_clients`` threads; returns (latencies in s, wall time in s)."""
+    """Split ``jobs`` over ``n_clients`` threads; returns (latencies in s, wall time in s).
+
+    Also records the directory's CPU seconds for the run in SERVER_CPU["last"]: on a machine
+    shared with other work, CPU per object is the figure that load does not distort."""
     latencies: list[float] = []
     errors: list[Exception] = []
     lock = threading.Lock()
@@ -59,11 +84,14 @@ def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -
     threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
     for t in threads:
         t.start()
+    pids = [mgr.proc.pid, *mgr.children]
     start_barrier.wait()
+    cpu0 = process_cpu(pids)
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    SERVER_CPU["last"] = process_cpu(pids) - cpu0
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
     return latencies, wall
@@ -71,6 +99,7 @@ def run_clients(mgr: ManagerProcess, n_clients: int, jobs: list, make_request) -
 
 def summary(name: str, latencies: list[float], wall: float) -> dict:
     return {
+        "server_cpu_s": round(SERVER_CPU.get("last", 0.0), 3),
         "name": name,
         "requests": len(latencies),
         "wall_s": round(wall, 3),
@@ -87,10 +116,16 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=1000, help="vport creates per concurrency level")
     parser.add_argument("--vports", type=int, default=10000)
     parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--bulk-vports", type=int, default=10000, help="vports loaded through the bulk API")
+    parser.add_argument("--batch", type=int, default=1000, help="operations per bulk request")
+    parser.add_argument("--bulk-clients", type=int, default=2,
+                        help="concurrent bulk clients (2: one prepares its next batch while the other commits)")
+    parser.add_argument("--bulk-only", action="store_true", help="only the bulk runs (and one 8-client create run)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
 
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "runs": []}
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "loadavg_start": os.getloadavg()}, "runs": []}
     with tempfile.TemporaryDirectory(prefix="nuage-bench-") as state:
         mgr = ManagerProcess(state)
         mgr.start()
@@ -103,12 +138,48 @@ def main() -> int:
             def create_vport(subnet_id, prefix="v"):
                 return lambda client, i: client.post(f"/subnets/{subnet_id}/vports", {"name": f"{prefix}{i}"})
 
-            for n_clients in (1, 8):
+            def bulk_load(subnet_id: str, n: int, prefix: str, label: str) -> None:
+                batches = [[{"action": "create", "kind": "vport", "parent": subnet_id,
+                             "body": {"name": f"{prefix}{i}"}} for i in range(lo, min(n, lo + args.batch))]
+                           for lo in range(0, n, args.batch)]
+                lat, wall = run_clients(mgr, args.bulk_clients, batches,
+                                        lambda c, ops: c.post("/bulk", {"operations": ops}))
+                run = summary(label, lat, wall)
+                run["vports_per_s"] = round(n / wall, 1)
+                run["vports_per_server_cpu_s"] = round(n / max(run["server_cpu_s"], 1e-3), 1)
+                run["loadavg"] = os.getloadavg()
+                results["runs"].append(run)
+                print(json.dumps(run), flush=True)
+
+            for n_clients in ((8,) if args.bulk_only else (1, 8)):
                 sub = admin.post(f"/zones/{zone['id']}/subnets",
                                  {"name": f"lat{n_clients}", "cidr": f"10.{n_clients}.0.0/16"})
                 lat, wall = run_clients(mgr, n_clients, list(range(args.creates)), create_vport(sub["id"]))
                 results["runs"].append(summary(f"create vport, {n_clients} client(s)", lat, wall))
+                results["runs"][-1]["loadavg"] = os.getloadavg()
+                results["runs"][-1]["vports_per_server_cpu_s"] = round(
+                    args.creates / max(results["runs"][-1]["server_cpu_s"], 1e-3), 1)
                 print(json.dumps(results["runs"][-1]), flush=True)
+
+            bulk_sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk", "cidr": "10.200.0.0/16"})
+            bulk_load(bulk_sub["id"], args.bulk_vports, "b",
+                      f"bulk load {args.bulk_vports} vports, batches of {args.batch}, {args.bulk_clients} clients")
+            t0 = time.perf_counter()
+            seen, token, pages = 0, None, 0
+            while True:
+                status, headers, raw = admin.raw("GET", f"/api/v1/subnets/{bulk_sub['id']}/vports",
+                                                 params={"limit": 1000, **({"page_token": token} if token else {})})
+                seen += len(json.loads(raw))
+                pages += 1
+                token = next((v for k, v in headers.items() if k.lower() == "x-next-page-token"), None)
+                if not token:
+                    break
+            results["runs"].append({"name": f"page through {seen} vports, limit 1000 ({pages} pages)",
+                                    "wall_s": round(time.perf_counter() - t0, 3)})
+            print(json.dumps(results["runs"][-1]), flush=True)
+            if args.bulk_only:
+                admin.close()
+                return _finish(results, args)
 
             sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "load", "cidr": "10.100.0.0/16"})
             lat, wall = run_clients(mgr, 8, list(range(args.vports)), create_vport(sub["id"]))
@@ -138,9 +209,20 @@ def main() -> int:
             results["runs"].append({"name": f"list {len(listed)} vports of one subnet",
                                     "wall_s": round(time.perf_counter() - t0, 3)})
             print(json.dumps(results["runs"][-1]), flush=True)
+
+            sub2 = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk2", "cidr": "10.201.0.0/16"})
+            bulk_load(sub2["id"], args.bulk_vports, "c",
+                      f"bulk load {args.bulk_vports} vports at {2 * args.vports + args.bulk_vports}+ vports, "
+                      f"batches of {args.batch}, {args.bulk_clients} clients")
             admin.close()
         finally:
             mgr.stop()
+    return _finish(results, args)
+
+
+def _finish(results: dict, args) -> int:
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    print(json.dumps(results["machine"]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

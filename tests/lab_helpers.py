@@ -58,17 +58,19 @@ except OSError:
 
 
 @contextlib.contextmanager
-def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False) -> Iterator[tuple[Lab, ControlPlane]]:
-    """A lab of ``n_hosts`` with directory + agents (or one central agent); everything removed afterwards."""
+def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False,
+                   outside: bool = False) -> Iterator[tuple[Lab, ControlPlane]]:
+    """A lab of ``n_hosts`` with directory + agents (or one central agent); everything removed afterwards.
+    ``outside``: with the lab's outside world (router + internet server, docs/lab.md)."""
     prefix = f"{tag}{os.getpid() % 100000}{next(_serial)}"[:12]
     state = tempfile.mkdtemp(prefix="nr-lab-")
     lab = Lab(state, prefix)
     plane = None
     try:
         if central:
-            lab.up(n_hosts, controllers=[f"tcp:192.0.2.2:{plane_module.OFP_PORT}"])
+            lab.up(n_hosts, controllers=[f"tcp:192.0.2.2:{plane_module.OFP_PORT}"], outside=outside)
         else:
-            lab.up(n_hosts)
+            lab.up(n_hosts, outside=outside)
         plane = ControlPlane(lab).start(central=central)
         yield lab, plane
     finally:

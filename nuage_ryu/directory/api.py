@@ -21,13 +21,14 @@ import logging
 import re
 import secrets
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import webob
 
-from nuage_ryu.directory import openapi, shadow, validate
+from nuage_ryu.directory import listing, openapi, shadow, validate
 from nuage_ryu.directory.errors import (
     BadRequest,
     DirectoryError,
@@ -37,12 +38,15 @@ from nuage_ryu.directory.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from nuage_ryu.directory.model import KINDS, DirectoryState, as_dict
+from nuage_ryu.directory.model import KINDS, NO_COUNTERS, DirectoryState, as_dict
+from nuage_ryu.directory.validate import bulk
 
 LOG = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_BODY = 1 << 20
+# A bulk body may be larger; it stays below the HTTP server's backstop (service.py: 4 * MAX_BODY).
+MAX_BULK_BODY = 3 * MAX_BODY
 TOKEN_PREFIX = "nrt_"
 
 
@@ -94,6 +98,8 @@ def build_routes() -> list[Route]:
                         "member vports of a policy group"))
     routes.append(Route("/policygroups/{id}/vports/{vport_id}", {"DELETE": "members_remove"}, "vport",
                         "policygroup", "remove one member"))
+    routes.append(Route("/bulk", {"POST": "bulk"}, None, None,
+                        "many creates/updates/deletes in one transaction (all or nothing)"))
     routes.append(Route("/openapi.json", {"GET": "openapi"}, None, None, "this document"))
     return routes
 
@@ -205,12 +211,12 @@ class DirectoryAPI:
         return params
 
     @staticmethod
-    def _body(req: webob.Request):
-        if req.content_length and req.content_length > MAX_BODY:
-            raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-        raw = req.body_file.read(MAX_BODY + 1)  # also bounds chunked bodies without a length
-        if len(raw) > MAX_BODY:
-            raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    def _body(req: webob.Request, limit: int = MAX_BODY):
+        if req.content_length and req.content_length > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        raw = req.body_file.read(limit + 1)  # also bounds chunked bodies without a length
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body larger than {limit} bytes")
         if not raw.strip():
             raise BadRequest("request body must be a JSON object")
         # The content type is not checked: curl's default form type with a JSON body is common.
@@ -228,11 +234,15 @@ class DirectoryAPI:
         return body
 
     @staticmethod
-    def _cascade(params: dict) -> bool:
-        value = params.get("cascade", "false").lower()
+    def _flag(params: dict, name: str) -> bool:
+        value = params.get(name, "false").lower()
         if value not in ("true", "false", "1", "0", "yes", "no"):
-            raise BadRequest("cascade must be true or false")
+            raise BadRequest(f"{name} must be true or false")
         return value in ("true", "1", "yes")
+
+    @classmethod
+    def _cascade(cls, params: dict) -> bool:
+        return cls._flag(params, "cascade")
 
     def _show(self, req, caller, route, id):
         self._params(req, ())
@@ -240,8 +250,21 @@ class DirectoryAPI:
         obj = self._lookup(state, caller, route.kind, id)
         return _json_response(200, as_dict(route.kind, obj, state, self.store.counters()))
 
+    @staticmethod
+    def _page(req: webob.Request, kind: str, state: DirectoryState, objs, params: dict,
+              counters=None) -> webob.Response:
+        """One page of ``objs`` (filters, order, limit, page_token); the next page's token in headers."""
+        page, token = listing.select(kind, objs, params)
+        headers = {}
+        if token:
+            query = {**params, "page_token": token}
+            headers = {"X-Next-Page-Token": token,
+                       "Link": f'<{req.script_name}{req.path_info}?{urllib.parse.urlencode(query)}>; rel="next"'}
+        counters = counters if counters is not None else NO_COUNTERS
+        return _json_response(200, [as_dict(kind, o, state, counters) for o in page], headers)
+
     def _list(self, req, caller, route, id=None):
-        params = self._params(req, ("name",))
+        params = self._params(req, listing.filter_params(route.kind) + listing.PAGE_PARAMS)
         kind = route.kind
         state = self.store.snapshot()
         if kind == "token":
@@ -254,11 +277,7 @@ class DirectoryAPI:
                 objs = [o for o in state.table(kind).values() if getattr(o, route.parent) == id]
         else:
             objs = [o for o in state.table(kind).values() if self._visible(state, caller, kind, o)]
-        if "name" in params:
-            objs = [o for o in objs if getattr(o, "name", None) == params["name"]]
-        objs.sort(key=lambda o: (getattr(o, "priority", 0), getattr(o, "name", ""), o.id))
-        counters = self.store.counters()
-        return _json_response(200, [as_dict(kind, o, state, counters) for o in objs])
+        return self._page(req, kind, state, objs, params, self.store.counters())
 
     def _create(self, req, caller, route, id=None):
         self._params(req, ())
@@ -313,11 +332,10 @@ class DirectoryAPI:
         return _json_response(204)
 
     def _members(self, req, caller, route, id):
-        self._params(req, ())
+        params = self._params(req, listing.filter_params("vport") + listing.PAGE_PARAMS)
         state = self.store.snapshot()
         self._lookup(state, caller, "policygroup", id)
-        members = sorted(state.members_of(id), key=lambda v: (v.name, v.id))
-        return _json_response(200, [as_dict("vport", v, state) for v in members])
+        return self._page(req, "vport", state, state.members_of(id), params)
 
     def _change_members(self, req, caller, id, mode):
         self._lookup(self.store.snapshot(), caller, "policygroup", id)
@@ -325,8 +343,9 @@ class DirectoryAPI:
         if not isinstance(body, dict) or set(body) != {"vports"}:
             raise BadRequest('body must be {"vports": [<vport id>, ...]}')
         vport_ids = body["vports"]
-        self.store.apply(lambda s: validate.plan_membership(s, id, vport_ids, mode))
-        return self._members(req, caller, None, id)
+        _change, state = self.store.apply(lambda s: validate.plan_membership(s, id, vport_ids, mode))
+        members = sorted(state.members_of(id), key=listing.sort_key)
+        return _json_response(200, [as_dict("vport", v, state) for v in members])
 
     def _members_set(self, req, caller, route, id):
         self._params(req, ())
@@ -345,3 +364,62 @@ class DirectoryAPI:
             raise NotFound(f"vport {vport_id} is not a member of policy group {id}")
         self.store.apply(lambda s: validate.plan_membership(s, id, [vport_id], "remove"))
         return _json_response(204)
+
+    # -- bulk --
+    def _authorize_op(self, caller: Caller, state: DirectoryState, op: bulk.BulkOperation,
+                      parent_id: str | None, obj_id: str | None) -> None:
+        """What the single call checks before planning, for one operation of a bulk request."""
+        kind = op.kind
+        if op.action == "create":
+            if kind in ("enterprise", "host"):
+                self._require_admin(caller, f"create {kind}s")
+            if parent_id is not None:
+                self._lookup(state, caller, KINDS[kind][2], parent_id)
+            return
+        if op.action == "update" and kind == "host":
+            self._require_admin(caller, "change hosts")
+        if op.action == "delete" and kind == "host":
+            self._require_admin(caller, "delete hosts")
+        self._lookup(state, caller, kind, obj_id)
+        if op.action == "delete" and kind == "enterprise":
+            self._require_admin(caller, "delete enterprises")
+
+    def _bulk(self, req, caller, route):
+        params = self._params(req, ("dry_run",))
+        dry_run = self._flag(params, "dry_run")
+        operations = bulk.parse_bulk(self._body(req, MAX_BULK_BODY))
+        # One id per create for all attempts (see _create).
+        new_ids = [str(uuid.uuid4()) for _ in operations]
+
+        def planner(state: DirectoryState):
+            plan = bulk.plan_bulk(state, operations, new_ids,
+                                  authorize=lambda s, op, p, o: self._authorize_op(caller, s, op, p, o))
+            plans.append(plan)
+            return plan.change
+
+        plans: list[bulk.BulkPlan] = []
+        try:
+            if dry_run:
+                planner(self.store.snapshot())
+                state = validate.apply_change(self.store.snapshot(), plans[-1].change)
+            else:
+                _change, state = self.store.apply(planner)
+        except DirectoryError as exc:
+            resp = exc.as_dict()
+            if getattr(exc, "operation", None) is not None:
+                resp["error"]["operation"] = exc.operation
+            return _json_response(exc.status, resp)
+        plan = plans[-1]
+        counters = self.store.counters()
+        results = []
+        for op, obj_id in zip(operations, plan.ids, strict=True):
+            item: dict = {"index": op.index, "action": op.action, "kind": op.kind, "id": obj_id}
+            if op.ref:
+                item["ref"] = op.ref
+            obj = state.get(op.kind, obj_id)
+            if op.action != "delete" and obj is not None:
+                item["object"] = as_dict(op.kind, obj, state, counters)
+                if op.kind == "acl":
+                    item["warnings"] = shadow.shadow_warnings(state, obj_id)
+            results.append(item)
+        return _json_response(200, {"dry_run": dry_run, "results": results})

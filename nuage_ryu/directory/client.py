@@ -28,6 +28,7 @@ from nuage_ryu.directory import errors
 from nuage_ryu.directory.errors import DirectoryError, MethodNotAllowed, NotFound
 
 API_PREFIX = "/api/v1"
+PAGE_SIZE = 500  # items per page when a list is walked page by page
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _ERRORS = (errors.BadRequest, errors.PayloadTooLarge, errors.Unauthorized, errors.Forbidden, NotFound,
            MethodNotAllowed, errors.Conflict, errors.ValidationError, errors.Unavailable)
@@ -163,6 +164,11 @@ class DirectoryClient:
 
         Raises the directory's error class for an error answer, CannotConnect when unreachable.
         """
+        return self.request_with_headers(method, path, body, params)[0]
+
+    def request_with_headers(self, method: str, path: str, body=None, params: dict | None = None
+                             ) -> tuple[object, dict]:
+        """``request`` that also returns the answer's headers (names in lower case)."""
         data = None if body is None else json.dumps(body).encode()
         status, headers, raw = self.raw(method, API_PREFIX + path, data, params=params)
         try:
@@ -179,7 +185,7 @@ class DirectoryClient:
             allow = next((v for k, v in headers.items() if k.lower() == "allow"), "")
             allowed = [m.strip() for m in allow.split(",") if m.strip()]
             raise error_from_answer(status, err.get("code", ""), message, allowed)
-        return payload
+        return payload, {k.lower(): v for k, v in headers.items()}
 
     def get(self, path: str, **params):
         """GET ``path`` (query parameters as keywords)."""
@@ -206,15 +212,30 @@ class DirectoryClient:
         except NotFound:
             return None
 
-    def list(self, path: str, name: str | None = None) -> list[dict]:
-        """The items of a collection (those named ``name``, when given)."""
-        payload = self.get(path, **({} if name is None else {"name": name}))
-        if isinstance(payload, dict):
-            for key in ("items", "data", "results"):
-                if isinstance(payload.get(key), list):
-                    return payload[key]
-            return []
-        return list(payload or [])
+    def list(self, path: str, name: str | None = None, **filters) -> list[dict]:
+        """Every item of a collection (those named ``name`` / matching ``filters``, when given).
+
+        Walks the pages (``limit`` + ``page_token``), so a long list never comes in one answer.
+        """
+        params = {**filters, **({} if name is None else {"name": name}), "limit": PAGE_SIZE}
+        items: list[dict] = []
+        while True:
+            try:
+                payload, headers = self.request_with_headers("GET", path, params=params)
+            except errors.BadRequest as exc:
+                if "limit" not in params or "'limit'" not in exc.message:
+                    raise
+                # A directory from before pagination refuses the parameter: it sends everything at once.
+                params = {k: v for k, v in params.items() if k != "limit"}
+                continue
+            if isinstance(payload, dict):  # not this API's form; take what looks like the items
+                payload = next((payload[k] for k in ("items", "data", "results")
+                                if isinstance(payload.get(k), list)), [])
+            items += list(payload or [])
+            token = headers.get("x-next-page-token")
+            if not token:
+                return items
+            params = {**params, "page_token": token}
 
     def find_child(self, parent_path: str, collection: str, ref: str, kind: str) -> dict:
         """The child of ``parent_path`` named ``ref``, or the object with id ``ref`` under that parent."""

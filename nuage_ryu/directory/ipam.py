@@ -16,6 +16,7 @@ Rules (documented in docs/directory.md):
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import socket
@@ -51,6 +52,7 @@ def parse_cidr(value: str, what: str = "cidr") -> netaddr.IPNetwork:
     return net
 
 
+@functools.lru_cache(maxsize=4096)  # every vport allocation asks; parsing the CIDR each time dominated a bulk
 def usable_range(cidr: str) -> tuple[int, int]:
     """First and last address (as ints) that may be gateway or vport addresses."""
     net = parse_cidr(cidr)

@@ -7,7 +7,9 @@ the tests validate real requests and responses against it with openapi-core.
 from __future__ import annotations
 
 from nuage_ryu import __version__
+from nuage_ryu.directory import listing
 from nuage_ryu.directory.model import FIELDS, KINDS, Field
+from nuage_ryu.directory.validate.bulk import ACTIONS, BULK_KINDS, MAX_OPERATIONS
 
 ERRORS = {
     "400": "Malformed request (not JSON, wrong types, unknown fields or parameters)",
@@ -59,6 +61,71 @@ _WARNING = {
 }
 
 
+_BULK_OPERATION = {
+    "type": "object",
+    "required": ["action", "kind"],
+    "additionalProperties": False,
+    "description": "create: kind, parent (except enterprise/host), body, optional ref; update: kind, id, body; "
+                   "delete: kind, id, optional cascade. Wherever an object id is expected (parent, id, "
+                   "body.policygroups, body.source.id, body.destination.id) \"$REF\" names the object an "
+                   "earlier create of this request gave ref REF.",
+    "properties": {
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "kind": {"type": "string", "enum": list(BULK_KINDS)},
+        "parent": {"type": "string", "description": "Parent id or $REF (create)."},
+        "id": {"type": "string", "description": "Object id or $REF (update, delete)."},
+        "ref": {"type": "string", "maxLength": 255, "description": "Name for the new object within this request."},
+        "body": {"type": "object", "description": "What POST (create) or PUT (update) of the kind takes."},
+        "cascade": {"type": "boolean", "description": "Delete: also everything below (as ?cascade=true)."},
+    },
+}
+_BULK_RESULT = {
+    "type": "object",
+    "required": ["index", "action", "kind", "id"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "kind": {"type": "string", "enum": list(BULK_KINDS)},
+        "id": _UUID,
+        "ref": {"type": "string"},
+        "object": {"type": "object", "description": "The object after the request (create, update)."},
+        "warnings": {"type": "array", "items": _WARNING, "description": "Rules: as for a single create/update."},
+    },
+}
+_PAGE_HEADERS = {
+    "X-Next-Page-Token": {"description": "Present when more items follow: pass it as page_token.",
+                          "schema": {"type": "string"}},
+    "Link": {"description": 'The next page\'s URL, rel="next" (when more items follow).',
+             "schema": {"type": "string"}},
+}
+
+
+def list_parameters(kind: str) -> list[dict]:
+    """Query parameters of a list of ``kind``: its filters, limit and page_token."""
+    params = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"},
+               "description": listing.FILTER_HELP[p]} for p in listing.filter_params(kind)]
+    params.append({"name": "limit", "in": "query", "required": False,
+                   "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT},
+                   "description": "At most this many items (default: all). Items are ordered by "
+                                  "(priority, name, id)."})
+    params.append({"name": "page_token", "in": "query", "required": False, "schema": {"type": "string"},
+                   "description": "Opaque: the X-Next-Page-Token of the previous page; continues right after "
+                                  "its last item (stable while objects are created or deleted)."})
+    return params
+
+
+_PORT_MAPPING = {
+    "type": "object",
+    "required": ["host_port", "container_port"],
+    "properties": {
+        "protocol": {"type": "string", "enum": ["tcp", "udp"], "default": "tcp"},
+        "host_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "container_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    },
+    "additionalProperties": False,
+}
+
+
 def field_schema(f: Field) -> dict:
     """JSON schema of one field."""
     k = f.kind
@@ -94,6 +161,8 @@ def field_schema(f: Field) -> dict:
         s = {"type": "string", "format": "date-time"}
     elif k == "counters":
         s = dict(_COUNTERS)
+    elif k == "portmaps":
+        s = {"type": "array", "items": _PORT_MAPPING}
     else:  # pragma: no cover
         raise ValueError(k)
     if f.nullable:
@@ -122,6 +191,21 @@ def component_schemas() -> dict:
         },
         "Members": {"type": "object", "required": ["vports"], "additionalProperties": False,
                     "properties": {"vports": {"type": "array", "items": _UUID}}},
+        "BulkRequest": {"type": "object", "required": ["operations"], "additionalProperties": False,
+                        "properties": {"operations": {"type": "array", "minItems": 1, "maxItems": MAX_OPERATIONS,
+                                                      "items": _BULK_OPERATION}}},
+        "BulkResult": {"type": "object", "required": ["dry_run", "results"],
+                       "properties": {"dry_run": {"type": "boolean"},
+                                      "results": {"type": "array", "items": _BULK_RESULT}}},
+        "BulkError": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                     "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                                    "operation": {"type": "integer", "minimum": 0,
+                                                                  "description": "Index of the failing "
+                                                                                 "operation."}}}},
+        },
     }
     for kind in KINDS:
         fields = FIELDS[kind]
@@ -183,11 +267,24 @@ def build_document(routes) -> dict:
                 op["responses"] = {"200": {"description": "This document", **_json({"type": "object"})},
                                    **_errors(["404", "405"])}
             elif handler == "list":
-                op["parameters"] = [{"name": "name", "in": "query", "required": False,
-                                     "schema": {"type": "string"}}]
-                op["responses"] = {"200": {"description": "Objects",
+                op["parameters"] = list_parameters(kind)
+                op["responses"] = {"200": {"description": "Objects (one page when limit is given)",
+                                           "headers": _PAGE_HEADERS,
                                            **_json({"type": "array", "items": _ref(name)})},
                                    **_errors(std + ["403"])}
+            elif handler == "bulk":
+                op["description"] = (f"At most {MAX_OPERATIONS} operations, planned in order (each validated as "
+                                     "its single call) and committed as one transaction: all or nothing. An "
+                                     "error names the failing operation (error.operation). An enterprise token "
+                                     "may do exactly what its single calls may.")
+                op["parameters"] = [{"name": "dry_run", "in": "query", "required": False,
+                                     "schema": {"type": "string", "enum": ["true", "false"]},
+                                     "description": "Validate and answer as if applied; change nothing."}]
+                op["requestBody"] = {"required": True, **_json(_ref("BulkRequest"))}
+                op["responses"] = {"200": {"description": "Applied (or, with dry_run, would be)",
+                                           **_json(_ref("BulkResult"))},
+                                   **{c: {"description": ERRORS[c], **_json(_ref("BulkError"))}
+                                      for c in ["400", "401", "403", "404", "405", "409", "413", "422", "503"]}}
             elif handler == "create":
                 op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
                 op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},
@@ -206,7 +303,8 @@ def build_document(routes) -> dict:
                                                                                 "yes", "no"]}}]
                 op["responses"] = {"204": {"description": "Deleted"}, **_errors(std + ["403", "409", "422"])}
             elif handler == "members":
-                op["responses"] = {"200": {"description": "Member vports",
+                op["parameters"] = list_parameters("vport")
+                op["responses"] = {"200": {"description": "Member vports", "headers": _PAGE_HEADERS,
                                            **_json({"type": "array", "items": _ref("VPort")})},
                                    **_errors(std)}
             elif handler in ("members_set", "members_add"):

@@ -348,7 +348,8 @@ def test_ca_file_verifies_an_https_api(tmp_path):
         def do_GET(self):  # noqa: N802 (http.server's name)
             body = b'[{"id": "b0000001-0000-4000-8000-000000000001", "name": "tls-host", "tunnel_ip": "", ' \
                    b'"datapath_id": "", "connected": false, "last_seen": null}]'
-            self.send_response(200 if self.path == "/api/v1/hosts" else 404)
+            # nuage-ctl pages its lists (?limit=...&page_token=...); this stand-in has one page
+            self.send_response(200 if self.path.partition("?")[0] == "/api/v1/hosts" else 404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

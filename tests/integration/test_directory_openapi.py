@@ -136,6 +136,39 @@ def test_real_requests_and_responses_match_the_document(manager, spec):
     assert call.checked > 40
 
 
+def test_bulk_and_list_pages_match_the_document(manager, spec):
+    call = Checked(manager, spec)
+    ent = call("POST", "/enterprises", {"name": "oa-bulk"}).json()
+    ops = [{"action": "create", "kind": "domain", "parent": ent["id"], "ref": "d", "body": {"name": "d"}},
+           {"action": "create", "kind": "zone", "parent": "$d", "ref": "z", "body": {"name": "z"}},
+           {"action": "create", "kind": "subnet", "parent": "$z", "ref": "s", "body": {"name": "s",
+                                                                                    "cidr": "10.3.0.0/24"}},
+           {"action": "create", "kind": "policygroup", "parent": "$d", "ref": "g", "body": {"name": "g"}},
+           {"action": "create", "kind": "acl", "parent": "$d", "ref": "r", "body": {
+               "priority": 1, "source": {"type": "policygroup", "id": "$g"}}},
+           {"action": "create", "kind": "acl", "parent": "$d", "body": {
+               "priority": 2, "source": {"type": "policygroup", "id": "$g"}}},
+           {"action": "update", "kind": "acl", "id": "$r", "body": {"stateful": False}}]
+    ops += [{"action": "create", "kind": "vport", "parent": "$s", "body": {"name": f"v{i}", "policygroups": ["$g"]}}
+            for i in range(5)]
+    assert call("POST", "/bulk", {"operations": ops}, params={"dry_run": "true"}).status_code == 200
+    res = call("POST", "/bulk", {"operations": ops}).json()["results"]
+    sub = res[2]["id"]
+    assert call("POST", "/bulk", {"operations": ops[7:8]}).status_code == 400  # unknown $s
+    assert call("POST", "/bulk", {"operations": [{"action": "create", "kind": "vport", "parent": sub,
+                                                  "body": {"name": "v1"}}]}).status_code == 409
+    first = call("GET", f"/subnets/{sub}/vports", params={"limit": 2, "host": "", "status": "down"})
+    assert first.status_code == 200 and len(first.json()) == 2 and first.headers["X-Next-Page-Token"]
+    rest = call("GET", f"/subnets/{sub}/vports", params={"limit": 10, "page_token": first.headers["X-Next-Page-Token"]})
+    assert len(rest.json()) == 3 and "X-Next-Page-Token" not in rest.headers
+    assert call("GET", f"/policygroups/{res[3]['id']}/vports", params={"limit": 1}).status_code == 200
+    assert call("GET", f"/domains/{res[0]['id']}/acls", params={"policygroup": res[3]["id"], "action": "allow"}
+                ).status_code == 200
+    assert call("GET", "/hosts", params={"connected": "true"}).status_code == 200
+    assert call("GET", f"/subnets/{sub}/vports", params={"limit": "0"}, valid_request=False).status_code == 400
+    assert call("DELETE", f"/enterprises/{ent['id']}", params={"cascade": "true"}).status_code == 204
+
+
 def _mutations(rng: random.Random, body: dict) -> dict:
     junk = [None, 0, -1, 2**70, 1.5, True, "", "x" * 300, [], {}, ["a"], {"type": "zone"}, "10.0.0.0/33",
             "ff:ff:ff:ff:ff:ff", "\u0000", "\ud800", "999999", "1-0", {"a": 1}, 1e309]

@@ -109,6 +109,10 @@ class CannedApi:
             rows = [r for r in rows if r.get("name") == params["name"]]
         return copy.deepcopy(sorted(rows, key=lambda o: (o.get("priority", 0), o.get("name", ""), o["id"])))
 
+    def list(self, path: str, name: str | None = None, **filters):
+        """DirectoryClient.list: every page of a collection (one answer here)."""
+        return self.get(path, **filters, **({} if name is None else {"name": name}))
+
     def put(self, path: str, body):
         self.calls.append(("PUT", path, body))
         if re.fullmatch(r"/policygroups/[^/]+/vports", path):

@@ -43,12 +43,16 @@ def run(args, parser, out=None) -> int:
     if args.object == "config":
         context.run_config(args, out)
         return EXIT_OK
+    from nuage_ryu.directory.ctl import files
     from nuage_ryu.directory.ctl.commands import ObjectCommand
 
     conn = context.resolve_connection(args, os.environ)
     client = conn.client(args.timeout)
     try:
-        ObjectCommand(args, client, out).run()
+        if args.object in files.COMMANDS:
+            files.COMMANDS[args.object](args, client, out)
+        else:
+            ObjectCommand(args, client, out).run()
     except CannotConnect as exc:
         raise CannotConnect(f"{exc} (from {conn.sources['endpoint']}; 'nuage-ctl config show' tells where "
                             "nuage-ctl looks)") from None

@@ -62,7 +62,7 @@ class Resolver:
     # -- fetching (cached) --
     def _list(self, path: str) -> list[dict]:
         if path not in self._lists:
-            rows = self.client.get(path)
+            rows = self.client.list(path)  # every page
             self._lists[path] = rows
             for row in rows:
                 self._objects[row["id"]] = row

@@ -1,0 +1,89 @@
+"""A working state for planning several requests in a row: a ``DirectoryState`` that takes changes cheaply.
+
+A bulk request plans each operation on the state the earlier ones left, so that every operation is
+validated exactly as the single call would be (a second vport gets the next free address, a zone
+created earlier is a valid parent, a duplicate name within the bulk is a conflict). Copying the
+whole directory after each operation (``apply_change``) would cost O(size) per operation; this
+keeps persistent maps (as the store's mirror does), so one operation costs O(log n) and the vport
+indexes the planners read (per-subnet names/addresses, MACs in use) stay precomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import immutables
+
+from nuage_ryu.directory import model
+from nuage_ryu.directory.model import KINDS, OBJECT_CLASSES, DirectoryState
+from nuage_ryu.directory.validate.change import Change
+
+_EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
+
+
+def _persistent(mapping) -> immutables.Map:
+    return mapping if isinstance(mapping, immutables.Map) else immutables.Map(mapping)
+
+
+def _persistent_ports(ports: model.SubnetPorts) -> model.SubnetPorts:
+    if isinstance(ports.vports, immutables.Map) and isinstance(ports.names, immutables.Map):
+        return ports
+    return model.SubnetPorts(immutables.Map(ports.vports), immutables.Map((n, True) for n in ports.names),
+                             immutables.Map((i, True) for i in ports.ips), ports.max_ip)
+
+
+def _discard(m: immutables.Map, key) -> immutables.Map:
+    return m.delete(key) if key in m else m
+
+
+class WorkingState:
+    """Starts from a snapshot; ``apply(change)`` then ``state`` gives the snapshot after the change."""
+
+    def __init__(self, state: DirectoryState):
+        self._tables = {kind: _persistent(state.table(kind)) for kind in KINDS}
+        subnet_ports, macs = state.vport_indexes()
+        self._subnet_ports = immutables.Map({sid: _persistent_ports(sp) for sid, sp in subnet_ports.items()}) \
+            if not isinstance(subnet_ports, immutables.Map) else subnet_ports
+        self._macs = macs if isinstance(macs, immutables.Map) else immutables.Map((m, True) for m in macs)
+        self._state: DirectoryState | None = state
+
+    @property
+    def state(self) -> DirectoryState:
+        """The snapshot after every change applied so far (built once per change)."""
+        if self._state is None:
+            maps = {plural: self._tables[kind] for kind, (_t, plural, _p) in KINDS.items()}
+            self._state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs)
+        return self._state
+
+    def apply(self, change: Change) -> None:
+        """Apply a planned change (what the database will do; guards need no in-memory effect)."""
+        for op in change.ops:
+            table = self._tables[op.kind]
+            old = table.get(op.id)
+            if op.action == "insert":
+                new = OBJECT_CLASSES[op.kind](id=op.id, **op.fields)
+            elif op.action == "update":
+                new = replace(old, **op.fields)
+            else:
+                new = None
+            self._tables[op.kind] = table.set(op.id, new) if new is not None else _discard(table, op.id)
+            if op.kind == "vport":
+                self._index_vport(old, new)
+        if change.ops:
+            self._state = None
+
+    def _index_vport(self, old, new) -> None:
+        if old is not None:
+            sp = self._subnet_ports.get(old.subnet)
+            if sp is not None and old.id in sp.vports:
+                sp = model.SubnetPorts(sp.vports.delete(old.id), _discard(sp.names, old.name),
+                                       _discard(sp.ips, old.ip), sp.max_ip)
+                self._subnet_ports = (self._subnet_ports.set(old.subnet, sp) if len(sp.vports)
+                                      else self._subnet_ports.delete(old.subnet))
+            self._macs = _discard(self._macs, old.mac)
+        if new is not None:
+            sp = self._subnet_ports.get(new.subnet) or _EMPTY_PORTS
+            sp = model.SubnetPorts(sp.vports.set(new.id, new), sp.names.set(new.name, True),
+                                   sp.ips.set(new.ip, True), max(sp.max_ip, model.ip_int(new.ip)))
+            self._subnet_ports = self._subnet_ports.set(new.subnet, sp)
+            self._macs = self._macs.set(new.mac, True)
