@@ -31,9 +31,6 @@ from nuage_ryu.agent import counters
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
-from nuage_ryu.directory.errors import NotFound
-from nuage_ryu.directory.store import agent_writes
-from nuage_ryu.directory.validate import Change
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
 from nuage_ryu.pki import Credentials
@@ -41,22 +38,6 @@ from nuage_ryu.vrs import sync
 from nuage_ryu.vrs.pipeline import DEFAULT_NAT_PORTS
 
 FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
-
-
-def vport_statuses(updates: list[tuple[str, str]]):
-    """One planner for many vport status writes (one transaction); vports deleted meanwhile are skipped."""
-    planners = [agent_writes.set_vport_status(vport_id, status) for vport_id, status in updates]
-
-    def plan(state) -> Change:
-        ops = []
-        for planner in planners:
-            try:
-                ops += planner(state).ops
-            except NotFound:  # removed since the core decided: nothing to write
-                continue
-        return Change(ops, None)
-
-    return plan
 
 
 class ManagedBridge:
@@ -210,7 +191,7 @@ class ManagedBridge:
             del self._flows_confirmed[next(iter(self._flows_confirmed))]
         if len(updates) > 1:
             try:
-                store.apply(vport_statuses(updates))
+                store.set_vport_statuses(updates)
                 return
             except Exception as exc:
                 self._log.info("%d vport statuses not written in one transaction (%s); one by one",
