@@ -47,6 +47,7 @@ from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names
 from nuage_ryu.agent.attach.locks import KeyedLocks, SharedExclusiveLock
 from nuage_ryu.agent.attach.request import (
     VP_CONTAINER,
+    VP_HOST,
     VP_IFNAME,
     VP_NETWORK,
     VP_OWNER,
@@ -60,7 +61,7 @@ from nuage_ryu.agent.attach.request import (
 from nuage_ryu.agent.attach.steps import Rollback
 from nuage_ryu.agent.attach.timing import PhaseObserver, PhaseTimes
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
-from nuage_ryu.directory.errors import DirectoryError, NotFound, ValidationError
+from nuage_ryu.directory.errors import Conflict, DirectoryError, NotFound, ValidationError
 from nuage_ryu.hostovs.contract import (
     EXT_ADDRESS,
     EXT_CONTAINER_ID,
@@ -471,10 +472,26 @@ class AttachService:
                 self._subnets.forget(req.network_key)
                 if attempt == 2:
                     raise
+            except Conflict:
+                # The name is taken by the vport of an attach of this same interface that never
+                # reached OVSDB (the agent was killed): it is ours, remove it and create anew, once.
+                if attempt == 2 or not self._drop_orphan_vport(subnet["id"], fields["name"], req):
+                    raise
             except (DirectoryError, CannotConnect):
                 self._subnets.forget(req.network_key)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_orphan_vport(self, subnet_id: str, name: str, req: AttachRequest) -> bool:
+        """Delete the vport ``name`` if it is bound to ``req``'s interface on this host; True if it was."""
+        binding = req.vport_binding(self.host_name)
+        for vport in self.directory.list(f"/subnets/{subnet_id}/vports", name=name):
+            ext = vport.get("external_ids") or {}
+            ours = all(ext.get(k) == binding[k] for k in (VP_CONTAINER, VP_IFNAME, VP_HOST))
+            if vport.get("name") == name and ours:
+                self.directory.delete_vport(vport["id"])
+                return True
+        return False
 
     def _create_veth(self, req: AttachRequest, host_if: str, peer: str, vport: dict) -> str:
         """Step 2: the veth pair; returns the host end's MAC."""
