@@ -14,8 +14,6 @@ Every refusal is a ``JSONInputError`` (a ValueError), which each surface maps to
 
 from __future__ import annotations
 
-import json
-
 # Deep enough for every real body (an ACL is 3 levels), far from the interpreter's recursion limit.
 MAX_DEPTH = 32
 
@@ -23,7 +21,8 @@ class JSONInputError(ValueError):
     """The input is not acceptable JSON; the message says why (for the client)."""
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+def no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook``: the object as a dict, JSONInputError when a key repeats."""
     out: dict = {}
     for key, value in pairs:
         if key in out:
@@ -32,7 +31,8 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
     return out
 
 
-def _reject_constant(name: str):
+def reject_constant(name: str):
+    """``parse_constant``: NaN and Infinity are not JSON."""
     raise JSONInputError(f"{name} is not a JSON value")
 
 
@@ -53,6 +53,7 @@ def nesting_depth(value, limit: int = MAX_DEPTH) -> int:
 
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH):
     """Decode ``raw`` strictly (see the module docstring); raises JSONInputError."""
+    import json  # here, not at the top: the plugins' fast path (plugins/lean.py) shares the rules, not json
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -61,7 +62,7 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH):
     try:
         # The C decoder stops a very deep input itself (RecursionError at the interpreter's limit,
         # cheaply); the limit of this module is then checked on the (bounded) result.
-        value = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        value = json.loads(raw, object_pairs_hook=no_duplicates, parse_constant=reject_constant)
     except JSONInputError:
         raise
     except RecursionError:
