@@ -106,4 +106,7 @@ def test_lean_json_rejects_what_the_json_package_rejects(text):
 def test_lean_json_refuses_what_json_cannot_encode():
     with pytest.raises(TypeError):
         lean.dumps({"x": object()})
-    assert lean.loads("[NaN]")[0] != lean.loads("[NaN]")[0]
+    # and refuses what every other surface refuses (nuage_ryu/json_input.py): NaN, repeated keys, depth
+    for bad in ("[NaN]", '{"a": 1, "a": 2}', "[" * 40 + "]" * 40):
+        with pytest.raises(ValueError):
+            lean.loads(bad)
