@@ -39,6 +39,11 @@ DIRECTORY_OPTS = [
     cfg.StrOpt("listen", default="",
                help="Extra OVSDB listener of the embedded directory database for agents "
                     "on other machines, e.g. 'ptcp:6641:0.0.0.0' or 'pssl:6641'."),
+    cfg.StrOpt("host_listen", default="",
+               help="Listener(s) of the embedded directory database for VRS agents, comma separated, "
+                    "pssl: only (e.g. 'pssl:6641:192.0.2.10'): each host's certificate is its identity "
+                    "there, and ovsdb-server RBAC lets it write only its own host, liveness, counters and "
+                    "vport status rows (see docs/security.md). Needs [tls]."),
     cfg.StrOpt("api_host", default="127.0.0.1", help="Address the REST API listens on."),
     cfg.PortOpt("api_port", default=8080, help="TCP port of the REST API."),
     cfg.StrOpt("api_socket", default="",

@@ -70,6 +70,8 @@ class OvsdbRelay(OvsdbServer):
         self.source = source
         self.netns = netns
 
+    writes_rbac = False  # its copy (RBAC tables included) comes from the source
+
     def _prepare(self) -> None:
         os.makedirs(self.run_dir, exist_ok=True)  # a relay has no database file: its copy is in memory
 

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 
+from nuage_ryu.db import rbac
 from nuage_ryu.pki import Credentials
 from nuage_ryu.tls import ovsdb_server_args
 
@@ -75,15 +76,20 @@ class OvsdbServer:
     listeners in ovsdb-server syntax (``ptcp:6641:0.0.0.0``, ``pssl:6641``...).
     """
 
+    writes_rbac = True  # the database owner writes the RBAC configuration (a relay does not)
+
     def __init__(self, db_path: str, schema_path: str, socket_path: str,
                  extra_remotes: tuple[str, ...] | list[str] = (), run_dir: str | None = None,
-                 ssl: Credentials | None = None):
+                 ssl: Credentials | None = None, host_remotes: tuple[str, ...] | list[str] = ()):
         self.db_path = db_path
         self.schema_path = schema_path
         self.socket_path = socket_path
         self.extra_remotes = [r for r in extra_remotes if r]
         self.ssl = ssl  # identity of pssl: listeners
-        if any(r.startswith("pssl:") for r in self.extra_remotes) and ssl is None:
+        self.host_remotes = [r for r in host_remotes if r]  # listeners for hosts: RBAC role nuage-host
+        if any(not r.startswith("pssl:") for r in self.host_remotes):
+            raise OvsdbServerError("host listeners must be pssl: (the client certificate is the host's identity)")
+        if any(r.startswith("pssl:") for r in [*self.extra_remotes, *host_remotes]) and ssl is None:
             raise OvsdbServerError("a pssl: listener needs a key, certificate and CA ([tls] options)")
         self.run_dir = run_dir or os.path.dirname(db_path)
         self.ctl_path = os.path.join(self.run_dir, "ovsdb-server.ctl")
@@ -123,6 +129,9 @@ class OvsdbServer:
         cmd = ["ovsdb-server", self.db_path, f"--remote=punix:{self.socket_path}",
                f"--unixctl={self.ctl_path}", f"--log-file={self.log_path}", "-vconsole:off"]
         cmd += [f"--remote={r}" for r in self.extra_remotes]
+        # Host listeners are Connection rows with the host role (rbac.py): a host's certificate is
+        # its identity there, and its writes are checked.
+        cmd.append(rbac.REMOTE_ARG)
         if self.ssl is not None:
             cmd += ovsdb_server_args(self.ssl)
         return cmd
@@ -145,6 +154,12 @@ class OvsdbServer:
             err = proc.stderr.read().decode(errors="replace").strip() if proc.poll() is not None else ""
             self._kill(proc)
             raise OvsdbServerError(f"{exc}{': ' + err if err else ''} (log: {self.log_path})") from None
+        if self.writes_rbac:
+            try:
+                rbac.apply(self.remote, self.host_remotes)
+            except rbac.RbacError as exc:
+                self._kill(proc)
+                raise OvsdbServerError(str(exc)) from None
         LOG.info("ovsdb-server pid %d serving %s", proc.pid, self.remote)
 
     def _supervise(self) -> None:

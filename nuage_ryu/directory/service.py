@@ -45,12 +45,14 @@ def ensure_token_file(path: str) -> str:
 class DirectoryService:
     """Everything the directory role runs, with explicit start/stop."""
 
-    def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", api_host: str = "127.0.0.1",
+    def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", host_listen: str = "",
+                 api_host: str = "127.0.0.1",
                  api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
                  discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None):
         self.state_dir = state_dir
         self.connection = connection
         self.listen = listen
+        self.host_listen = host_listen  # pssl: listeners with the RBAC host role (ovsdb/rbac.py)
         self.api_host = api_host
         self.api_port = api_port
         self.api_socket = api_socket
@@ -70,7 +72,8 @@ class DirectoryService:
         """Build from the oslo.config options of section [directory]."""
         d = conf.directory
         external.configure_pool(d.floating_ip_pool)  # operator configuration, read by the change planner
-        return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, api_host=d.api_host,
+        return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, host_listen=d.host_listen,
+                   api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
                    db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf))
 
@@ -88,7 +91,9 @@ class DirectoryService:
                 db_dir = os.path.join(self.state_dir, "directory")
                 listen = [r.strip() for r in self.listen.split(",") if r.strip()]
                 self.db_server = OvsdbServer(os.path.join(db_dir, "directory.db"), schema_path(),
-                                             self.db_socket, listen, ssl=self.tls)
+                                             self.db_socket, listen, ssl=self.tls,
+                                             host_remotes=[r.strip() for r in self.host_listen.split(",")
+                                                           if r.strip()])
                 self.db_server.start()
             self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()

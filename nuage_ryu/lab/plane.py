@@ -165,7 +165,8 @@ class ControlPlane:
                 f"connection = {self.directory_connection}\n")
         if self.tls:
             ip = node.underlay_ip
-            listen = "" if self.directory_connection else f"listen = pssl:{DB_PORT}:{ip}\n"
+            # Agents come in on the host listener: RBAC, their certificate is their identity.
+            listen = "" if self.directory_connection else f"host_listen = pssl:{DB_PORT}:{ip}\n"
             conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
                     f"[directory]\napi_host = {ip}\napi_port = {API_TLS_PORT}\napi_socket = {self.api_socket}\n"
                     f"connection = {self.directory_connection}\n{listen}{pool}") + self.credentials("directory", ip)
