@@ -41,6 +41,7 @@ from nuage_ryu.agent import startup
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.uplink import parse_port_range
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
     DEAD_DISPATCHER,
@@ -96,7 +97,10 @@ class VrsAgent(BaseApp):
             for host_name, tunnel_ip, remote in self._managed_hosts():
                 bridge = ManagedBridge(host_name, tunnel_ip, remote, bridge=conf.bridge,
                                        datapath_type=conf.datapath_type, metrics=self.metrics, lock=self._lock,
-                                       on_change=self.kick, logger=self.logger, startup_clock=self.startup)
+                                       on_change=self.kick, logger=self.logger,
+                                       external_bridge=conf.external_bridge,
+                                       nat_ports=parse_port_range(conf.nat_port_range),
+                                       startup_clock=self.startup)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
             self.startup.mark(startup.BRIDGE_READY)

@@ -46,6 +46,9 @@ DIRECTORY_OPTS = [
     cfg.StrOpt("api_token_file", default="",
                help="File with the admin bearer token; default <state_dir>/api-token, "
                     "created with mode 0600 if missing."),
+    cfg.StrOpt("floating_ip_pool", default="",
+               help="External addresses vports may get as floating IPs (1:1 NAT on their host), as CIDRs "
+                    "separated by commas, e.g. '198.51.100.0/24'. Empty: no floating IPs (docs/external.md)."),
 ]
 
 VRS_OPTS = [
@@ -78,6 +81,13 @@ VRS_OPTS = [
                help="HOST:PORT of the agent's Prometheus /metrics endpoint; empty disables it."),
     cfg.IntOpt("underlay_mtu", default=1500, min=1280,
                help="MTU of the underlay; container interfaces get this minus 50 (VXLAN)."),
+    cfg.StrOpt("external_bridge", default="br-phy",
+               help="The physical bridge that carries tunnel_ip and the uplink: external connectivity "
+                    "(egress NAT, floating IPs, published ports) goes through a patch to it and its "
+                    "management socket next to the OVSDB socket. Empty disables (docs/external.md)."),
+    cfg.StrOpt("nat_port_range", default="61000-65535",
+               help="Source ports of egress NAT on the host's address, FIRST-LAST; keep it outside "
+                    "net.ipv4.ip_local_port_range so NAT never takes a port of the host's own connections."),
 ]
 
 TLS_OPTS = [

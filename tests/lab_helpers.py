@@ -59,9 +59,9 @@ except OSError:
 
 @contextlib.contextmanager
 def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False,
-                   **plane_options) -> Iterator[tuple[Lab, ControlPlane]]:
+                   outside: bool = False, **plane_options) -> Iterator[tuple[Lab, ControlPlane]]:
     """A lab of ``n_hosts`` with directory + agents (or one central agent); everything removed afterwards.
-
+    ``outside``: with the lab's outside world (router + internet server, docs/lab.md).
     ``plane_options`` go to ``ControlPlane`` (``relays=N``, ``directory_connection=...``)."""
     prefix = f"{tag}{os.getpid() % 100000}{next(_serial)}"[:12]
     state = tempfile.mkdtemp(prefix="nr-lab-")
@@ -69,9 +69,9 @@ def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False,
     plane = None
     try:
         if central:
-            lab.up(n_hosts, controllers=[f"tcp:192.0.2.2:{plane_module.OFP_PORT}"])
+            lab.up(n_hosts, controllers=[f"tcp:192.0.2.2:{plane_module.OFP_PORT}"], outside=outside)
         else:
-            lab.up(n_hosts)
+            lab.up(n_hosts, outside=outside)
         plane = ControlPlane(lab, **plane_options).start(central=central)
         yield lab, plane
     finally:

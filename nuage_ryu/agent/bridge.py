@@ -32,10 +32,12 @@ from nuage_ryu import tls
 from nuage_ryu.agent import counters, startup
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
 from nuage_ryu.pki import Credentials
 from nuage_ryu.vrs import sync
+from nuage_ryu.vrs.pipeline import DEFAULT_NAT_PORTS
 
 _sessions = itertools.count(1)  # OpenFlow connections of this process, over all bridges
 
@@ -45,7 +47,9 @@ class ManagedBridge:
 
     def __init__(self, host_name: str, tunnel_ip: str, ovsdb_remote: str, *, bridge: str, datapath_type: str,
                  metrics: AgentMetrics, lock: threading.RLock, on_change: Callable[[], None],
-                 logger: logging.Logger, startup_clock: startup.StartupClock | None = None) -> None:
+                 logger: logging.Logger, external_bridge: str = "",
+                 nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS,
+                 startup_clock: startup.StartupClock | None = None) -> None:
         self.host_name = host_name
         self.tunnel_ip = tunnel_ip
         self.ovsdb_remote = ovsdb_remote
@@ -61,6 +65,9 @@ class ManagedBridge:
         self._lock = lock
         self._on_change = on_change  # wakes the agent's worker
         self._log = logger
+        self.external_bridge = external_bridge  # "" = no external connectivity (docs/external.md)
+        self.nat_ports = nat_ports
+        self.uplink: HostUplink | None = None
         self._startup = startup_clock or startup.StartupClock()
         self._session_to_mark: str | None = None  # set on connect, written by the worker
 
@@ -77,6 +84,11 @@ class ManagedBridge:
         self.host_ovs.ensure_integration_bridge(self.bridge, self.datapath_type, controllers, self.datapath_id)
         if self.tunnel_ip:
             self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
+        if self.external_bridge:
+            self.uplink = HostUplink(self.host_ovs, self.bridge, self.external_bridge, self.tunnel_ip,
+                                     mgmt_socket_of(self.ovsdb_remote, self.external_bridge), self.nat_ports,
+                                     self._log)
+            self.uplink.ensure()
         self.watch = InterfaceWatch(self.host_ovs, self.ports_changed)
 
     def ports_changed(self) -> None:
@@ -85,6 +97,8 @@ class ManagedBridge:
         self._on_change()
 
     def close(self) -> None:
+        if self.uplink is not None:
+            self.uplink.close()
         if self.watch is not None:
             self.watch.close()
         if self.host_ovs is not None:
@@ -123,8 +137,13 @@ class ManagedBridge:
             self._mark_session()
             state = store.snapshot()
             ofports, tunnel = self.read_ports(state)
+            external, uplink_ports = self.uplink.read() if self.uplink is not None else (None, None)
             with self._lock:
+                self.core.set_external(external, uplink_ports)
                 self.recompute(state, ofports, tunnel, seen_at)
+                steering = self.core.uplink_view()
+            if self.uplink is not None:
+                self.uplink.sync(steering)  # br-phy over its management socket (blocking: outside the lock)
             self.write_statuses(store)
         except Exception:
             self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
@@ -182,6 +201,8 @@ class ManagedBridge:
             if up:
                 self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
                 self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
+                if self.uplink is not None:
+                    self.uplink.forget()  # OVS may have restarted: br-phy's flows are re-pushed whole
                 self._connected(datapath)
                 self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
             elif self.datapath is datapath:

@@ -45,9 +45,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nuage_ryu.agent import counters
-from nuage_ryu.vrs.compile import FlowCompiler
+from nuage_ryu.vrs.compile import FlowCompiler, uplink
+from nuage_ryu.vrs.compile.uplink import UplinkView
 from nuage_ryu.vrs.flow import FlowDiff
-from nuage_ryu.vrs.view import HostView, from_directory, gateway_port
+from nuage_ryu.vrs.view import ExternalUplink, HostView, from_directory, gateway_port
 
 UP = "up"
 DOWN = "down"
@@ -75,6 +76,8 @@ class AgentCore:
         self.state = None  # nuage_ryu.directory.model.DirectoryState
         self.ofports: dict[str, int] = {}  # vport id -> ofport on this bridge
         self.tunnel_ofport: int | None = None
+        self.external: ExternalUplink | None = None  # external connectivity (docs/external.md)
+        self.uplink_ports: tuple[int, int] | None = None  # br-phy's (uplink, patch) ofports
         self.view: HostView | None = None
         self.generation = 0  # bumped by every recompute that changed flows
         self.confirmed_generation = 0  # the newest generation the bridge is known to hold
@@ -108,6 +111,17 @@ class AgentCore:
         self.ofports = dict(ofports)
         self.tunnel_ofport = tunnel_ofport
 
+    def set_external(self, external: ExternalUplink | None, uplink_ports: tuple[int, int] | None) -> None:
+        """How this host reaches the outside (None: no external connectivity) and br-phy's ofports."""
+        self.external = external
+        self.uplink_ports = uplink_ports if external is not None else None
+
+    def uplink_view(self) -> UplinkView | None:
+        """What br-phy's steering flows depend on, from the last recompute (None: none wanted)."""
+        if self.view is None or self.uplink_ports is None:
+            return None
+        return uplink.uplink_view(self.view, *self.uplink_ports)
+
     # -- outputs --------------------------------------------------------------
     def recompute(self) -> tuple[int, FlowDiff]:
         """Compile the current inputs; returns (generation, diff). An empty diff keeps the generation."""
@@ -117,7 +131,7 @@ class AgentCore:
         if inputs == self._compiled_inputs:
             diff = FlowDiff()  # nothing the view reads changed (a resync, an acknowledgment, counters)
         else:
-            self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports)
+            self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports, self.external)
             diff = self.compiler.update(self.view)
             self._compiled_inputs = inputs
         if diff:
@@ -143,7 +157,7 @@ class AgentCore:
         st = self.state
         maps = (st.domains, st.subnets, st.vports, st.hosts, st.policygroups, st.acls)
         # (DirectoryState replaces an empty map by a new {}: all empty maps count as the same.)
-        return (tuple(id(m) if m else 0 for m in maps), maps, self.tunnel_ofport, self.ofports)
+        return (tuple(id(m) if m else 0 for m in maps), maps, self.tunnel_ofport, self.ofports, self.external)
 
     def confirm(self, generation: int) -> None:
         """The sync engine confirmed that the bridge holds the flows of ``generation``."""

@@ -44,6 +44,7 @@ class Domain:
     default_action: str = "deny"
     description: str = ""
     subnet_epoch: int = 0
+    egress_nat: bool = False  # vports may reach outside addresses, NATed to their host's (docs/external.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,20 @@ class VPort:
     description: str = ""
     policygroups: frozenset[str] = frozenset()
     external_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    floating_ip: str = ""  # 1:1 external address served by the vport's host; "" = none
+    port_mappings: tuple[PortMapping, ...] = ()  # published on the host's address (docs/external.md)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortMapping:
+    """A published port: connections to ``host_port`` on the vport's host reach ``container_port``."""
+
+    protocol: str  # tcp | udp
+    host_port: int
+    container_port: int
+
+    def as_dict(self) -> dict:
+        return {"protocol": self.protocol, "host_port": self.host_port, "container_port": self.container_port}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +191,8 @@ class Field:
     """One JSON field of an object.
 
     kind: string, integer, boolean, ip, ip_or_empty, cidr, mac, enum, endpoint, ports,
-    protocol, ids (list of ids), map (string->string), id, timestamp, counters.
+    protocol, ids (list of ids), map (string->string), id, timestamp, counters, portmaps (list of
+    {protocol, host_port, container_port}).
     access: "required" / "optional" (client may set on create), "server" (read-only).
     """
 
@@ -217,6 +233,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("router_mac", "mac", "optional",
               description="MAC of the distributed virtual router; generated when absent."),
         Field("ct_zone", "integer", "server", description="Conntrack zone of the domain (1..65535)."),
+        Field("egress_nat", "boolean", "optional", True,
+              description="Vports may open connections to addresses outside the domain, NATed to their "
+                          "host's address; the policy still decides (default false, docs/external.md)."),
         Field("default_action_counters", "counters", "server",
               description="Packets/bytes decided by the default action, summed over the hosts' reports."),
     ),
@@ -247,6 +266,11 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("policygroups", "ids", "optional", True, description="Ids of the policy groups it belongs to."),
         Field("external_ids", "map", "optional", True,
               description="Free string map for plugins (container id, interface name...)."),
+        Field("floating_ip", "ip_or_empty", "optional", True,
+              description="External address (from the directory's floating_ip_pool) bound 1:1 to this vport "
+                          "on whichever host it runs; empty = none."),
+        Field("port_mappings", "portmaps", "optional", True,
+              description="Ports published on the host's address: [{protocol, host_port, container_port}]."),
     ),
     "policygroup": (_id(), Field("domain", "id", "server"), _name(), _descr()),
     "acl": (
@@ -610,6 +634,8 @@ def as_dict(kind: str, obj, state: DirectoryState | None = None,
             out[f.name] = sorted(getattr(obj, f.name))
         elif f.kind == "map":
             out[f.name] = dict(getattr(obj, f.name))
+        elif f.kind == "portmaps":
+            out[f.name] = [m.as_dict() for m in getattr(obj, f.name)]
         elif f.kind == "timestamp":
             out[f.name] = iso_time(getattr(obj, f.name))
         else:

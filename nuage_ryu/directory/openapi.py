@@ -114,6 +114,18 @@ def list_parameters(kind: str) -> list[dict]:
     return params
 
 
+_PORT_MAPPING = {
+    "type": "object",
+    "required": ["host_port", "container_port"],
+    "properties": {
+        "protocol": {"type": "string", "enum": ["tcp", "udp"], "default": "tcp"},
+        "host_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "container_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    },
+    "additionalProperties": False,
+}
+
+
 def field_schema(f: Field) -> dict:
     """JSON schema of one field."""
     k = f.kind
@@ -149,6 +161,8 @@ def field_schema(f: Field) -> dict:
         s = {"type": "string", "format": "date-time"}
     elif k == "counters":
         s = dict(_COUNTERS)
+    elif k == "portmaps":
+        s = {"type": "array", "items": _PORT_MAPPING}
     else:  # pragma: no cover
         raise ValueError(k)
     if f.nullable:

@@ -16,7 +16,7 @@ from cheroot import wsgi
 
 from nuage_ryu import config, tls
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory import discovery, ui
+from nuage_ryu.directory import discovery, external, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.pki import Credentials
@@ -72,6 +72,7 @@ class DirectoryService:
     def from_conf(cls, conf) -> DirectoryService:
         """Build from the oslo.config options of section [directory]."""
         d = conf.directory
+        external.configure_pool(d.floating_ip_pool)  # operator configuration, read by the change planner
         return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
                    db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf))

@@ -31,6 +31,9 @@ from nuage_ryu.hostovs.contract import VPortPort, vport_external_ids, vport_port
 SCHEMA_NAME = "Open_vSwitch"
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14", "OpenFlow15")
 VXLAN_PORT = "vxlan0"
+# The patch pair of external connectivity: its br-int end and its br-phy end (docs/external.md).
+EXTERNAL_PATCH_INT = "patch-ext"
+EXTERNAL_PATCH_PHYS = "patch-int"
 
 # Controller connection tuning: out-of-band (the management network is not the
 # overlay), a 10 s probe like Neutron's of_inactivity_probe, and a short
@@ -460,6 +463,19 @@ class HostOVS:
             commands.append(_EnsurePort(self.api, name, uplink, {"type": ""}))
         self._commit(commands)
 
+    def ensure_external_patch(self, integration_bridge: str, physical_bridge: str,
+                              int_port: str = EXTERNAL_PATCH_INT, phys_port: str = EXTERNAL_PATCH_PHYS) -> None:
+        """Create or correct the patch pair between br-int and br-phy (external connectivity).
+
+        NATed traffic leaves br-int through ``int_port`` and enters br-phy through ``phys_port``,
+        and the other way round (docs/external.md). Both ends in one transaction, so a half pair
+        never exists.
+        """
+        self._commit([
+            _EnsurePort(self.api, integration_bridge, int_port, {"type": "patch", "options": {"peer": phys_port}}),
+            _EnsurePort(self.api, physical_bridge, phys_port, {"type": "patch", "options": {"peer": int_port}}),
+        ])
+
     def delete_bridge(self, name: str) -> None:
         """Remove bridge ``name`` if it exists."""
         self._commit([self.api.del_br(name, if_exists=True)])
@@ -610,7 +626,8 @@ class HostOVS:
                 return None
             return {"name": iface.name, "type": iface.type, "ofport": _ofport(iface),
                     "options": dict(iface.options), "external_ids": dict(iface.external_ids),
-                    "error": iface.error[0] if iface.error else None}
+                    "error": iface.error[0] if iface.error else None,
+                    "mac_in_use": iface.mac_in_use[0] if iface.mac_in_use else None}
 
     def watch_event(self, row_event: event.RowEvent) -> None:
         """Run ``row_event`` (an ovsdbapp RowEvent) on matching changes of the registered tables.

@@ -1,6 +1,6 @@
 """``nuage-lab``: build, inspect, use and remove the multi-host lab (see docs/lab.md).
 
-    nuage-lab up --hosts N [--state-dir DIR] [--prefix NAME] [--controller TARGET ...]
+    nuage-lab up --hosts N [--state-dir DIR] [--prefix NAME] [--controller TARGET ...] [--outside]
     nuage-lab status [--json]
     nuage-lab exec HOST -- CMD ...
     nuage-lab down
@@ -39,11 +39,15 @@ def build_parser(exec_command_after_dashes: bool = False) -> argparse.ArgumentPa
     up.add_argument("--controller", action="append", metavar="TARGET",
                     help="OpenFlow controller target of every br-int (repeatable; "
                          "default tcp:127.0.0.1:6653, the agent inside each host)")
+    up.add_argument("--outside", action="store_true",
+                    help="also build an outside world: a router on the underlay (192.0.2.1) and an "
+                         "'internet' server 203.0.113.80 behind it (nodes rtr and inet)")
 
     status = commands.add_parser("status", parents=[common], help="show hosts, bridges, ports, processes")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    run = commands.add_parser("exec", parents=[common], help="run a command on a host (h1, ...) or on ctl")
+    run = commands.add_parser("exec", parents=[common],
+                              help="run a command on a host (h1, ...), on ctl, or on rtr / inet (--outside)")
     run.add_argument("host", metavar="HOST")
     if not exec_command_after_dashes:
         run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
@@ -112,7 +116,7 @@ def _main(argv: list[str] | None) -> int:
 
 def _up(lab, args) -> int:
     started = time.monotonic()
-    lab.up(args.hosts, args.controller)
+    lab.up(args.hosts, args.controller, outside=args.outside)
     print(f"lab up in {time.monotonic() - started:.1f}s: {len(lab.hosts)} host(s), prefix {lab.prefix}, "
           f"state {lab.state_dir}")
     for host in lab.hosts:
@@ -120,7 +124,17 @@ def _up(lab, args) -> int:
               f"ovsdb {host.db_remote}")
     ctl = lab.controller_node
     print(f"  {ctl.name:<4} netns {ctl.netns:<16} underlay {ctl.underlay_ip}")
+    _print_outside(lab.outside)
     return 0
+
+
+def _print_outside(world: dict | None) -> None:
+    if not world:
+        return
+    router, internet = world["router"], world["internet"]
+    print(f"  {router['name']:<4} netns {router['netns']:<16} underlay {router['underlay_ip']:<12} "
+          f"outside {router['outside_ip']}")
+    print(f"  {internet['name']:<4} netns {internet['netns']:<16} outside  {internet['ip']}")
 
 
 def _status(lab, args) -> int:
@@ -135,6 +149,11 @@ def _status(lab, args) -> int:
     print(f"underlay {underlay['subnet']} on {underlay['bridge']} in {underlay['netns']}"
           f"{'' if underlay['exists'] else ' (MISSING)'}")
     print(f"ctl  netns {ctl['netns']} underlay {ctl['ip']}{'' if ctl['exists'] else ' (MISSING)'}")
+    if report.get("outside"):
+        world = report["outside"]
+        print(f"outside {world['subnet']}: router {world['router']['netns']} {world['router']['underlay_ip']}/"
+              f"{world['router']['outside_ip']}, internet {world['internet']['netns']} {world['internet']['ip']}"
+              f"{'' if world['exists'] else ' (MISSING)'}")
     for host in report["hosts"]:
         print(f"{host['name']:<4} netns {host['netns']}{'' if host['netns_exists'] else ' (MISSING)'} "
               f"underlay {host['underlay_ip']} dpid {host['datapath_id']}")

@@ -14,6 +14,11 @@ Tenants:
 Endpoints: containers attached by nuage-cni, one by the Docker plugin (driven with
 dockerd's exact libnetwork calls, as no Docker engine runs here), a VM and a
 bare-metal server (VLAN on a ToR gateway port) that get their addresses by DHCP.
+
+Beyond the overlay (docs/external.md): the lab has an outside world (a router and an
+"internet" web server 203.0.113.80); globex turns egress NAT on and a container fetches
+a page from the outside server; a client outside reaches a container's floating IP and
+a published port on its host's address.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from nuage_ryu.lab import guests
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
+from nuage_ryu.lab.outside import FLOATING_IP_POOL
 from nuage_ryu.lab.plane import ControlPlane
 from nuage_ryu.lab.supervise import wait_for
 
@@ -82,7 +88,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 8
+    steps: int = 9
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -94,6 +100,78 @@ class Demo:
 
 def _ns(netns: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, **kw)
+
+
+WEB_PAGE = """
+import http.server, sys
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hello from the internet, " + self.client_address[0] + "\\n").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 80), Page).serve_forever()
+"""
+
+FETCH = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode().strip())
+"""
+
+
+def fetch(netns: str, url: str) -> str:
+    """GET ``url`` from inside ``netns``; the page, or "" when it cannot be fetched."""
+    proc = _ns(netns, [sys.executable, "-c", FETCH, url], timeout=30)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def eventually(condition, timeout: float = 15.0):
+    """Poll ``condition`` until truthy (its value) or the deadline (its last value): the flows of a
+    change take a moment to reach the hosts, and an observed verdict must not be a crash."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.2)
+
+
+def beyond_the_overlay(demo: Demo, lab: Lab, client, by_label: dict) -> list[Check]:
+    """globex: egress NAT on, a floating IP and a published port; checked with real traffic."""
+    inet = lab.node_netns("inet")
+    page = subprocess.Popen(["ip", "netns", "exec", inet, sys.executable, "-c", WEB_PAGE],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://{lab.internet_ip}/"
+        (gprod,) = [d for e in client.request("GET", "/enterprises") if e["name"] == "globex"
+                    for d in client.request("GET", f"/enterprises/{e['id']}/domains")]
+        g1, g2 = by_label["g1@h1"], by_label["g2@h3"]
+        before = fetch(g1.netns, url)
+        client.request("PUT", f"/domains/{gprod['id']}", {"egress_nat": True})
+        got = eventually(lambda: fetch(g1.netns, url))
+        demo.say(f"      g1 (10.10.1.x, also acme's range) GET {url}: {got!r}")
+        vports = {v["ip"]: v for z in client.request("GET", f"/domains/{gprod['id']}/zones")
+                  for s in client.request("GET", f"/zones/{z['id']}/subnets")
+                  for v in client.request("GET", f"/subnets/{s['id']}/vports")}
+        fip = FLOATING_IP_POOL.split("/")[0].rsplit(".", 1)[0] + ".210"
+        client.request("PUT", f"/vports/{vports[g2.ip]['id']}", {"floating_ip": fip})
+        client.request("PUT", f"/vports/{vports[g1.ip]['id']}",
+                       {"port_mappings": [{"protocol": "tcp", "host_port": 8088, "container_port": 8080}]})
+        h1 = lab.host("h1")
+        outside = DemoContainer("client", "-", "inet", inet, [])
+        reached_fip = eventually(lambda: connect(outside, fip, 8080))
+        reached_port = eventually(lambda: connect(outside, h1.underlay_ip, 8088))
+        demo.say(f"      floating IP {fip} -> g2@h3; published {h1.underlay_ip}:8088 -> g1@h1:8080")
+        return [
+            Check("g1@h1", "internet", 80, False, "egress_nat off (the default): no way out", observed=bool(before)),
+            Check("g1@h1", "internet", 80, True, "egress_nat on: NAT to h1's address", observed=bool(got)),
+            Check("internet", f"{fip} (g2@h3)", 8080, True, "floating IP, default allow", observed=reached_fip),
+            Check("internet", "h1:8088 (g1@h1)", 8080, True, "published port", observed=reached_port),
+        ]
+    finally:
+        page.kill()
+        page.wait()
 
 
 def build_tenants(client) -> dict:
@@ -177,7 +255,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
     plugin = dockerd = docker_ctr = docker_net = None
     try:
         demo.step("lab: 3 hosts, each a namespace with its own ovsdb-server + ovs-vswitchd (userspace)")
-        lab.up(3)
+        lab.up(3, outside=True)
         for h in lab.hosts:
             demo.say(f"      {h.name}: netns {h.netns}, underlay {h.underlay_ip}, br-int + vxlan0")
         demo.step("control plane: directory (embedded OVSDB) on the controller node, a VRS agent per host")
@@ -278,6 +356,10 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
+        demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
+        outside_checks = beyond_the_overlay(demo, lab, client, by_label)
+        failures += print_matrix(demo, outside_checks)
+        checks += outside_checks
         demo.step("teardown: CNI DEL, agents, directory, lab")
         for c in containers:
             if c.name not in ("vm1", "db2", "web3"):

@@ -32,6 +32,21 @@ def _ns(netns: str, *argv: str) -> None:
         raise DockerError(f"{' '.join(argv)} in {netns}: {proc.stderr.strip()}")
 
 
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17}  # libnetwork types.Protocol
+
+
+def port_options(publish) -> dict:
+    """The two options dockerd derives from ``-p``: libnetwork ``types.PortBinding`` and ``TransportPort``
+    lists as JSON (Proto as its number; net.IP marshalled as text, "" when no host address is given)."""
+    bindings, exposed = [], []
+    for protocol, host_port, port in publish:
+        proto = PROTOCOL_NUMBERS[protocol]
+        bindings.append({"Proto": proto, "IP": "", "Port": port, "HostIP": "", "HostPort": host_port,
+                         "HostPortEnd": host_port})
+        exposed.append({"Proto": proto, "Port": port})
+    return {"com.docker.network.endpoint.exposedports": exposed, "com.docker.network.portmap": bindings}
+
+
 class Dockerd:
     """Plays dockerd against the plugin socket ``sock``; ``host_netns``: where the plugin's veths appear."""
 
@@ -94,19 +109,22 @@ class Dockerd:
         self.release(net, net["gateway"])
         self.ok("/IpamDriver.ReleasePool", {"PoolID": net["pool_id"]})
 
-    def run(self, net: dict, sandbox: str, endpoint_options: dict | None = None) -> dict:
-        """``docker run --network NET``: address, endpoint, join, then the sandbox work.
+    def run(self, net: dict, sandbox: str, endpoint_options: dict | None = None,
+            publish: list[tuple[str, int, int]] = ()) -> dict:
+        """``docker run --network NET [-p HOST:CONTAINER/PROTO ...]``: address, endpoint, join, then the
+        sandbox work, then the external connectivity.
 
         ``sandbox``: the container's network namespace (``ip netns`` name, created by the caller).
+        ``publish``: (protocol, host port, container port) per ``-p``.
         Returns the container's record, or {"error"} after dockerd's rollback.
         """
         endpoint_id = new_id()
+        ports = port_options(publish)
         addr = self.ok("/IpamDriver.RequestAddress", {"PoolID": net["pool_id"], "Address": "", "Options": {}})
         reply = self.call("/NetworkDriver.CreateEndpoint", {
             "NetworkID": net["id"], "EndpointID": endpoint_id,
             "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": ""},
-            "Options": {"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": [],
-                        **(endpoint_options or {})}})
+            "Options": {**ports, **(endpoint_options or {})}})
         if reply.get("Err"):
             self.release(net, addr["Address"])
             return {"error": reply["Err"]}
@@ -128,8 +146,9 @@ class Dockerd:
                      ["ip", "addr", "add", addr["Address"], "dev", name], ["ip", "link", "set", name, "up"],
                      ["ip", "route", "add", "default", "via", join["Gateway"]]):
             _ns(sandbox, *argv)
+        # dockerd passes the sandbox's options: the port bindings and exposed ports again.
         self.ok("/NetworkDriver.ProgramExternalConnectivity", {
-            "NetworkID": net["id"], "EndpointID": endpoint_id, "Options": {}})
+            "NetworkID": net["id"], "EndpointID": endpoint_id, "Options": ports})
         return {"id": endpoint_id, "sandbox": sandbox, "address": addr["Address"], "mac": mac, "ifname": name,
                 "info": info["Value"], "net": net}
 

@@ -4,10 +4,13 @@ Layout for prefix ``P`` and ``N`` hosts (see docs/lab.md)::
 
     P-ul    underlay segment: Linux bridge ``ul-br``; one veth per node plugs in here
     P-ctl   controller node: eth0 = 192.0.2.2/24 (directory, central controller)
+    P-rtr, P-inet  only with ``outside=True``: a router on the underlay (192.0.2.1, the default
+            gateway) and an "internet" server 203.0.113.80 behind it (``nuage_ryu.lab.outside``)
     P-hI    host I: ovsdb-server + ovs-vswitchd (userspace datapath, rundir <state>/hI/),
             br-phy (standalone) = eth0 uplink + internal port with 192.0.2.(10+I)/24,
             br-int (secure, OpenFlow13-15, controller targets) + vxlan0 (remote_ip=flow,
-            key=flow, local_ip=underlay IP)
+            key=flow, local_ip=underlay IP); patch-ext (br-int) <-> patch-int (br-phy) for
+            external connectivity
 
 The OVSDB layer (and with it python-ovs, which pulls in eventlet when that is
 installed: ~0.3 s) is imported only by the commands that talk to OVSDB, so that
@@ -48,6 +51,7 @@ from nuage_ryu.hostovs.process import (
 )
 from nuage_ryu.lab import netns
 from nuage_ryu.lab.netns import LabError
+from nuage_ryu.lab.outside import build_outside, outside_netns, plan_outside, route_via_router
 
 __all__ = ["Lab", "LabError", "LabHost", "DEFAULT_STATE_DIR", "DEFAULT_PREFIX"]
 
@@ -76,6 +80,14 @@ CONTROLLER_RE = re.compile(
 
 # Quiet namespaces: no IPv6 autoconfiguration chatter on the underlay.
 NETNS_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+
+# What a host needs for external connectivity (docs/external.md): br-int hands NATed packets,
+# whose source is the host's own underlay address, to the kernel on br-phy, which routes them out.
+HOST_EXTERNAL_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0",
+                         "net.ipv4.conf.all.send_redirects": "0"}
+HOST_BR_PHY_SYSCTLS = {f"net.ipv4.conf.{PHYSICAL_BRIDGE}.accept_local": "1",
+                       f"net.ipv4.conf.{PHYSICAL_BRIDGE}.rp_filter": "0",
+                       f"net.ipv4.conf.{PHYSICAL_BRIDGE}.send_redirects": "0"}
 
 
 class _LabBusy(LabError):
@@ -194,6 +206,18 @@ class Lab:
         return LabNode(name=node["name"], netns=node["netns"], underlay_ip=node["ip"])
 
     @property
+    def outside(self) -> dict | None:
+        """The outside world (router and internet nodes, see ``nuage_ryu.lab.outside``), None if not built."""
+        return self._state().get("outside")
+
+    @property
+    def internet_ip(self) -> str:
+        """Address of the lab's outside server (LabError when the lab has no outside world)."""
+        if not self.outside:
+            raise LabError("this lab has no outside world (nuage-lab up --outside)")
+        return self.outside["internet"]["ip"]
+
+    @property
     def underlay_netns(self) -> str:
         """Name of the namespace holding the underlay bridge."""
         return self._state()["underlay"]["netns"]
@@ -213,15 +237,18 @@ class Lab:
         raise LabError(f"unknown host {name!r} (this lab has: {known}, ctl)")
 
     def node_netns(self, name: str) -> str:
-        """The namespace of a host or of the controller node (``ctl``)."""
+        """The namespace of a host, of the controller node (``ctl``) or of an outside node (``rtr``, ``inet``)."""
         ctl = self.controller_node
         if name in (ctl.name, ctl.netns):
             return ctl.netns
+        for node in (self.outside or {}).get("router"), (self.outside or {}).get("internet"):
+            if node and name in (node["name"], node["netns"]):
+                return node["netns"]
         return self.host(name).netns
 
     # up ----------------------------------------------------------------------------
 
-    def plan(self, n_hosts: int, controllers: Sequence[str] | None = None) -> dict:
+    def plan(self, n_hosts: int, controllers: Sequence[str] | None = None, outside: bool = False) -> dict:
         """The lab.json record for a lab of ``n_hosts`` (validates the arguments)."""
         if isinstance(n_hosts, bool) or not isinstance(n_hosts, int) or not 1 <= n_hosts <= MAX_HOSTS:
             raise LabError(f"number of hosts must be between 1 and {MAX_HOSTS}, not {n_hosts!r}")
@@ -260,12 +287,14 @@ class Lab:
                          "subnet": str(UNDERLAY_NET)},
             "controller_node": {"name": "ctl", "netns": f"{self.prefix}-ctl", "ip": CONTROLLER_NODE_IP},
             "hosts": hosts,
+            "outside": plan_outside(self.prefix) if outside else None,
         }
 
-    def up(self, n_hosts: int, controllers: Sequence[str] | None = None) -> Lab:
-        """Build the lab. On any failure everything created so far is removed again."""
+    def up(self, n_hosts: int, controllers: Sequence[str] | None = None, outside: bool = False) -> Lab:
+        """Build the lab (``outside``: also a router and an internet server). On any failure
+        everything created so far is removed again."""
         try:
-            return self._up(n_hosts, controllers)
+            return self._up(n_hosts, controllers, outside)
         except _LabBusy:
             raise  # the lock and the state dir belong to the other command
         except BaseException:
@@ -273,8 +302,8 @@ class Lab:
                 self._forget_state_dir()
             raise
 
-    def _up(self, n_hosts: int, controllers: Sequence[str] | None) -> Lab:
-        state = self.plan(n_hosts, controllers)
+    def _up(self, n_hosts: int, controllers: Sequence[str] | None, outside: bool) -> Lab:
+        state = self.plan(n_hosts, controllers, outside)
         missing = missing_binaries((*REQUIRED_BINARIES, "ip"))
         if missing:
             raise LabError(f"required binaries not found on PATH: {', '.join(missing)} "
@@ -288,7 +317,7 @@ class Lab:
                                f"status {existing['status']}); run 'nuage-lab down --state-dir "
                                f"{self.state_dir}' first")
             names = [state["underlay"]["netns"], state["controller_node"]["netns"],
-                     *(h["netns"] for h in state["hosts"])]
+                     *(h["netns"] for h in state["hosts"]), *outside_netns(state.get("outside"))]
             taken = [name for name in names if netns.exists(name)]
             if taken:
                 raise LabError(f"network namespace {taken[0]} already exists and is not part of a lab in "
@@ -314,6 +343,11 @@ class Lab:
         ctl = state["controller_node"]
         self._plug_node(underlay, ctl["netns"], ctl["name"])
         netns.ip("addr", "add", f"{ctl['ip']}/{UNDERLAY_NET.prefixlen}", "dev", UPLINK, netns=ctl["netns"])
+        world = state.get("outside")
+        if world:
+            build_outside(world, UNDERLAY_NET.prefixlen,
+                          lambda ns, port: self._plug_node(underlay, ns, port), NETNS_SYSCTLS)
+            route_via_router(ctl["netns"], world, UPLINK)
 
         # Hosts are independent and their build is mostly waiting on subprocesses
         # and daemons: build them side by side. Every host records its pids in
@@ -362,6 +396,7 @@ class Lab:
                                             lab_host.datapath_id,
                                             external_ids={"nuage-host": lab_host.host_name})
             ovsdb.ensure_tunnel_port(INTEGRATION_BRIDGE, lab_host.underlay_ip, name=TUNNEL_PORT)
+            ovsdb.ensure_external_patch(INTEGRATION_BRIDGE, PHYSICAL_BRIDGE)  # docs/external.md
             # br-phy's internal port must exist as a device before it can carry the address.
             ovsdb.wait_for_ofport(PHYSICAL_BRIDGE, timeout=10)
             netns.ip("addr", "replace", f"{lab_host.underlay_ip}/{UNDERLAY_NET.prefixlen}",
@@ -369,6 +404,10 @@ class Lab:
             netns.ip("link", "set", PHYSICAL_BRIDGE, "up", netns=lab_host.netns)
             ovsdb.wait_for_ofport(TUNNEL_PORT, timeout=10)
             ovsdb.wait_for_ofport(UPLINK, timeout=10)
+        netns.set_sysctl(lab_host.netns, {**HOST_EXTERNAL_SYSCTLS, **HOST_BR_PHY_SYSCTLS})
+        world = state.get("outside")
+        if world:
+            route_via_router(lab_host.netns, world, PHYSICAL_BRIDGE)
 
     def _prime_underlay(self, state: dict) -> None:
         """Check the underlay end to end and fill the tunnel neighbour caches.
@@ -380,8 +419,11 @@ class Lab:
         """
         ctl_ip = state["controller_node"]["ip"]
         hosts = state["hosts"]
+        world = state.get("outside")
         for record in hosts:
             targets = [ctl_ip]
+            if world:
+                targets.append(world["internet"]["ip"])  # through the router: routes both ways
             if len(hosts) <= 8:
                 targets += [peer["underlay_ip"] for peer in hosts if peer is not record]
             for target in targets:
@@ -429,7 +471,8 @@ class Lab:
                     kill_pid(pid, daemon)
                     alive[daemon] = pid
             removed += [f"process {daemon} {pid} ({record['name']})" for daemon, pid in sorted(alive.items())]
-        names = [*(h["netns"] for h in hosts), state["controller_node"]["netns"], state["underlay"]["netns"]]
+        names = [*(h["netns"] for h in hosts), state["controller_node"]["netns"],
+                 *outside_netns(state.get("outside")), state["underlay"]["netns"]]
         # Anything still running in the lab's namespaces was started there for the lab
         # (agents, test programs via 'nuage-lab exec'); it would keep the namespace alive.
         for pid, command in sorted(netns.processes_in(names).items()):
@@ -468,6 +511,9 @@ class Lab:
                                 "exists": netns.exists(state["controller_node"]["netns"])},
             "hosts": [],
         }
+        world = state.get("outside")
+        if world:
+            report["outside"] = {**world, "exists": all(netns.exists(n) for n in outside_netns(world))}
         for record in state["hosts"]:
             lab_host = self._host_from(record, state)
             pids = lab_host.ovs.pids()
@@ -490,7 +536,7 @@ class Lab:
 
     def env_for(self, name: str) -> dict[str, str]:
         """Environment for commands run on a node: OVS tools point at the host's own OVS."""
-        if name in (self.controller_node.name, self.controller_node.netns):
+        if self.node_netns(name) not in {h.netns for h in self.hosts}:
             env = dict(os.environ)
         else:
             env = self.host(name).ovs.env

@@ -40,6 +40,7 @@ from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.netns import LabError
+from nuage_ryu.lab.outside import FLOATING_IP_POOL
 from nuage_ryu.lab.supervise import stop_process, wait_for
 
 PLANE_DIR = "plane"
@@ -158,15 +159,16 @@ class ControlPlane:
     def start_directory(self) -> None:
         os.makedirs(self.directory_state, exist_ok=True)
         node = self.lab.controller_node
+        pool = f"floating_ip_pool = {FLOATING_IP_POOL}\n"  # the lab's floating IPs (docs/external.md)
         conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
-                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n"
+                f"[directory]\napi_host = 127.0.0.1\napi_port = 8080\napi_socket = {self.api_socket}\n{pool}"
                 f"connection = {self.directory_connection}\n")
         if self.tls:
             ip = node.underlay_ip
             listen = "" if self.directory_connection else f"listen = pssl:{DB_PORT}:{ip}\n"
             conf = (f"[DEFAULT]\nstate_dir = {self.directory_state}\n"
                     f"[directory]\napi_host = {ip}\napi_port = {API_TLS_PORT}\napi_socket = {self.api_socket}\n"
-                    f"connection = {self.directory_connection}\n{listen}") + self.credentials("directory", ip)
+                    f"connection = {self.directory_connection}\n{listen}{pool}") + self.credentials("directory", ip)
         proc = self._spawn("directory", node.netns, conf, "nuage_ryu.apps.directory_api")
         log = self.log_path("directory")
         wait_for(lambda: os.path.exists(self.api_socket) and os.path.exists(self.token_file),

@@ -135,5 +135,10 @@ class AgentClient:
             body["network"] = network
         return self.call("POST", "/v1/gc", body)
 
+    def set_port_mappings(self, container_id: str, ifname: str, port_mappings: list[dict]) -> dict:
+        """Publish an attachment's ports on the host's address ([] withdraws them)."""
+        return self.call("POST", "/v1/ports", {"container_id": container_id, "ifname": ifname,
+                                               "port_mappings": port_mappings})
+
     def attachments(self) -> list[dict]:
         return self.call("GET", "/v1/attachments")["attachments"]

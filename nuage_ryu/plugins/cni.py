@@ -13,7 +13,9 @@ Network configuration (stdin)::
 
 Per-container policy groups: ``CNI_ARGS=NUAGE_POLICYGROUPS=a,b`` or
 ``runtimeConfig: {"policygroups": [...]}`` (capability ``policygroups``); they
-replace the network's list.
+replace the network's list. Published ports: ``runtimeConfig: {"portMappings": [{"hostPort",
+"containerPort", "protocol", "hostIP"}]}`` (capability ``portMappings``), stored with the vport, so
+DEL (which deletes it) leaves nothing behind (docs/external.md).
 """
 
 from __future__ import annotations
@@ -158,6 +160,34 @@ def policygroups_of(conf: dict, cni_args: dict[str, str]) -> list[str]:
     return _names(conf.get("policygroups"), "policygroups")
 
 
+ALL_ADDRESSES = ("", "0.0.0.0", "::")
+
+
+def port_mappings_of(conf: dict) -> list[dict]:
+    """``runtimeConfig.portMappings`` (capability ``portMappings``: containerd, CRI-O, Kubernetes
+    hostPort) -> the vport's ``port_mappings`` (docs/external.md). One entry per protocol + host port
+    (runtimes list a mapping once per address family); a hostIP other than "all" is refused."""
+    runtime = conf.get("runtimeConfig") or {}
+    if not isinstance(runtime, dict):
+        raise CniError(ERR_INVALID_CONFIG, "runtimeConfig must be an object")
+    entries = runtime.get("portMappings") or []
+    if not isinstance(entries, list):
+        raise CniError(ERR_INVALID_CONFIG, "runtimeConfig.portMappings must be a list")
+    out: dict[tuple[str, int], dict] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise CniError(ERR_INVALID_CONFIG, "runtimeConfig.portMappings entries must be objects")
+        host_port, port = entry.get("hostPort"), entry.get("containerPort")
+        protocol = str(entry.get("protocol") or "tcp").lower()
+        if not all(isinstance(p, int) and not isinstance(p, bool) for p in (host_port, port)):
+            raise CniError(ERR_INVALID_CONFIG, f"port mapping {entry}: hostPort and containerPort must be integers")
+        if (entry.get("hostIP") or "") not in ALL_ADDRESSES:
+            raise CniError(ERR_INVALID_CONFIG, f"port mapping {entry}: ports are published on the host's "
+                                               "underlay address; hostIP must be empty")
+        out[(protocol, host_port)] = {"protocol": protocol, "host_port": host_port, "container_port": port}
+    return [out[key] for key in sorted(out)]
+
+
 def build_result(version: str, att: dict) -> dict:
     """The CNI result for an attachment, in the format of ``version``."""
     host_if = {"name": att["host_ifname"], "mac": att.get("host_mac", "")}
@@ -266,9 +296,11 @@ def run(env: dict, stdin: bytes) -> dict | None:
         raise CniError(ERR_UNKNOWN_CONTAINER, f"network namespace {netns} does not exist")
     groups = policygroups_of(conf, cni_args)
     if command == "ADD":
+        published = port_mappings_of(conf)
+        extra = {"port_mappings": published} if published else {}
         try:
             att = agent.attach(container_id=container_id, ifname=ifname, netns=netns,
-                               policygroups=groups, owner="cni", network=network_name(conf), **net)
+                               policygroups=groups, owner="cni", network=network_name(conf), **net, **extra)
         except AgentError as exc:
             raise _agent_error(exc, "ADD") from None
         return build_result(version, att)

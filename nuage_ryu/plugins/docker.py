@@ -17,6 +17,9 @@ How the IPAM address and the endpoint meet (docs/docker.md):
   to bind it: veth pair, OVS port, vport bound to the endpoint, wait for ``up``.
 * DeleteEndpoint unbinds (veth and port go, the vport stays reserved);
   ReleaseAddress deletes the reservation.
+* ProgramExternalConnectivity (``docker run -p``) publishes the endpoint's
+  ``com.docker.network.portmap`` on the host's address (the vport's
+  ``port_mappings``, docs/external.md); RevokeExternalConnectivity withdraws them.
 """
 
 from __future__ import annotations
@@ -44,10 +47,44 @@ GATEWAY_TYPE = "com.docker.network.gateway"
 NETWORK_OPTIONS = ("enterprise", "domain", "zone", "subnet")
 ENDPOINT_IFNAME = "eth"          # the attachment's interface key; dockerd picks the final name
 DST_PREFIX = "eth"
+PORTMAP = "com.docker.network.portmap"  # [{Proto, IP, Port, HostIP, HostPort, HostPortEnd}]
+PROTOCOLS = {6: "tcp", 17: "udp"}  # libnetwork types.Protocol numbers
+ALL_ADDRESSES = ("", "0.0.0.0", "::")  # HostIP of a plain -p HOST:CONTAINER
 
 
 class PluginError(Exception):
     """An operation dockerd asked for could not be done; the message goes into Err/Error."""
+
+
+def port_mappings(portmap) -> list[dict]:
+    """dockerd's ``com.docker.network.portmap`` -> the vport's ``port_mappings``.
+
+    One mapping per protocol + host port: dockerd lists a binding once per host address family
+    (``0.0.0.0`` and ``::``), which are the same published port here. Refused (PluginError): a
+    host address other than "all" (the host's address is the one place a port is published), a
+    host port range, and host port 0 (``-p 80``: a remote driver cannot tell dockerd which port it
+    picked).
+    """
+    if not isinstance(portmap, list):
+        raise PluginError(f"{PORTMAP} must be a list")
+    out: dict[tuple[str, int], dict] = {}
+    for binding in portmap:
+        if not isinstance(binding, dict):
+            raise PluginError(f"{PORTMAP} entries must be objects")
+        protocol = PROTOCOLS.get(binding.get("Proto"))
+        if protocol is None:
+            raise PluginError(f"port binding {binding}: only tcp and udp can be published")
+        host_port, port = binding.get("HostPort") or 0, binding.get("Port") or 0
+        if not host_port:
+            raise PluginError(f"port binding {binding}: give the host port (-p HOST:{port}); "
+                              "the nuage driver cannot report a port it picked")
+        if binding.get("HostPortEnd") not in (None, 0, host_port):
+            raise PluginError(f"port binding {binding}: host port ranges are not supported")
+        if (binding.get("HostIP") or "") not in ALL_ADDRESSES:
+            raise PluginError(f"port binding {binding}: ports are published on the host's underlay address; "
+                              "leave out the host IP")
+        out[(protocol, host_port)] = {"protocol": protocol, "host_port": host_port, "container_port": port}
+    return [out[key] for key in sorted(out)]
 
 
 def _str(body: dict, key: str, required: bool = True) -> str:
@@ -308,6 +345,23 @@ class NuageDriver:
         _str(body, "EndpointID")
         return {}
 
+    def program_external(self, body) -> dict:
+        """``docker run -p``: publish the endpoint's port bindings on the host's address."""
+        _str(body, "NetworkID")
+        endpoint_id = _str(body, "EndpointID")
+        mappings = port_mappings(_map(body, "Options").get(PORTMAP) or [])
+        if mappings:  # an endpoint without -p publishes nothing (EXPOSE alone does not, as with bridge)
+            _agent(lambda: self.agent.set_port_mappings(endpoint_id, ENDPOINT_IFNAME, mappings))
+        return {}
+
+    def revoke_external(self, body) -> dict:
+        """Container stop: withdraw what ProgramExternalConnectivity published. Idempotent."""
+        _str(body, "NetworkID")
+        endpoint_id = _str(body, "EndpointID")
+        if self._attachment(endpoint_id) is not None:
+            _agent(lambda: self.agent.set_port_mappings(endpoint_id, ENDPOINT_IFNAME, []))
+        return {}
+
     def no_op(self, body) -> dict:
         return {}
 
@@ -326,8 +380,8 @@ class NuageDriver:
             "/NetworkDriver.Leave": self.leave,
             "/NetworkDriver.DiscoverNew": self.no_op,
             "/NetworkDriver.DiscoverDelete": self.no_op,
-            "/NetworkDriver.ProgramExternalConnectivity": self.no_op,
-            "/NetworkDriver.RevokeExternalConnectivity": self.no_op,
+            "/NetworkDriver.ProgramExternalConnectivity": self.program_external,
+            "/NetworkDriver.RevokeExternalConnectivity": self.revoke_external,
             "/IpamDriver.GetCapabilities": self.ipam_capabilities,
             "/IpamDriver.GetDefaultAddressSpaces": self.address_spaces,
             "/IpamDriver.RequestPool": self.request_pool,

@@ -32,6 +32,10 @@ class CookieKind(IntEnum):
     POLICY_MEMBER = 8  # a policy clause flow for one endpoint member (vport, subnet, cidr)
     ACL_DEFAULT = 9  # a domain's default action (its drop/allow counters)
     REMOTE_HOST = 10  # reserved: per-remote-host flows
+    EXTERNAL = 11  # external connectivity: skeleton of the EXT_* tables, a domain's exits and NAT zone
+    FLOATING_IP = 12  # a local vport's floating IP (ARP, both rewrites)
+    PORT_MAPPING = 13  # a local vport's published ports
+    UPLINK = 14  # the physical bridge's steering flows
 
 
 def _id_hash(object_id: str) -> int:

@@ -85,13 +85,32 @@ class DecTtl:
 
 
 @dataclass(frozen=True)
+class Nat:
+    """The ``nat`` of a conntrack action (ovs-actions(7)).
+
+    ``kind`` None: apply the connection's existing translation (un-NAT a reply, re-NAT a
+    continuation) and set up none. ``"src"``/``"dst"``: on commit, translate the source or the
+    destination to ``ip`` (``ip_max``: a range) and, for TCP/UDP, the port to ``port``
+    (``port_max``: a range). Canonical form (what OVS reports back): a ``*_max`` equal to its
+    minimum is None.
+    """
+
+    kind: str | None = None
+    ip: str | None = None
+    ip_max: str | None = None
+    port: int | None = None
+    port_max: int | None = None
+
+
+@dataclass(frozen=True)
 class Ct:
-    """Nicira conntrack action; ``table`` recirculates there after the lookup."""
+    """Nicira conntrack action; ``table`` recirculates there after the lookup; ``nat``: see Nat."""
 
     zone: int = 0
     zone_src: str | None = None  # take the zone from this field (e.g. "reg6") instead
     commit: bool = False
     table: int | None = None
+    nat: Nat | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,7 @@ Action = (
 OFPP_IN_PORT = 0xFFFFFFF8
 OFPP_CONTROLLER = 0xFFFFFFFD
 OFPP_LOCAL = 0xFFFFFFFE
+OFPP_NORMAL = 0xFFFFFFFA  # the switch's own L2 learning (br-phy keeps it)
 
 
 @dataclass(frozen=True)

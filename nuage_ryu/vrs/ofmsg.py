@@ -123,6 +123,9 @@ def from_flow_stats(stat) -> F.Flow:
     for inst in stat.instructions:
         if isinstance(inst, parser.OFPInstructionActions) and inst.type == ofp.OFPIT_APPLY_ACTIONS:
             for act in inst.actions:
+                if isinstance(act, parser.NXActionCT) and act.actions:
+                    actions.append(_ct_with_nat(act))
+                    continue
                 buf = bytearray()
                 act.serialize(buf, 0)
                 actions.extend(ofwire.decode_actions(bytes(buf), 0, len(buf)))
@@ -139,7 +142,39 @@ def from_flow_stats(stat) -> F.Flow:
     return canonical_flow(flow)
 
 
+def _ct_with_nat(act) -> object:
+    """An os-ken NXActionCT with nested actions -> Ct with Nat (os-ken cannot re-serialise a nat
+    correctly, see ``ofwire._nat_bytes``), or RawAction for anything outside the vocabulary."""
+    base = parser.NXActionCT(flags=act.flags, zone_src=act.zone_src, zone_ofs_nbits=act.zone_ofs_nbits,
+                             recirc_table=act.recirc_table, alg=act.alg, actions=[])
+    buf = bytearray()
+    base.serialize(buf, 0)
+    ct = ofwire.decode_actions(bytes(buf), 0, len(buf))[0]
+    nested = act.actions
+    if not isinstance(ct, F.Ct) or len(nested) != 1 or not isinstance(nested[0], parser.NXActionNAT):
+        return RawAction(bytes(buf))
+    nat = nested[0]
+    kind = {0: None, 1: "src", 2: "dst"}.get(nat.flags, "other")
+    if kind == "other":
+        return RawAction(bytes(buf))
+    value = ofwire.canonical_nat(F.Nat(kind, nat.range_ipv4_min or None, nat.range_ipv4_max or None,
+                                     nat.range_proto_min, nat.range_proto_max))
+    return F.Ct(ct.zone, ct.zone_src, ct.commit, ct.table, value)
+
+
 # ---- ovs-ofctl text ----------------------------------------------------------------
+
+
+def ofctl_nat(nat: F.Nat) -> str:
+    """``nat``, ``nat(src=192.0.2.11:61000-65535)``, ``nat(dst=10.0.1.10:80)`` as ovs-ofctl writes it."""
+    if nat.kind is None:
+        return "nat"
+    where = nat.ip or ""
+    if nat.ip_max:
+        where += f"-{nat.ip_max}"
+    if nat.port is not None:
+        where += f":{nat.port}" + (f"-{nat.port_max}" if nat.port_max is not None else "")
+    return f"nat({nat.kind}={where})"
 
 # os-ken field name -> ovs-ofctl field name, where they differ.
 OFCTL_FIELD = {
@@ -160,7 +195,8 @@ OFCTL_FIELD = {
     "ipv6_nd_tll": "nd_tll",
 }
 
-_PORT_NAMES = {F.OFPP_IN_PORT: "in_port", F.OFPP_CONTROLLER: "controller", F.OFPP_LOCAL: "local"}
+_PORT_NAMES = {F.OFPP_IN_PORT: "in_port", F.OFPP_CONTROLLER: "controller", F.OFPP_LOCAL: "local",
+               F.OFPP_NORMAL: "normal"}
 
 
 def _ofctl_value(name: str, value, masked: bool = False) -> str:
@@ -212,6 +248,8 @@ def ofctl_action(action) -> str:
             args.append(f"zone={action.zone}")
         if action.table is not None:
             args.append(f"table={action.table}")
+        if action.nat is not None:
+            args.append(ofctl_nat(action.nat))
         return f"ct({','.join(args)})"
     if cls is F.Conjunction:
         return f"conjunction({action.conj_id},{action.clause}/{action.n_clauses})"

@@ -41,6 +41,7 @@ from nuage_ryu.vrs.flow import (
     Goto,
     MatchField,
     Move,
+    Nat,
     Output,
     PopVlan,
     PushVlan,
@@ -254,9 +255,98 @@ def canonical_action(action):
         return action
     if cls is Resubmit and action.in_port in (OFPP_IN_PORT, 0xFFF8):
         return Resubmit(action.table)
-    if cls is Ct and action.zone_src is not None and action.zone:
-        return Ct(0, action.zone_src, action.commit, action.table)
+    if cls is Ct:
+        nat = canonical_nat(action.nat)
+        if action.zone_src is not None and action.zone:
+            return Ct(0, action.zone_src, action.commit, action.table, nat)
+        if nat is not action.nat:
+            return Ct(action.zone, action.zone_src, action.commit, action.table, nat)
     return action
+
+
+def canonical_nat(nat: Nat | None) -> Nat | None:
+    """A Nat as OVS reports it: a range maximum equal to its minimum is dropped."""
+    if nat is None:
+        return None
+    ip_max = None if nat.ip_max == nat.ip else nat.ip_max
+    port_max = None if nat.port_max == nat.port else nat.port_max
+    if (ip_max, port_max) == (nat.ip_max, nat.port_max):
+        return nat
+    return Nat(nat.kind, nat.ip, ip_max, nat.port, port_max)
+
+
+# ---- conntrack NAT (NXAST_NAT inside NXAST_CT), packed here: os-ken's NXActionNAT announces
+# its padded length but leaves the padding out, which corrupts every action after it.
+_NAT_FLAGS = {None: 0, "src": 1, "dst": 2}
+_NAT_KINDS = {v: k for k, v in _NAT_FLAGS.items()}
+_NX_NAT_RANGE_IPV4_MIN, _NX_NAT_RANGE_IPV4_MAX = 0x01, 0x02
+_NX_NAT_RANGE_PROTO_MIN, _NX_NAT_RANGE_PROTO_MAX = 0x10, 0x20
+
+
+def _nat_bytes(nat: Nat) -> bytes:
+    nat = canonical_nat(nat)
+    present, ranges = 0, b""
+    if nat.ip is not None:
+        present |= _NX_NAT_RANGE_IPV4_MIN
+        ranges += socket.inet_aton(nat.ip)
+    if nat.ip_max is not None:
+        present |= _NX_NAT_RANGE_IPV4_MAX
+        ranges += socket.inet_aton(nat.ip_max)
+    if nat.port is not None:
+        present |= _NX_NAT_RANGE_PROTO_MIN
+        ranges += _U16.pack(nat.port)
+    if nat.port_max is not None:
+        present |= _NX_NAT_RANGE_PROTO_MAX
+        ranges += _U16.pack(nat.port_max)
+    length = 16 + len(ranges)
+    padded = length + (-length) % 8
+    return (struct.pack("!HHIH2xHH", 0xFFFF, padded, NX_EXPERIMENTER_ID, nicira_ext.NXAST_NAT,
+                        _NAT_FLAGS[nat.kind], present) + ranges + _PAD[: padded - length])
+
+
+def _ct_bytes(action: Ct) -> bytes:
+    """NXAST_CT with a nested nat: os-ken packs the 24-byte CT part (zone_src headers and all), the
+    nat is appended here and the length fixed up."""
+    buf = bytearray()
+    oskens_action(Ct(action.zone, action.zone_src, action.commit, action.table)).serialize(buf, 0)
+    nested = _nat_bytes(action.nat)
+    return bytes(buf[:2]) + _U16.pack(len(buf) + len(nested)) + bytes(buf[4:]) + nested
+
+
+def _decode_nat(raw: bytes) -> Nat | None:
+    if len(raw) < 16 or _HH.unpack_from(raw, 0)[0] != 0xFFFF or _U16.unpack_from(raw, 8)[0] != nicira_ext.NXAST_NAT:
+        return None
+    flags, present = struct.unpack_from("!HH", raw, 12)
+    kind = _NAT_KINDS.get(flags)
+    if kind is None and flags:
+        return None  # persistent/hash/random: not in the vocabulary
+    if present & ~(_NX_NAT_RANGE_IPV4_MIN | _NX_NAT_RANGE_IPV4_MAX | _NX_NAT_RANGE_PROTO_MIN | _NX_NAT_RANGE_PROTO_MAX):
+        return None
+    pos, values = 16, {}
+    for bit, key, size in ((_NX_NAT_RANGE_IPV4_MIN, "ip", 4), (_NX_NAT_RANGE_IPV4_MAX, "ip_max", 4),
+                           (_NX_NAT_RANGE_PROTO_MIN, "port", 2), (_NX_NAT_RANGE_PROTO_MAX, "port_max", 2)):
+        if present & bit:
+            chunk = raw[pos:pos + size]
+            values[key] = socket.inet_ntoa(chunk) if size == 4 else _U16.unpack(chunk)[0]
+            pos += size
+    return canonical_nat(Nat(kind, **values))
+
+
+class _PackedAction(parser.OFPAction):
+    """An os-ken action made of bytes packed here (the reference path ``ofmsg`` for ct with nat)."""
+
+    cls_action_type = 0xFFFF  # experimenter
+    cls_action_len = 24
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__()
+        self.raw = raw
+        self.type, self.len = _HH.unpack_from(raw, 0)
+
+    def serialize(self, buf, offset) -> None:
+        if len(buf) < offset:  # os-ken grows the buffer lazily (msg_pack_into)
+            buf += bytes(offset - len(buf))
+        buf[offset:offset + self.len] = self.raw
 
 
 def canonical_flow(flow: Flow) -> Flow:
@@ -364,6 +454,8 @@ def oskens_action(action, dp=None):
     if cls is Move:
         return p.NXActionRegMove(src_field=action.src, dst_field=action.dst, n_bits=action.n_bits,
                                  src_ofs=action.src_ofs, dst_ofs=action.dst_ofs)
+    if cls is Ct and action.nat is not None:
+        return _PackedAction(_ct_bytes(action))
     if cls is Ct:
         if action.zone_src:
             zone_src, zone_ofs_nbits = action.zone_src, nicira_ext.ofs_nbits(0, 15)
@@ -411,6 +503,8 @@ def encode_action(action) -> bytes:
     if raw is None:
         if cls is Goto:
             raise WireError("Goto must be the last action of a flow")
+        elif cls is Ct and action.nat is not None:
+            raw = _ct_bytes(action)
         else:
             buf = bytearray()
             oskens_action(action).serialize(buf, 0)
@@ -567,15 +661,20 @@ def _decode_action(raw: bytes):
         if subtype == nicira_ext.NXAST_CONJUNCTION:
             clause, n_clauses, conj_id = struct.unpack_from("!BBI", raw, 10)
             return Conjunction(conj_id, clause + 1, n_clauses)
-        if subtype == nicira_ext.NXAST_CT and alen == 24:
+        if subtype == nicira_ext.NXAST_CT and alen >= 24:
             flags, zone_src, zone_ofs_nbits, recirc, alg = struct.unpack_from("!HIHB3xH", raw, 10)
+            nat = None
+            if alen > 24:  # nested actions: only a single nat is part of the vocabulary
+                nat = _decode_nat(raw[24:])
+                if nat is None or _HH.unpack_from(raw, 26)[0] != alen - 24:
+                    return RawAction(raw)
             if alg == 0 and flags & ~nicira_ext.NX_CT_F_COMMIT == 0:
                 table = None if recirc == 0xFF else recirc
                 commit = bool(flags & nicira_ext.NX_CT_F_COMMIT)
                 if zone_src == 0:
-                    return Ct(zone_ofs_nbits, None, commit, table)
+                    return Ct(zone_ofs_nbits, None, commit, table, nat)
                 if zone_ofs_nbits == nicira_ext.ofs_nbits(0, 15):
-                    return Ct(0, _nxm_name(zone_src), commit, table)
+                    return Ct(0, _nxm_name(zone_src), commit, table, nat)
     return RawAction(raw)
 
 

@@ -10,6 +10,9 @@ Paths through the pipeline::
     local vport  -> CLASSIFY -> ARP_RESPONDER                       (ARP: answered, never forwarded)
     local vport  -> CLASSIFY -> INGRESS_CT -> INGRESS_CT_STATE [-> INGRESS_POLICY] -> L3_LOOKUP -> OUTPUT
     VXLAN tunnel -> CLASSIFY -> OVERLAY_LOOKUP -> EGRESS_CT -> EGRESS_CT_STATE [-> EGRESS_POLICY] -> OUTPUT
+    to outside   -> ... -> L3_LOOKUP -> EXT_EGRESS -> EXT_EGRESS_STATE -> EXT_PAT -> EXT_TO_UPLINK -> patch
+    from outside -> CLASSIFY -> EXT_INGRESS -> EXT_INGRESS_STATE -> EXT_INGRESS_DOMAIN -> EXT_DELIVER
+                 -> EGRESS_CT -> EGRESS_CT_STATE [-> EGRESS_POLICY] -> OUTPUT      (docs/external.md)
 
 Policy is decided once per host the packet crosses: the sending host runs the
 rules in INGRESS_POLICY; the receiving host runs them again in EGRESS_POLICY
@@ -96,9 +99,10 @@ CLASSIFY = Table(
     "CLASSIFY", 0,
     "Who sent this? Local vport by in_port (anti-spoofing: only its own MAC/IP, ARP only with its own "
     "sha/spa, DHCP to the controller) or the VXLAN port by VNI and tunnel source (only hosts that have "
-    "vports of that domain) -> REG_DOMAIN. Everything else dropped.",
+    "vports of that domain) -> REG_DOMAIN; the external patch port (outside world: IPv4, ARP for a "
+    "floating IP). Everything else dropped.",
     _L2 | _IP | _ARP | frozenset({"tunnel_id", "tun_ipv4_src", "udp_src", "udp_dst"}),
-    ("ARP_RESPONDER", "INGRESS_CT", "OVERLAY_LOOKUP"),
+    ("ARP_RESPONDER", "INGRESS_CT", "OVERLAY_LOOKUP", "EXT_INGRESS"),
 )
 ARP_RESPONDER = Table(
     "ARP_RESPONDER", 10,
@@ -126,8 +130,9 @@ L3_LOOKUP = Table(
     "L3_LOOKUP", 30,
     "Where is the destination? Same subnet: L2 delivery to its MAC. Other subnet of the domain: "
     "distributed routing on the first hop (eth_src=router MAC, eth_dst=its MAC, dec_ttl). Writes "
-    "REG_DST_PORT (+REG_DST_HOST for a remote vport).",
-    _REGS | _IP | frozenset({"eth_type", "eth_dst"}), ("OUTPUT",),
+    "REG_DST_PORT (+REG_DST_HOST for a remote vport). With external connectivity: an unknown address of "
+    "the domain's own subnets is dropped, anything else routed to EXT_EGRESS.",
+    _REGS | _IP | frozenset({"eth_type", "eth_dst"}), ("OUTPUT", "EXT_EGRESS"),
 )
 OVERLAY_LOOKUP = Table(
     "OVERLAY_LOOKUP", 31,
@@ -154,6 +159,56 @@ OUTPUT = Table(
     "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST.",
     _REGS,
 )
+# -- external connectivity (docs/external.md): egress NAT, floating IPs, published ports --------------
+_CT = frozenset({"ct_state"})
+EXT_INGRESS = Table(
+    "EXT_INGRESS", 32,
+    "From the outside (external patch port): a floating IP is rewritten to its vport's address "
+    "(stateless 1:1); anything else goes through the external NAT zone (un-SNAT of a reply, re-DNAT of "
+    "a published port's connection).",
+    _IP | frozenset({"eth_type"}), ("EXT_DELIVER",),
+)
+EXT_INGRESS_STATE = Table(
+    "EXT_INGRESS_STATE", 33,
+    "After the external zone: a known connection is told its domain by its transit address; a new one "
+    "to a published host port is DNATed to the domain's transit address. Anything else dropped.",
+    _REGS | _IP | _L4 | _CT | frozenset({"eth_type"}), ("EXT_INGRESS_DOMAIN",),
+)
+EXT_INGRESS_DOMAIN = Table(
+    "EXT_INGRESS_DOMAIN", 34,
+    "The domain's NAT zone: un-NAT (transit -> the vport's private address) or, for a new published-port "
+    "connection, DNAT to the vport's address and container port.",
+    _REGS | _IP | _L4 | _CT | frozenset({"eth_type"}), ("EXT_DELIVER",),
+)
+EXT_DELIVER = Table(
+    "EXT_DELIVER", 35,
+    "To a local vport by its private address: routed (router MAC, dec_ttl), REG_DST_PORT, then the "
+    "receive-side policy (EGRESS_CT): the rules decide new inbound connections.",
+    _REGS | _IP | frozenset({"eth_type"}), ("EGRESS_CT",),
+)
+EXT_EGRESS = Table(
+    "EXT_EGRESS", 60,
+    "To the outside, after the sender-side policy: look the packet up in its domain's NAT zone (an "
+    "existing translation is applied).",
+    _REGS | frozenset({"eth_type"}), ("EXT_EGRESS_STATE",),
+)
+EXT_EGRESS_STATE = Table(
+    "EXT_EGRESS_STATE", 61,
+    "Continuation/reply of a NATed connection -> EXT_PAT; a vport with a floating IP -> source rewritten "
+    "(1:1) -> EXT_TO_UPLINK; a new connection of a domain with egress_nat -> SNAT to the domain's transit "
+    "address; anything else (egress off) dropped.",
+    _REGS | _IP | _CT | frozenset({"eth_type"}), ("EXT_PAT", "EXT_TO_UPLINK"),
+)
+EXT_PAT = Table(
+    "EXT_PAT", 62,
+    "The host's external NAT zone: transit address -> the host's address and a port of the NAT range.",
+    frozenset({"eth_type"}), ("EXT_TO_UPLINK",),
+)
+EXT_TO_UPLINK = Table(
+    "EXT_TO_UPLINK", 63,
+    "Hand the packet to the physical bridge, addressed to the host's own stack, which routes it out.",
+    frozenset({"eth_type"}),
+)
 CANARY = Table(
     "CANARY", 99,
     "Holds one well-known flow that no packet reaches; if it is missing the switch lost its flows "
@@ -163,7 +218,9 @@ CANARY = Table(
 
 TABLES: tuple[Table, ...] = (
     CLASSIFY, ARP_RESPONDER, INGRESS_CT, INGRESS_CT_STATE, INGRESS_POLICY, L3_LOOKUP, OVERLAY_LOOKUP,
-    EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, OUTPUT, CANARY,
+    EXT_INGRESS, EXT_INGRESS_STATE, EXT_INGRESS_DOMAIN, EXT_DELIVER,
+    EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, OUTPUT,
+    EXT_EGRESS, EXT_EGRESS_STATE, EXT_PAT, EXT_TO_UPLINK, CANARY,
 )
 TABLE_BY_NUMBER = {t.number: t for t in TABLES}
 TABLE_BY_NAME = {t.name: t for t in TABLES}
@@ -192,6 +249,54 @@ PRIO_L3 = 90  # L3_LOOKUP: routed via the domain's router MAC
 PRIO_OVERLAY_DELIVERY = 100
 PRIO_OUTPUT = 100
 PRIO_CANARY = 1
+PRIO_EXT_FROM_UPLINK = 100  # CLASSIFY: the external patch port
+PRIO_EXT_OWN_SUBNET = 20  # L3_LOOKUP: an unknown address of the domain's own subnets never leaves
+PRIO_EXT_ROUTE = 10  # L3_LOOKUP: anything else is outside
+PRIO_EXT_KNOWN = 300  # EXT_EGRESS_STATE / EXT_INGRESS_STATE: a connection already translated
+PRIO_EXT_FLOATING_IP = 200  # floating IP rewrites (both directions)
+PRIO_EXT_PUBLISHED = 200  # EXT_INGRESS_STATE / EXT_INGRESS_DOMAIN: a new connection to a published port
+PRIO_EXT_DEFAULT = 100  # the rest of each external table's regular flows
+
+# ---- the physical (uplink) bridge: br-phy steering, docs/external.md ----------------------------------
+# br-phy keeps its NORMAL switching; these flows only pull out what belongs to br-int. Not part of
+# TABLES (that is br-int's pipeline).
+UPLINK_CLASSIFY = Table(
+    "UPLINK_CLASSIFY", 0,
+    "On br-phy, from the uplink: VXLAN to the host stays NORMAL; published host ports and floating IPs go "
+    "to br-int; other IPv4 to the host's address is looked up in the external NAT zone.",
+    frozenset({"in_port", "eth_type", "ip_proto", "ipv4_dst", "tcp_dst", "udp_dst", "arp_tpa"}),
+    ("UPLINK_CT_STATE",),
+)
+UPLINK_CT_STATE = Table(
+    "UPLINK_CT_STATE", 1,
+    "On br-phy, after the lookup: a connection br-int translated goes to br-int, the rest NORMAL.",
+    frozenset({"ct_state"}),
+)
+UPLINK_TABLES: tuple[Table, ...] = (UPLINK_CLASSIFY, UPLINK_CT_STATE)
+PRIO_UPLINK_TUNNEL = 300
+PRIO_UPLINK_STEER = 200
+PRIO_UPLINK_LOOKUP = 100
+
+# ---- conntrack zones and addresses of external connectivity (docs/external.md §2) ------------------
+EXT_ZONE = 0x8000  # the host's external NAT zone: transit <-> the host's address
+NAT_ZONE_BIT = 0x8000  # a domain's NAT zone is NAT_ZONE_BIT | its policy zone
+MAX_EXTERNAL_CT_ZONE = 0x7FFF  # domains with a higher policy zone get no external flows
+TRANSIT_BASE = 0x64400000  # 100.64.0.0 (RFC 6598): a domain's transit address is this + its policy zone
+DEFAULT_NAT_PORTS = (61000, 65535)  # above Linux's ephemeral range (32768-60999)
+
+
+def nat_zone(ct_zone: int) -> int:
+    """The NAT zone of the domain whose policy zone is ``ct_zone``."""
+    if not 1 <= ct_zone <= MAX_EXTERNAL_CT_ZONE:
+        raise ValueError(f"ct_zone {ct_zone} outside 1..{MAX_EXTERNAL_CT_ZONE}: no external connectivity")
+    return NAT_ZONE_BIT | ct_zone
+
+
+def transit_ip(ct_zone: int) -> str:
+    """The transit address of a domain (never on the wire: between its NAT zone and the external zone)."""
+    nat_zone(ct_zone)  # same range check
+    value = TRANSIT_BASE + ct_zone
+    return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
 
 
 def acl_priority(rule_priority: int) -> int:

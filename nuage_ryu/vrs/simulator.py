@@ -145,7 +145,9 @@ class Conntrack:
     """A minimal connection tracker: per zone, 5-tuple connections, original vs reply direction."""
 
     def __init__(self) -> None:
-        self.connections: dict[tuple, dict] = {}  # (zone, orig tuple) -> {"seen_reply": bool}
+        # (zone, original tuple) -> {"seen_reply", "orig", "translated"}; replies: (zone, reply tuple) -> same
+        self.connections: dict[tuple, dict] = {}
+        self.replies: dict[tuple, dict] = {}
 
     @staticmethod
     def tuple_of(pkt: dict) -> tuple | None:
@@ -181,35 +183,89 @@ class Conntrack:
             return pkt.get("icmpv4_type", 8) not in _ICMP_REPLY_OF
         return True
 
+    @staticmethod
+    def _reverse(t: tuple) -> tuple:
+        proto, src, dst, sport, dport = t
+        return (proto, dst, src, dport, sport)
+
+    def find(self, zone: int, pkt: dict) -> tuple[dict | None, bool]:
+        """(connection, is_reply) of the packet in ``zone``; (None, False) if untracked."""
+        t = self.tuple_of(pkt)
+        if t is None:
+            return None, False
+        conn = self.connections.get((zone, t))
+        if conn is not None:
+            return conn, False
+        conn = self.replies.get((zone, t))
+        return (conn, True) if conn is not None else (None, False)
+
     def lookup(self, zone: int, pkt: dict) -> int:
         t = self.tuple_of(pkt)
         if t is None:
             return CT_TRK | CT_INV
-        proto, src, dst, sport, dport = t
-        conn = self.connections.get((zone, t))
-        if conn is not None:
+        conn, is_reply = self.find(zone, pkt)
+        if conn is not None and not is_reply:
             # Linux (kernel datapath) semantics: the original direction is +new until a reply is seen.
             return CT_TRK | (CT_EST if conn["seen_reply"] else CT_NEW)
-        conn = self.connections.get((zone, (proto, dst, src, dport, sport)))
         if conn is not None:
             conn["seen_reply"] = True
             return CT_TRK | CT_EST | CT_RPL
         return CT_TRK | (CT_NEW if self.starts_connection(pkt) else CT_INV)
 
-    def commit(self, zone: int, pkt: dict) -> None:
-        """Commit the packet's connection; an invalid packet (see ``starts_connection``) commits nothing."""
+    def commit(self, zone: int, pkt: dict, nat: F.Nat | None = None) -> dict | None:
+        """Commit the packet's connection (with ``nat``'s translation, set up once, when the connection
+        is created); an invalid packet (see ``starts_connection``) commits nothing. Returns the
+        connection (new or existing), None if nothing is tracked."""
         t = self.tuple_of(pkt)
         if t is None:
-            return
-        proto, src, dst, sport, dport = t
-        if (zone, t) in self.connections or (zone, (proto, dst, src, dport, sport)) in self.connections:
-            return  # already tracked (committing a reply or a continuation)
+            return None
+        conn, _ = self.find(zone, pkt)
+        if conn is not None:
+            return conn  # already tracked (committing a reply or a continuation)
         if pkt.get("ct_state", 0) & CT_INV or not self.starts_connection(pkt):
+            return None
+        translated = self._translate(zone, t, nat)
+        conn = {"seen_reply": False, "orig": t, "translated": translated}
+        self.connections[(zone, t)] = conn
+        self.replies[(zone, self._reverse(translated))] = conn
+        return conn
+
+    def _translate(self, zone: int, t: tuple, nat: F.Nat | None) -> tuple:
+        """The tuple the connection continues with after ``nat`` (a free source port if it must)."""
+        if nat is None or nat.kind is None:
+            return t
+        proto, src, dst, sport, dport = t
+        has_ports = proto in (6, 17)
+        if nat.port is not None and has_ports:
+            ports = range(nat.port, (nat.port_max or nat.port) + 1)
+        else:
+            ports = [sport if nat.kind == "src" else dport]
+        for port in ports:
+            if nat.kind == "src":
+                candidate = (proto, nat.ip, dst, port if has_ports else sport, dport)
+            else:
+                candidate = (proto, src, nat.ip, sport, port if has_ports else dport)
+            if (zone, self._reverse(candidate)) not in self.replies:
+                return candidate
+        raise SimulationError(f"no free port to translate {t} in zone {zone}")
+
+    @staticmethod
+    def rewrite(pkt: dict, conn: dict, is_reply: bool) -> None:
+        """Apply a connection's translation to a packet (the reverse one to a reply), in place."""
+        orig, new = conn["orig"], conn["translated"]
+        if orig == new:
             return
-        self.connections[(zone, t)] = {"seen_reply": False}
+        if is_reply:  # a reply travels new-reversed -> orig-reversed
+            orig, new = Conntrack._reverse(new), Conntrack._reverse(orig)
+        proto, src, dst, sport, dport = new
+        pkt["ipv4_src"], pkt["ipv4_dst"] = to_int("ipv4_src", src), to_int("ipv4_dst", dst)
+        if proto in (6, 17):
+            prefix = "tcp" if proto == 6 else "udp"
+            pkt[f"{prefix}_src"], pkt[f"{prefix}_dst"] = sport, dport
 
     def flush(self) -> None:
         self.connections.clear()
+        self.replies.clear()
 
 
 class TableSimulator:
@@ -368,10 +424,15 @@ class TableSimulator:
     def _conntrack(self, a: F.Ct, pkt: dict, result: Result, depth: int) -> None:
         zone = a.zone if a.zone_src is None else pkt.get(a.zone_src, 0) & 0xFFFF
         view = self._export(pkt)
-        state = self.conntrack.lookup(zone, view) if a.table is not None else None
+        tracked = a.table is not None or a.nat is not None
+        state = self.conntrack.lookup(zone, view) if tracked else None
+        conn, is_reply = self.conntrack.find(zone, view)
         if a.commit:
-            self.conntrack.commit(zone, view)
-        if state is None:
+            conn = self.conntrack.commit(zone, view, a.nat) or conn
+        if a.nat is not None and conn is not None:
+            # ct(nat...) rewrites the packet itself: what follows (and the recirculated copy) sees it.
+            self.conntrack.rewrite(pkt, conn, is_reply)
+        if a.table is None:
             return
         # ct(table=N) recirculates a tracked copy of the packet into table N.
         copy = dict(pkt, ct_state=state, ct_zone=zone)

@@ -25,6 +25,7 @@ class Domain:
     router_mac: str  # the distributed virtual router's MAC, the same on every host
     default_action: str = "deny"  # "allow" | "deny"
     ct_zone: int = 0  # conntrack zone of the domain (16 bits)
+    egress_nat: bool = False  # its vports may open connections to the outside (docs/external.md)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,33 @@ class VPort:
     type: str = "container"  # "container" | "vm" | "host"
     policygroups: frozenset[str] = frozenset()
     vlan: int | None = None  # VLAN tag on its local port (e.g. a bare-metal trunk), None = untagged
+    floating_ip: str | None = None  # 1:1 external address, served by its host
+    published: tuple[PublishedPort, ...] = ()  # ports published on its host's address
+
+
+@dataclass(frozen=True, order=True)
+class PublishedPort:
+    """``protocol`` (tcp|udp) ``host_port`` on the host's external address -> the vport's ``container_port``."""
+
+    protocol: str
+    host_port: int
+    container_port: int
+
+
+@dataclass(frozen=True)
+class ExternalUplink:
+    """How this host reaches the outside (docs/external.md): None in a view = no external connectivity.
+
+    ``ip``: the host's own underlay address (what NATed traffic leaves with); ``mac``: the MAC of
+    the physical bridge's internal port (the host stack, which routes outbound packets);
+    ``patch_ofport``: br-int's end of the patch to the physical bridge; ``ports``: the NAT source
+    port range.
+    """
+
+    ip: str
+    mac: str
+    patch_ofport: int
+    ports: tuple[int, int] = (61000, 65535)
 
 
 @dataclass(frozen=True)
@@ -114,6 +142,7 @@ class HostView:
     local_ports: Mapping[str, LocalPort] = field(default_factory=dict)  # by vport id
     policygroups: Mapping[str, PolicyGroup] = field(default_factory=dict)
     acl_rules: Mapping[str, AclRule] = field(default_factory=dict)
+    external: ExternalUplink | None = None
 
     @classmethod
     def of(
@@ -127,6 +156,7 @@ class HostView:
         local_ports: Iterable[LocalPort] = (),
         policygroups: Iterable[PolicyGroup] = (),
         acl_rules: Iterable[AclRule] = (),
+        external: ExternalUplink | None = None,
     ) -> HostView:
         """Build a view from lists of objects (indexes them by id)."""
         by_id = lambda o: o.id  # noqa: E731
@@ -140,6 +170,7 @@ class HostView:
             _frozen(local_ports, lambda p: p.vport_id),
             _frozen(policygroups, by_id),
             _frozen(acl_rules, by_id),
+            external,
         )
 
     def replace(self, **changes) -> HostView:
@@ -150,6 +181,7 @@ class HostView:
             policygroups=self.policygroups.values(), acl_rules=self.acl_rules.values(),
         )
         current.update(changes)
+        current.setdefault("external", self.external)
         host_name = current.pop("host_name", self.host_name)
         tunnel = current.pop("tunnel_port_ofport", self.tunnel_port_ofport)
         return HostView.of(host_name, tunnel, **current)
@@ -223,7 +255,7 @@ def gateway_port(vport) -> str | None:
 
 
 def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
-                   ofports: Mapping[str, int]) -> HostView:
+                   ofports: Mapping[str, int], external: ExternalUplink | None = None) -> HostView:
     """Map a ``nuage_ryu.directory.model.DirectoryState`` snapshot to this host's view.
 
     ``ofports`` is {vport id: ofport} for the vports plugged into this bridge (from the
@@ -231,12 +263,13 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
     with all their subnets, vports, groups and rules; hosts are copied whole (a few).
     """
     present = {v.domain for v in state.vports.values() if v.host == host_name}
-    domains = [Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone)
+    domains = [Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone, d.egress_nat)
                for d in state.domains.values() if d.id in present]
     subnets = [Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone)
                for s in state.subnets.values() if s.domain in present]
     vports = [VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups),
-                    gateway_vlan(v))
+                    gateway_vlan(v), v.floating_ip or None,
+                    tuple(PublishedPort(m.protocol, m.host_port, m.container_port) for m in v.port_mappings))
               for v in state.vports.values() if v.domain in present]
     hosts = [Host(h.name, h.tunnel_ip) for h in state.hosts.values() if h.tunnel_ip]
     local = [LocalPort(vid, port) for vid, port in ofports.items()]
@@ -247,4 +280,5 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
                 a.dst_ports, a.icmp_type, a.icmp_code, a.action, a.stateful)
         for a in state.acls.values() if a.domain in present
     ]
-    return HostView.of(host_name, tunnel_port_ofport, domains, subnets, vports, hosts, local, groups, rules)
+    return HostView.of(host_name, tunnel_port_ofport, domains, subnets, vports, hosts, local, groups, rules,
+                       external)

@@ -7,7 +7,7 @@ from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.counters import COUNTED_TABLE, DEFAULT_RULE_ID, CounterKey, RuleCounter
 from nuage_ryu.directory import model
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for, kind_of
-from nuage_ryu.vrs.view import GATEWAY_PORT_KEY, GATEWAY_VLAN_KEY
+from nuage_ryu.vrs.view import GATEWAY_PORT_KEY, GATEWAY_VLAN_KEY, ExternalUplink
 
 
 def directory(vport_status="down", extra=()):
@@ -392,3 +392,27 @@ def test_each_bridge_counts_only_its_own_replies():
     h1.counters_received([(COUNTED_TABLE, rule, 1, 100)], more=False)
     h2.counters_received([(COUNTED_TABLE, rule, 2, 200)], more=False)
     assert h1.counters_report()[0] == {"r1": (1, 100)} and h2.counters_report()[0] == {"r1": (2, 200)}
+
+
+def test_external_uplink_reaches_the_view_and_the_steering_follows_published_ports():
+    core = AgentCore("h1")
+    state = directory()
+    published = dataclasses.replace(state.vports["v1"], floating_ip="192.0.2.200",
+                                    port_mappings=(model.PortMapping("tcp", 8080, 80),))
+    kept = [o for kind in ("enterprises", "domains", "zones", "subnets", "hosts")
+            for o in getattr(state, kind).values()]
+    core.set_directory(model.DirectoryState.from_objects([*kept, published, state.vports["v2"]]))
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    core.recompute()
+    assert core.view.external is None and core.uplink_view() is None  # no uplink known: nothing external
+    uplink = ExternalUplink("192.0.2.11", "0a:00:00:00:00:0b", 90)
+    core.set_external(uplink, (1, 2))
+    _, diff = core.recompute()
+    assert core.view.external == uplink
+    kinds = {kind_of(f.cookie) for f in diff.add}
+    assert {CookieKind.EXTERNAL, CookieKind.FLOATING_IP, CookieKind.PORT_MAPPING} <= kinds
+    steering = core.uplink_view()
+    assert steering.floating_ips == ("192.0.2.200",) and steering.published == (("tcp", 8080),)
+    core.set_external(None, (1, 2))
+    _, diff = core.recompute()
+    assert core.uplink_view() is None and {kind_of(f.cookie) for f in diff.delete} >= {CookieKind.EXTERNAL}

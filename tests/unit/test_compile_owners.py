@@ -3,9 +3,11 @@ cookie kinds its OwnerTag declares, and every cookie kind has an owner (except t
 
 from __future__ import annotations
 
+import dataclasses
+
 from nuage_ryu.vrs.compile import OWNER_KINDS, UNOWNED_COOKIE_KINDS, FlowCompiler, OwnerTag
 from nuage_ryu.vrs.cookies import CookieKind, kind_of
-from nuage_ryu.vrs.view import Endpoint
+from nuage_ryu.vrs.view import Endpoint, ExternalUplink, PublishedPort
 from tests.unit.test_policy_rules import APP, THREE_TIER, WEB, rule, views
 
 # Every kind of owner on one host: local and remote vports, two present domains and an absent one,
@@ -14,9 +16,21 @@ RULES = [*THREE_TIER, rule("to-zone", 30, WEB, Endpoint("zone", "zA2"), "udp", "
          rule("from-cidr", 40, Endpoint("cidr", cidr="10.0.2.0/24"), APP, "icmp")]
 
 
+def h1_view():
+    """... plus external connectivity (docs/external.md): an uplink, egress NAT in the domains, and a
+    local vport with a floating IP and a published port."""
+    view = views(RULES)["h1"]
+    local = sorted(v.id for v in view.vports.values() if v.host == "h1")[0]
+    return view.replace(
+        external=ExternalUplink("192.0.2.11", "0a:00:00:00:00:0b", 90),
+        domains=[dataclasses.replace(d, egress_nat=True) for d in view.domains.values()],
+        vports=[dataclasses.replace(v, floating_ip="192.0.2.200", published=(PublishedPort("tcp", 8080, 80),))
+                if v.id == local else v for v in view.vports.values()])
+
+
 def compiled_h1() -> FlowCompiler:
     fc = FlowCompiler()
-    fc.update(views(RULES)["h1"])
+    fc.update(h1_view())
     return fc
 
 
@@ -33,7 +47,7 @@ def test_every_owner_tag_is_compiled_by_exactly_one_owner_kind():
 
 
 def test_owner_kinds_enumerate_only_their_own_tags():
-    view = views(RULES)["h1"]
+    view = h1_view()
     for kind in OWNER_KINDS:
         owners = kind.inputs(view, view.present_domains())
         assert owners and {owner[0] for owner in owners} <= set(kind.tags), kind.tags

@@ -16,6 +16,7 @@ from nuage_ryu.vrs.flow import (
     Goto,
     MatchField,
     Move,
+    Nat,
     Output,
     PopVlan,
     PushVlan,
@@ -68,6 +69,17 @@ SAMPLE_FLOWS = [
          (Resubmit(26, in_port=OFPP_IN_PORT), Output(OFPP_IN_PORT)), cookie=0x11),
     Flow(24, 11, match(eth_type=0x86DD, ipv6_dst="fe80::1", ip_proto=58, icmpv6_type=135,
                        ipv6_nd_target="fe80::1"), (Output(OFPP_CONTROLLER),), cookie=0x10),
+    # conntrack NAT (docs/external.md): address + port range, destination, un-NAT, zone from a register
+    Flow(26, 100, match(eth_type=0x0800, reg6=1),
+         (Ct(zone=32768, commit=True, table=27, nat=Nat("src", "192.0.2.11", port=61000, port_max=65535)),),
+         cookie=0x12),
+    Flow(26, 90, match(eth_type=0x0800, ip_proto=6, tcp_dst=8080),
+         (SetField("reg6", 3), Ct(zone=32769, commit=True, table=27, nat=Nat("dst", "10.0.1.10", port=80))),
+         cookie=0x13),
+    Flow(26, 80, match(eth_type=0x0800, reg6=2), (Ct(zone_src="reg6", table=27, nat=Nat()),), cookie=0x14),
+    Flow(26, 70, match(eth_type=0x0800, reg6=4),
+         (Ct(zone=32770, commit=True, nat=Nat("src", "100.64.0.1", ip_max="100.64.0.9")), Goto(27)),
+         cookie=0x15),
 ]
 
 

@@ -63,6 +63,9 @@ class AttachRequest:
     network: str = ""           # the CNI network name (GC is per network)
     vport_id: str = ""          # bind this existing (reserved) vport instead of creating one
     wait_up: bool = True
+    # Ports published on the host's address (CNI portMappings): [{protocol, host_port, container_port}],
+    # checked by the directory (docs/external.md)
+    port_mappings: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict) -> AttachRequest:
@@ -80,6 +83,9 @@ class AttachRequest:
             elif key == "wait_up":
                 if not isinstance(value, bool):
                     raise AttachError("invalid", "wait_up must be true or false")
+            elif key == "port_mappings":
+                if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                    raise AttachError("invalid", "port_mappings must be a list of objects")
             elif not isinstance(value, str):
                 raise AttachError("invalid", f"{key} must be a string")
         return cls(**data)

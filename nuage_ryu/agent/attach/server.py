@@ -32,7 +32,7 @@ def _fields(body: dict, required: tuple[str, ...], optional: tuple[str, ...] = (
         if name not in body:
             raise AttachError("invalid", f"missing field {name!r}")
     for name, value in body.items():
-        if name not in ("valid",) and not isinstance(value, str):
+        if name not in ("valid", "port_mappings") and not isinstance(value, str):
             raise AttachError("invalid", f"{name} must be a string")
     return body
 
@@ -51,6 +51,8 @@ class _Routes:
             ("POST", r"/v1/check", lambda m, b: s.check(
                 **_fields(b, ("container_id", "ifname"), ("netns",)))),
             ("POST", r"/v1/gc", self._gc),
+            ("POST", r"/v1/ports", lambda m, b: s.set_port_mappings(
+                **_fields(b, ("container_id", "ifname", "port_mappings")))),
             ("POST", r"/v1/resolve", lambda m, b: d.resolve(
                 **_fields(b, ("enterprise", "domain", "zone", "subnet")))),
             ("POST", r"/v1/subnets/by-cidr", lambda m, b: {"subnets": d.subnets_by_cidr(

@@ -322,6 +322,8 @@ class AttachService:
         directory = self.directory
         fields = {"name": f"{req.container_id[:40]}-{req.ifname}", "type": "container",
                   "host": self.host_name, "external_ids": req.vport_binding(self.host_name)}
+        if req.port_mappings:  # published with the vport, so that deleting it (DEL) leaves nothing
+            fields["port_mappings"] = req.port_mappings
         for attempt in (1, 2):
             subnet = self._subnets.get(req.network_key, lambda: directory.resolve_subnet(*req.network_key))
             subnet = subnet["subnet"]
@@ -446,6 +448,24 @@ class AttachService:
         if not iface.up:
             problems.append(f"{ifname} is down")
         return problems
+
+    def set_port_mappings(self, container_id: str, ifname: str, port_mappings: list) -> dict:
+        """Publish ports of an attached interface on the host's address ([] = none; docs/external.md).
+
+        The directory checks them (protocol, ranges, one host port once per host) and the agents'
+        flows follow. Returns the vport's mappings as the directory stored them.
+        """
+        check_container_id(container_id)
+        check_ifname(ifname)
+        if not isinstance(port_mappings, list):
+            raise AttachError("invalid", "port_mappings must be a list of objects")
+        with self._busy.hold((container_id, ifname)), self._lock.shared():
+            ports = self._find(container_id, ifname)
+            if not ports:
+                raise AttachError("not_found", f"no attachment {container_id}/{ifname} on this host")
+            with directory_errors():
+                vport = self.directory.update_vport(ports[0].vport_id, {"port_mappings": port_mappings})
+        return {"vport_id": ports[0].vport_id, "port_mappings": vport.get("port_mappings", [])}
 
     def list_attachments(self) -> list[dict]:
         """Every attachment on this host (from OVSDB only; no directory call)."""

@@ -18,6 +18,15 @@ from nuage_ryu.directory.ctl.resolve import Resolver, UsageError, parse_endpoint
 from nuage_ryu.directory.errors import DirectoryError
 
 
+def _port_mapping(spec: str) -> dict:
+    """``tcp/8080:80`` or ``8080:80`` (tcp) -> a vport port mapping."""
+    protocol, _, ports = spec.rpartition("/")
+    host, _, container = ports.partition(":")
+    if not (host.isdigit() and container.isdigit()):
+        raise UsageError(f"--port-mapping {spec!r}: expected [tcp|udp/]HOST_PORT:CONTAINER_PORT (e.g. tcp/8080:80)")
+    return {"protocol": protocol or "tcp", "host_port": int(host), "container_port": int(container)}
+
+
 def _kv(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -65,6 +74,8 @@ class Body:
             body[opt.field] = self._value(opt, [v for v in raw if v] if isinstance(raw, list) else raw)
         if getattr(self.args, "f_stateful", None) is not None:
             body["stateful"] = self.args.f_stateful
+        if getattr(self.args, "f_egress_nat", None) is not None:
+            body["egress_nat"] = self.args.f_egress_nat
         if self.kind == "token" and self.creating:
             body["enterprise"] = self.resolver.resolve("enterprise", self.args.enterprise)
         return body
@@ -78,6 +89,8 @@ class Body:
             return [self._in_domain("policygroup", ref) for ref in raw]
         if opt.type == "external_ids":
             return _kv(raw)
+        if opt.type == "port_mappings":
+            return [_port_mapping(spec) for spec in raw]
         if opt.field == "protocol" and raw.isdigit():
             return int(raw)
         return raw

@@ -42,7 +42,7 @@ class Opt:
     help: str
     actions: tuple[str, ...] = ("create", "update")
     metavar: str | None = None
-    type: str = "text"  # text, int, choice, endpoint, policygroups, external_ids
+    type: str = "text"  # text, int, choice, endpoint, policygroups, external_ids, port_mappings
     choices: tuple[str, ...] = ()
     required_on_create: bool = False
     clear: object = "unset"  # value sent for '' on update; "unset": '' is not special
@@ -91,6 +91,11 @@ FIELD_OPTIONS: dict[str, list[Opt]] = {
         Opt("--external-id", "external_ids", "plugin data, repeat for several, replaces the map on update "
             "(e.g. --external-id ifname=eth0); '' removes all", metavar="KEY=VALUE", type="external_ids",
             clear={}),
+        Opt("--floating-ip", "floating_ip", "external address from the directory's floating IP pool, served by "
+            "the vport's host (e.g. --floating-ip 198.51.100.7); '' removes it", metavar="IP", clear=""),
+        Opt("--port-mapping", "port_mappings", "port published on the host's address, repeat for several, "
+            "replaces the list on update (e.g. --port-mapping tcp/8080:80); '' removes all",
+            metavar="[PROTO/]HOST:CONTAINER", type="port_mappings", clear=[]),
     ],
     "policygroup": [_descr()],
     "acl": [
@@ -138,7 +143,8 @@ EXAMPLES: dict[tuple[str, str | None], list[str]] = {
                            f"{EX} domain create --enterprise acme lab --default-action allow"],
     ("domain", "list"): [f"{EX} domain list", f"{EX} domain list --enterprise acme -o wide"],
     ("domain", "show"): [f"{EX} domain show acme/prod"],
-    ("domain", "update"): [f"{EX} domain update acme/prod --default-action allow"],
+    ("domain", "update"): [f"{EX} domain update acme/prod --default-action allow",
+                           f"{EX} domain update acme/prod --egress-nat      # vports may reach the outside"],
     ("domain", "delete"): [f"{EX} domain delete acme/prod --cascade"],
     ("zone", "create"): [f"{EX} zone create --domain prod web", f"{EX} zone create --domain acme/prod db"],
     ("zone", "list"): [f"{EX} zone list --domain prod"],
@@ -238,11 +244,17 @@ def _field_options(p: argparse.ArgumentParser, kind: str, action: str) -> None:
         kwargs: dict = {"dest": opt.dest, "metavar": opt.metavar, "help": opt.help}
         if opt.type == "choice":
             kwargs["choices"] = opt.choices
-        if opt.type in ("policygroups", "external_ids"):
+        if opt.type in ("policygroups", "external_ids", "port_mappings"):
             kwargs["action"] = "append"
         if opt.required_on_create and action == "create":
             kwargs["required"] = True
         p.add_argument(opt.flag, **kwargs)
+    if kind == "domain":
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--egress-nat", dest="f_egress_nat", action="store_const", const=True,
+                           help="vports may reach outside addresses through their host's address (docs/external.md)")
+        group.add_argument("--no-egress-nat", dest="f_egress_nat", action="store_const", const=False,
+                           help="no path out of the overlay (the default for a new domain)")
     if kind == "acl":
         group = p.add_mutually_exclusive_group()
         group.add_argument("--stateful", dest="f_stateful", action="store_const", const=True,
@@ -484,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster.add_cli(objs)
     relay.add_cli(objs)
-    pki_cli.add_cli(objs)
+    pki_cli.add_cli(objs, add_output_options)
     return p
 
 

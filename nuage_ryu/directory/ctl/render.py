@@ -211,11 +211,19 @@ def print_table(rows: list[dict], columns: list[Column | str], out: TextIO | Non
 _REFS = {"enterprise": "enterprise", "domain": "domain", "zone": "zone", "subnet": "subnet"}
 
 
+# Shown only when set: a vport's external connectivity (docs/external.md), absent on most vports.
+_SHOWN_WHEN_SET = {"floating_ip", "port_mappings"}
+
+
 def object_lines(kind: str, obj: dict, resolver: Resolver | None = None) -> list[tuple[str, str]]:
     """``show`` output as (key, text) pairs: referenced objects by name with their id."""
     lines = []
     for key, value in obj.items():
-        if resolver is not None and key in _REFS and isinstance(value, str) and value:
+        if key in _SHOWN_WHEN_SET and not value:
+            continue
+        if key == "port_mappings" and isinstance(value, list):
+            text = ", ".join(f"{m.get('protocol')}/{m.get('host_port')}:{m.get('container_port')}" for m in value)
+        elif resolver is not None and key in _REFS and isinstance(value, str) and value:
             text = f"{resolver.path_of(_REFS[key], value)} ({value})"
         elif resolver is not None and key in ("source", "destination") and isinstance(value, dict):
             text = endpoint_text(value, resolver, wide=True)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from types import MappingProxyType
 
-from nuage_ryu.directory import model
+from nuage_ryu.directory import external, model
 from nuage_ryu.directory.model import KINDS, Endpoint
 
 TABLE_KIND = {table: kind for kind, (table, _plural, _parent) in KINDS.items()}
@@ -71,7 +71,7 @@ def _enterprise(rid: str, row) -> model.Enterprise:
 
 def _domain(rid: str, row) -> model.Domain:
     return model.Domain(rid, _ref(row, "enterprise"), row.name, row.vni, row.ct_zone, row.router_mac,
-                        row.default_action, row.description, row.subnet_epoch)
+                        row.default_action, row.description, row.subnet_epoch, row.egress_nat)
 
 
 def _zone(rid: str, row) -> model.Zone:
@@ -93,7 +93,8 @@ def _vport(rid: str, row) -> model.VPort:
         rid, _ref(row, "subnet"), _ref(row, "domain"), row.name, row.ip, row.mac, row.gateway,
         row.type, row.host, "down", row.description,
         frozenset(str(u) for u in stored(row, "policygroups").as_list()),
-        MappingProxyType(dict(row.external_ids)))
+        MappingProxyType(dict(row.external_ids)),
+        row.floating_ip, external.decode_port_mappings(row.port_mappings))
 
 
 def _acl(rid: str, row) -> model.ACL:
@@ -165,6 +166,8 @@ def columns(fields: dict) -> dict:
             cols[key] = [uuid.UUID(v) for v in sorted(value)]
         elif key == "external_ids":
             cols[key] = dict(value)
+        elif key == "port_mappings":
+            cols[key] = external.encode_port_mappings(value)
         elif key in ("dst_ports", "icmp_type", "icmp_code"):
             cols[key] = [] if value is None else [value]
         else:

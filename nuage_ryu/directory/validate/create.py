@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from nuage_ryu.directory import ipam
+from nuage_ryu.directory import external, ipam
 from nuage_ryu.directory.errors import Conflict, NotFound, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.validate.change import Change, Op
@@ -80,6 +80,7 @@ def _domain(req: CreateRequest) -> dict:
     req.change.auto_assigned = True  # ct_zone is always picked here
     fields["default_action"] = check_choice(data.get("default_action", "deny"), "default_action",
                                             ("allow", "deny"))
+    fields["egress_nat"] = data.get("egress_nat", False)  # external connectivity (docs/external.md)
     if "router_mac" in data:
         fields["router_mac"] = ipam.normalize_mac(data["router_mac"], "router_mac")
     else:
@@ -127,14 +128,19 @@ def _vport(req: CreateRequest) -> dict:
     else:
         mac = ipam.generate_mac(macs_in_use(state), req.rand)
         req.change.auto_assigned = True
-    return {
+    fields = {
         "subnet": parent.id, "domain": parent.domain, "ip": ip, "mac": mac, "gateway": parent.gateway,
         "status": "down",
         "type": check_choice(data.get("type", "container"), "type", ("container", "vm", "host")),
         "host": check_hostname(data["host"]) if data.get("host") else "",
         "policygroups": policygroups_in(state, parent.domain, data.get("policygroups", [])),
         "external_ids": MappingProxyType(check_external_ids(data.get("external_ids", {}))),
+        # External connectivity (docs/external.md): the rules live in nuage_ryu/directory/external.py.
+        "floating_ip": external.check_floating_ip(state, data.get("floating_ip", ""), None),
+        "port_mappings": external.parse_port_mappings(data.get("port_mappings", [])),
     }
+    external.check_host_ports(state, fields["host"], fields["port_mappings"], None)
+    return fields
 
 
 def _acl(req: CreateRequest) -> dict:

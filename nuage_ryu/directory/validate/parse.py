@@ -24,11 +24,13 @@ def _type_ok(f, value) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if k == "map":
         return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if k == "portmaps":
+        return isinstance(value, list)
     return True
 
 
 _TYPE_NAMES = {"integer": "an integer", "boolean": "a boolean (true/false)", "endpoint": "an object",
-               "counters": "an object",
+               "counters": "an object", "portmaps": "a list of objects",
                "ids": "a list of id strings", "map": "an object of strings", "protocol": "a string or number"}
 
 
@@ -70,5 +72,7 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
 
 def _same(shown, value) -> bool:
     if isinstance(shown, list) and isinstance(value, list):
+        if all(isinstance(v, dict) for v in shown + value):  # port mappings: order-free list of objects
+            return sorted(map(repr, shown)) == sorted(map(repr, value))
         return sorted(shown) == sorted(value)
     return shown == value

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import MappingProxyType
 
+from nuage_ryu.directory import external
 from nuage_ryu.directory.errors import BadRequest, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.validate.change import Change, Op
@@ -37,9 +38,12 @@ NAME_SIBLINGS: dict[str, Callable] = {
 
 
 def _domain(state: DirectoryState, current, data: dict) -> dict:
-    if "default_action" not in data:
-        return {}
-    return {"default_action": check_choice(data["default_action"], "default_action", ("allow", "deny"))}
+    fields: dict = {}
+    if "default_action" in data:
+        fields["default_action"] = check_choice(data["default_action"], "default_action", ("allow", "deny"))
+    if "egress_nat" in data:
+        fields["egress_nat"] = data["egress_nat"]
+    return fields
 
 
 def _vport(state: DirectoryState, current, data: dict) -> dict:
@@ -50,6 +54,14 @@ def _vport(state: DirectoryState, current, data: dict) -> dict:
         fields["policygroups"] = policygroups_in(state, current.domain, data["policygroups"])
     if "external_ids" in data:
         fields["external_ids"] = MappingProxyType(check_external_ids(data["external_ids"]))
+    # External connectivity (docs/external.md): the rules live in nuage_ryu/directory/external.py.
+    if "floating_ip" in data:
+        fields["floating_ip"] = external.check_floating_ip(state, data["floating_ip"], current.id)
+    if "port_mappings" in data:
+        fields["port_mappings"] = external.parse_port_mappings(data["port_mappings"])
+    if "host" in data or "port_mappings" in data:
+        external.check_host_ports(state, fields.get("host", current.host),
+                                  fields.get("port_mappings", current.port_mappings), current.id)
     return fields
 
 

@@ -2,15 +2,18 @@
 
 Layout, one job per module:
 
-=========== ====================================================================================
-``base``    match builder, address helpers, the owner vocabulary (``OwnerTag`` tied to the cookie
-            kinds, ``OwnerKind``) and the merge of flows with one OpenFlow identity
-``static``  the pipeline skeleton every bridge has (owner ``static``)
-``domain``  a present domain's tunnel classification, conntrack and default action; subnet gateways
-``vport``   a vport's ARP answer and routes, and on its own host its port flows
-``acl``     the domain's ACL rules as conjunctive flows (owners ``acl`` and ``acl-member``)
-``driver``  ``FlowCompiler``: incremental recompilation over the explicit list ``OWNER_KINDS``
-=========== ====================================================================================
+============ ====================================================================================
+``base``     match builder, address helpers, the owner vocabulary (``OwnerTag`` tied to the cookie
+             kinds, ``OwnerKind``) and the merge of flows with one OpenFlow identity
+``static``   the pipeline skeleton every bridge has (owner ``static``)
+``domain``   a present domain's tunnel classification, conntrack and default action; subnet gateways
+``vport``    a vport's ARP answer and routes, and on its own host its port flows
+``acl``      the domain's ACL rules as conjunctive flows (owners ``acl`` and ``acl-member``)
+``external`` egress NAT, floating IPs, published ports (owners ``external-static``, ``external``,
+             ``external-vport``; docs/external.md)
+``uplink``   br-phy's steering flows (not br-int's: no owner kind, cookie kind UPLINK)
+``driver``   ``FlowCompiler``: incremental recompilation over the explicit list ``OWNER_KINDS``
+============ ====================================================================================
 
 Dependencies point one way: ``driver`` -> the owner-kind modules -> ``base``.
 """

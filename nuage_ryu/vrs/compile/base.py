@@ -44,6 +44,10 @@ class OwnerTag(StrEnum):
     VPORT = "vport", (CookieKind.VPORT, CookieKind.REMOTE_VPORT)
     ACL = "acl", (CookieKind.ACL_RULE, CookieKind.POLICY_MEMBER)  # a rule's own flows
     ACL_MEMBER = "acl-member", (CookieKind.POLICY_MEMBER,)  # one group member's clause flows of a rule
+    # External connectivity (docs/external.md)
+    EXTERNAL_STATIC = "external-static", (CookieKind.EXTERNAL,)  # the EXT_* tables' skeleton
+    EXTERNAL = "external", (CookieKind.EXTERNAL,)  # a domain's exits and NAT zone
+    EXTERNAL_VPORT = "external-vport", (CookieKind.EXTERNAL, CookieKind.FLOATING_IP, CookieKind.PORT_MAPPING)
 
     def __new__(cls, value: str, cookie_kinds: tuple[CookieKind, ...]) -> OwnerTag:
         member = str.__new__(cls, value)
@@ -52,8 +56,9 @@ class OwnerTag(StrEnum):
         return member
 
 
-# Cookie kinds no owner writes (yet): every other kind belongs to at least one OwnerTag.
-UNOWNED_COOKIE_KINDS = frozenset({CookieKind.REMOTE_HOST})
+# Cookie kinds no owner of br-int writes: REMOTE_HOST is reserved; UPLINK is br-phy's steering
+# (``compile.uplink``). Every other kind belongs to at least one OwnerTag.
+UNOWNED_COOKIE_KINDS = frozenset({CookieKind.REMOTE_HOST, CookieKind.UPLINK})
 
 # (OwnerTag.STATIC,), (OwnerTag.DOMAIN, id), (OwnerTag.SUBNET, id), (OwnerTag.VPORT, id),
 # (OwnerTag.ACL, rule id), (OwnerTag.ACL_MEMBER, rule id, vport id)

@@ -22,12 +22,14 @@ from collections.abc import Sequence
 from nuage_ryu.vrs.compile.acl import ACL_OWNERS
 from nuage_ryu.vrs.compile.base import FlowConflict, Owner, OwnerKind, OwnerTag, merge_same_key
 from nuage_ryu.vrs.compile.domain import DOMAIN_OWNERS, SUBNET_OWNERS
+from nuage_ryu.vrs.compile.external import EXTERNAL_DOMAIN_OWNERS, EXTERNAL_STATIC_OWNERS, EXTERNAL_VPORT_OWNERS
 from nuage_ryu.vrs.compile.static import STATIC_OWNERS
 from nuage_ryu.vrs.compile.vport import VPORT_OWNERS
 from nuage_ryu.vrs.flow import Flow, FlowDiff
 from nuage_ryu.vrs.view import HostView
 
-OWNER_KINDS: tuple[OwnerKind, ...] = (STATIC_OWNERS, DOMAIN_OWNERS, SUBNET_OWNERS, VPORT_OWNERS, ACL_OWNERS)
+OWNER_KINDS: tuple[OwnerKind, ...] = (STATIC_OWNERS, DOMAIN_OWNERS, SUBNET_OWNERS, VPORT_OWNERS, ACL_OWNERS,
+                                      EXTERNAL_STATIC_OWNERS, EXTERNAL_DOMAIN_OWNERS, EXTERNAL_VPORT_OWNERS)
 
 
 class FlowCompiler:
