@@ -17,6 +17,8 @@ $(STAMP): setup.cfg pyproject.toml scripts/install-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	# nuage-cni / nuage-docker-plugin as python -I -S launchers (docs/cni.md, "Start-up")
+	$(VENV)/bin/python -m nuage_ryu.plugins.launcher install >/dev/null
 	touch $(STAMP)
 
 $(RYU_VENV)/.installed: scripts/install-classic-ryu.sh

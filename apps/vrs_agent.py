@@ -140,7 +140,11 @@ class VrsAgent(BaseApp):
                                     token_file=config.directory_token_file(self.CONF),
                                     host_name=bridge.host_name, bridge=bridge.bridge,
                                     underlay_mtu=conf.underlay_mtu, ca_file=creds.ca_file if creds else None)
-        self.attach_server = start_agent_api(settings, bridge.host_ovs, wait_vport_up=self.wait_vport_up)
+        self.attach_server = start_agent_api(
+            settings, bridge.host_ovs, wait_vport_up=self.wait_vport_up,
+            flows_confirmed_at=bridge.flows_confirmed_at,
+            observe=lambda op, phases, total, outcome: self.metrics.observe_attach(
+                bridge.host_name, op, phases, total, outcome))
         self.logger.info("agent API on %s", conf.agent_socket)
 
     def _start_metrics(self) -> None:

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 PACKAGES=(
-    openvswitch-switch openvswitch-common mininet bridge-utils iproute2 iputils-ping iperf3
+    openvswitch-switch openvswitch-common mininet bridge-utils iproute2 iputils-ping iperf3 sockperf
     netcat-openbsd busybox tcpdump procps python3-venv python3-dev gcc make zsh groff-base
     chromium chromium-driver
 )

@@ -61,7 +61,8 @@ except OSError:
 def lab_with_plane(n_hosts: int, tag: str = "t", central: bool = False,
                    outside: bool = False, **plane_options) -> Iterator[tuple[Lab, ControlPlane]]:
     """A lab of ``n_hosts`` with directory + agents (or one central agent); everything removed afterwards.
-    ``outside``: with the lab's outside world (router + internet server, docs/lab.md).
+
+    ``outside``: with the lab's outside world (router + internet server, docs/lab.md);
     ``plane_options`` go to ``ControlPlane`` (``relays=N``, ``directory_connection=...``)."""
     prefix = f"{tag}{os.getpid() % 100000}{next(_serial)}"[:12]
     state = tempfile.mkdtemp(prefix="nr-lab-")

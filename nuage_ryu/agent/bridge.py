@@ -40,6 +40,7 @@ from nuage_ryu.vrs import sync
 from nuage_ryu.vrs.pipeline import DEFAULT_NAT_PORTS
 
 _sessions = itertools.count(1)  # OpenFlow connections of this process, over all bridges
+FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
 
 
 class ManagedBridge:
@@ -65,6 +66,7 @@ class ManagedBridge:
         self._lock = lock
         self._on_change = on_change  # wakes the agent's worker
         self._log = logger
+        self._flows_confirmed: dict[str, float] = {}  # vport id -> when the core decided it is up
         self.external_bridge = external_bridge  # "" = no external connectivity (docs/external.md)
         self.nat_ports = nat_ports
         self.uplink: HostUplink | None = None
@@ -183,10 +185,34 @@ class ManagedBridge:
         self._confirmed(self.core.pushed(self.sync.generation, time.monotonic()))
         sync.send(self.datapath, msgs)
 
+    def flows_confirmed_at(self, vport_id: str) -> float | None:
+        """When (monotonic) this bridge last confirmed the flows of ``vport_id``; None if unknown."""
+        return self._flows_confirmed.get(vport_id)
+
     def write_statuses(self, store) -> None:
-        """Write the vport statuses the core decided (outside the lock: directory writes may block)."""
+        """Write the vport statuses the core decided (outside the lock: directory writes may block).
+
+        All of a round's changes go in one directory transaction (a burst of attaches is one
+        write, not one per vport); if that is refused, each is written alone.
+        """
         with self._lock:
             updates = self.core.status_updates()
+        if not updates:
+            return
+        now = time.monotonic()
+        for vport_id, status in updates:
+            if status == "up":
+                self._flows_confirmed.pop(vport_id, None)
+                self._flows_confirmed[vport_id] = now
+        while len(self._flows_confirmed) > FLOWS_CONFIRMED_KEPT:
+            del self._flows_confirmed[next(iter(self._flows_confirmed))]
+        if len(updates) > 1:
+            try:
+                store.set_vport_statuses(updates)
+                return
+            except Exception as exc:
+                self._log.info("%d vport statuses not written in one transaction (%s); one by one",
+                               len(updates), exc)
         for vport_id, status in updates:
             try:
                 store.set_vport_status(vport_id, status)
@@ -199,10 +225,10 @@ class ManagedBridge:
         with self._lock:
             self._metrics.connected.labels(self.host_name).set(1 if up else 0)
             if up:
-                self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
-                self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 if self.uplink is not None:
                     self.uplink.forget()  # OVS may have restarted: br-phy's flows are re-pushed whole
+                self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
+                self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 self._connected(datapath)
                 self._log.info("%s/%s connected; reconciling its flows", self.host_name, self.bridge)
             elif self.datapath is datapath:

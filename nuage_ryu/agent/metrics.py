@@ -14,6 +14,10 @@ Metrics:
   nuage_bridge_connected{host}                         1 while the bridge is connected
   nuage_agent_startup_seconds{host,milestone}          seconds from process start to each start-up
       milestone, up to the bridge's first confirmed table (see startup.py)
+  nuage_attach_phase_seconds{host,operation,phase}     one phase of an attach/detach (attach/timing.py):
+      attach: directory, veth, netns, ovsdb, flows, status; detach: directory, ovsdb, veth
+  nuage_attach_seconds{host,operation,outcome}         a whole attach/detach as its plugin waited for it
+      (outcome: ok, or the error kind: invalid, not_found, conflict, unavailable, timeout, failed)
 """
 
 from __future__ import annotations
@@ -74,3 +78,16 @@ class AgentMetrics:
         self.startup = Gauge("nuage_agent_startup_seconds",
                              "Seconds from process start to a start-up milestone (first_table: converged)",
                              ["host", "milestone"], registry=registry)
+        self.attach_phase = Histogram("nuage_attach_phase_seconds",
+                                      "One phase of a container attach or detach on this host",
+                                      ["host", "operation", "phase"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.attach_total = Histogram("nuage_attach_seconds",
+                                      "A whole container attach or detach, as the plugin waited for it",
+                                      ["host", "operation", "outcome"], buckets=LATENCY_BUCKETS, registry=registry)
+
+    def observe_attach(self, host: str, operation: str, phases: Mapping[str, float], total: float,
+                       outcome: str) -> None:
+        """Record one attach/detach: each phase it went through, and its total with its outcome."""
+        for phase, seconds in phases.items():
+            self.attach_phase.labels(host, operation, phase).observe(seconds)
+        self.attach_total.labels(host, operation, outcome).observe(total)

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 import webob
 
+from nuage_ryu import json_input
 from nuage_ryu.directory import listing, openapi, shadow, validate
+from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.errors import (
     BadRequest,
     DirectoryError,
@@ -36,6 +38,7 @@ from nuage_ryu.directory.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
 )
 from nuage_ryu.directory.model import KINDS, NO_COUNTERS, DirectoryState, as_dict
@@ -48,6 +51,8 @@ MAX_BODY = 1 << 20
 # A bulk body may be larger; it stays below the HTTP server's backstop (service.py: 4 * MAX_BODY).
 MAX_BULK_BODY = 3 * MAX_BODY
 TOKEN_PREFIX = "nrt_"
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+_AUDIT_KEY = "nuage.audit"  # what the request path learnt for the audit log (environ key)
 
 
 def hash_token(token: str) -> str:
@@ -61,6 +66,13 @@ class Caller:
 
     admin: bool
     enterprise: str | None = None
+    token_id: str = ""
+    token_name: str = ""
+
+    @property
+    def principal(self) -> str:
+        """Who, as the audit log names it: ``admin`` or ``token:<name or id>`` (never the token)."""
+        return "admin" if self.admin else f"token:{self.token_name or self.token_id}"
 
 
 @dataclass(frozen=True)
@@ -128,10 +140,13 @@ def error_response(exc: DirectoryError) -> webob.Response:
 class DirectoryAPI:
     """WSGI application of ``/api/v1``."""
 
-    def __init__(self, store, admin_token: str, clock: Callable[[], float] = time.time):
+    def __init__(self, store, admin_token: str, clock: Callable[[], float] = time.time,
+                 audit: AuditLog | None = None):
+        """``audit``: where every mutating call is recorded (None: not recorded)."""
         if not admin_token:
             raise ValueError("an admin token is required")
         self.store = store
+        self.audit = audit
         self._admin_token = admin_token.encode()
         self._clock = clock
         self._openapi = json.dumps(openapi.build_document(ROUTES)).encode()
@@ -146,7 +161,37 @@ class DirectoryAPI:
         except Exception:  # a bug, never bad input: bad input raises DirectoryError
             LOG.exception("internal error on %s %s", req.method, req.path)
             resp = _json_response(500, {"error": {"code": "internal_error", "message": "internal error"}})
+        if self.audit is not None and req.method in MUTATING:
+            self._record(req, resp)
         return resp(environ, start_response)
+
+    def _record(self, req: webob.Request, resp: webob.Response) -> None:
+        """The audit hook: one entry per mutating call, whatever its route and outcome."""
+        seen = req.environ.get(_AUDIT_KEY, {})
+        caller: Caller | None = seen.get("caller")
+        ids = list(seen.get("ids", ()))
+        location = resp.headers.get("Location", "")
+        if location:
+            ids.append(location.rsplit("/", 1)[-1])
+        entry = {"principal": caller.principal if caller else "anonymous",
+                 "enterprise": seen.get("enterprise"), "method": req.method, "path": req.path_info,
+                 "ids": ids, "status": resp.status_code, "remote": req.remote_addr or ""}
+        if caller and caller.token_id:
+            entry["token_id"] = caller.token_id
+        if entry["enterprise"] is None and seen.get("route_kind") == "enterprise" and location:
+            entry["enterprise"] = ids[-1]  # an enterprise just created
+        if entry["enterprise"]:
+            ent = self.store.snapshot().enterprises.get(entry["enterprise"])
+            entry["enterprise_name"] = ent.name if ent else seen.get("enterprise_name", "")
+        if resp.status_code >= 400 and resp.content_type == "application/json":
+            try:
+                entry["error"] = json.loads(resp.body)["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                pass
+        try:
+            self.audit.record(entry)
+        except OSError:  # a full disk must not turn every write into a 500; the log says so
+            LOG.exception("cannot write the audit log %s", self.audit.path)
 
     def handle(self, req: webob.Request) -> webob.Response:
         path = req.path_info
@@ -162,8 +207,18 @@ class DirectoryAPI:
                 raise MethodNotAllowed(f"{req.method} is not allowed on {path}", sorted(route.methods))
             if handler == "openapi":
                 return webob.Response(body=self._openapi, content_type="application/json", charset=None)
+            params = m.groupdict()
+            seen = req.environ.setdefault(_AUDIT_KEY, {})
+            seen.update(ids=[v for v in params.values() if v], route_kind=route.kind)
+            if req.method in MUTATING:  # the enterprise acted in: of the object, known before any check
+                seen["enterprise"] = self._enterprise_of(route, params)
             caller = self._authenticate(req)
-            return getattr(self, "_" + handler)(req, caller, route, **m.groupdict())
+            seen["caller"] = caller
+            if req.method in MUTATING:
+                seen["enterprise"] = seen["enterprise"] or caller.enterprise
+                ent = self.store.snapshot().enterprises.get(seen["enterprise"] or "")
+                seen["enterprise_name"] = ent.name if ent else ""  # kept for a deleted enterprise
+            return getattr(self, "_" + handler)(req, caller, route, **params)
         raise NotFound(f"no such path {path}")
 
     # -- auth --
@@ -178,7 +233,17 @@ class DirectoryAPI:
         record = self.store.snapshot().token_by_hash(hash_token(token))
         if record is None:
             raise Unauthorized("unknown or revoked token")
-        return Caller(admin=False, enterprise=record.enterprise)
+        return Caller(admin=False, enterprise=record.enterprise, token_id=record.id, token_name=record.name)
+
+    def _enterprise_of(self, route: Route, params: dict) -> str | None:
+        """The enterprise a call acts in (for the audit log): of its parent or its object."""
+        obj_id = params.get("id")
+        kind = route.parent or route.kind
+        if not obj_id or kind is None:
+            return None
+        state = self.store.snapshot()
+        obj = state.get(kind, obj_id)
+        return state.enterprise_of(kind, obj) if obj is not None else None
 
     @staticmethod
     def _visible(state: DirectoryState, caller: Caller, kind: str, obj) -> bool:
@@ -214,18 +279,26 @@ class DirectoryAPI:
     def _body(req: webob.Request, limit: int = MAX_BODY):
         if req.content_length and req.content_length > limit:
             raise PayloadTooLarge(f"request body larger than {limit} bytes")
-        raw = req.body_file.read(limit + 1)  # also bounds chunked bodies without a length
+        try:
+            raw = req.body_file.read(limit + 1)  # also bounds chunked bodies without a length
+        except TimeoutError:
+            raise RequestTimeout("the request body did not arrive in time") from None
+        except (ValueError, OSError) as exc:
+            # cheroot's chunked reader: "Bad chunked transfer size", a missing CRLF, a closed read side
+            raise BadRequest(f"malformed request body: {exc}") from None
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body larger than {limit} bytes")
+        if req.content_length and len(raw) < req.content_length:
+            # the server's body deadline shut the read side (http_server), or the client stopped
+            raise RequestTimeout(f"the request body did not arrive in time ({len(raw)} of "
+                                 f"{req.content_length} bytes)")
         if not raw.strip():
             raise BadRequest("request body must be a JSON object")
         # The content type is not checked: curl's default form type with a JSON body is common.
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"malformed JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequest("malformed JSON: nested too deeply") from None
+            body = json_input.loads(raw)
+        except json_input.JSONInputError as exc:
+            raise BadRequest(str(exc)) from None
         try:
             # Lone surrogates ("\ud800") parse but cannot be stored (OVSDB strings are UTF-8).
             json.dumps(body, ensure_ascii=False).encode("utf-8")

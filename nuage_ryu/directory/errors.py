@@ -36,6 +36,13 @@ class PayloadTooLarge(BadRequest):
     code = "payload_too_large"
 
 
+class RequestTimeout(BadRequest):
+    """The request body did not arrive within the server's read timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Unauthorized(DirectoryError):
     """Missing or unknown bearer token."""
 

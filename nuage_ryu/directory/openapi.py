@@ -6,9 +6,13 @@ the tests validate real requests and responses against it with openapi-core.
 
 from __future__ import annotations
 
+import unicodedata
+
 from nuage_ryu import __version__
 from nuage_ryu.directory import listing
-from nuage_ryu.directory.model import FIELDS, KINDS, Field
+from nuage_ryu.directory.model import ACTIONS as ACTIONS_OF_RULES
+from nuage_ryu.directory.model import FIELDS, KINDS, VPORT_STATUSES, VPORT_TYPES, Field
+from nuage_ryu.directory.validate import check
 from nuage_ryu.directory.validate.bulk import ACTIONS, BULK_KINDS, MAX_OPERATIONS
 
 ERRORS = {
@@ -17,6 +21,7 @@ ERRORS = {
     "403": "Not allowed for this token",
     "404": "No such object (or not visible to this token)",
     "405": "Method not allowed on this path",
+    "408": "The request body did not arrive within the read timeout",
     "413": "Request body too large",
     "409": "Conflict with existing state (duplicate, overlap, in use, exhausted, has dependents)",
     "422": "Invalid value",
@@ -24,16 +29,6 @@ ERRORS = {
 }
 
 _UUID = {"type": "string", "format": "uuid"}
-_ENDPOINT = {
-    "type": "object",
-    "required": ["type"],
-    "additionalProperties": False,
-    "properties": {
-        "type": {"type": "string", "enum": ["any", "policygroup", "zone", "subnet", "cidr"]},
-        "id": _UUID,
-        "cidr": {"type": "string"},
-    },
-}
 
 
 _COUNT = {"type": "object", "required": ["packets", "bytes"], "additionalProperties": False,
@@ -100,9 +95,18 @@ _PAGE_HEADERS = {
 }
 
 
+# The filters whose values the server checks (listing.FILTERS): the same choices, stated.
+_FILTER_SCHEMAS = {
+    "status": {"type": "string", "enum": list(VPORT_STATUSES)},
+    "type": {"type": "string", "enum": list(VPORT_TYPES)},
+    "action": {"type": "string", "enum": list(ACTIONS_OF_RULES)},
+    "connected": {"type": "string", "enum": ["true", "false"]},
+}
+
+
 def list_parameters(kind: str) -> list[dict]:
     """Query parameters of a list of ``kind``: its filters, limit and page_token."""
-    params = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"},
+    params = [{"name": p, "in": "query", "required": False, "schema": _FILTER_SCHEMAS.get(p, {"type": "string"}),
                "description": listing.FILTER_HELP[p]} for p in listing.filter_params(kind)]
     params.append({"name": "limit", "in": "query", "required": False,
                    "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT},
@@ -126,17 +130,90 @@ _PORT_MAPPING = {
 }
 
 
-def field_schema(f: Field) -> dict:
-    """JSON schema of one field."""
+def _char_class(refused) -> str:
+    """A regex character class (ECMA-262 and Python alike) of the characters ``refused(c)`` is False for."""
+    ranges: list[list[int]] = []
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # surrogates: not characters (a JSON body holding one is refused as malformed)
+        if refused(chr(code)):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    # The characters themselves, not \\u escapes (which not every generator of the document's
+    # users reads); none of them is special inside a class.
+    parts = "".join(chr(lo) if lo == hi else f"{chr(lo)}-{chr(hi)}" for lo, hi in ranges if hi <= 0xFFFF)
+    return "[^" + parts + "]"
+
+
+def _name_refused(c: str) -> bool:
+    return unicodedata.category(c) in check.NAME_REFUSED_CATEGORIES
+
+
+def _text_refused(c: str) -> bool:
+    return check.text_refused(c)
+
+
+_NAME_CHAR = _char_class(_name_refused)
+_NAME_EDGE = _char_class(lambda c: _name_refused(c) or c.isspace())
+# What check_name / check_text take (the NFC normalization aside): no refused character, no
+# leading or trailing whitespace.
+NAME_PATTERN = f"^{_NAME_EDGE}({_NAME_CHAR}*{_NAME_EDGE})?$"
+TEXT_PATTERN = f"^{_char_class(_text_refused)}*$"
+_HOSTNAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "maxLength": check.MAX_NAME}
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_CIDR = {"type": "string", "pattern": rf"^{_IPV4}/([0-9]|[12][0-9]|3[0-2])$",
+         "description": "An IPv4 network, host bits clear (10.0.1.0/24)."}
+# One form per endpoint type: {"type": "any"}, {"type": "zone", "id": ...}, {"type": "cidr", "cidr": ...}.
+_ENDPOINT = {"oneOf": [
+    {"type": "object", "required": ["type"], "additionalProperties": False,
+     "properties": {"type": {"type": "string", "enum": ["any"]}}},
+    {"type": "object", "required": ["type", "id"], "additionalProperties": False,
+     "properties": {"type": {"type": "string", "enum": ["policygroup", "zone", "subnet"]}, "id": _UUID}},
+    {"type": "object", "required": ["type", "cidr"], "additionalProperties": False,
+     "properties": {"type": {"type": "string", "enum": ["cidr"]}, "cidr": _CIDR}},
+]}
+
+
+def _string_schema(f: Field, kind: str) -> dict:
+    """The string fields whose value is checked on its own: the same checks, as a pattern."""
+    if f.name == "name" and kind == "host":
+        return dict(_HOSTNAME, minLength=1)
+    if f.name == "host":
+        return {"type": "string", "pattern": "^$|" + _HOSTNAME["pattern"], "maxLength": check.MAX_NAME}
+    if f.name == "name":
+        s = {"type": "string", "pattern": NAME_PATTERN, "maxLength": check.MAX_NAME}
+        if kind in ("acl", "token"):  # may be empty
+            s["pattern"] = "^$|" + NAME_PATTERN
+        else:
+            s["minLength"] = 1
+        return s
+    if f.name == "description":
+        return {"type": "string", "pattern": TEXT_PATTERN, "maxLength": check.MAX_DESCRIPTION}
+    if f.name == "datapath_id":
+        return {"type": "string", "pattern": "^$|^(0x)?[0-9a-f]{1,16}$"}
+    return {"type": "string"}
+
+
+def field_schema(f: Field, kind: str = "") -> dict:
+    """JSON schema of one field (of an object of ``kind``)."""
     k = f.kind
-    if k in ("string", "cidr", "ports"):
-        s: dict = {"type": "string"}
+    if k == "string":
+        s: dict = _string_schema(f, kind)
+    elif k == "cidr":
+        s = dict(_CIDR)
+    elif k == "ports":
+        s = {"type": "string", "pattern": r"^[0-9]{1,5}(-[0-9]{1,5})?$"}
     elif k == "ip":
         s = {"type": "string", "format": "ipv4"}
     elif k == "ip_or_empty":
-        s = {"type": "string", "pattern": r"^$|^\d{1,3}(\.\d{1,3}){3}$"}
+        s = {"type": "string", "pattern": rf"^$|^{_IPV4}$"}
     elif k == "mac":
-        s = {"type": "string", "example": "02:00:00:00:00:01"}
+        # unicast (the low bit of the first octet clear), not all zero
+        s = {"type": "string", "example": "02:00:00:00:00:01",
+             "pattern": "^(?!00(:00){5}$)[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"}
     elif k == "id":
         s = dict(_UUID)
     elif k == "integer":
@@ -152,11 +229,16 @@ def field_schema(f: Field) -> dict:
     elif k == "endpoint":
         s = dict(_ENDPOINT)
     elif k == "protocol":
-        s = {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0, "maximum": 255}]}
+        s = {"oneOf": [{"type": "string", "pattern": rf"^(any|tcp|udp|icmp|{_OCTET})$"},
+                       {"type": "integer", "minimum": 0, "maximum": 255}]}
     elif k == "ids":
         s = {"type": "array", "items": _UUID}
     elif k == "map":
-        s = {"type": "object", "additionalProperties": {"type": "string"}}
+        # (OpenAPI 3.0 has no propertyNames: keys get the same checks as values, said in words)
+        s = {"type": "object",
+             "additionalProperties": {"type": "string", "pattern": TEXT_PATTERN,
+                                      "maxLength": check.MAX_DESCRIPTION},
+             "x-key-rules": "keys: 1..255 characters, no control characters but TAB/CR/LF"}
     elif k == "timestamp":
         s = {"type": "string", "format": "date-time"}
     elif k == "counters":
@@ -212,7 +294,7 @@ def component_schemas() -> dict:
         name = _cap(kind)
         props = {}
         for f in fields:
-            s = field_schema(f)
+            s = field_schema(f, kind)
             s.pop("readOnly", None)
             props[f.name] = s
         if kind == "token":
@@ -222,15 +304,17 @@ def component_schemas() -> dict:
                                  "description": "Returned by create/update only: rules shadowed by an "
                                                 "earlier one (this rule, or later rules this one shadows)."}
         out[name] = {"type": "object", "required": [f.name for f in fields], "properties": props}
-        create = {f.name: field_schema(f) for f in fields if f.access != "server"}
+        create = {f.name: field_schema(f, kind) for f in fields if f.access != "server"}
         out["Create" + name] = {
             "type": "object", "additionalProperties": False,
             "required": [f.name for f in fields if f.access == "required"], "properties": create,
         }
-        # PUT takes mutable fields; others are accepted only when unchanged (round trip of a GET).
-        update = {f.name: field_schema(f) for f in fields}
-        for s in update.values():
-            s.pop("readOnly", None)
+        # PUT takes mutable fields; the others are readOnly here: accepted only unchanged (the round
+        # trip of a GET), counters ignored whatever their value.
+        update = {f.name: field_schema(f, kind) for f in fields}
+        for f in fields:
+            if f.access == "server" or not f.mutable:
+                update[f.name]["readOnly"] = True
         out["Update" + name] = {"type": "object", "additionalProperties": False, "properties": update}
     return out
 
@@ -288,14 +372,14 @@ def build_document(routes) -> dict:
             elif handler == "create":
                 op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
                 op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},
-                                   **_errors(std + ["403", "409", "413", "422"])}
+                                   **_errors(std + ["403", "408", "409", "413", "422"])}
             elif handler == "show":
                 op["responses"] = {"200": {"description": "The object", **_json(_ref(name))},
                                    **_errors(std)}
             elif handler == "update":
                 op["requestBody"] = {"required": True, **_json(_ref("Update" + name))}
                 op["responses"] = {"200": {"description": "Updated", **_json(_ref(name))},
-                                   **_errors(std + ["403", "409", "413", "422"])}
+                                   **_errors(std + ["403", "408", "409", "413", "422"])}
             elif handler in ("delete", "members_remove"):
                 if handler == "delete":
                     op["parameters"] = [{"name": "cascade", "in": "query", "required": False,
@@ -311,7 +395,7 @@ def build_document(routes) -> dict:
                 op["requestBody"] = {"required": True, **_json(_ref("Members"))}
                 op["responses"] = {"200": {"description": "Member vports after the change",
                                            **_json({"type": "array", "items": _ref("VPort")})},
-                                   **_errors(std + ["409", "422"])}
+                                   **_errors(std + ["408", "409", "413", "422"])}
             item[method.lower()] = op
         paths["/api/v1" + route.pattern] = item
     return {

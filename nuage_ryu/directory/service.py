@@ -12,19 +12,16 @@ import os
 import secrets
 import threading
 
-from cheroot import wsgi
-
 from nuage_ryu import config, tls
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory import discovery, external, ui
+from nuage_ryu.directory import audit, discovery, external, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
+from nuage_ryu.directory.audit import AuditLog
+from nuage_ryu.directory.http_server import HardenedServer, deferred_handshake
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.pki import Credentials
 
 LOG = logging.getLogger(__name__)
-
-HTTP_THREADS = 16
-ACCEPT_BACKLOG = 128
 
 
 def ensure_token_file(path: str) -> str:
@@ -62,7 +59,7 @@ class DirectoryService:
         self.db_server: OvsdbServer | None = None
         self.store: DirectoryStore | None = None
         self.api: DirectoryAPI | None = None
-        self._servers: list[wsgi.Server] = []
+        self._servers: list[HardenedServer] = []
         self._threads: list[threading.Thread] = []
         self.discovery_pointer = discovery_pointer  # None: write only <state_dir>/directory.json
         self._discovery: tuple[dict, list[str]] | None = None
@@ -95,7 +92,8 @@ class DirectoryService:
                 self.db_server.start()
             self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()
-            self.api = DirectoryAPI(self.store, token)
+            self.api = DirectoryAPI(self.store, token,
+                                    audit=AuditLog(os.path.join(self.state_dir, audit.AUDIT_FILE)))
             if self.api_port:
                 self._serve((self.api_host, self.api_port))
             if self.api_socket:
@@ -121,14 +119,12 @@ class DirectoryService:
         self._discovery = (record, discovery.publish(record, self.discovery_pointer))
 
     def _serve(self, bind) -> None:
-        # A deep accept queue: with the default (5), a burst of new connections overflows it
-        # and the kernel's SYN retransmit adds a full second to some requests.
-        server = wsgi.Server(bind, ui.mount(self.api), numthreads=HTTP_THREADS, server_name="nuage-ryu-directory",
-                             request_queue_size=ACCEPT_BACKLOG)
+        # Timeouts, connection limit and a deep accept queue: see http_server.
+        server = HardenedServer(bind, ui.mount(self.api), server_name="nuage-ryu-directory")
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
         if self.tls and isinstance(bind, tuple):  # the unix socket is local: file permissions guard it
-            server.ssl_adapter = tls.https_adapter(self.tls)
+            server.ssl_adapter = deferred_handshake(tls.https_adapter(self.tls))
         server.prepare()  # binds now, so that a taken port fails start()
         thread = threading.Thread(target=server.serve, name=f"directory-http-{bind}", daemon=True)
         thread.start()

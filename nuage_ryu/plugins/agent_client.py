@@ -1,14 +1,14 @@
 """Client of the agent's local API (HTTP/1.1 + JSON over a unix socket); stdlib only.
 
 Imported by ``nuage-cni`` and ``nuage-docker-plugin``, so it must stay light:
-no os-ken, ovsdbapp or pyroute2 here.
+no os-ken, ovsdbapp or pyroute2 here, and not even ``json`` or ``socket`` (lean.py says why).
 """
 
 from __future__ import annotations
 
-import json
-import socket
 import time
+
+from nuage_ryu.plugins import lean
 
 DEFAULT_AGENT_SOCKET = "/run/nuage-ryu/agent.sock"  # same as nuage_ryu.config, without importing oslo
 
@@ -30,7 +30,7 @@ class AgentUnavailable(AgentError):
         super().__init__(0, "unavailable", message)
 
 
-def _recv_all(sock: socket.socket) -> bytes:
+def _recv_all(sock) -> bytes:
     chunks = []
     while True:
         chunk = sock.recv(65536)
@@ -70,7 +70,7 @@ class AgentClient:
         self.socket_path = socket_path or DEFAULT_AGENT_SOCKET
         self.timeout = timeout
 
-    def _connect(self, sock: socket.socket) -> None:
+    def _connect(self, sock) -> None:
         """Connect; a full listen backlog (EAGAIN on unix sockets) is retried for up to a second."""
         for attempt in range(50):
             try:
@@ -82,10 +82,10 @@ class AgentClient:
                 time.sleep(0.02)
 
     def call(self, method: str, path: str, body: dict | None = None):
-        data = json.dumps(body).encode() if body is not None else b""
+        data = lean.dumps(body).encode() if body is not None else b""
         request = (f"{method} {path} HTTP/1.1\r\nHost: nuage-agent\r\nConnection: close\r\n"
                    f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = lean.unix_stream_socket()
         sock.settimeout(self.timeout)
         try:
             try:
@@ -103,7 +103,7 @@ class AgentClient:
         finally:
             sock.close()
         try:
-            payload = json.loads(raw) if raw else {}
+            payload = lean.loads(raw) if raw else {}
         except ValueError:
             raise AgentError(status, "failed", f"agent sent non-JSON (HTTP {status})") from None
         if status >= 400:

@@ -2,7 +2,9 @@
 
 A thin client: every operation is one call to the host's nuage agent over its
 unix socket (docs/agent-api.md), which does the veth, namespace, OVSDB and
-directory work. Standard library only, so that a CNI call starts fast.
+directory work. Standard library only, and only its cheapest parts (lean.py), so that a
+CNI call starts fast; ``python -m nuage_ryu.plugins.launcher`` writes the ``-I -S``
+entry point that runs it without ``site`` (docs/cni.md, "Start-up").
 
 Network configuration (stdin)::
 
@@ -20,10 +22,11 @@ DEL (which deletes it) leaves nothing behind (docs/external.md).
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import sys
 
+from nuage_ryu.plugins import lean
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -99,7 +102,7 @@ def _names(value, where: str) -> list[str]:
 def load_config(raw: bytes | str) -> dict:
     """Decode and validate the network configuration from stdin."""
     try:
-        conf = json.loads(raw or b"")
+        conf = lean.loads(raw or b"")
     except ValueError as exc:
         raise CniError(ERR_DECODE, "network configuration on stdin is not valid JSON", str(exc)) from None
     if not isinstance(conf, dict):
@@ -230,7 +233,7 @@ def _require_env(env: dict, *names: str) -> list[str]:
 def requested_version(stdin: bytes) -> str:
     """The ``cniVersion`` of the configuration on stdin when it is one we speak, else the latest."""
     try:
-        requested = json.loads(stdin or b"{}").get("cniVersion")
+        requested = lean.loads(stdin or b"{}").get("cniVersion")
     except (ValueError, AttributeError):
         return LATEST
     return requested if requested in SUPPORTED_VERSIONS else LATEST
@@ -294,6 +297,8 @@ def run(env: dict, stdin: bytes) -> dict | None:
     (netns,) = _require_env(env, "CNI_NETNS")
     if not os.path.exists(netns):
         raise CniError(ERR_UNKNOWN_CONTAINER, f"network namespace {netns} does not exist")
+    if not stat.S_ISREG(os.stat(netns).st_mode):  # a FIFO, a device, a folder: never opened here
+        raise CniError(ERR_INVALID_ENV, f"CNI_NETNS {netns} is not a network namespace")
     groups = policygroups_of(conf, cni_args)
     if command == "ADD":
         published = port_mappings_of(conf)
@@ -331,14 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         error = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
         if exc.details:
             error["details"] = exc.details
-        sys.stdout.write(json.dumps(error) + "\n")
+        sys.stdout.write(lean.dumps(error) + "\n")
         return 1
     except Exception as exc:  # a bug must still produce a CNI error, never a traceback only
-        sys.stdout.write(json.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
+        sys.stdout.write(lean.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
                                      "msg": f"internal error: {type(exc).__name__}: {exc}"}) + "\n")
         return 1
     if result is not None:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(lean.dumps(result) + "\n")
     return 0
 
 

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import uuid
 
+from nuage_ryu import json_input
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError
 from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
@@ -47,6 +48,7 @@ GATEWAY_TYPE = "com.docker.network.gateway"
 NETWORK_OPTIONS = ("enterprise", "domain", "zone", "subnet")
 ENDPOINT_IFNAME = "eth"          # the attachment's interface key; dockerd picks the final name
 DST_PREFIX = "eth"
+MAX_BODY = 1 << 20
 PORTMAP = "com.docker.network.portmap"  # [{Proto, IP, Port, HostIP, HostPort, HostPortEnd}]
 PROTOCOLS = {6: "tcp", 17: "udp"}  # libnetwork types.Protocol numbers
 ALL_ADDRESSES = ("", "0.0.0.0", "::")  # HostIP of a plain -p HOST:CONTAINER
@@ -96,6 +98,20 @@ def _str(body: dict, key: str, required: bool = True) -> str:
     return value
 
 
+# dockerd's network and endpoint ids are 64 hex digits; anything id-like is accepted, but never
+# a '/', '..' or a space: these ids go into agent URLs and OVSDB external_ids.
+_DOCKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _id(body: dict, key: str) -> str:
+    """A Docker object id of the call (NetworkID, EndpointID), checked before any use."""
+    value = _str(body, key)
+    if not _DOCKER_ID.match(value) or ".." in value:
+        raise PluginError(f"{key} {value!r} is not a valid id (letters, digits, '_', '.', '-')")
+    return value
+
+
 def _map(body: dict, key: str) -> dict:
     value = body.get(key) or {}
     if not isinstance(value, dict):
@@ -105,7 +121,7 @@ def _map(body: dict, key: str) -> dict:
 
 def _subnet_id(pool_id: str) -> str:
     if not isinstance(pool_id, str) or not pool_id.startswith(POOL_PREFIX) \
-            or len(pool_id) <= len(POOL_PREFIX):
+            or not _UUID.match(pool_id[len(POOL_PREFIX):]):
         raise PluginError(f"pool {pool_id!r} does not belong to the nuage IPAM driver")
     return pool_id[len(POOL_PREFIX):]
 
@@ -235,7 +251,7 @@ class NuageDriver:
     # Networks -------------------------------------------------------------------------
 
     def create_network(self, body) -> dict:
-        network_id = _str(body, "NetworkID")
+        network_id = _id(body, "NetworkID")
         options = _map(body, "Options")
         generic = options.get("com.docker.network.generic") or {}
         if not isinstance(generic, dict):
@@ -263,16 +279,16 @@ class NuageDriver:
         return {}
 
     def delete_network(self, body) -> dict:
-        network_id = _str(body, "NetworkID")
+        network_id = _id(body, "NetworkID")
         _agent(lambda: self.agent.call("DELETE", f"/v1/networks/{network_id}"))
         return {}
 
     def allocate_network(self, body) -> dict:
-        _str(body, "NetworkID")
+        _id(body, "NetworkID")
         return {"Options": {}}
 
     def free_network(self, body) -> dict:
-        _str(body, "NetworkID")
+        _id(body, "NetworkID")
         return {}
 
     # Endpoints ------------------------------------------------------------------------
@@ -287,8 +303,8 @@ class NuageDriver:
         return None
 
     def create_endpoint(self, body) -> dict:
-        network_id = _str(body, "NetworkID")
-        endpoint_id = _str(body, "EndpointID")
+        network_id = _id(body, "NetworkID")
+        endpoint_id = _id(body, "EndpointID")
         iface = _map(body, "Interface")
         options = _map(body, "Options")
         subnet_id = self._network_subnet(network_id)
@@ -317,22 +333,22 @@ class NuageDriver:
         return {"Interface": {} if mac else {"MacAddress": reservation["mac"]}}
 
     def endpoint_info(self, body) -> dict:
-        _str(body, "NetworkID")
-        att = self._attachment(_str(body, "EndpointID"))
+        _id(body, "NetworkID")
+        att = self._attachment(_id(body, "EndpointID"))
         if att is None:
             raise PluginError(f"endpoint {body['EndpointID']} does not exist on this host")
         return {"Value": {"nuage.vport": att["vport_id"], "nuage.port": att["host_ifname"],
                           "nuage.address": att["address"]}}
 
     def delete_endpoint(self, body) -> dict:
-        _str(body, "NetworkID")
-        endpoint_id = _str(body, "EndpointID")
+        _id(body, "NetworkID")
+        endpoint_id = _id(body, "EndpointID")
         _agent(lambda: self.agent.detach(endpoint_id, ENDPOINT_IFNAME))
         return {}
 
     def join(self, body) -> dict:
-        _str(body, "NetworkID")
-        endpoint_id = _str(body, "EndpointID")
+        _id(body, "NetworkID")
+        endpoint_id = _id(body, "EndpointID")
         _str(body, "SandboxKey")
         att = self._attachment(endpoint_id)
         if att is None or not att.get("peer_ifname"):
@@ -341,14 +357,14 @@ class NuageDriver:
                 "Gateway": att["gateway"], "StaticRoutes": [], "DisableGatewayService": True}
 
     def leave(self, body) -> dict:
-        _str(body, "NetworkID")
-        _str(body, "EndpointID")
+        _id(body, "NetworkID")
+        _id(body, "EndpointID")
         return {}
 
     def program_external(self, body) -> dict:
         """``docker run -p``: publish the endpoint's port bindings on the host's address."""
-        _str(body, "NetworkID")
-        endpoint_id = _str(body, "EndpointID")
+        _id(body, "NetworkID")
+        endpoint_id = _id(body, "EndpointID")
         mappings = port_mappings(_map(body, "Options").get(PORTMAP) or [])
         if mappings:  # an endpoint without -p publishes nothing (EXPOSE alone does not, as with bridge)
             _agent(lambda: self.agent.set_port_mappings(endpoint_id, ENDPOINT_IFNAME, mappings))
@@ -356,8 +372,8 @@ class NuageDriver:
 
     def revoke_external(self, body) -> dict:
         """Container stop: withdraw what ProgramExternalConnectivity published. Idempotent."""
-        _str(body, "NetworkID")
-        endpoint_id = _str(body, "EndpointID")
+        _id(body, "NetworkID")
+        endpoint_id = _id(body, "EndpointID")
         if self._attachment(endpoint_id) is not None:
             _agent(lambda: self.agent.set_port_mappings(endpoint_id, ENDPOINT_IFNAME, []))
         return {}
@@ -401,13 +417,16 @@ class _Handler(JSONRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server naming
         handler = self.server.routes.get(self.path)
         if handler is None:
+            self._drain()  # closing with the body unread would reset the connection before our answer
             message = f"unknown plugin call {self.path}"
             self.reply_json(404, {"Err": message, "Error": message})
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if 0 < length <= 1 << 20 else b""
-            body = json.loads(raw) if raw.strip() else {}
+            if length > MAX_BODY:
+                raise ValueError(f"request body larger than {MAX_BODY} bytes")
+            raw = self.rfile.read(length) if length > 0 else b""
+            body = json_input.loads(raw) if raw.strip() else {}
             if body is None:
                 body = {}
             if not isinstance(body, dict):
@@ -427,6 +446,14 @@ class _Handler(JSONRequestHandler):
             message = f"internal error: {type(exc).__name__}: {exc}"
             result = {"Err": message, "Error": message}
         self.reply_json(200, result)
+
+    def _drain(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
 
     def do_GET(self):  # noqa: N802
         self.reply_json(405, {"Err": "plugin calls are POST"})

@@ -98,9 +98,9 @@ class Table:
 CLASSIFY = Table(
     "CLASSIFY", 0,
     "Who sent this? Local vport by in_port (anti-spoofing: only its own MAC/IP, ARP only with its own "
-    "sha/spa, DHCP to the controller) or the VXLAN port by VNI and tunnel source (only hosts that have "
-    "vports of that domain) -> REG_DOMAIN; the external patch port (outside world: IPv4, ARP for a "
-    "floating IP). Everything else dropped.",
+    "sha/spa, DHCP to the controller) or the VXLAN port by VNI, tunnel source and source IP (a remote "
+    "vport's address only from the host it lives on) -> REG_DOMAIN; the external patch port (outside "
+    "world: IPv4, ARP for a floating IP). Everything else dropped.",
     _L2 | _IP | _ARP | frozenset({"tunnel_id", "tun_ipv4_src", "udp_src", "udp_dst"}),
     ("ARP_RESPONDER", "INGRESS_CT", "OVERLAY_LOOKUP", "EXT_INGRESS"),
 )
@@ -156,8 +156,8 @@ EGRESS_POLICY = Table(
 OUTPUT = Table(
     "OUTPUT", 50,
     "Leave the bridge: a local vport by REG_DST_PORT, or the flow-based VXLAN port with "
-    "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST.",
-    _REGS,
+    "tunnel_id=REG_DOMAIN and tun_ipv4_dst=REG_DST_HOST (in_port: back out of a shared gateway port).",
+    _REGS | frozenset({"in_port"}),
 )
 # -- external connectivity (docs/external.md): egress NAT, floating IPs, published ports --------------
 _CT = frozenset({"ct_state"})
@@ -248,6 +248,7 @@ PRIO_L2 = 100  # L3_LOOKUP: same-subnet delivery
 PRIO_L3 = 90  # L3_LOOKUP: routed via the domain's router MAC
 PRIO_OVERLAY_DELIVERY = 100
 PRIO_OUTPUT = 100
+PRIO_OUTPUT_HAIRPIN = 110  # OUTPUT: to a tagged vport from its own gateway port (output IN_PORT)
 PRIO_CANARY = 1
 PRIO_EXT_FROM_UPLINK = 100  # CLASSIFY: the external patch port
 PRIO_EXT_OWN_SUBNET = 20  # L3_LOOKUP: an unknown address of the domain's own subnets never leaves

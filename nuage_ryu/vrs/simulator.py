@@ -268,6 +268,28 @@ class Conntrack:
         self.replies.clear()
 
 
+def ovs_identity(flow: F.Flow) -> tuple:
+    """A flow's identity as OVS keeps it: (table, priority, normalised match).
+
+    OVS stores a masked field as value & mask, a full mask as an exact match, and drops a field
+    whose mask is all zeros (it matches everything). Two flows with equal identities are one flow
+    in the switch, whatever the compiler's ``Flow.key`` says.
+    """
+    fields = []
+    for m in flow.match:
+        value = to_int(m.name, m.value)
+        if m.mask is None:
+            fields.append((m.name, value, None))
+            continue
+        mask = to_int(m.name, m.mask)
+        if mask == 0:
+            continue
+        bits = FIELD_BITS.get(m.name)
+        full = bits is not None and mask == (1 << bits) - 1
+        fields.append((m.name, value, None) if full else (m.name, value & mask, mask))
+    return (flow.table, flow.priority, tuple(sorted(fields)))
+
+
 class TableSimulator:
     """One bridge's flow tables plus its conntrack."""
 
@@ -277,15 +299,18 @@ class TableSimulator:
         self.load(flows)
 
     def load(self, flows: Iterable[F.Flow]) -> None:
-        """Add flows; a flow with the identity of one already there replaces it (OFPFC_ADD)."""
+        """Add flows; a flow with the identity of one already there replaces it (OFPFC_ADD).
+
+        The identity is OVS's (``ovs_identity``): ``ipv4_src=0.0.0.0/0`` is no match field at all,
+        so such a flow replaces one without ``ipv4_src``, as it does in a real bridge."""
         for f in flows:
-            self.tables.setdefault(f.table, {})[f.key] = f
+            self.tables.setdefault(f.table, {})[ovs_identity(f)] = f
         self._sorted: dict[int, list[F.Flow]] = {}
 
     def delete(self, flows: Iterable[F.Flow]) -> None:
-        """Strict delete by identity."""
+        """Strict delete by (OVS) identity."""
         for f in flows:
-            self.tables.get(f.table, {}).pop(f.key, None)
+            self.tables.get(f.table, {}).pop(ovs_identity(f), None)
         self._sorted = {}
 
     def apply(self, diff) -> None:

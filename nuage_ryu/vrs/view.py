@@ -197,20 +197,6 @@ class HostView:
         return frozenset(v.domain_id for v in self.vports.values()
                          if v.host == self.host_name and v.domain_id in self.domains)
 
-    def peer_tunnel_ips(self) -> Mapping[str, tuple[str, ...]]:
-        """{domain id: sorted tunnel IPs of the *other* hosts with vports of that domain}."""
-        return self._peers
-
-    @cached_property
-    def _peers(self) -> Mapping[str, tuple[str, ...]]:
-        out: dict[str, set[str]] = {}
-        for v in self.vports.values():
-            if v.host != self.host_name:
-                host = self.hosts.get(v.host)
-                if host is not None and host.tunnel_ip:
-                    out.setdefault(v.domain_id, set()).add(host.tunnel_ip)
-        return MappingProxyType({d: tuple(sorted(ips)) for d, ips in out.items()})
-
     def local_port(self, vport: VPort) -> LocalPort | None:
         """The bridge port of a vport of this host, None if remote or not plugged yet."""
         if vport.host != self.host_name:

@@ -84,8 +84,8 @@ CASES = [
     ("veth made then failure", "links", "create_veth", LinkError("late"), True, "failed"),
     ("configuring the netns fails", "links", "configure", LinkError("no address"), False, "failed"),
     ("configured in netns then failure", "links", "configure", LinkError("late"), True, "failed"),
-    ("OVSDB refuses the port", "ovs", "add_vport_port", HostOVSError("refused"), False, "unavailable"),
-    ("port added then OVSDB fails", "ovs", "add_vport_port", HostOVSError("late"), True, "unavailable"),
+    ("OVSDB refuses the port", "ovs", "add_vport_ports", HostOVSError("refused"), False, "unavailable"),
+    ("port added then OVSDB fails", "ovs", "add_vport_ports", HostOVSError("late"), True, "unavailable"),
     ("no ofport", "ovs", "wait_for_ofport", HostOVSError("no ofport"), False, "timeout"),
 ]
 
@@ -197,7 +197,7 @@ def test_docker_bind_rolled_back_restores_the_reservation(env):
     service = _service(directory, hostovs, LinkOps(ovs.netns))
     subnet = service.docker.resolve("acme", "prod", "web", "web-net")["subnet"]
     reserved = service.docker.reserve(subnet["id"], "docker-test")
-    failing = _service(directory, Failing(hostovs, "add_vport_port", HostOVSError("refused"), after=True),
+    failing = _service(directory, Failing(hostovs, "add_vport_ports", HostOVSError("refused"), after=True),
                        LinkOps(ovs.netns))
     with pytest.raises(AttachError):
         failing.attach(AttachRequest(container_id="ep1", ifname="eth", owner="docker",

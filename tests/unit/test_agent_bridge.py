@@ -117,3 +117,49 @@ def test_after_a_restart_the_vports_are_up_when_the_bridge_already_holds_their_f
     bridge.recompute(directory(vport_status="up"), {"v1": 5}, 1, seen_at=1.0)
     assert dp.sent == []  # nothing to change on the bridge: no packet is dropped
     assert bridge.core.status_updates() == []  # v1 stays up: its flows are confirmed in place
+
+
+class RecordingStore:
+    """What write_statuses uses of DirectoryStore: ``set_vport_statuses`` and ``set_vport_status``."""
+
+    def __init__(self, state, refuse_batches: bool = False) -> None:
+        self.state, self.refuse_batches = state, refuse_batches
+        self.transactions: list[list] = []
+
+    def set_vport_statuses(self, updates):
+        if self.refuse_batches:
+            raise RuntimeError("refused")
+        self.transactions.append(list(updates))
+
+    def set_vport_status(self, vport_id: str, status: str) -> None:
+        self.transactions.append([(vport_id, status)])
+
+
+def _bridge_with_pending_statuses(n_up: int):
+    from tests.unit.test_agent_core import connected_core
+
+    bridge, _kicks = managed_bridge()
+    vports = [V3.__class__(f"vb{i}", "s1", "d1", f"cb{i}", f"10.0.1.{50 + i}", f"02:00:0a:00:01:{50 + i:02x}",
+                           "10.0.1.1", host="h1") for i in range(n_up)]
+    state = with_vports(directory(), *vports)
+    bridge.core = connected_core(state, {v.id: 10 + i for i, v in enumerate(vports)})
+    bridge.core.confirmed(1, now=0.0)  # the bridge committed generation 1: these vports go up
+    return bridge, state, [v.id for v in vports]
+
+
+def test_a_round_of_vport_statuses_is_one_directory_transaction():
+    bridge, state, ids = _bridge_with_pending_statuses(5)
+    pending = bridge.core.status_updates()
+    assert {vid for vid, status in pending if status == "up"} >= set(ids)
+    store = RecordingStore(with_vports(state))
+    bridge.write_statuses(store)
+    assert len(store.transactions) == 1 and len(store.transactions[0]) == len(pending)
+    assert all(bridge.flows_confirmed_at(vid) is not None for vid in ids)
+
+
+def test_a_refused_batch_of_statuses_is_written_one_by_one():
+    bridge, state, _ids = _bridge_with_pending_statuses(3)
+    pending = bridge.core.status_updates()
+    refusing = RecordingStore(state, refuse_batches=True)
+    bridge.write_statuses(refusing)
+    assert refusing.transactions == [[update] for update in pending]

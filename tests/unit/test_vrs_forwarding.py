@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nuage_ryu.vrs import pipeline as P
@@ -132,6 +134,30 @@ def test_from_tunnel_only_hosts_of_the_domain_may_send_on_its_vni(h1):
     assert h1.process(dict(pkt, tun_ipv4_src="192.168.9.9"), TUN).dropped  # not a host at all
     b = dict(to_vport(b2, b1), tunnel_id=1002)
     assert h1.process(dict(b, tun_ipv4_src="192.168.0.2"), TUN).ports == [port_of("b1")]
+
+
+def test_from_tunnel_a_peer_host_can_send_only_as_its_own_vports():
+    # The receiver's policy matches remote senders by IP: a (compromised) h2 must not be able to claim
+    # the address of a vport living on h3, of one of h1's own vports, or of nobody.
+    from tests.unit.vrs_fixtures import VPORTS, vp
+
+    a6 = vp("a6", "A", "A1", 0x16, "10.0.1.13", "h3")
+    sim = TableSimulator(compile_host(view_for("h1", vports=VPORTS + [a6])))
+    pkt = dict(to_vport(a4, a1), tunnel_id=1001)
+    assert sim.process(dict(pkt, **FROM_H2), TUN).ports == [port_of("a1")]  # a4 lives on h2
+    for claimed in (a6.ip, a2.ip, "10.0.1.99"):
+        assert sim.process(dict(pkt, ipv4_src=claimed, **FROM_H2), TUN).dropped, claimed
+    assert sim.process(dict(pkt, ipv4_src=a6.ip, tun_ipv4_src="192.168.0.3"), TUN).ports == [port_of("a1")]
+
+
+def test_from_tunnel_a_vport_that_moved_is_accepted_only_from_its_new_host():
+    from tests.unit.vrs_fixtures import VPORTS
+
+    moved = [dataclasses.replace(v, host="h3") if v.id == "a4" else v for v in VPORTS]
+    sim = TableSimulator(compile_host(view_for("h1", vports=moved)))
+    pkt = dict(to_vport(a4, a1), tunnel_id=1001)
+    assert sim.process(dict(pkt, **FROM_H2), TUN).dropped
+    assert sim.process(dict(pkt, tun_ipv4_src="192.168.0.3"), TUN).ports == [port_of("a1")]
 
 
 def test_a_host_joining_a_domain_is_accepted_on_its_vni():

@@ -113,6 +113,12 @@ CASES = [
      "a2", "trk,inv"),
     ("spoofed source", dict(to_vport(V["a1"], V["a2"], dport=8080), ipv4_src="10.0.1.99"), "a1", "trk,new"),
     ("tenant B to A's address", ip_packet(V["b1"], V["a2"].ip, V["a2"].mac), "b1", "trk,new"),
+    ("from the tunnel: a web member of h2 -> app 8080", dict(to_vport(V["a4"], V["a2"], dport=8080),
+                                                            tunnel_id=1001, tun_ipv4_src="192.168.0.2"),
+     "tunnel", "trk,new"),
+    ("from the tunnel: h2 claims an address of h1's own vport", dict(
+        to_vport(V["a4"], V["a2"], dport=8080), ipv4_src=V["a1"].ip, tunnel_id=1001, tun_ipv4_src="192.168.0.2"),
+     "tunnel", "trk,new"),
     ("ARP for the gateway", arp_request(V["a1"], "10.0.1.1"), "a1", None),
     ("ARP for an unknown IP", arp_request(V["a1"], "10.0.1.99"), "a1", None),
 ]
@@ -125,7 +131,7 @@ def test_ofproto_trace_agrees_with_the_simulator(bridge, name, pkt, src, ct):
     sim = TableSimulator(flows)
     if ct == "trk,est,rpl":  # give the simulator the committed connection the trace assumes
         sim.process(to_vport(V["a1"], V["a2"], dport=8080), port_of("a1"))
-    in_port = port_of(src)
+    in_port = TUN if src == "tunnel" else port_of(src)
     result = sim.process(pkt, in_port)
     ports, final = ovs_trace(bridge, pkt, in_port, ct)
     assert ports == set(result.ports), name

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.errors import AttachError, directory_errors, ovsdb_errors
-from nuage_ryu.agent.attach.request import VP_HOST, VP_OWNER, VP_RESERVED, check_container_id
+from nuage_ryu.agent.attach.request import (
+    VP_HOST,
+    VP_OWNER,
+    VP_RESERVED,
+    check_container_id,
+    check_object_id,
+)
 from nuage_ryu.hostovs.contract import BRIDGE_DOCKER_NET_PREFIX, VPortPort
 
 if TYPE_CHECKING:  # annotations only: the bindings need just the methods (tests hand in proxies)
@@ -57,6 +63,7 @@ class DockerBindings:
 
     def get_subnet(self, subnet_id: str) -> dict:
         """The subnet ``subnet_id``; AttachError(not_found) when there is none."""
+        check_object_id(subnet_id, "subnet id")
         with directory_errors():
             sub = self.directory.find("subnets", subnet_id)
         if sub is None:
@@ -67,6 +74,7 @@ class DockerBindings:
 
     def reserve(self, subnet_id: str, name: str, ip: str = "") -> dict:
         """Create an unbound vport (an IPAM reservation) in ``subnet_id``; ``ip`` to ask for one."""
+        check_object_id(subnet_id, "subnet id")
         fields = {"name": name, "type": "container", "host": self.host_name,
                   "external_ids": {VP_OWNER: "docker", VP_RESERVED: "1", VP_HOST: self.host_name}}
         if ip:
@@ -76,6 +84,7 @@ class DockerBindings:
 
     def find_reservation(self, subnet_id: str, ip: str) -> dict | None:
         """The reservation holding ``ip`` in ``subnet_id``, or None."""
+        check_object_id(subnet_id, "subnet id")
         with directory_errors():
             for vport in self.directory.list_vports(subnet_id):
                 if vport.get("ip") == ip and (vport.get("external_ids") or {}).get(VP_RESERVED):
@@ -99,6 +108,7 @@ class DockerBindings:
     def set_network(self, network_id: str, subnet_id: str) -> None:
         """Remember a Docker network's subnet in the bridge's external_ids (survives restarts)."""
         check_container_id(network_id, "network id")
+        check_object_id(subnet_id, "subnet id")
         with ovsdb_errors():
             self.ovs.api.db_set("Bridge", self.bridge,
                                 ("external_ids", {BRIDGE_DOCKER_NET_PREFIX + network_id: subnet_id})
@@ -106,12 +116,14 @@ class DockerBindings:
 
     def get_network(self, network_id: str) -> str | None:
         """The subnet id a Docker network is bound to, None if it is not a nuage network here."""
+        check_container_id(network_id, "network id")
         with ovsdb_errors():
             ids = dict(self.ovs.bridge_config(self.bridge)["external_ids"])
         return ids.get(BRIDGE_DOCKER_NET_PREFIX + network_id)
 
     def delete_network(self, network_id: str) -> None:
         """Forget a Docker network's binding; idempotent."""
+        check_container_id(network_id, "network id")
         with ovsdb_errors():
             self.ovs.api.db_remove("Bridge", self.bridge, "external_ids",
                                    BRIDGE_DOCKER_NET_PREFIX + network_id).execute(check_error=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nuage_ryu.agent.attach.directory_pool import PooledDirectory
 from nuage_ryu.agent.attach.links import LinkOps
 from nuage_ryu.agent.attach.server import AgentApiServer
 from nuage_ryu.agent.attach.service import AttachService
+from nuage_ryu.agent.attach.timing import PhaseObserver
 from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.hostovs.host import HostOVS
 
@@ -44,22 +46,31 @@ def read_token(path: str) -> str:
 
 
 def build_attach_service(settings: AgentApiSettings, ovs: HostOVS,
-                         wait_vport_up: Callable[[str, float], bool] | None = None) -> AttachService:
+                         wait_vport_up: Callable[[str, float], bool] | None = None, *,
+                         flows_confirmed_at: Callable[[str], float | None] | None = None,
+                         observe: PhaseObserver | None = None) -> AttachService:
     """An AttachService over the directory REST API and ``ovs`` (the host's ``HostOVS``).
 
     ``wait_vport_up``: the agent's own "flows installed" signal; None polls the vport's status.
+    ``flows_confirmed_at``, ``observe``: the agent's side of the phase timings (timing.py).
     """
-    # Per-request connections: the socket server calls the service from many threads at once.
-    directory = DirectoryClient(settings.directory_api, read_token(settings.token_file),
-                                timeout=DIRECTORY_TIMEOUT, keep_alive=False, ca_file=settings.ca_file)
+    # The socket server calls the service from many threads at once: a pool of kept-alive
+    # connections, one per concurrent call (no TLS handshake per call; directory_pool.py).
+    token = read_token(settings.token_file)
+    directory = PooledDirectory(lambda: DirectoryClient(settings.directory_api, token, timeout=DIRECTORY_TIMEOUT,
+                                                        keep_alive=True, ca_file=settings.ca_file))
     return AttachService(directory, ovs, LinkOps(settings.host_netns, settings.tx_checksum_offload),
                          bridge=settings.bridge, host_name=settings.host_name,
                          underlay_mtu=settings.underlay_mtu, wait_vport_up=wait_vport_up,
-                         up_timeout=settings.up_timeout)
+                         up_timeout=settings.up_timeout, flows_confirmed_at=flows_confirmed_at,
+                         observe=observe)
 
 
 def start_agent_api(settings: AgentApiSettings, ovs: HostOVS,
-                    wait_vport_up: Callable[[str, float], bool] | None = None) -> AgentApiServer:
+                    wait_vport_up: Callable[[str, float], bool] | None = None, *,
+                    flows_confirmed_at: Callable[[str], float | None] | None = None,
+                    observe: PhaseObserver | None = None) -> AgentApiServer:
     """The attach service behind its agent socket, serving; ``stop()`` it on shutdown."""
-    service = build_attach_service(settings, ovs, wait_vport_up)
+    service = build_attach_service(settings, ovs, wait_vport_up, flows_confirmed_at=flows_confirmed_at,
+                                   observe=observe)
     return AgentApiServer(service, settings.socket_path).start()

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -61,7 +62,36 @@ class ContainerInterface:
 
 
 _CLONE_NEWNET = 0x40000000
+_NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: the namespace's CLONE_NEW* type
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def open_netns(netns: str) -> int:
+    """An fd of the network namespace file ``netns``; LinkError if it is anything else.
+
+    Never blocks: a plugin may name any path (``CNI_NETNS``), and opening a FIFO for reading
+    waits for a writer, which hung the attach thread and every later call for that container.
+    So: a regular file only (nsfs files are; FIFOs, devices, directories are not), opened with
+    O_NONBLOCK, and then asked by ioctl whether it is a network namespace.
+    """
+    try:
+        st = os.stat(netns)
+    except OSError as exc:
+        raise LinkError(f"cannot open network namespace {netns}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LinkError(f"{netns} is not a network namespace (not a namespace file)")
+    try:
+        fd = os.open(netns, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise LinkError(f"cannot open network namespace {netns}: {exc.strerror}") from None
+    try:
+        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError:
+        nstype = None
+    if nstype != _CLONE_NEWNET:
+        os.close(fd)
+        raise LinkError(f"{netns} is not a network namespace")
+    return fd
 
 
 def open_netlink(netns: str | None = None) -> IPRoute:
@@ -80,10 +110,7 @@ def _created_in(netns: str | None, factory):
         return factory()
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        try:
-            target = os.open(netns, os.O_RDONLY)
-        except OSError as exc:
-            raise LinkError(f"cannot open network namespace {netns}: {exc.strerror}") from None
+        target = open_netns(netns)
         try:
             if _libc.setns(target, _CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
@@ -169,10 +196,7 @@ class LinkOps:
             peer["address"] = peer_mac
         fd = None
         if netns:
-            try:
-                fd = os.open(_netns_target(netns), os.O_RDONLY)
-            except OSError as exc:
-                raise LinkError(f"cannot open network namespace {netns}: {exc.strerror}") from None
+            fd = open_netns(_netns_target(netns))
             peer["net_ns_fd"] = fd
         try:
             with self._host() as ip:

@@ -11,6 +11,7 @@ from nuage_ryu.agent.attach.links import valid_ifname
 OWNERS = ("cni", "docker")
 CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _UUID_RE = re.compile(r"^[0-9a-f-]{36}$")
+_OBJECT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # Directory vport external_ids of an attachment (a Docker IPAM reservation carries owner/reserved/host).
 VP_CONTAINER = "nuage-container-id"
@@ -25,6 +26,13 @@ def check_container_id(container_id: str, what: str = "container id") -> None:
     """AttachError(invalid) unless ``container_id`` is 1-128 letters, digits, '_', '.', '-'."""
     if not CONTAINER_ID_RE.match(container_id or ""):
         raise AttachError("invalid", f"invalid {what} {container_id!r}")
+
+
+def check_object_id(value: str, what: str) -> None:
+    """AttachError(invalid) unless ``value`` is a directory object id (a UUID): checked before the
+    id goes into a directory URL, so that '../x' can never address another resource."""
+    if not isinstance(value, str) or not _OBJECT_ID_RE.match(value):
+        raise AttachError("invalid", f"invalid {what} {value!r} (a directory id is a UUID)")
 
 
 def check_ids(container_id: str, ifname: str) -> None:
@@ -76,6 +84,9 @@ class AttachRequest:
         unknown = sorted(set(data) - known)
         if unknown:
             raise AttachError("invalid", f"unknown field(s): {', '.join(unknown)}")
+        missing = [name for name in ("container_id", "ifname") if name not in data]
+        if missing:  # found by the fuzz test: a TypeError (500) before
+            raise AttachError("invalid", f"missing field(s): {', '.join(missing)}")
         for key, value in data.items():
             if key == "policygroups":
                 if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -94,6 +105,8 @@ class AttachRequest:
         """AttachError(invalid) for a request that cannot be attached whatever the directory says."""
         check_ids(self.container_id, self.ifname)
         check_owner(self.owner)
+        if self.vport_id:
+            check_object_id(self.vport_id, "vport id")
         if self.netns and not self.netns.startswith("/"):
             raise AttachError("invalid", f"netns must be an absolute path, not {self.netns!r}")
         if not self.vport_id and not self.subnet:

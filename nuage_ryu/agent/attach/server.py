@@ -9,10 +9,10 @@ The protocol is documented in docs/agent-api.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
+from nuage_ryu import json_input
 from nuage_ryu.agent.attach.errors import AttachError
 from nuage_ryu.agent.attach.request import AttachRequest
 from nuage_ryu.agent.attach.service import AttachService
@@ -107,14 +107,17 @@ class _Handler(JSONRequestHandler):
 
     def _handle(self) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise AttachError("invalid", "Content-Length is not a number") from None
             if length < 0 or length > MAX_BODY:
                 raise AttachError("invalid", f"request body too large ({length} bytes)")
             raw = self.rfile.read(length) if length else b""
             try:
-                body = json.loads(raw) if raw else {}
-            except ValueError:
-                raise AttachError("invalid", "request body is not valid JSON") from None
+                body = json_input.loads(raw) if raw else {}
+            except json_input.JSONInputError as exc:
+                raise AttachError("invalid", f"request body is not acceptable JSON: {exc}") from None
             path = self.path.split("?", 1)[0]
             result = self.server.routes.dispatch(self.command, path, body)
             self.reply_json(200, result if result is not None else {})

@@ -11,28 +11,43 @@ An attach is a sequence of steps, each paired with its undo (steps.py):
 5. its ofport, then the vport's ``up`` (flows installed by the agent).
 
 If any step fails, the steps done so far are undone in reverse, so a failed
-attach leaves no veth, OVSDB row or vport behind. There is no state in process
-memory: an attachment *is* its OVS port (external_ids) plus its vport, so the
+attach leaves no veth, OVSDB row or vport behind.
+
+Concurrent requests (a burst of ADDs, a node drain) run in parallel threads, and
+the steps that are one transaction each share it (batch.py): the OVS port rows of
+every attach (and detach) that arrives within ``batch_window`` are committed in
+one OVSDB transaction, and their vports are created (deleted) in one directory
+bulk request when the directory has the bulk API (bulk.py; else one call each);
+the agent's worker turns all of their vports into one flow bundle and one status
+write. Each caller keeps its own steps, result, error and rollback: a batch the
+database refuses is retried item by item, so the bad item fails alone. Every
+attach and detach is timed by phase (timing.py).
+
+There is no state in process memory: an attachment *is* its OVS port (external_ids) plus its vport, so the
 service can be restarted at any time and finds everything again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from nuage_ryu.agent.attach.batch import Coalescer, each_alone
+from nuage_ryu.agent.attach.bulk import BulkVPorts
 from nuage_ryu.agent.attach.docker_ipam import DockerBindings
 from nuage_ryu.agent.attach.errors import AttachError, as_attach_error, directory_errors, ovsdb_errors
-from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names
+from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names, open_netns
 from nuage_ryu.agent.attach.locks import KeyedLocks, SharedExclusiveLock
 from nuage_ryu.agent.attach.request import (
     VP_CONTAINER,
+    VP_HOST,
     VP_IFNAME,
     VP_NETWORK,
     VP_OWNER,
@@ -44,8 +59,9 @@ from nuage_ryu.agent.attach.request import (
     check_owner,
 )
 from nuage_ryu.agent.attach.steps import Rollback
+from nuage_ryu.agent.attach.timing import PhaseObserver, PhaseTimes
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
-from nuage_ryu.directory.errors import DirectoryError, NotFound, ValidationError
+from nuage_ryu.directory.errors import Conflict, DirectoryError, NotFound, ValidationError
 from nuage_ryu.hostovs.contract import (
     EXT_ADDRESS,
     EXT_CONTAINER_ID,
@@ -60,9 +76,13 @@ from nuage_ryu.hostovs.contract import (
     VPortPort,
     vport_port,
 )
+from nuage_ryu.hostovs.host import VPortSpec
 
 VXLAN_OVERHEAD = 50
 RESOLVE_TTL = 5.0  # seconds a network's (enterprise, domain, zone, subnet) -> subnet lookup is reused
+# Seconds the first of concurrent requests waits for others to share its OVSDB transaction. Short:
+# a batch that is being committed collects the next arrivals anyway (group commit).
+BATCH_WINDOW = 0.002
 
 if TYPE_CHECKING:  # an annotation only: the service needs just the methods (tests hand in proxies)
     from nuage_ryu.hostovs.host import HostOVS
@@ -130,13 +150,18 @@ class AttachService:
     wait_vport_up(vport_id, timeout) -> bool: the agent's "flows installed" signal;
     default: poll the vport's status in the directory.
     ``docker``: the Docker IPAM reservations and network bindings of this host.
+    flows_confirmed_at(vport_id) -> monotonic time the agent confirmed the vport's flows (None:
+    unknown); splits the wait for ``up`` into the ``flows`` and ``status`` phases.
+    observe: called with every attach/detach's phase timings (the agent's Prometheus histogram).
     """
 
     def __init__(self, directory: DirectoryClient, ovs: HostOVS, links: LinkOps | None = None, *,
                  bridge: str = "br-int",
                  host_name: str, underlay_mtu: int = 1500,
                  wait_vport_up: Callable[[str, float], bool] | None = None,
-                 up_timeout: float = 10.0, dns: dict | None = None) -> None:
+                 up_timeout: float = 10.0, dns: dict | None = None,
+                 flows_confirmed_at: Callable[[str], float | None] | None = None,
+                 observe: PhaseObserver | None = None, batch_window: float = BATCH_WINDOW) -> None:
         if not host_name:
             raise ValueError("host_name is required")
         self.directory = directory
@@ -152,7 +177,73 @@ class AttachService:
         self._lock = SharedExclusiveLock()   # shared: attach/detach; exclusive: GC
         self._busy = KeyedLocks()            # (container id, ifname) being worked on
         self._subnets = _SubnetCache()
+        self.flows_confirmed_at = flows_confirmed_at
+        self.observe = observe
+        self._in_flight = 0  # attaches and detaches running now: the batch window is waited only if > 1
+        self._in_flight_lock = threading.Lock()
 
+        def crowded() -> bool:
+            return self._in_flight > 1
+
+        self._port_adds = Coalescer(self._add_ports, window=batch_window, crowded=crowded)
+        self._port_deletes = Coalescer(self._delete_ports, window=batch_window, crowded=crowded)
+        self._bulk = BulkVPorts(directory)
+        self._vport_creates = Coalescer(self._bulk.create, window=batch_window, crowded=crowded)
+        self._vport_deletes = Coalescer(self._bulk.delete, window=batch_window, crowded=crowded)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    # Batched directory steps (one bulk request for all concurrent callers) -----------
+
+    def _create_vport_row(self, subnet_id: str, fields: dict) -> dict:
+        if not self._bulk.supported():  # no bulk API: each caller's own call, in parallel
+            return self.directory.create_vport(subnet_id, fields)
+        return self._vport_creates.submit((subnet_id, fields))
+
+    def _delete_vport_row(self, vport_id: str) -> bool:
+        if not self._bulk.supported():
+            return self.directory.delete_vport(vport_id)
+        return self._vport_deletes.submit(vport_id)
+
+    # Batched OVSDB steps (one transaction for all concurrent callers) ---------------
+
+    def _add_ports(self, specs: list[VPortSpec]) -> list:
+        """The port rows of ``specs`` in one transaction; refused: each one alone, to find the bad one."""
+        try:
+            self.ovs.add_vport_ports(self.bridge, specs)
+            return [None] * len(specs)
+        except Exception as exc:
+            if len(specs) == 1:
+                return [exc]
+        return each_alone(specs, lambda spec: self.ovs.add_vport_ports(self.bridge, [spec]))
+
+    def _delete_ports(self, ifnames: list[str]) -> list:
+        """Remove the port rows ``ifnames`` in one transaction (absent ones are skipped)."""
+        try:
+            self.ovs.delete_vport_ports(self.bridge, ifnames)
+            return [None] * len(ifnames)
+        except Exception as exc:
+            if len(ifnames) == 1:
+                return [exc]
+        return each_alone(ifnames, lambda name: self.ovs.delete_vport_ports(self.bridge, [name]))
+
+    def _delete_port(self, ifname: str) -> None:
+        self._port_deletes.submit(ifname)
+
+    def _observed(self, times: PhaseTimes, outcome: str) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(times.operation, dict(times.phases), times.total(), outcome)
+            except Exception:  # metrics never fail a request
+                pass
     # Helpers -----------------------------------------------------------------------
 
     def _poll_directory_up(self, vport_id: str, timeout: float) -> bool:
@@ -209,6 +300,18 @@ class AttachService:
         """
         req.validate()
         self._settle_checksum_offload()
+        times = PhaseTimes("attach")
+        try:
+            with self._counted():
+                result = self._attach(req, times)
+        except AttachError as exc:
+            self._observed(times, exc.kind)
+            raise
+        self._observed(times, "ok")
+        result["timings"] = times.as_ms()
+        return result
+
+    def _attach(self, req: AttachRequest, times: PhaseTimes) -> dict:
         with self._busy.hold((req.container_id, req.ifname)):
             found = None
             with self._lock.shared():
@@ -231,15 +334,19 @@ class AttachService:
                 if req.netns:
                     if not os.path.exists(req.netns):
                         raise AttachError("invalid", f"network namespace {req.netns} does not exist")
-                    if self.links.has_interface(req.netns, req.ifname):
+                    try:  # a FIFO or any other file: refused at once, never waited on
+                        os.close(open_netns(req.netns))
+                    except LinkError as exc:
+                        raise AttachError("invalid", str(exc)) from None
+                    if self.links.has_interface(req.netns, req.ifname) and not self._drop_unfinished(req):
                         raise AttachError("conflict", f"interface {req.ifname} already exists in {req.netns}")
                 try:
-                    result = self._attach_steps(req, rollback)
+                    result = self._attach_steps(req, rollback, times)
                 except BaseException as exc:
                     raise self._rolled_back(exc, rollback) from None
             # Waiting for the flows does not hold the global lock: other attaches proceed.
             try:
-                if req.wait_up and not self.wait_vport_up(result["vport_id"], self.up_timeout):
+                if req.wait_up and not self._wait_up(result["vport_id"], times):
                     raise AttachError("timeout", f"vport {result['vport_id']} did not become up within "
                                                  f"{self.up_timeout:g}s (is the VRS agent connected to "
                                                  f"{self.bridge}?)")
@@ -248,6 +355,32 @@ class AttachService:
                     raise self._rolled_back(exc, rollback) from None
             result["status"] = "up" if req.wait_up else "down"
             return result
+
+    def _wait_up(self, vport_id: str, times: PhaseTimes) -> bool:
+        """Wait for the vport's ``up``; its time is the ``flows`` phase, then ``status`` when known."""
+        start = time.monotonic()
+        up = self.wait_vport_up(vport_id, self.up_timeout)
+        end = time.monotonic()
+        confirmed = self.flows_confirmed_at(vport_id) if self.flows_confirmed_at and up else None
+        if confirmed is None:
+            times.add("flows", end - start)
+        else:
+            confirmed = min(max(confirmed, start), end)
+            times.add("flows", confirmed - start)
+            times.add("status", end - confirmed)
+        return up
+
+    def _drop_unfinished(self, req: AttachRequest) -> bool:
+        """Remove what an attach of ``req`` that never finished (agent killed) left; True if it was that.
+
+        Its host end still exists but has no OVS port (else ``_find`` had found it): the interface
+        in the container is its veth peer, ours, and goes with it.
+        """
+        host_if = link_names(req.container_id, req.ifname)[0]
+        if not self.links.exists(host_if):
+            return False
+        self.links.delete(host_if)
+        return not self.links.has_interface(req.netns, req.ifname)
 
     @staticmethod
     def _rolled_back(exc: BaseException, rollback: Rollback) -> AttachError:
@@ -258,20 +391,24 @@ class AttachService:
             err = AttachError(err.kind, err.message + "; rollback incomplete: " + "; ".join(leftovers))
         return err
 
-    def _attach_steps(self, req: AttachRequest, rollback: Rollback) -> dict:
+    def _attach_steps(self, req: AttachRequest, rollback: Rollback, times: PhaseTimes) -> dict:
         host_if, peer = link_names(req.container_id, req.ifname)
         # 1. vport
-        vport, subnet, pg_ids = (self._bind_vport if req.vport_id else self._create_vport)(req, rollback)
+        with times.phase("directory"):
+            vport, subnet, pg_ids = (self._bind_vport if req.vport_id else self._create_vport)(req, rollback)
         prefix = ipaddress.ip_network(subnet["cidr"], strict=False).prefixlen
         address = f"{vport['ip']}/{prefix}"
         gateway = vport.get("gateway") or subnet.get("gateway", "")
         # 2. veth, the peer created in the container namespace under its final name and MAC
         #    (undo registered first: deleting is idempotent, and a half-made pair must go too)
-        host_mac = rollback.guarded_step("delete veth", lambda: self._create_veth(req, host_if, peer, vport),
-                                         lambda: self.links.delete(host_if))
+        with times.phase("veth"):
+            host_mac = rollback.guarded_step("delete veth",
+                                             lambda: self._create_veth(req, host_if, peer, vport),
+                                             lambda: self.links.delete(host_if))
         # 3. container side: address, default route, up (undone with the veth)
         if req.netns:
-            self.links.configure(req.netns, req.ifname, address, gateway or None)
+            with times.phase("netns"):
+                self.links.configure(req.netns, req.ifname, address, gateway or None)
         # 4. OVS port
         extra = {EXT_CONTAINER_IFNAME: req.ifname, EXT_NETNS: req.netns, EXT_OWNER: req.owner,
                  EXT_NETWORK: req.network, EXT_ADDRESS: address, EXT_GATEWAY: gateway, EXT_MAC: vport["mac"],
@@ -279,15 +416,17 @@ class AttachService:
         if not req.netns:
             extra[EXT_PEER] = peer
 
+        spec = VPortSpec(host_if, vport["id"], req.container_id, extra_ids=extra)
+
         def add_port() -> None:
             with ovsdb_errors():
-                self.ovs.add_vport_port(self.bridge, host_if, vport["id"], req.container_id, extra_ids=extra)
+                self._port_adds.submit(spec)  # one transaction with the concurrent attaches' ports
 
-        rollback.guarded_step("delete OVS port", add_port,
-                              lambda: self.ovs.delete_vport_port(self.bridge, host_if))
-        # 5. ofport
-        with ovsdb_errors(f"OVS port {host_if}", kind="timeout"):
-            ofport = self.ovs.wait_for_ofport(host_if, self.up_timeout)
+        with times.phase("ovsdb"):
+            rollback.guarded_step("delete OVS port", add_port, lambda: self._delete_port(host_if))
+            # 5. ofport
+            with ovsdb_errors(f"OVS port {host_if}", kind="timeout"):
+                ofport = self.ovs.wait_for_ofport(host_if, self.up_timeout)
         return {
             "container_id": req.container_id, "ifname": req.ifname, "netns": req.netns, "owner": req.owner,
             "host_ifname": host_if, "host_mac": host_mac,
@@ -329,7 +468,7 @@ class AttachService:
             subnet = subnet["subnet"]
             try:
                 pg_ids = directory.resolve_policygroups(subnet["domain"], req.policygroups)
-                create = functools.partial(directory.create_vport, subnet["id"], dict(fields, policygroups=pg_ids))
+                create = functools.partial(self._create_vport_row, subnet["id"], dict(fields, policygroups=pg_ids))
                 vport = rollback.step("delete vport", create, lambda created: directory.delete_vport(created["id"]))
                 return vport, subnet, pg_ids
             except (NotFound, ValidationError):
@@ -337,10 +476,26 @@ class AttachService:
                 self._subnets.forget(req.network_key)
                 if attempt == 2:
                     raise
+            except Conflict:
+                # The name is taken by the vport of an attach of this same interface that never
+                # reached OVSDB (the agent was killed): it is ours, remove it and create anew, once.
+                if attempt == 2 or not self._drop_orphan_vport(subnet["id"], fields["name"], req):
+                    raise
             except (DirectoryError, CannotConnect):
                 self._subnets.forget(req.network_key)
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_orphan_vport(self, subnet_id: str, name: str, req: AttachRequest) -> bool:
+        """Delete the vport ``name`` if it is bound to ``req``'s interface on this host; True if it was."""
+        binding = req.vport_binding(self.host_name)
+        for vport in self.directory.list(f"/subnets/{subnet_id}/vports", name=name):
+            ext = vport.get("external_ids") or {}
+            ours = all(ext.get(k) == binding[k] for k in (VP_CONTAINER, VP_IFNAME, VP_HOST))
+            if vport.get("name") == name and ours:
+                self.directory.delete_vport(vport["id"])
+                return True
+        return False
 
     def _create_veth(self, req: AttachRequest, host_if: str, peer: str, vport: dict) -> str:
         """Step 2: the veth pair; returns the host end's MAC."""
@@ -369,9 +524,10 @@ class AttachService:
 
     # Detach ------------------------------------------------------------------------
 
-    def _teardown(self, port: VPortPort) -> None:
+    def _teardown(self, port: VPortPort, times: PhaseTimes | None = None) -> None:
         """Remove one attachment: directory side first, so a directory outage leaves it retryable."""
-        with directory_errors():
+        times = times or PhaseTimes("detach")
+        with times.phase("directory"), directory_errors():
             if port.external_ids.get(EXT_OWNER, "cni") == "docker":
                 vport = self.directory.get_vport(port.vport_id)
                 if vport is not None:
@@ -379,24 +535,32 @@ class AttachService:
                            if k not in (VP_CONTAINER, VP_IFNAME)}
                     self.directory.update_vport(port.vport_id, {"external_ids": ext})
             else:
-                self.directory.delete_vport(port.vport_id)
-        with ovsdb_errors():
-            self.ovs.delete_vport_port(self.bridge, port.ifname)
-        self.links.delete(port.ifname)
+                self._delete_vport_row(port.vport_id)  # one bulk request with the concurrent detaches'
+        with times.phase("ovsdb"), ovsdb_errors():
+            self._delete_port(port.ifname)  # one transaction with the concurrent detaches' ports
+        with times.phase("veth"):
+            self.links.delete(port.ifname)
 
     def detach(self, container_id: str, ifname: str = "") -> dict:
         """Remove the container's attachment(s) (all of them without ``ifname``). Idempotent."""
         check_container_id(container_id)
         if ifname:
             check_ifname(ifname)
-        with self._busy.hold((container_id, ifname or "*")), self._lock.shared():
-            removed = []
-            for port in self._find(container_id, ifname or None):
-                self._teardown(port)
-                removed.append(describe(port))
-            if ifname:
-                self.links.delete(link_names(container_id, ifname)[0])
-            return {"detached": removed}
+        times = PhaseTimes("detach")
+        try:
+            with self._counted(), self._busy.hold((container_id, ifname or "*")), self._lock.shared():
+                removed = []
+                for port in self._find(container_id, ifname or None):
+                    self._teardown(port, times)
+                    removed.append(describe(port))
+                if ifname:
+                    with times.phase("veth"):
+                        self.links.delete(link_names(container_id, ifname)[0])
+        except AttachError as exc:
+            self._observed(times, exc.kind)
+            raise
+        self._observed(times, "ok")
+        return {"detached": removed, "timings": times.as_ms()}
 
     # Check, list, GC, status ----------------------------------------------------------
 
@@ -530,4 +694,8 @@ class AttachService:
         except (DirectoryError, CannotConnect) as exc:
             problems.append(f"directory: {exc}")
         return {"ready": not problems, "host": self.host_name, "bridge": self.bridge, "mtu": self.mtu,
-                "problems": problems}
+                "problems": problems,
+                "batches": {"ovsdb_add": self._port_adds.stats(), "ovsdb_delete": self._port_deletes.stats(),
+                            "directory_create": self._vport_creates.stats(),
+                            "directory_delete": self._vport_deletes.stats(),
+                            "directory_bulk_api": self._bulk.available}}

@@ -47,6 +47,11 @@ def run(args, parser, out=None) -> int:
     if args.object == "config":
         context.run_config(args, out)
         return EXIT_OK
+    if args.object == "audit":
+        from nuage_ryu.directory.ctl import audit
+
+        audit.run(args, out)
+        return EXIT_OK
     from nuage_ryu.directory.ctl import files
     from nuage_ryu.directory.ctl.commands import ObjectCommand
 

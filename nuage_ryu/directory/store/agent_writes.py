@@ -130,3 +130,30 @@ def set_vport_status(conn: Connection, vport_id: str, status: str) -> RowPlanner
         return RowChange("the vport status", build)
 
     return plan
+
+
+def set_vport_statuses(conn: Connection, updates: list[tuple[str, str]]) -> RowPlanner:
+    """Several vport statuses in one transaction (an agent's round after a burst of attaches);
+    vports deleted meanwhile are skipped."""
+    planners = [set_vport_status(conn, vport_id, status) for vport_id, status in updates]
+
+    def plan(state: DirectoryState) -> RowChange:
+        changes = []
+        for planner in planners:
+            try:
+                changes.append(planner(state))
+            except NotFound:  # deleted since the agent decided: nothing to write
+                continue
+        if any(change.not_replicated for change in changes):
+            return RowChange("the vport statuses", not_replicated=True)
+        builds = [change.build for change in changes if change.build is not None]
+        if not builds:
+            return RowChange("the vport statuses")
+
+        def build(idl, txn) -> None:
+            for one in builds:
+                one(idl, txn)
+
+        return RowChange("the vport statuses", build)
+
+    return plan

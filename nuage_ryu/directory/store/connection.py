@@ -14,19 +14,25 @@ import time
 from collections.abc import Callable
 
 import ovs.db.idl
+import ovs.jsonrpc
 import ovs.poller
 
 from nuage_ryu.directory.errors import Unavailable
 from nuage_ryu.directory.store import fast_json
 
 
-def session_connected(idl: ovs.db.idl.Idl) -> bool:
-    """True while the IDL's JSON-RPC session is up.
+def session_of(idl: ovs.db.idl.Idl) -> ovs.jsonrpc.Session:
+    """The IDL's JSON-RPC session.
 
     python-ovs 4.0's ``Idl`` has no public "connected" (its ``state`` stays MONITORING while a
-    dropped session waits to reconnect), so this asks the session itself.
+    dropped session waits to reconnect) and no count of reconnections, so both ask the session.
     """
-    return idl._session.is_connected()
+    return idl._session
+
+
+def session_connected(idl: ovs.db.idl.Idl) -> bool:
+    """True while the IDL's JSON-RPC session is up."""
+    return session_of(idl).is_connected()
 
 
 class _Idl(ovs.db.idl.Idl):
@@ -97,6 +103,14 @@ class Connection:
         """True while connected to the database (the leader, for a cluster)."""
         idl = self.idl
         return bool(idl and session_connected(idl))
+
+    def session_seqno(self) -> int:
+        """A number that changes each time the connection goes down or up (caller holds the lock)."""
+        return session_of(self.idl).get_seqno()
+
+    def reset_backoff(self) -> None:
+        """Let the next reconnection skip the backoff that drops built up (caller holds the lock)."""
+        session_of(self.idl).reset_backoff()
 
     def run_once(self, timeout: float) -> None:
         """Run the IDL, then block (caller holds the lock, still held) at most ``timeout``."""

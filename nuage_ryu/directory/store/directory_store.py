@@ -212,6 +212,10 @@ class DirectoryStore:
         """Set a vport's status ('up' once its flows are installed, 'down' otherwise)."""
         self._write_private(agent_writes.set_vport_status(self._conn, vport_id, status))
 
+    def set_vport_statuses(self, updates: list[tuple[str, str]]) -> None:
+        """Several (vport id, status) in one transaction; vports deleted meanwhile are skipped."""
+        self._write_private(agent_writes.set_vport_statuses(self._conn, updates))
+
     def _write_private(self, planner) -> None:
         # The planners read links from the IDL: plan under the lock (the path takes it too).
         deadline = time.monotonic() + self.write_timeout

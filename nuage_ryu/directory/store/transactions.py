@@ -46,6 +46,10 @@ from nuage_ryu.directory.validate import Change
 MAX_ATTEMPTS = 20
 # How long a write whose outcome is in doubt (leader change) may wait for the cluster to show it.
 UNCERTAIN_GRACE_S = 30.0
+# How often the database may close the connection while one write is in flight before that write
+# is given up (503): a transaction the server cannot even parse makes it drop the connection, and
+# re-sending it forever would stop every other write with it.
+MAX_DROPS = 3
 
 _Txn = ovs.db.idl.Transaction
 
@@ -121,7 +125,30 @@ def _refusal(planned: Planned, error: str) -> Exception:
     return Unavailable(f"the directory database refused the change: {error}")
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def check_storable(kind: str, fields: dict) -> None:
+    """ValidationError for a value ovsdb-server cannot take: its JSON parser refuses NUL in strings
+    and answers by closing the connection, so such a value must never be sent (whatever the
+    planner let through)."""
+    for col, value in fields.items():
+        if _has_nul(value):
+            raise ValidationError(f"{kind} field {col!r} contains a NUL character, "
+                                  "which the directory database cannot store")
+
+
 def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Change) -> None:
+    for op in change.ops:
+        if op.action != "delete":
+            check_storable(op.kind, columns(op.fields))
     for kind, obj_id, column in change.guards:
         row = idl.tables[KINDS[kind][0]].rows.get(uuid.UUID(obj_id))
         if row is not None:
@@ -191,6 +218,7 @@ class TransactionPath:
             # have committed, and its rows may only become visible after a later attempt planned.
             uncertain: list[Change] = []
             uncertain_since = 0.0
+            drops = 0
             planned: Planned | None = None
             for _attempt in range(MAX_ATTEMPTS):
                 if conn.idl is None:
@@ -217,6 +245,7 @@ class TransactionPath:
                     continue
                 if _is_empty(planned):
                     return planned, mirror.state
+                session = conn.session_seqno()
                 try:
                     status, error = self._commit(planned, until)
                 except CommitUnconfirmed:
@@ -234,6 +263,15 @@ class TransactionPath:
                     if done is not None:  # this attempt clashed with an earlier one's own rows
                         return done, mirror.state
                     raise _refusal(planned, error)
+                if status == _Txn.TRY_AGAIN and conn.session_seqno() != session:
+                    drops += 1  # the connection went down while this write was in flight
+                    if drops >= MAX_DROPS:
+                        done = self._committed_earlier(uncertain, catch_up=True)
+                        if done is not None:
+                            return done, mirror.state
+                        conn.reset_backoff()
+                        raise Unavailable(f"the directory database closed the connection {drops} times "
+                                          "while this change was in flight; it was not retried further")
                 # Lost a race (TRY_AGAIN after a failed verify or a reconnect, an index conflict on an
                 # automatically chosen value) or the outcome is unknown (leader change): if the
                 # previous attempt did commit, its inserted rows are there now; otherwise re-plan.

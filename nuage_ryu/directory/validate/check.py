@@ -6,6 +6,7 @@ Pure: a value (and a ``DirectoryState``) in, the normalised value out, or a Dire
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -24,6 +25,46 @@ _PORTS = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 
 
 # ---------------------------------------------------------------------------
+# Text: what no string may hold, and what a name may not look like
+
+# Free text (descriptions) may span lines; no other control character is stored anywhere.
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+# Bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069): they reorder how text is
+# shown ("Trojan Source"), so they are refused in every string, free text included.
+_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+# In names, no invisible or formatting characters at all: controls (Cc), format characters (Cf:
+# zero-width space/joiners, bidi marks, BOM, tags), surrogates, line and paragraph separators.
+# Two names that look the same must be the same name. (Unassigned and private-use code points
+# are not refused: they show as boxes, they cannot pass for another name.)
+NAME_REFUSED_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+
+
+def text_refused(c: str) -> bool:
+    """True for a character no string may hold (see ``check_text``)."""
+    return (unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS_ALLOWED) or c in _BIDI_CONTROLS
+
+
+def check_text(value: str, what: str) -> str:
+    """Any string of a request: no NUL or other control character (TAB/CR/LF allowed), no bidi
+    override. The database refuses NUL itself, and refusing it here keeps the error the client's."""
+    for c in value:
+        if text_refused(c):
+            raise ValidationError(f"{what} contains the control character U+{ord(c):04X}")
+    return value
+
+
+def normalize_name(name: str, what: str = "name") -> str:
+    """A name in Unicode NFC, refused when it holds invisible/format characters (look-alikes)."""
+    name = unicodedata.normalize("NFC", name)
+    for c in name:
+        category = unicodedata.category(c)
+        if category in NAME_REFUSED_CATEGORIES:
+            kind = "control" if category == "Cc" else "invisible or format"
+            raise ValidationError(f"{what} contains the {kind} character U+{ord(c):04X}")
+    return name
+
+
+# ---------------------------------------------------------------------------
 # Field values
 
 
@@ -36,8 +77,7 @@ def check_name(name: str, what: str = "name", allow_empty: bool = False) -> str:
         raise ValidationError(f"{what} must not be empty")
     if len(name) > MAX_NAME:
         raise ValidationError(f"{what} is longer than {MAX_NAME} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValidationError(f"{what} contains control characters")
+    name = normalize_name(name, what)
     if name != name.strip():
         raise ValidationError(f"{what} must not start or end with whitespace")
     if is_uuid(name):
@@ -46,7 +86,8 @@ def check_name(name: str, what: str = "name", allow_empty: bool = False) -> str:
 
 
 def check_description(text: str) -> str:
-    """A description: at most 1024 characters."""
+    """A description: at most 1024 characters, no control characters but TAB/CR/LF."""
+    check_text(text, "description")
     if len(text) > MAX_DESCRIPTION:
         raise ValidationError(f"description is longer than {MAX_DESCRIPTION} characters")
     return text
@@ -121,6 +162,8 @@ def normalize_datapath_id(value: str) -> str:
 def check_external_ids(value: Mapping) -> dict:
     """external_ids: keys 1..255 characters, values at most 1024."""
     for k, v in value.items():
+        check_text(k, "external_ids key")
+        check_text(v, f"external_ids value of {k!r}")
         if not k or len(k) > MAX_NAME:
             raise ValidationError("external_ids keys must be 1..255 characters")
         if len(v) > MAX_DESCRIPTION:

@@ -70,7 +70,10 @@ def _domain(req: CreateRequest) -> dict:
     if "vni" in data:
         vni = check_int(data["vni"], "vni", 1, VNI_MAX)
         if vni in used_vnis:
-            raise Conflict(f"vni {vni} is already used by domain {used_vnis[vni].name!r}")
+            holder = used_vnis[vni]
+            # VNIs are global, domains are a tenant's: another enterprise's domain is never named.
+            which = f"domain {holder.name!r}" if holder.enterprise == parent.id else "another enterprise"
+            raise Conflict(f"vni {vni} is already used by {which}")
     else:
         vni = lowest_free(set(used_vnis), 1, VNI_MAX, "VNI")
         req.change.auto_assigned = True

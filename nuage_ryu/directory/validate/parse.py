@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nuage_ryu.directory.errors import BadRequest, ValidationError
 from nuage_ryu.directory.model import FIELDS, DirectoryState, as_dict
+from nuage_ryu.directory.validate.check import check_text, normalize_name
 
 
 def _type_ok(f, value) -> bool:
@@ -52,6 +53,9 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
             raise BadRequest(f"unknown field {key!r} for {kind}; allowed: {', '.join(settable)}")
         if not _type_ok(f, value):
             raise BadRequest(f"field {key!r} must be {_TYPE_NAMES.get(f.kind, 'a string')}")
+        _check_strings(value, key)
+        if key == "name" and isinstance(value, str):
+            value = normalize_name(value, key)
         if shown is None:
             if f.access == "server":
                 raise ValidationError(f"field {key!r} is read-only")
@@ -68,6 +72,19 @@ def parse_body(kind: str, body, current=None, state: DirectoryState | None = Non
             if f.access == "required" and f.name not in out:
                 raise ValidationError(f"field {f.name!r} is required")
     return out
+
+
+def _check_strings(value, where: str) -> None:
+    """Every string in a field's value (keys of objects too): see ``check_text``."""
+    if isinstance(value, str):
+        check_text(value, f"field {where!r}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(k, f"a key of field {where!r}")
+            _check_strings(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item, where)
 
 
 def _same(shown, value) -> bool:

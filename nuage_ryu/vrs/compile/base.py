@@ -86,13 +86,32 @@ def match(**fields) -> tuple[MatchField, ...]:
     """``flow.match`` with the same canonical result, faster: a match never repeats a field name, so
     sorting by name (C string compare) orders the MatchFields exactly as sorting them would, and the
     MatchFields themselves are interned (the same reg6=VNI or eth_type appears in thousands of flows).
-    The compiler builds ~10^5 matches per host; this was its hottest spot."""
-    return tuple(_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
-                 for name, value in sorted(fields.items()))
+    The compiler builds ~10^5 matches per host; this was its hottest spot.
+
+    Matches are OVS's identity: a field with an all-zero mask matches everything and is left out
+    (OVS stores ``ipv4_src=0.0.0.0/0`` as no ``ipv4_src``), so two owners' flows that OVS takes for
+    one flow get one key here and are merged, instead of the second overwriting the first."""
+    out = tuple([_field(name, value[0], value[1]) if isinstance(value, tuple) else _field(name, value, None)
+                 for name, value in sorted(fields.items())])
+    for f in out:
+        if f is None:  # rare (a /0): filter only then
+            return tuple(f for f in out if f is not None)
+    return out
+
+
+_ZERO_MASKS = (0, "0.0.0.0", "00:00:00:00:00:00")
 
 
 @lru_cache(maxsize=1 << 18)
-def _field(name: str, value, mask) -> MatchField:
+def _field(name: str, value, mask) -> MatchField | None:
+    if mask is None:
+        return MatchField(name, value, None)
+    if mask in _ZERO_MASKS:
+        return None  # a wildcard: not a match field at all
+    if mask == "255.255.255.255":
+        return MatchField(name, value, None)
+    if isinstance(mask, str) and isinstance(value, str) and "." in mask:
+        value = str(ipaddress.IPv4Address(ip_to_int(value) & ip_to_int(mask)))  # OVS keeps value & mask
     return MatchField(name, value, mask)
 
 

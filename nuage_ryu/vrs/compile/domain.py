@@ -1,18 +1,13 @@
-"""Flows of a domain present on the host (tunnel classification by VNI, conntrack in its zone, its
-default policy action) and of its subnets (the gateway's ARP answer)."""
+"""Flows of a domain present on the host (conntrack in its zone, its default policy action) and of its
+subnets (the gateway's ARP answer)."""
 
 from __future__ import annotations
 
 from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.compile.base import IP, REG_DOMAIN, Owner, OwnerKind, OwnerTag, arp_reply_flow, match
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import Ct, Flow, Goto, SetField
+from nuage_ryu.vrs.flow import Ct, Flow, Goto
 from nuage_ryu.vrs.view import Domain, HostView, Subnet
-
-
-def domain_peer_tunnel_ips(view: HostView, domain: Domain) -> tuple[str, ...]:
-    """Tunnel IPs of the other hosts that have vports of ``domain`` (sorted)."""
-    return view.peer_tunnel_ips().get(domain.id, ())
 
 
 def default_action_cookie(domain_id: str) -> int:
@@ -21,7 +16,11 @@ def default_action_cookie(domain_id: str) -> int:
 
 
 def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
-    """Tunnel classification by VNI, conntrack in the domain's zone, and its default policy action."""
+    """Conntrack in the domain's zone and its default policy action.
+
+    Tunnel classification is per remote vport (``compile.vport``): a packet from the overlay is accepted
+    only with the source address of a vport living on the host it came from.
+    """
     if domain.id not in view.present_domains():
         return []
     c = cookie_for(CookieKind.DOMAIN, domain.id)
@@ -32,14 +31,6 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
         Flow(P.EGRESS_CT.number, P.PRIO_CT_SEND, match(eth_type=IP, **in_domain),
              (Ct(zone=domain.ct_zone, table=P.EGRESS_CT_STATE.number),), c),
     ]
-    if view.tunnel_port_ofport is not None:
-        # A VNI is accepted only from the hosts that have vports of the domain: another tenant's host
-        # (or anything else on the underlay) cannot inject into it by guessing the VNI.
-        for tunnel_ip in domain_peer_tunnel_ips(view, domain):
-            flows.append(Flow(P.CLASSIFY.number, P.PRIO_TUNNEL,
-                              match(in_port=view.tunnel_port_ofport, tunnel_id=domain.vni,
-                                    tun_ipv4_src=tunnel_ip),
-                              (SetField(REG_DOMAIN, domain.vni), Goto(P.OVERLAY_LOOKUP.number)), c))
     d = default_action_cookie(domain.id)
     allow = domain.default_action == "allow"
     # A default allow is stateful: it commits the connection so that its replies come
@@ -65,9 +56,7 @@ def compile_subnet(view: HostView, subnet: Subnet) -> list[Flow]:
 
 
 def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
-    peers = view.peer_tunnel_ips()
-    return {(OwnerTag.DOMAIN, d.id): (d, d.id in present, view.tunnel_port_ofport, peers.get(d.id, ()))
-            for d in view.domains.values()}
+    return {(OwnerTag.DOMAIN, d.id): (d, d.id in present) for d in view.domains.values()}
 
 
 def _subnet_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:

@@ -57,6 +57,7 @@ class FlowCompiler:
         changed = [o for o, fp in inputs.items() if old.get(o, missing) != fp]
         gone = [o for o in self._inputs if o not in inputs]
         touched: set[tuple] = set()
+        own_conflicts: list[tuple[tuple, list[Owner]]] = []
         for owner in gone:
             touched |= self._drop(owner)
         for owner in changed:
@@ -64,12 +65,21 @@ class FlowCompiler:
             new = self._compilers[owner[0]].compile(view, owner)
             self._owned[owner] = new
             for flow in new:
-                self._by_key.setdefault(flow.key, {})[owner] = flow
+                holders = self._by_key.setdefault(flow.key, {})
+                if owner in holders:
+                    # Two of its own flows OVS takes for one (a rule's 0.0.0.0/0 clause and its
+                    # catch-all clause): both count, as two owners' flows would.
+                    try:
+                        flow = merge_same_key((holders[owner], flow))
+                    except FlowConflict as clash:
+                        own_conflicts.append((flow.key, [owner]))
+                        flow = clash.args[0]
+                holders[owner] = flow
                 touched.add(flow.key)
         self._inputs = inputs
         self.view = view
         self.recompiled = changed
-        self.conflicts = []
+        self.conflicts = own_conflicts
         diff = FlowDiff()
         for key in touched:
             before = self.flows.get(key)

@@ -1,5 +1,6 @@
-"""Flows of one vport: ARP answer and routes to it from anywhere in its domain and, on its own host,
-its port flows (anti-spoofing, overlay delivery, output, DHCP to the controller)."""
+"""Flows of one vport: ARP answer and routes to it from anywhere in its domain; on other hosts, its
+entry from the overlay (its host's tunnel IP + its IP); on its own host, its port flows (anti-spoofing,
+overlay delivery, output, DHCP to the controller)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from nuage_ryu.vrs.compile.base import (
     match,
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import Controller, DecTtl, Flow, Goto, Output, PopVlan, PushVlan, SetField
+from nuage_ryu.vrs.flow import OFPP_IN_PORT, Controller, DecTtl, Flow, Goto, Output, PopVlan, PushVlan, SetField
 from nuage_ryu.vrs.view import HostView, VPort
 
 
@@ -41,6 +42,25 @@ def _destination(view: HostView, vport: VPort) -> tuple | None:
         return None
     return (SetField(REG_DST_PORT, view.tunnel_port_ofport),
             SetField(REG_DST_HOST, ip_to_int(host.tunnel_ip)))
+
+
+def _overlay_entry(view: HostView, vport: VPort, vni: int, cookie: int) -> list[Flow]:
+    """A remote vport's traffic enters this host from the overlay only from its own host, with its own IP.
+
+    The receiving host's policy matches remote senders by source IP, so the IP must be bound to the host
+    that owns it: otherwise any host of the domain (a compromised one) could send as a member of an
+    allowed group living elsewhere. Nothing else on the underlay, and no host of another tenant, can
+    inject into the domain either: the VNI, the tunnel source and the source IP must all match.
+    """
+    if vport.host == view.host_name or not vport.ip or view.tunnel_port_ofport is None:
+        return []
+    host = view.hosts.get(vport.host)
+    if host is None or not host.tunnel_ip:
+        return []
+    return [Flow(P.CLASSIFY.number, P.PRIO_TUNNEL,
+                 match(in_port=view.tunnel_port_ofport, tunnel_id=vni, tun_ipv4_src=host.tunnel_ip,
+                       eth_type=IP, ipv4_src=vport.ip),
+                 (SetField(REG_DOMAIN, vni), Goto(P.OVERLAY_LOOKUP.number)), cookie)]
 
 
 def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
@@ -66,6 +86,7 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
                  (SetField("eth_src", domain.router_mac), SetField("eth_dst", vport.mac), DecTtl(),
                   *to_output), c),
         ]
+    flows += _overlay_entry(view, vport, domain.vni, c)
     local = view.local_port(vport)
     if local is None:
         return flows
@@ -97,6 +118,12 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
              (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(port)) if tagged
              else (Output(port),), c),
     ]
+    if tagged:
+        # Another server behind the same gateway port sent it: OVS never outputs to the port a packet
+        # came in on unless told IN_PORT, so that case needs its own flow.
+        flows.append(Flow(P.OUTPUT.number, P.PRIO_OUTPUT_HAIRPIN, match(in_port=port, **{REG_DST_PORT: logical}),
+                          (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(OFPP_IN_PORT)),
+                          c))
     if vport.type in ("vm", "host"):
         # DHCP is answered by the controller (a VM or server asks for its address); reserved here.
         flows.append(Flow(P.CLASSIFY.number, P.PRIO_DHCP,
