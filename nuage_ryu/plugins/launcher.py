@@ -42,7 +42,8 @@ class Entry:
     modules: tuple[str, ...]
 
 
-_CNI_MODULES = ("nuage_ryu", "nuage_ryu.plugins", "nuage_ryu.plugins.lean", "nuage_ryu.plugins.agent_client")
+_CNI_MODULES = ("nuage_ryu", "nuage_ryu.json_input", "nuage_ryu.plugins", "nuage_ryu.plugins.lean",
+                "nuage_ryu.plugins.agent_client")
 ENTRIES = {
     "nuage-cni": Entry("nuage-cni", "nuage_ryu.plugins.cni", (*_CNI_MODULES, "nuage_ryu.plugins.cni")),
     "nuage-docker-plugin": Entry("nuage-docker-plugin", "nuage_ryu.plugins.docker",

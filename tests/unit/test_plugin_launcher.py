@@ -103,7 +103,9 @@ def test_lean_json_rejects_what_the_json_package_rejects(text):
         lean.loads(text)
 
 
-def test_lean_json_refuses_what_json_cannot_encode():
+def test_lean_json_refuses_what_json_cannot_encode_and_what_is_not_json():
     with pytest.raises(TypeError):
         lean.dumps({"x": object()})
-    assert lean.loads("[NaN]")[0] != lean.loads("[NaN]")[0]
+    for text in ("[NaN]", '{"a": 1, "a": 2}', "[" * 40 + "]" * 40):  # the strict rules of json_input.py
+        with pytest.raises(ValueError):
+            lean.loads(text)
