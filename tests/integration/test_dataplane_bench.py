@@ -59,11 +59,14 @@ def test_dataplane_quick_reports_every_field_and_moves_traffic():
             assert rec["datapath"][host]["packets"] > 10, f"{what}: no packets on {host}"
             assert rec["datapath"][host]["megaflows"] > 0, f"{what}: no megaflows on {host}"
         if rec["mode"] != "baseline":
-            # The full pipeline's path goes through conntrack (a recirculation per ct()); the baseline's does not.
+            # The full pipeline's path goes through conntrack (a recirculation per ct()); the baseline's does
+            # not (its datapath may still show a stray br-int flow of the agents, so compare the counts).
             assert rec["datapath"]["h1"]["ct_actions"] > 0, what
             assert rec["datapath"]["h1"]["recirculations"] > 0, what
-        else:
-            assert all(s["ct_actions"] == 0 for s in rec["datapath"].values()), what
+            base = next(r for r in records if (r["metric"], r["pair"], r["mode"]) ==
+                        (rec["metric"], rec["pair"], "baseline"))
+            if rec["mode"] == "pipeline":
+                assert base["datapath"]["h1"]["passes_per_packet"] < rec["datapath"]["h1"]["passes_per_packet"], what
         result = rec["result"]
         assert result["cpu_per_unit_us"] >= 0, what  # net of the idle rate, clamped at 0
         if rec["metric"] == "throughput":
