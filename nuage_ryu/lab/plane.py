@@ -246,10 +246,13 @@ class ControlPlane:
     def central_agent_conf(self) -> str:
         """One agent on the controller node programming every host's bridge over the underlay."""
         node = self.lab.controller_node
+        central_db = self.relay_remote(self.relays[0]) if self.relays else self.local_directory_db
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
-                 f"directory_connection = {self.relay_remote(self.relays[0]) if self.relays else self.directory_db}\n"
+                 # A central controller runs beside the directory and programs many hosts: it is no
+                 # host (the RBAC host role would refuse its writes for them), so it uses the local socket.
+                 f"directory_connection = {central_db}\n"
                  f"agent_socket =\n"]
         for host in self.lab.hosts:
             lines.append(f"managed_hosts = {host.host_name} {host.underlay_ip} {host.db_remote}\n")

@@ -20,7 +20,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER and shutil.which("ovsdb-server")),
                                 reason="needs chromium, chromium-driver and ovsdb-server (make test installs them)")
 SHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "ui")
-WAIT = 15
+WAIT = 30  # a loaded 2-core machine runs Chromium slowly
 
 
 def _free_port() -> int:
@@ -116,6 +116,7 @@ def _shot(driver, name):
 def _login(driver, base, token):
     driver.get(f"{base}/ui/#/login")
     driver.execute_script("sessionStorage.clear()")
+    driver.get("about:blank")  # a real page load next, not just a hash change
     driver.get(f"{base}/ui/#/login")
     _view(driver, "viewLogin")
     box = driver.find_element("id", "token")
