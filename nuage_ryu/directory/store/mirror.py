@@ -34,6 +34,7 @@ from nuage_ryu.directory.store.rows import (
     row_to_object,
     table_name,
 )
+from nuage_ryu.directory.vport_index import discard, index_vport
 
 COUNTERS_TABLE = "HostCounters"
 # Table -> the columns replicated (None: all of them). Every table of the schema; a monitor
@@ -69,11 +70,8 @@ def initial_conditions(all_counters: bool) -> dict[str, list]:
     return {} if all_counters else {COUNTERS_TABLE: [False]}
 
 
-def _discard(m: immutables.Map, key) -> immutables.Map:
-    return m.delete(key) if key in m else m
 
 
-_EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
 
 
 # What an object shows while its private row is not in the replica.
@@ -134,7 +132,7 @@ class Mirror:
             elif table == COUNTERS_TABLE:
                 rid = str(row.uuid)
                 if event == ovs.db.idl.ROW_DELETE:
-                    self._counter_rows = _discard(self._counter_rows, rid)
+                    self._counter_rows = discard(self._counter_rows, rid)
                 else:
                     self._counter_rows = self._counter_rows.set(rid, row_to_counters(row))
                 self._counters_dirty = True
@@ -176,7 +174,7 @@ class Mirror:
         if event == ovs.db.idl.ROW_DELETE:
             # Deleted with its owner, or left this replica's conditions while the owner stays
             # (a vport moved to another host): the owner then shows the defaults, not stale values.
-            self._private[table] = _discard(self._private[table], rid)
+            self._private[table] = discard(self._private[table], rid)
             fields = PRIVATE_DEFAULTS[table]
         else:
             fields = _private_fields(table, row)
@@ -194,21 +192,7 @@ class Mirror:
                 self._dirty.add(kind)
 
     def _index_vport(self, old, new) -> None:
-        if old is not None:
-            sp = self._subnet_ports.get(old.subnet)
-            if sp is not None and old.id in sp.vports:
-                sp = model.SubnetPorts(sp.vports.delete(old.id), _discard(sp.names, old.name),
-                                       _discard(sp.ips, old.ip), sp.max_ip)
-                self._subnet_ports = (self._subnet_ports.set(old.subnet, sp) if len(sp.vports)
-                                      else self._subnet_ports.delete(old.subnet))
-            self._macs = _discard(self._macs, old.mac)
-        if new is not None:
-            sp = self._subnet_ports.get(new.subnet) or _EMPTY_PORTS
-            # max_ip only grows: it is an allocation hint ("continue after the last one handed out").
-            sp = model.SubnetPorts(sp.vports.set(new.id, new), sp.names.set(new.name, True),
-                                   sp.ips.set(new.ip, True), max(sp.max_ip, model.ip_int(new.ip)))
-            self._subnet_ports = self._subnet_ports.set(new.subnet, sp)
-            self._macs = self._macs.set(new.mac, True)
+        self._subnet_ports, self._macs = index_vport(self._subnet_ports, self._macs, old, new)
 
     def reconcile(self, idl: ovs.db.idl.Idl) -> None:
         """Rebuild the tables whose row count differs from the IDL's replica.

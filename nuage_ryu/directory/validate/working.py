@@ -17,8 +17,7 @@ import immutables
 from nuage_ryu.directory import model
 from nuage_ryu.directory.model import KINDS, OBJECT_CLASSES, DirectoryState
 from nuage_ryu.directory.validate.change import Change
-
-_EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
+from nuage_ryu.directory.vport_index import discard, index_vport
 
 
 def _persistent(mapping) -> immutables.Map:
@@ -32,8 +31,6 @@ def _persistent_ports(ports: model.SubnetPorts) -> model.SubnetPorts:
                              immutables.Map((i, True) for i in ports.ips), ports.max_ip)
 
 
-def _discard(m: immutables.Map, key) -> immutables.Map:
-    return m.delete(key) if key in m else m
 
 
 class WorkingState:
@@ -66,24 +63,11 @@ class WorkingState:
                 new = replace(old, **op.fields)
             else:
                 new = None
-            self._tables[op.kind] = table.set(op.id, new) if new is not None else _discard(table, op.id)
+            self._tables[op.kind] = table.set(op.id, new) if new is not None else discard(table, op.id)
             if op.kind == "vport":
                 self._index_vport(old, new)
         if change.ops:
             self._state = None
 
     def _index_vport(self, old, new) -> None:
-        if old is not None:
-            sp = self._subnet_ports.get(old.subnet)
-            if sp is not None and old.id in sp.vports:
-                sp = model.SubnetPorts(sp.vports.delete(old.id), _discard(sp.names, old.name),
-                                       _discard(sp.ips, old.ip), sp.max_ip)
-                self._subnet_ports = (self._subnet_ports.set(old.subnet, sp) if len(sp.vports)
-                                      else self._subnet_ports.delete(old.subnet))
-            self._macs = _discard(self._macs, old.mac)
-        if new is not None:
-            sp = self._subnet_ports.get(new.subnet) or _EMPTY_PORTS
-            sp = model.SubnetPorts(sp.vports.set(new.id, new), sp.names.set(new.name, True),
-                                   sp.ips.set(new.ip, True), max(sp.max_ip, model.ip_int(new.ip)))
-            self._subnet_ports = self._subnet_ports.set(new.subnet, sp)
-            self._macs = self._macs.set(new.mac, True)
+        self._subnet_ports, self._macs = index_vport(self._subnet_ports, self._macs, old, new)
