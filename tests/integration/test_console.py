@@ -119,7 +119,7 @@ def _login(driver, base, token):
     driver.get("about:blank")  # a real page load next, not just a hash change
     driver.get(f"{base}/ui/#/login")
     _view(driver, "viewLogin")
-    box = driver.find_element("id", "token")
+    box = _wait(driver, lambda d: d.find_elements("id", "token"), "the login form")[0]
     box.clear()
     box.send_keys(token)
     driver.find_element("css selector", "#login button[type=submit]").click()
