@@ -4,8 +4,9 @@ Thin os-ken glue (Faucet-style) around the agent package (``nuage_ryu/agent/``):
 each bridge is a ``ManagedBridge`` (its OVSDB, its ``BridgeSync``, its
 OpenFlow datapath) around a pure ``AgentCore``. This app owns the rest:
 
-* the directory, through an OVSDB IDL monitor (``DirectoryStore``): every
-  applied update wakes the worker;
+* the directory, through an OVSDB IDL monitor (``DirectoryStore``) scoped to
+  the share of its hosts (their vports, the domains those are in, the hosts
+  carrying them: docs/scale.md): every applied update wakes the worker;
 * the threads: one worker recomputes every bridge on a wake-up (or every
   ``RESYNC_INTERVAL_S``), one sends heartbeats, one polls policy counters;
 * OpenFlow 1.4 events, handed to the bridge of their datapath;
@@ -95,7 +96,9 @@ class VrsAgent(BaseApp):
                                        on_change=self.kick, logger=self.logger)
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
-            self.store = DirectoryStore(config.directory_remote(self.CONF))
+            # Only the share of the hosts this agent programs (central mode: their union).
+            self.store = DirectoryStore(config.directory_remote(self.CONF),
+                                        scope_hosts=[b.host_name for b in self.bridges.values()])
             self.store.start()
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))

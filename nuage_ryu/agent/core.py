@@ -21,6 +21,9 @@ Inputs and the decisions they lead to:
 * → ``status_updates``: which vports of this host must change status in the
   directory: a vport is ``up`` once a flow generation that contains its flows
   has been confirmed installed, ``down`` when its port is gone from the bridge;
+  a generation "contains its flows" only if it was compiled from a snapshot
+  that holds the vport's whole domain (``DirectoryState.domain_complete``: an
+  agent following only its share gets a domain after its first local vport);
 * port caching: ``ports_changed`` (the interface watch saw a change) decides
   when the bridge's port rows must be listed again (``take_port_listing``);
   the listing is cached (``ports_listed``) and completed with the gateway
@@ -76,6 +79,7 @@ class AgentCore:
         self.generation = 0  # bumped by every recompute that changed flows
         self.confirmed_generation = 0  # the newest generation the bridge is known to hold
         self._vport_generation: dict[str, int] = {}  # local vport -> generation that first had its flows
+        self._compiled_inputs: tuple | None = None  # what the current view was built from
         self._state_seen_at: float | None = None  # when the directory update of ``state`` was seen
         self._seen_at: dict[int, float] = {}  # generation -> when its directory update was seen
         # The OpenFlow connection, as the sync engine sees it.
@@ -109,18 +113,37 @@ class AgentCore:
         """Compile the current inputs; returns (generation, diff). An empty diff keeps the generation."""
         if self.state is None:
             return self.generation, FlowDiff()
-        self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports)
-        diff = self.compiler.update(self.view)
+        inputs = self._view_inputs()
+        if inputs == self._compiled_inputs:
+            diff = FlowDiff()  # nothing the view reads changed (a resync, an acknowledgment, counters)
+        else:
+            self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports)
+            diff = self.compiler.update(self.view)
+            self._compiled_inputs = inputs
         if diff:
             self.generation += 1
             if self._state_seen_at is not None:
                 self._seen_at.setdefault(self.generation, self._state_seen_at)
+        vports = self.state.vports
         for vport_id in self._local_vports():
-            self._vport_generation.setdefault(vport_id, self.generation)
+            # A vport's flows are complete only once the replica holds its whole domain (the
+            # monitor condition that brought it is acknowledged): not before may it be ``up``
+            # (OVN's "ovn-installed set too early with monitor-all=false").
+            if self.state.domain_complete(vports[vport_id].domain):
+                self._vport_generation.setdefault(vport_id, self.generation)
         for vport_id in list(self._vport_generation):
             if vport_id not in self.ofports:
                 del self._vport_generation[vport_id]
         return self.generation, diff
+
+    def _view_inputs(self) -> tuple:
+        """What ``from_directory`` reads, by identity for the snapshot's maps: the store shares an
+        unchanged table's map between snapshots, so equal identities mean an equal view. (The maps
+        themselves are kept in the tuple so that their ids cannot be reused by new objects.)"""
+        st = self.state
+        maps = (st.domains, st.subnets, st.vports, st.hosts, st.policygroups, st.acls)
+        # (DirectoryState replaces an empty map by a new {}: all empty maps count as the same.)
+        return (tuple(id(m) if m else 0 for m in maps), maps, self.tunnel_ofport, self.ofports)
 
     def confirm(self, generation: int) -> None:
         """The sync engine confirmed that the bridge holds the flows of ``generation``."""

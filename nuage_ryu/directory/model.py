@@ -371,9 +371,14 @@ class DirectoryState:
         tokens: Mapping[str, ApiToken] | None = None,
         subnet_ports: Mapping[str, SubnetPorts] | None = None,
         macs: Collection[str] | None = None,
+        complete_domains: frozenset[str] | None = None,
     ):
         """``subnet_ports``/``macs`` may be given precomputed (the store maintains them
-        incrementally, so that a write does not cost O(all vports)); else built lazily."""
+        incrementally, so that a write does not cost O(all vports)); else built lazily.
+
+        ``complete_domains``: in the replica of an agent that follows only its share of the
+        directory, the domains whose objects it is known to hold completely (the monitor
+        condition that brought them is acknowledged); None: the whole directory is here."""
         self.enterprises = enterprises or {}
         self.domains = domains or {}
         self.zones = zones or {}
@@ -383,6 +388,7 @@ class DirectoryState:
         self.acls = acls or {}
         self.hosts = hosts or {}
         self.tokens = tokens or {}
+        self.complete_domains = complete_domains
         if subnet_ports is not None:
             self.__dict__["_subnet_ports"] = subnet_ports
         if macs is not None:
@@ -395,6 +401,10 @@ class DirectoryState:
         for obj in objects:
             maps[KINDS[kind_of(obj)][1]][obj.id] = obj
         return cls(**maps)
+
+    def domain_complete(self, domain_id: str) -> bool:
+        """True when this snapshot holds every object of the domain (always, for a full replica)."""
+        return self.complete_domains is None or domain_id in self.complete_domains
 
     def table(self, kind: str) -> Mapping[str, object]:
         """The id -> object map of ``kind``."""

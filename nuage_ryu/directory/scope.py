@@ -16,7 +16,7 @@ turns it into one condition per table. Pure: no I/O, used by the store's mirror.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 # Tables whose rows belong to one domain, by the column that names it.
@@ -79,3 +79,27 @@ def monitor_conditions(scope: Scope) -> dict[str, list]:
     for table in NEVER:
         cond[table] = list(MATCH_NOTHING)
     return cond
+
+
+# Tables whose condition names the local domains, by the column their clauses use: a domain is
+# complete in a replica once every one of these conditions that the server acknowledged names it.
+DOMAIN_TABLES = {"Domain": "_uuid", "VPort": "domain", **DOMAIN_SCOPED}
+
+
+def condition_domains(cond: Sequence, column: str) -> frozenset[str]:
+    """The domain ids a condition (as built by :func:`monitor_conditions`) selects by ``column``."""
+    return frozenset(c[2][1] for c in cond if isinstance(c, list) and c[0] == column and c[1] == "==")
+
+
+def acknowledged_domains(acked: Mapping[str, Sequence]) -> frozenset[str]:
+    """Domains named by the acknowledged condition of every table of ``DOMAIN_TABLES``.
+
+    ``acked`` maps those tables to the condition the server last acknowledged. ovsdb-server
+    sends the rows a new condition selects before it replies to the change, so once a domain
+    is in every acknowledged condition the replica holds all of its objects.
+    """
+    domains: frozenset[str] | None = None
+    for table, column in DOMAIN_TABLES.items():
+        named = condition_domains(acked.get(table, ()), column)
+        domains = named if domains is None else domains & named
+    return domains or frozenset()

@@ -43,6 +43,33 @@ def test_vport_goes_up_only_after_its_generation_is_confirmed():
     assert core.status_updates() == []
 
 
+def scoped(state, complete):
+    """``state`` as a scoped store publishes it: only the domains in ``complete`` are complete."""
+    maps = {plural: state.table(kind) for kind, (_t, plural, _p) in model.KINDS.items()}
+    return model.DirectoryState(**maps, complete_domains=frozenset(complete))
+
+
+def test_a_vport_is_up_only_once_its_domain_is_complete():
+    """The vport's own row arrives before its domain's condition is acknowledged: flows compiled
+    then are not "its flows", even once confirmed (OVN: ovn-installed set too early)."""
+    core = AgentCore("h1")
+    full = directory()
+    only_own_vport = model.DirectoryState.from_objects([full.vports["v1"], full.hosts["hh1"]])
+    core.set_directory(scoped(only_own_vport, complete=()))
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    core.confirm(core.recompute()[0])
+    assert core.status_updates() == []
+    # the domain's rows arrived, but the condition's reply did not yet
+    core.set_directory(scoped(full, complete=()))
+    core.confirm(core.recompute()[0])
+    assert core.status_updates() == []
+    # the condition is acknowledged: the generation compiled now holds the vport's flows
+    core.set_directory(scoped(full, complete={"d1"}))
+    gen, _diff = core.recompute()
+    core.confirm(gen)
+    assert core.status_updates() == [("v1", "up")]
+
+
 def test_vport_goes_down_when_its_port_leaves_the_bridge():
     core = AgentCore("h1")
     core.set_directory(directory(vport_status="up"))
@@ -62,6 +89,25 @@ def test_unchanged_inputs_produce_no_diff_and_keep_generation():
     gen1, _ = core.recompute()
     gen2, diff = core.recompute()
     assert not diff and gen1 == gen2
+
+
+def test_a_snapshot_that_shares_every_map_the_view_reads_is_not_compiled_again():
+    """A resync, an acknowledgment or a token change publishes a snapshot whose vports, rules...
+    are the same maps: no view is built, nothing is compiled."""
+    core = AgentCore("h1")
+    state = directory()
+    core.set_directory(state)
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    core.recompute()
+    view = core.view
+    maps = {plural: state.table(kind) for kind, (_t, plural, _p) in model.KINDS.items()}
+    core.set_directory(model.DirectoryState(**dict(maps, tokens={"t": None})))
+    core.set_ports({"v1": 5}, tunnel_ofport=1)
+    _gen, diff = core.recompute()
+    assert not diff and core.view is view
+    core.set_ports({"v1": 6}, tunnel_ofport=1)  # a port change does rebuild
+    _gen, diff = core.recompute()
+    assert diff and core.view is not view
 
 
 def test_remote_vport_change_touches_only_its_flows():

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace as NS
 
-from nuage_ryu.directory.scope import Scope, monitor_conditions, scope_of
+from nuage_ryu.directory.scope import Scope, acknowledged_domains, monitor_conditions, scope_of
 
 DOMAINS = {"d1": NS(enterprise="e1"), "d2": NS(enterprise="e1"), "d3": NS(enterprise="e2")}
 
@@ -47,3 +47,12 @@ def test_tokens_and_other_hosts_private_rows_are_never_asked_for():
     assert cond["ApiToken"] == [False]
     assert cond["HostCounters"] == [["host", "==", "h1"]]
     assert cond["Host"] == [["name", "==", "h1"], ["name", "==", "h2"]]
+
+
+def test_a_domain_is_complete_once_every_domain_table_acknowledged_it():
+    both = monitor_conditions(scope_of(["h1"], [vp("h1", "d1"), vp("h1", "d2")], DOMAINS))
+    one = monitor_conditions(scope_of(["h1"], [vp("h1", "d1")], DOMAINS))
+    assert acknowledged_domains(both) == {"d1", "d2"}
+    # the ACL condition naming d2 is not acknowledged yet: d2 is not complete
+    assert acknowledged_domains(dict(both, ACL=one["ACL"])) == {"d1"}
+    assert acknowledged_domains(monitor_conditions(scope_of(["h1"], [], DOMAINS))) == frozenset()

@@ -1,17 +1,30 @@
 """The VRS agents' writes, as planners for the store's transaction path: host registration,
-liveness, vport status. Pure: a planner takes a ``DirectoryState`` and returns a ``Change``."""
+liveness, vport status.
+
+Registration (the Host row: name, tunnel IP, datapath id) is a pure planner on the snapshot,
+like the REST API's. Liveness and vport status live in rows of their own (``HostLiveness``,
+``VPortStatus``: see docs/scale.md) that the agent writes with no ``verify`` and without touching
+the Host or VPort row, so that nobody but the host's own agent and the REST API is told about a
+heartbeat or a status change. Those planners read the links from the IDL, so they run under the
+IDL lock (the transaction path holds it while planning).
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 from nuage_ryu.directory import model, validate
 from nuage_ryu.directory.errors import NotFound, ValidationError
 from nuage_ryu.directory.model import DirectoryState
-from nuage_ryu.directory.validate import Change, Op
+from nuage_ryu.directory.store.connection import Connection
+from nuage_ryu.directory.store.rows import LIVENESS_TABLE, STATUS_TABLE, linked_rows
+from nuage_ryu.directory.store.transactions import RowChange
+from nuage_ryu.directory.validate import Change
 
 Planner = Callable[[DirectoryState], Change]
+RowPlanner = Callable[[DirectoryState], RowChange]
 
 
 def now_ms() -> int:
@@ -20,7 +33,8 @@ def now_ms() -> int:
 
 
 def register_host(name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> Planner:
-    """Create or update the Host row of an agent and mark it connected (upsert by name).
+    """Create or update the Host row of an agent (upsert by name); its liveness is written apart
+    (``update_liveness``).
 
     ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
     """
@@ -32,54 +46,87 @@ def register_host(name: str, tunnel_ip: str | None, datapath_id: str | int | Non
     def plan(state: DirectoryState) -> Change:
         host = state.host_by_name(name)
         if host is None:
-            change = validate.plan_create(state, "host", None, dict(body, name=name))
-            change.ops[0].fields.update(connected=True, last_seen=now_ms())
-            return change
+            return validate.plan_create(state, "host", None, dict(body, name=name))
         change = validate.plan_update(state, "host", host.id, body)
-        extra = {"connected": True, "last_seen": now_ms()}
-        if change.ops:
-            change.ops[0].fields.update(extra)
-        else:
-            change.ops.append(Op("update", "host", host.id, extra))
         return change
 
     return plan
 
 
-def update_host(name: str, fields: dict) -> Planner:
-    """Set server-side fields (``connected``, ``last_seen``) of the host named ``name``; NotFound if none."""
+def liveness(connected: bool) -> dict:
+    """The HostLiveness fields of a host going (dis)connected; connecting also refreshes last_seen."""
+    fields: dict = {"connected": bool(connected)}
+    if connected:
+        fields["last_seen"] = now_ms()
+    return fields
 
-    def plan(state: DirectoryState) -> Change:
+
+def heartbeat() -> dict:
+    """The HostLiveness fields of a heartbeat."""
+    return {"last_seen": now_ms()}
+
+
+def update_liveness(conn: Connection, name: str, fields: dict) -> RowPlanner:
+    """Set ``connected``/``last_seen`` of the host named ``name`` (its HostLiveness row, created and
+    linked from the Host row the first time); NotFound if there is no such host."""
+
+    def plan(state: DirectoryState) -> RowChange:
         host = state.host_by_name(name)
         if host is None:
             raise NotFound(f"host {name} not found")
-        return Change([Op("update", "host", host.id, dict(fields))], ("host", host.id))
+        host_row = conn.idl.tables["Host"].rows[uuid.UUID(host.id)]
+        link = linked_rows(host_row, "liveness")
+        current = conn.idl.tables[LIVENESS_TABLE].rows.get(link[0]) if link else None
+        if link and current is None:
+            return RowChange("the host's liveness", not_replicated=True)
+        # Compared with the row itself: a scoped store does not join liveness into its snapshots.
+        if current is not None and all(getattr(current, k) == v for k, v in fields.items()):
+            return RowChange("the host's liveness")
+
+        def build(idl, txn) -> None:
+            table = idl.tables[LIVENESS_TABLE]
+            if link:
+                row = table.rows[link[0]]
+            else:
+                row = txn.insert(table)
+                row.name = name
+                host_row.liveness = [row]
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+        return RowChange("the host's liveness", build)
 
     return plan
 
 
-def set_host_connected(name: str, connected: bool) -> Planner:
-    """Mark a host (dis)connected; also refreshes last_seen when connected."""
-    fields: dict = {"connected": bool(connected)}
-    if connected:
-        fields["last_seen"] = now_ms()
-    return update_host(name, fields)
+def set_vport_status(conn: Connection, vport_id: str, status: str) -> RowPlanner:
+    """Set a vport's status ('up' once its flows are installed, 'down' otherwise); no write if equal.
 
-
-def heartbeat(name: str) -> Planner:
-    """Refresh a host's last_seen."""
-    return update_host(name, {"last_seen": now_ms()})
-
-
-def set_vport_status(vport_id: str, status: str) -> Planner:
-    """Set a vport's status ('up' once its flows are installed, 'down' otherwise); no write if equal."""
+    Only the vport's VPortStatus row is written (the directory creates it with the vport); a vport
+    from a database older than that table gets its row here, once.
+    """
     if status not in model.VPORT_STATUSES:
         raise ValidationError(f"status {status!r} is not one of: up, down")
 
-    def plan(state: DirectoryState) -> Change:
+    def plan(state: DirectoryState) -> RowChange:
         vport = validate.get_object(state, "vport", vport_id)
         if vport.status == status:
-            return Change([], ("vport", vport_id))
-        return Change([Op("update", "vport", vport_id, {"status": status})], ("vport", vport_id))
+            return RowChange("the vport status")
+        vport_row = conn.idl.tables["VPort"].rows[uuid.UUID(vport_id)]
+        link = linked_rows(vport_row, "port_status")
+        if link and link[0] not in conn.idl.tables[STATUS_TABLE].rows:
+            return RowChange("the vport status", not_replicated=True)
+
+        def build(idl, txn) -> None:
+            table = idl.tables[STATUS_TABLE]
+            if link:
+                row = table.rows[link[0]]
+            else:
+                row = txn.insert(table)
+                row.host = vport.host
+                vport_row.port_status = [row]
+            row.status = status
+
+        return RowChange("the vport status", build)
 
     return plan

@@ -32,8 +32,8 @@ def session_connected(idl: ovs.db.idl.Idl) -> bool:
 class _Idl(ovs.db.idl.Idl):
     """IDL that forwards each row change to a callback (the store's mirror)."""
 
-    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable):
-        super().__init__(remote, helper, leader_only=True)
+    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable, leader_only: bool):
+        super().__init__(remote, helper, leader_only=leader_only)
         self._on_row = on_row
 
     def notify(self, event, row, updates=None):
@@ -43,8 +43,11 @@ class _Idl(ovs.db.idl.Idl):
 class Connection:
     """The IDL of one remote (or Raft cluster: writes go to the leader), its lock and thread."""
 
-    def __init__(self, remote: str):
+    def __init__(self, remote: str, leader_only: bool = True):
+        """``leader_only``: for a Raft cluster, follow the leader only (False: any member or relay,
+        for a read-mostly client behind ovsdb-server relays)."""
         self.remote = remote
+        self.leader_only = leader_only
         self.lock = threading.RLock()
         self.idl: ovs.db.idl.Idl | None = None
         self._thread: threading.Thread | None = None
@@ -56,7 +59,7 @@ class Connection:
              timeout: float) -> None:
         """Create the IDL and wait (at most ``timeout``) for the initial contents. Raises Unavailable."""
         fast_json.install()  # python-ovs's pure-Python lexer is a third of a bulk commit's CPU
-        self.idl = _Idl(self.remote, helper, on_row)
+        self.idl = _Idl(self.remote, helper, on_row, self.leader_only)
         for table, cond in conditions.items():
             self.idl.cond_change(table, cond)
         deadline = time.monotonic() + timeout
@@ -66,6 +69,19 @@ class Connection:
                     self.idl.close()
                     raise Unavailable(f"cannot reach the directory database at {self.remote}")
                 self.run_once(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def conditions_acknowledged(self) -> bool:
+        """Monitoring, and the server acknowledged every monitor condition change asked for.
+
+        Decided from the IDL's per-table condition state, not from the seqno ``cond_change``
+        returns: conditions set before connecting go out in the first monitor request and are
+        never counted in ``cond_seqno`` (python-ovs 4.0), so that seqno is no ack at start.
+        """
+        idl = self.idl
+        if idl is None or idl.state != idl.IDL_S_MONITORING or not session_connected(idl):
+            return False
+        return all(t.condition_state.new is None and t.condition_state.requested is None
+                   for t in idl.tables.values())
 
     def synced(self) -> bool:
         """Connected, monitoring, and the initial contents received."""

@@ -93,14 +93,18 @@ class CounterWatch:
     """Which hosts' counter rows a store replicates: all (the REST API), or only those of the hosts
     it reports for (agents), so that N agents do not each receive the counters of all N hosts."""
 
-    def __init__(self, all_counters: bool):
+    def __init__(self, all_counters: bool, hosts: frozenset[str] = frozenset()):
+        """``hosts``: hosts whose rows the store's monitor conditions already ask for (a scoped store)."""
         self.all_counters = all_counters
-        self._hosts: set[str] = set()
+        self._fixed = bool(hosts)
+        self._hosts: set[str] = set(hosts)
 
     def watch(self, conn: Connection, host_name: str, deadline: float) -> None:
         """Make sure this host's counter row is replicated (caller holds the IDL lock)."""
         if self.all_counters or host_name in self._hosts:
             return
+        if self._fixed:
+            raise ValidationError(f"host {host_name} is not one of the hosts this store follows")
         self._hosts.add(host_name)
         conn.idl.cond_change(COUNTERS_TABLE, [["host", "==", h] for h in sorted(self._hosts)])
         cond = conn.idl.tables[COUNTERS_TABLE].condition_state

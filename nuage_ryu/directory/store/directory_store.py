@@ -3,15 +3,19 @@
 It wires the store's parts together: the connection (IDL, lock, thread), the mirror (rows ->
 immutable snapshots), and the one transaction path that every write goes through: the REST
 planners (``apply``), the agents' writes and their counter reports alike.
+
+A *scoped* store (``scope_hosts``: a VRS agent) follows only its hosts' share of the directory:
+monitor conditions (``nuage_ryu.directory.scope``) that it widens and narrows as rows arrive,
+recomputing the share after each batch of row changes. See docs/scale.md.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from nuage_ryu.directory import model
+from nuage_ryu.directory import model, scope
 from nuage_ryu.directory.errors import Unavailable
 from nuage_ryu.directory.model import DirectoryState
 from nuage_ryu.directory.store import agent_writes
@@ -37,29 +41,111 @@ class DirectoryStore:
     """
 
     def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0,
-                 all_counters: bool = False):
+                 all_counters: bool = False, scope_hosts: Iterable[str] | None = None,
+                 leader_only: bool = True):
         """``all_counters``: replicate every host's counter reports (the REST API needs them). When
         False (agents), only the reports of hosts this store itself reports for are replicated,
-        so that N agents do not each receive the counters of all N hosts."""
+        so that N agents do not each receive the counters of all N hosts.
+
+        ``scope_hosts``: follow only the share of these hosts (a VRS agent; several in central
+        mode): their vports, the domains those are in with all their objects, the hosts carrying
+        them; liveness, vport status and counters of these hosts only. None: the whole directory.
+
+        ``leader_only``: for a Raft cluster, connect to the leader only (False: any member or a
+        relay; writes are still forwarded to the leader by the server)."""
         self.remote = remote
         self.all_counters = all_counters
         self.write_timeout = write_timeout
+        self.scope_hosts = frozenset(scope_hosts) if scope_hosts is not None else None
+        if self.scope_hosts is not None:
+            for host in self.scope_hosts:
+                check_hostname(host, "scope_hosts")
         self._schema = schema or schema_path()
-        self._conn = Connection(remote)
-        self._mirror = Mirror(on_new_state=self._conn.wake_from_writer)
+        self._conn = Connection(remote, leader_only=leader_only)
+        scoped = self.scope_hosts is not None
+        self._mirror = Mirror(on_new_state=self._conn.wake_from_writer,
+                              complete_domains=self._complete_domains if scoped else None)
         self._path = TransactionPath(self._conn, self._mirror)
-        self._counter_watch = CounterWatch(all_counters)
+        self._counter_watch = CounterWatch(all_counters, self.scope_hosts or frozenset())
         self._listeners: list[Callable[[DirectoryState], None]] = []
         self._fired_version = 0
+        # Scoped mode: the share last asked for, and the snapshot it was computed from.
+        self._scope = scope.scope_of(self.scope_hosts, (), {}) if scoped else None
+        self._scoped_state: DirectoryState | None = None
 
     # -- lifecycle --
     def start(self, timeout: float = 10.0) -> None:
-        """Connect, wait for the initial contents, and start the IDL thread."""
-        self._conn.open(schema_helper(self._schema), self._mirror.on_row,
-                        initial_conditions(self.all_counters), timeout)
+        """Connect, wait for the initial contents (a scoped store: its whole share, its conditions
+        acknowledged), and start the IDL thread."""
+        deadline = time.monotonic() + timeout
+        if self._scope is not None:
+            conditions = scope.monitor_conditions(self._scope)
+        else:
+            conditions = initial_conditions(self.all_counters)
+        self._conn.open(schema_helper(self._schema), self._mirror.on_row, conditions, timeout)
         with self._conn.lock:
             self._mirror.publish()
-        self._conn.start_thread(self._path.refresh, self._fire_listeners)
+            if self._scope is not None:
+                self._converge(deadline)
+        self._conn.start_thread(self._after_run, self._fire_listeners)
+
+    def _after_run(self) -> None:
+        """After each ``idl.run()`` of the IDL thread (under the lock): publish, then re-scope."""
+        self._path.refresh()
+        self._rescope()
+
+    def _converge(self, deadline: float) -> None:
+        """Widen the conditions until the share is a fixed point and acknowledged (under the lock)."""
+        while True:
+            self._path.refresh()
+            self._rescope()
+            if self._settled():
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the directory database at {self.remote} did not send this host's share")
+            self._conn.run_once(0.05)
+
+    def _rescope(self) -> None:
+        """Recompute the share from the newest snapshot; change the conditions that differ."""
+        if self._scope is None:
+            return
+        state = self._mirror.state
+        if state is self._scoped_state:
+            return
+        self._scoped_state = state
+        new = scope.scope_of(self.scope_hosts, state.vports.values(), state.domains)
+        if new == self._scope:
+            return
+        self._scope = new
+        idl = self._conn.idl
+        for table, cond in scope.monitor_conditions(new).items():
+            if idl.tables[table].condition_state.latest != cond:
+                idl.cond_change(table, cond)
+
+    def _settled(self) -> bool:
+        # Caller holds the lock; the snapshot is the newest published one.
+        return (self._conn.conditions_acknowledged() and self._scoped_state is self._mirror.state)
+
+    def _complete_domains(self) -> frozenset[str]:
+        """The domains whose objects the replica holds completely (called by the mirror at publish)."""
+        idl = self._conn.idl
+        if idl is None or idl.state != idl.IDL_S_MONITORING:
+            return frozenset()
+        return scope.acknowledged_domains(
+            {t: idl.tables[t].condition_state.acked for t in scope.DOMAIN_TABLES})
+
+    def scope_settled(self) -> bool:
+        """A scoped store: the share in the latest snapshot is complete (its conditions are the
+        fixed point of what it holds, and acknowledged). Always True for a full store."""
+        if self._scope is None:
+            return True
+        with self._conn.lock:
+            return self._conn.idl is not None and self._settled() and self._scope == scope.scope_of(
+                self.scope_hosts, self._mirror.state.vports.values(), self._mirror.state.domains)
+
+    def share(self) -> scope.Scope | None:
+        """The share a scoped store currently asks for (None: a full store)."""
+        return self._scope
 
     def stop(self) -> None:
         """Stop the IDL thread and close the connection."""
@@ -109,19 +195,29 @@ class DirectoryStore:
         ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
         """
         change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id))
+        self.set_host_connected(name, True)
         return change.result[1]
 
     def set_host_connected(self, name: str, connected: bool) -> None:
         """Mark a host (dis)connected; also refreshes last_seen when connected."""
-        self.apply(agent_writes.set_host_connected(name, connected))
+        self._write_private(agent_writes.update_liveness(self._conn, name, agent_writes.liveness(connected)))
 
     def heartbeat(self, name: str) -> None:
-        """Refresh a host's last_seen (agents call this periodically)."""
-        self.apply(agent_writes.heartbeat(name))
+        """Refresh a host's last_seen (agents call this periodically). Only the host's own
+        HostLiveness row changes: no other agent is sent anything."""
+        self._write_private(agent_writes.update_liveness(self._conn, name, agent_writes.heartbeat()))
 
     def set_vport_status(self, vport_id: str, status: str) -> None:
         """Set a vport's status ('up' once its flows are installed, 'down' otherwise)."""
-        self.apply(agent_writes.set_vport_status(vport_id, status))
+        self._write_private(agent_writes.set_vport_status(self._conn, vport_id, status))
+
+    def _write_private(self, planner) -> None:
+        # The planners read links from the IDL: plan under the lock (the path takes it too).
+        deadline = time.monotonic() + self.write_timeout
+        with self._conn.lock:
+            if self._conn.idl is None:
+                raise Unavailable("the directory store is stopped")
+            self._path.run(planner, deadline)
 
     def report_counters(self, host_name: str, rules: dict[str, tuple[int, int]],
                         defaults: dict[str, tuple[int, int]]) -> bool:

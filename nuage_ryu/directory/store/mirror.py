@@ -7,10 +7,16 @@ publishing a snapshot costs nothing, whatever the size of the directory.
 
 Counters (table ``HostCounters``, one row per host) are mirrored apart from the state: a report
 neither invalidates the state's indexes nor wakes the listeners.
+
+The agents' private rows (``VPortStatus``, ``HostLiveness``: see docs/scale.md) are joined into
+the model objects that own them (vport ``status``, host ``connected``/``last_seen``), so the
+snapshots look as if those were columns of the VPort and Host rows. A store that follows only
+an agent's share (a scoped store) receives them for its own hosts only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from importlib import resources
 
@@ -19,12 +25,23 @@ import ovs.db.idl
 
 from nuage_ryu.directory import model
 from nuage_ryu.directory.model import KINDS, DirectoryState
-from nuage_ryu.directory.store.rows import TABLE_KIND, row_to_counters, row_to_object, table_name
+from nuage_ryu.directory.store.rows import (
+    LIVENESS_TABLE,
+    STATUS_TABLE,
+    TABLE_KIND,
+    linked_row,
+    row_to_counters,
+    row_to_object,
+    table_name,
+)
 
 COUNTERS_TABLE = "HostCounters"
-# Table -> the columns replicated (None: all of them). Every table of the schema, for now; a
-# monitor condition per table (see initial_conditions) narrows which rows.
-REPLICATED: dict[str, tuple[str, ...] | None] = {**{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None}
+# Table -> the columns replicated (None: all of them). Every table of the schema; a monitor
+# condition per table (see initial_conditions, and nuage_ryu.directory.scope) narrows which rows.
+REPLICATED: dict[str, tuple[str, ...] | None] = {
+    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None}
+# The object that owns a private row: private table -> (kind, its link column).
+PRIVATE_OWNER = {STATUS_TABLE: ("vport", "port_status"), LIVENESS_TABLE: ("host", "liveness")}
 
 
 def schema_path() -> str:
@@ -59,6 +76,17 @@ def _discard(m: immutables.Map, key) -> immutables.Map:
 _EMPTY_PORTS = model.SubnetPorts(immutables.Map(), immutables.Map(), immutables.Map(), 0)
 
 
+# What an object shows while its private row is not in the replica.
+PRIVATE_DEFAULTS = {STATUS_TABLE: {"status": "down"}, LIVENESS_TABLE: {"connected": False, "last_seen": 0}}
+
+
+def _private_fields(table: str, row) -> dict:
+    """The model fields a private row holds (see ``PRIVATE_OWNER``)."""
+    if table == STATUS_TABLE:
+        return {"status": row.status}
+    return {"connected": row.connected, "last_seen": row.last_seen}
+
+
 class Mirror:
     """IDL rows mirrored into immutable model objects, published as snapshots.
 
@@ -66,8 +94,23 @@ class Mirror:
     called after each newly published state (the store wakes its listener thread with it).
     """
 
-    def __init__(self, on_new_state: Callable[[], None]):
+    def __init__(self, on_new_state: Callable[[], None],
+                 complete_domains: Callable[[], frozenset[str]] | None = None):
+        """``complete_domains``: for a scoped store, the domains whose rows the replica holds
+        completely (their monitor conditions are acknowledged), published with each state as
+        ``DirectoryState.complete_domains``; None: a full replica (every domain is complete).
+
+        A scoped store (an agent) does not join host liveness into its snapshots: nothing in an
+        agent reads it, and its own heartbeat then wakes nothing either."""
         self._on_new_state = on_new_state
+        self._joined = (STATUS_TABLE,) if complete_domains is not None else tuple(PRIVATE_OWNER)
+        self._complete_domains = complete_domains
+        self._complete: frozenset[str] | None = None
+        # Private rows, by row id: their model fields, and which object links to them.
+        self._private: dict[str, immutables.Map] = {STATUS_TABLE: immutables.Map(),
+                                                     LIVENESS_TABLE: immutables.Map()}
+        self._private_owner: dict[str, dict[str, str]] = {STATUS_TABLE: {}, LIVENESS_TABLE: {}}
+        self._private_link: dict[str, dict[str, str]] = {STATUS_TABLE: {}, LIVENESS_TABLE: {}}  # owner -> row
         self._tables: dict[str, immutables.Map] = {kind: immutables.Map() for kind in KINDS}
         # Per-subnet vport index (names, addresses) and the MAC set, kept the same way, so that
         # planning a vport create never walks all vports.
@@ -86,7 +129,9 @@ class Mirror:
         table = table_name(row)
         kind = TABLE_KIND.get(table)
         if kind is None:
-            if table == COUNTERS_TABLE:
+            if table in PRIVATE_OWNER:
+                self._on_private_row(table, event, row)
+            elif table == COUNTERS_TABLE:
                 rid = str(row.uuid)
                 if event == ovs.db.idl.ROW_DELETE:
                     self._counter_rows = _discard(self._counter_rows, rid)
@@ -101,12 +146,52 @@ class Mirror:
             new = None
             if old is not None:
                 self._tables[kind] = objects.delete(rid)
+            for table in self._joined:
+                if PRIVATE_OWNER[table][0] == kind:
+                    self._private_owner[table].pop(self._private_link[table].pop(rid, ""), None)
         else:
-            new = row_to_object(kind, row)
+            new = self._object(kind, row)
             self._tables[kind] = objects.set(rid, new)
         if kind == "vport":
             self._index_vport(old, new)
         self._dirty.add(kind)
+
+    def _object(self, kind: str, row):
+        """The model object of a row, with the fields of its private row joined in."""
+        obj = row_to_object(kind, row)
+        for table in self._joined:
+            owner_kind, column = PRIVATE_OWNER[table]
+            if owner_kind == kind:
+                link = linked_row(row, column)
+                if link is not None:
+                    self._private_owner[table][link] = obj.id
+                    self._private_link[table][obj.id] = link
+                    fields = self._private[table].get(link)
+                    if fields:
+                        obj = dataclasses.replace(obj, **fields)
+        return obj
+
+    def _on_private_row(self, table: str, event, row) -> None:
+        rid = str(row.uuid)
+        if event == ovs.db.idl.ROW_DELETE:
+            # Deleted with its owner, or left this replica's conditions while the owner stays
+            # (a vport moved to another host): the owner then shows the defaults, not stale values.
+            self._private[table] = _discard(self._private[table], rid)
+            fields = PRIVATE_DEFAULTS[table]
+        else:
+            fields = _private_fields(table, row)
+            self._private[table] = self._private[table].set(rid, fields)
+        if table not in self._joined:
+            return
+        kind = PRIVATE_OWNER[table][0]
+        owner = self._tables[kind].get(self._private_owner[table].get(rid, ""))
+        if owner is not None:
+            new = dataclasses.replace(owner, **fields)
+            if new != owner:
+                self._tables[kind] = self._tables[kind].set(owner.id, new)
+                if kind == "vport":
+                    self._index_vport(owner, new)
+                self._dirty.add(kind)
 
     def _index_vport(self, old, new) -> None:
         if old is not None:
@@ -134,10 +219,16 @@ class Mirror:
         """
         if idl.txn is not None:
             return
+        for table in PRIVATE_OWNER:
+            rows = idl.tables[table].rows
+            if len(rows) != len(self._private[table]):
+                self._private[table] = immutables.Map({str(u): _private_fields(table, r) for u, r in rows.items()})
+                self._private_owner[table], self._private_link[table] = {}, {}
+                self._tables[PRIVATE_OWNER[table][0]] = immutables.Map()  # rebuilt below, joined again
         for kind, (table, _p, _q) in KINDS.items():
             rows = idl.tables[table].rows
             if len(rows) != len(self._tables[kind]):
-                self._tables[kind] = immutables.Map({str(u): row_to_object(kind, r) for u, r in rows.items()})
+                self._tables[kind] = immutables.Map({str(u): self._object(kind, r) for u, r in rows.items()})
                 self._dirty.add(kind)
                 if kind == "vport":
                     self._subnet_ports, self._macs = immutables.Map(), immutables.Map()
@@ -153,11 +244,17 @@ class Mirror:
         if self._counters_dirty:
             self._counters_dirty = False
             self.counters = model.CounterSnapshot(self._counter_rows)
+        if self._complete_domains is not None:
+            complete = self._complete_domains()
+            if complete != self._complete:
+                self._complete = complete
+                self._dirty.add("domain")
         if not self._dirty:
             return
         self._dirty.clear()
         maps = {plural: self._tables[kind] for kind, (_t, plural, _p) in KINDS.items()}
-        self.state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs)
+        self.state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs,
+                                    complete_domains=self._complete)
         self.version += 1
         self._on_new_state()
 

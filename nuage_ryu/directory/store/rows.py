@@ -17,6 +17,13 @@ from nuage_ryu.directory.model import KINDS, Endpoint
 TABLE_KIND = {table: kind for kind, (table, _plural, _parent) in KINDS.items()}
 # Model fields that are references to a parent row.
 REF_FIELDS = {"enterprise", "domain", "zone", "subnet"}
+# Model fields that live in a private table of their own (written by agents, replicated only to
+# their owner and the REST API; see docs/scale.md): the mirror joins them in, and they are never
+# columns of the object's own row. vport ``status`` -> VPortStatus; host ``connected`` and
+# ``last_seen`` -> HostLiveness.
+PRIVATE_FIELDS = {"status", "connected", "last_seen"}
+STATUS_TABLE = "VPortStatus"
+LIVENESS_TABLE = "HostLiveness"
 
 
 def stored(row, column: str):
@@ -81,9 +88,10 @@ def _policygroup(rid: str, row) -> model.PolicyGroup:
 
 
 def _vport(rid: str, row) -> model.VPort:
+    # status: "down" here; the mirror joins in the VPortStatus row (see PRIVATE_FIELDS).
     return model.VPort(
         rid, _ref(row, "subnet"), _ref(row, "domain"), row.name, row.ip, row.mac, row.gateway,
-        row.type, row.host, row.status, row.description,
+        row.type, row.host, "down", row.description,
         frozenset(str(u) for u in stored(row, "policygroups").as_list()),
         MappingProxyType(dict(row.external_ids)))
 
@@ -96,7 +104,8 @@ def _acl(rid: str, row) -> model.ACL:
 
 
 def _host(rid: str, row) -> model.Host:
-    return model.Host(rid, row.name, row.tunnel_ip, row.datapath_id, row.connected, row.last_seen)
+    # connected/last_seen: the mirror joins in the HostLiveness row (see PRIVATE_FIELDS).
+    return model.Host(rid, row.name, row.tunnel_ip, row.datapath_id)
 
 
 def _token(rid: str, row) -> model.ApiToken:
@@ -127,6 +136,12 @@ def row_to_counters(row) -> model.HostCounters:
     return model.HostCounters(str(row.uuid), row.host, MappingProxyType(rules), MappingProxyType(defaults))
 
 
+def linked_row(row, column: str) -> str | None:
+    """The id of the row an optional reference column of ``row`` links to (replicated or not)."""
+    values = stored(row, column).as_list()
+    return str(values[0]) if values else None
+
+
 def linked_rows(row, column: str) -> list[uuid.UUID]:
     """The UUIDs a reference column of ``row`` holds, whether or not those rows are replicated."""
     return stored(row, column).as_list()
@@ -136,6 +151,8 @@ def columns(fields: dict) -> dict:
     """Model field values -> OVSDB column values (python-ovs representation)."""
     cols: dict = {}
     for key, value in fields.items():
+        if key in PRIVATE_FIELDS:
+            continue
         if key in REF_FIELDS:
             cols[key] = uuid.UUID(value)
         elif key in ("source", "destination"):

@@ -39,7 +39,7 @@ from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, Validati
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.mirror import Mirror
-from nuage_ryu.directory.store.rows import REF_FIELDS, TABLE_KIND, columns
+from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows
 from nuage_ryu.directory.validate import Change
 
 # How often a write is re-planned after losing a race before giving up (409/503).
@@ -136,7 +136,7 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
             if row is None:
                 raise NotFound(f"{op.kind} {op.id} not found")
         if op.action == "delete":
-            row.delete()
+            row.delete()  # a vport's status row goes with it (garbage-collected by the database)
             continue
         inserting = op.action == "insert"
         for col, value in columns(op.fields).items():
@@ -145,6 +145,26 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
             if inserting and (value == "" or value == [] or value == {}):
                 continue
             setattr(row, col, value)
+        if op.kind == "vport" and (op.action == "insert" or "host" in op.fields):
+            _bind_status(idl, txn, row, op)
+
+
+def _bind_status(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, vport_row, op) -> None:
+    """A new vport gets its status row (``down``, for its host) in the same transaction; a vport
+    moved to another host gets its status row handed to that host, ``down`` again.
+
+    The status lives in a row of its own so that only the vport's host (and the REST API) is
+    told when it changes: see docs/scale.md.
+    """
+    link = [] if op.action == "insert" else linked_rows(vport_row, "port_status")
+    status = idl.tables[STATUS_TABLE].rows.get(link[0]) if link else None
+    if status is None:
+        status = txn.insert(idl.tables[STATUS_TABLE])
+        vport_row.port_status = [status]
+    elif status.host == op.fields["host"]:
+        return
+    status.host = op.fields["host"]
+    status.status = "down"
 
 
 class TransactionPath:

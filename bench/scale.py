@@ -1,0 +1,416 @@
+"""Scale bench (issue 10, item 6): what one host's agent pays as the rest of the directory grows.
+
+``--part per-host`` (a): one real scoped agent store (``DirectoryStore(scope_hosts=[H])``, the
+store the VRS agent runs, feeding a real ``AgentCore`` compile on every update as the agent's
+worker does) with a fixed local share -- 2 domains, 20 vports on H, 20 more vports of those
+domains on 4 other hosts -- while the rest of the directory grows 1k -> 10k -> 100k vports (in
+domains H has no vport in, 500 vports per domain, on hosts that are not H). At each size, in a
+fresh agent process:
+
+- start-up: ``DirectoryStore.start()`` until the share is converged (conditions widened to the
+  fixed point and acknowledged) plus the first compile of the host's flows: wall time, the agent
+  process's CPU time, and the ovsdb-server's CPU time spent meanwhile (it evaluates each new
+  monitor condition over the whole table);
+- RSS of the agent process after start-up;
+- CPU per unrelated change: the agent process's CPU time while the loader makes changes outside
+  the share (vport creates in other domains, other hosts' heartbeats, other vports' status),
+  divided by their number (upper bound: includes the one local "fence" change that tells when
+  they are over);
+- CPU per change in a local domain (a rule's port changed: the agent receives it and recompiles
+  that rule's flows).
+
+The directory is loaded with raw OVSDB transactions in batches (thousands of rows per transaction),
+not through the REST API: the bench measures the agent, not the loader.
+
+Run:  .venv/bin/python bench/scale.py --part per-host [--sizes 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nuage_ryu.db.server import OvsdbServer  # noqa: E402
+from nuage_ryu.directory.store import schema_path  # noqa: E402
+
+DB = "Nuage_Directory"
+LOCAL = "bench-local"
+PER_DOMAIN = 500  # vports per unrelated domain
+HOSTS_PER_DOMAIN = 5  # clustered placement of the unrelated domains
+BATCH = 4000  # rows per loading transaction
+
+
+class Ovsdb:
+    """A minimal OVSDB JSON-RPC client for loading (answers the server's echo requests)."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = ""
+        self.dec = json.JSONDecoder()
+        self.next_id = 0
+
+    def _recv(self) -> dict:
+        while True:
+            stripped = self.buf.lstrip()
+            if stripped:
+                try:
+                    msg, end = self.dec.raw_decode(stripped)
+                    self.buf = stripped[end:]
+                    return msg
+                except ValueError:
+                    pass
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("ovsdb-server closed the connection")
+            self.buf += data.decode()
+
+    def transact(self, *ops) -> list:
+        self.next_id += 1
+        self.sock.sendall(json.dumps({"method": "transact", "params": [DB, *ops], "id": self.next_id}).encode())
+        while True:
+            msg = self._recv()
+            if msg.get("method") == "echo":
+                self.sock.sendall(json.dumps({"result": msg["params"], "id": msg["id"]}).encode())
+                continue
+            if msg.get("id") == self.next_id:
+                if msg.get("error"):
+                    raise RuntimeError(msg["error"])
+                for res in msg["result"]:
+                    if isinstance(res, dict) and "error" in res:
+                        raise RuntimeError(f"{res} in a transaction of {len(ops)} ops")
+                return msg["result"]
+
+
+def _u(x: str) -> list:
+    return ["uuid", x]
+
+
+class Loader:
+    """Writes the directory: the local share once, then unrelated domains up to a total vport count."""
+
+    def __init__(self, db: Ovsdb):
+        self.db = db
+        self.enterprise = str(uuid.uuid4())
+        self.vports = 0
+        self.domains = 0
+        self.hosts: set[str] = set()
+        self.local: list[dict] = []  # the local domains: {"domain", "subnet"}
+        self.unrelated: list[dict] = []
+        self.serial = 0
+
+    def _ops_domain(self, name: str) -> tuple[list, dict]:
+        n = self.domains
+        self.domains += 1
+        d, z, s = (str(uuid.uuid4()) for _ in range(3))
+        groups = [str(uuid.uuid4()) for _ in range(2)]
+        ops = [
+            {"op": "insert", "table": "Domain", "uuid": d, "row": {
+                "enterprise": _u(self.enterprise), "name": name, "vni": 10000 + n, "ct_zone": 1 + n,
+                "default_action": "deny", "router_mac": f"02:fe:00:00:{n // 256:02x}:{n % 256:02x}"}},
+            {"op": "insert", "table": "Zone", "uuid": z, "row": {"domain": _u(d), "name": "z"}},
+            {"op": "insert", "table": "Subnet", "uuid": s, "row": {
+                "zone": _u(z), "domain": _u(d), "name": "s", "cidr": "10.0.0.0/8", "gateway": "10.0.0.1"}},
+        ]
+        for i, g in enumerate(groups):
+            ops.append({"op": "insert", "table": "PolicyGroup", "uuid": g, "row": {"domain": _u(d), "name": f"g{i}"}})
+        acls = [str(uuid.uuid4()) for _ in range(4)]
+        for r, acl in enumerate(acls):
+            ops.append({"op": "insert", "table": "ACL", "uuid": acl, "row": {
+                "domain": _u(d), "priority": 100 + r, "src_type": "policygroup", "src_policygroup": _u(groups[r % 2]),
+                "dst_type": "policygroup", "dst_policygroup": _u(groups[(r + 1) % 2]), "protocol": "tcp",
+                "dst_ports": str(8000 + r), "action": "allow", "stateful": True}})
+        return ops, {"domain": d, "subnet": s, "groups": groups, "acls": acls, "count": 0}
+
+    def _ops_host(self, name: str) -> list:
+        if name in self.hosts:
+            return []
+        self.hosts.add(name)
+        n = len(self.hosts)
+        return [{"op": "insert", "table": "Host", "row": {
+            "name": name, "tunnel_ip": f"172.16.{n // 250}.{n % 250 + 1}", "datapath_id": f"{n:016x}"}}]
+
+    def _ops_vport(self, dom: dict, host: str) -> list:
+        self.serial += 1
+        n = self.serial
+        dom["count"] += 1
+        self.vports += 1
+        st = f"st{n}"
+        return [
+            {"op": "insert", "table": "VPortStatus", "uuid-name": st, "row": {"host": host, "status": "down"}},
+            {"op": "insert", "table": "VPort", "row": {
+                "subnet": _u(dom["subnet"]), "domain": _u(dom["domain"]), "name": f"v{n}", "type": "container",
+                "host": host, "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
+                "mac": f"02:00:{n >> 24 & 255:02x}:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}",
+                "gateway": "10.0.0.1", "policygroups": ["set", [_u(dom["groups"][n % 2])]],
+                "port_status": ["named-uuid", st]}},
+        ]
+
+    def _flush(self, ops: list) -> None:
+        for i in range(0, len(ops), BATCH):
+            self.db.transact(*ops[i:i + BATCH])
+
+    def load_local_share(self) -> None:
+        ops = [{"op": "insert", "table": "Enterprise", "uuid": self.enterprise, "row": {"name": "bench"}}]
+        ops += self._ops_host(LOCAL)
+        for k in range(2):
+            dom_ops, dom = self._ops_domain(f"local{k}")
+            ops += dom_ops
+            self.local.append(dom)
+            for _ in range(10):
+                ops += self._ops_vport(dom, LOCAL)
+            for i in range(10):
+                peer = f"peer{i % 4}"
+                ops += self._ops_host(peer)
+                ops += self._ops_vport(dom, peer)
+        self._flush(ops)
+
+    def grow_to(self, total: int) -> float:
+        """Add unrelated vports (and their domains, hosts) until ``total`` vports; returns the seconds taken."""
+        start = time.monotonic()
+        ops: list = []
+        while self.vports < total:
+            if not self.unrelated or self.unrelated[-1]["count"] >= PER_DOMAIN:
+                dom_ops, dom = self._ops_domain(f"other{self.domains}")
+                ops += dom_ops
+                self.unrelated.append(dom)
+            dom = self.unrelated[-1]
+            host = f"h{(len(self.unrelated) - 1) * HOSTS_PER_DOMAIN + dom['count'] % HOSTS_PER_DOMAIN}"
+            ops += self._ops_host(host)
+            ops += self._ops_vport(dom, host)
+            if len(ops) >= BATCH:
+                self._flush(ops)
+                ops = []
+        self._flush(ops)
+        return time.monotonic() - start
+
+    # -- single changes, as the REST API and other agents make them --
+    def unrelated_changes(self, n: int) -> None:
+        """``n`` single-row changes outside the share: vport creates, heartbeats, status flips."""
+        doms = self.unrelated[:50]
+        for i in range(n):
+            dom = doms[i % len(doms)]
+            kind = i % 3
+            if kind == 0:
+                host = f"h{self.unrelated.index(dom) * HOSTS_PER_DOMAIN}"
+                self.db.transact(*self._ops_vport(dom, host))
+            elif kind == 1:  # another host's heartbeat
+                self.db.transact({"op": "update", "table": "HostLiveness", "where": [["name", "==", "h1"]],
+                                  "row": {"last_seen": int(time.time() * 1000) + i}})
+            else:  # another vport's status
+                self.db.transact({"op": "update", "table": "VPortStatus", "where": [["host", "==", "h2"]],
+                                  "row": {"status": "up" if i % 2 else "down"}})
+
+    def local_change(self) -> str:
+        """One rule of a local domain changed (its port: the agent recompiles it); returns the new port.
+
+        The share keeps its size (no vport is added), so every size starts with the same share."""
+        self.serial += 1
+        dom = self.local[self.serial % 2]
+        port = str(20000 + self.serial)
+        self.db.transact({"op": "update", "table": "ACL", "where": [["_uuid", "==", _u(dom["acls"][0])]],
+                          "row": {"dst_ports": port}})
+        return port
+
+    def ensure_liveness_rows(self) -> None:
+        """Give h1 a HostLiveness row (as its agent's registration would) for the heartbeat changes."""
+        self.db.transact(
+            {"op": "insert", "table": "HostLiveness", "uuid-name": "l",
+             "row": {"name": "h1", "connected": True, "last_seen": 1}},
+            {"op": "update", "table": "Host", "where": [["name", "==", "h1"]],
+             "row": {"liveness": ["named-uuid", "l"]}})
+
+
+# -- the agent side (a child process, so that RSS and CPU are its own) --------------------------
+
+def agent_main(remote: str) -> None:
+    """Run one scoped store + AgentCore; answer the parent's commands on stdin/stdout."""
+    import threading
+
+    from nuage_ryu.agent.core import AgentCore
+    from nuage_ryu.directory.store import DirectoryStore
+
+    t0, cpu0 = time.monotonic(), time.process_time()
+    store = DirectoryStore(remote, scope_hosts=[LOCAL])
+    store.start(timeout=600)
+    t_store = time.monotonic() - t0
+    core = AgentCore(LOCAL)
+    lock = threading.Lock()
+    state = store.snapshot()
+    ofports = {v.id: 10 + i for i, v in enumerate(state.vports_on_host(LOCAL))}
+    with lock:
+        core.set_directory(state)
+        core.set_ports(ofports, 1)
+        core.recompute()
+    t_start, cpu_start = time.monotonic() - t0, time.process_time() - cpu0
+    calls = [0]
+
+    def on_update(new_state) -> None:  # what the agent's worker does on a wake-up
+        calls[0] += 1
+        with lock:
+            core.set_directory(new_state)
+            core.recompute()
+
+    store.add_listener(on_update)
+    with open("/proc/self/status") as status:
+        rss_kb = int(next(line for line in status if line.startswith("VmRSS")).split()[1])
+    print(json.dumps({"startup_s": t_start, "store_start_s": t_store, "startup_cpu_s": cpu_start, "rss_kb": rss_kb,
+                      "share_vports": len(state.vports), "share_domains": len(state.domains),
+                      "flows": len(core.compiler.flows)}), flush=True)
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "cpu":
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime, "calls": calls[0]}), flush=True)
+        elif cmd == "wait":  # until a rule with dst_ports ``arg`` is compiled
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with lock:
+                    view = core.view
+                if view is not None and any(r.dst_ports == arg for r in view.acl_rules.values()):
+                    break
+                time.sleep(0.002)
+            print(json.dumps({"ok": True}), flush=True)
+        elif cmd == "quit":
+            break
+    store.stop()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Agent:
+    def __init__(self, remote: str, server_pid: int):
+        server_cpu = process_cpu_s(server_pid)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--agent", remote], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.started = self._read()
+        # what serving this agent's start-up cost the server (nothing else talks to it meanwhile)
+        self.started["server_startup_cpu_s"] = process_cpu_s(server_pid) - server_cpu
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the agent process exited")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.ask("quit")
+        except (BrokenPipeError, RuntimeError, ValueError):
+            pass
+        self.proc.wait(30)
+
+
+def measure(loader: Loader, remote: str, server_pid: int, unrelated: int, local: int, repeat: int) -> dict:
+    # start-up and RSS: the median of ``repeat`` fresh agent processes (the machine is shared)
+    starts = []
+    for _ in range(repeat - 1):
+        extra = Agent(remote, server_pid)
+        starts.append(extra.started)
+        extra.close()
+    agent = Agent(remote, server_pid)
+    starts.append(agent.started)
+    try:
+        out = dict(agent.started)
+        for key in ("startup_s", "store_start_s", "startup_cpu_s", "server_startup_cpu_s", "rss_kb"):
+            out[key] = statistics.median(s[key] for s in starts)
+        out["startup_all_s"] = [round(s["startup_s"], 3) for s in starts]
+        # warm-up: one local change (first compile paths)
+        agent.ask(f"wait {loader.local_change()}")
+        before = agent.ask("cpu")
+        loader.unrelated_changes(unrelated)
+        fence = loader.local_change()
+        agent.ask(f"wait {fence}")
+        after = agent.ask("cpu")
+        out["unrelated_changes"] = unrelated
+        out["cpu_per_unrelated_ms"] = (after["cpu_s"] - before["cpu_s"]) * 1000 / unrelated
+        out["listener_calls_during_unrelated"] = after["calls"] - before["calls"]  # 1 = the fence
+        before = agent.ask("cpu")
+        for _ in range(local):
+            agent.ask(f"wait {loader.local_change()}")
+        after = agent.ask("cpu")
+        out["local_changes"] = local
+        out["cpu_per_local_ms"] = (after["cpu_s"] - before["cpu_s"]) * 1000 / local
+        return out
+    finally:
+        agent.close()
+
+
+def per_host(sizes: list[int], unrelated: int, local: int, repeat: int) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="hq-scale-") as tmp:
+        srv = OvsdbServer(os.path.join(tmp, "directory.db"), schema_path(), os.path.join(tmp, "db.sock"))
+        srv.start()
+        try:
+            db = Ovsdb(os.path.join(tmp, "db.sock"))
+            loader = Loader(db)
+            loader.load_local_share()
+            for size in sizes:
+                load_s = loader.grow_to(size)
+                if size == sizes[0]:  # h1 exists once the first unrelated domain does
+                    loader.ensure_liveness_rows()
+                res = measure(loader, srv.remote, srv._proc.pid, unrelated, local, repeat)
+                res.update(total_vports=loader.vports, load_s=load_s, load_avg=os.getloadavg()[0])
+                results.append(res)
+                print(json.dumps(res), flush=True)
+        finally:
+            srv.stop()
+    return results
+
+
+def report(results: list[dict]) -> None:
+    base = results[0]
+    print("\n| total vports | load (s) | start-up (s) | × | agent CPU at start (s) | × | server CPU per start (s) "
+          "| RSS (MB) | × | CPU/unrelated change (ms) | listener calls | CPU/local change (ms) | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['total_vports']} | {r['load_s']:.1f} | {r['startup_s']:.3f} | "
+              f"{r['startup_s'] / base['startup_s']:.2f} | {r['startup_cpu_s']:.3f} | "
+              f"{r['startup_cpu_s'] / base['startup_cpu_s']:.2f} | {r['server_startup_cpu_s']:.2f} | "
+              f"{r['rss_kb'] / 1024:.1f} | "
+              f"{r['rss_kb'] / base['rss_kb']:.2f} | {r['cpu_per_unrelated_ms']:.4f} | "
+              f"{r['listener_calls_during_unrelated']} | {r['cpu_per_local_ms']:.2f} | {r['load_avg']:.1f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["per-host"], default="per-host")
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--unrelated", type=int, default=600, help="unrelated changes per size")
+    ap.add_argument("--local", type=int, default=30, help="local-domain changes per size")
+    ap.add_argument("--repeat", type=int, default=5, help="agent start-ups per size (median)")
+    ap.add_argument("--agent", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.agent:
+        agent_main(args.agent)
+        return
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    results = per_host([int(s) for s in args.sizes.split(",")], args.unrelated, args.local, args.repeat)
+    report(results)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
