@@ -45,6 +45,7 @@ class Domain:
     description: str = ""
     subnet_epoch: int = 0
     egress_nat: bool = False  # vports may reach outside addresses, NATed to their host's (docs/external.md)
+    log_default: bool = False  # the default action's decisions become verdict records (docs/policy.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,8 @@ class ACL:
     stateful: bool = True
     name: str = ""
     description: str = ""
+    log: bool = False  # its decisions become verdict records (docs/policy.md, "Verdict logs")
+    enforce: bool = True  # False = audit mode: counts and logs what it would decide, decides nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("egress_nat", "boolean", "optional", True,
               description="Vports may open connections to addresses outside the domain, NATed to their "
                           "host's address; the policy still decides (default false, docs/external.md)."),
+        Field("log_default", "boolean", "optional", True,
+              description="Packets the default action decides become verdict records (default false; "
+                          "docs/policy.md)."),
         Field("default_action_counters", "counters", "server",
               description="Packets/bytes decided by the default action, summed over the hosts' reports."),
     ),
@@ -289,6 +295,12 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("icmp_code", "integer", "optional", True, minimum=0, maximum=255, nullable=True),
         Field("action", "enum", "optional", True, choices=ACTIONS, description="Default allow."),
         Field("stateful", "boolean", "optional", True, description="Let replies through (default true)."),
+        Field("log", "boolean", "optional", True,
+              description="Packets this rule decides become verdict records: the host's log and "
+                          "GET /api/v1/verdicts (default false; rate-limited per host)."),
+        Field("enforce", "boolean", "optional", True,
+              description="false = audit mode: the rule counts and logs what it would decide, traffic "
+                          "goes on to the next rules (default true; docs/policy.md)."),
         Field("counters", "counters", "server",
               description="Packets/bytes this rule decided, summed over the hosts' reports."),
     ),

@@ -26,6 +26,7 @@ class Domain:
     default_action: str = "deny"  # "allow" | "deny"
     ct_zone: int = 0  # conntrack zone of the domain (16 bits)
     egress_nat: bool = False  # its vports may open connections to the outside (docs/external.md)
+    log_default: bool = False  # the default action's decisions go to the verdict log (docs/policy.md)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ class AclRule:
     icmp_code: int | None = None
     action: str = "allow"  # allow | deny
     stateful: bool = True
+    log: bool = False  # its decisions go to the verdict log (docs/policy.md, "Verdict logs")
+    enforce: bool = True  # False: audit mode, counts and logs what it would decide, decides nothing
 
 
 LOGICAL_VLAN_SHIFT = 16
@@ -249,7 +252,7 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
     with all their subnets, vports, groups and rules; hosts are copied whole (a few).
     """
     present = {v.domain for v in state.vports.values() if v.host == host_name}
-    domains = [Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone, d.egress_nat)
+    domains = [Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone, d.egress_nat, d.log_default)
                for d in state.domains.values() if d.id in present]
     subnets = [Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone)
                for s in state.subnets.values() if s.domain in present]
@@ -263,7 +266,7 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
     rules = [
         AclRule(a.id, a.domain, a.priority, Endpoint(a.source.type, a.source.id, a.source.cidr),
                 Endpoint(a.destination.type, a.destination.id, a.destination.cidr), a.protocol,
-                a.dst_ports, a.icmp_type, a.icmp_code, a.action, a.stateful)
+                a.dst_ports, a.icmp_type, a.icmp_code, a.action, a.stateful, a.log, a.enforce)
         for a in state.acls.values() if a.domain in present
     ]
     return HostView.of(host_name, tunnel_port_ofport, domains, subnets, vports, hosts, local, groups, rules,

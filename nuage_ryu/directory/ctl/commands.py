@@ -76,6 +76,9 @@ class Body:
             body["stateful"] = self.args.f_stateful
         if getattr(self.args, "f_egress_nat", None) is not None:
             body["egress_nat"] = self.args.f_egress_nat
+        for flag, key in (("f_log", "log"), ("f_enforce", "enforce"), ("f_log_default", "log_default")):
+            if getattr(self.args, flag, None) is not None:
+                body[key] = getattr(self.args, flag)
         if self.kind == "token" and self.creating:
             body["enterprise"] = self.resolver.resolve("enterprise", self.args.enterprise)
         return body

@@ -10,6 +10,7 @@ sends the difference as ONE bulk request (all or nothing). Format (YAML or JSON,
     - name: prod
       vni: 5001                           # optional: absent = any (lowest free on create)
       default_action: deny                # default deny
+      log_default: true                   # optional: verdict records of the default action (default false)
       zones:
       - name: web
         subnets:
@@ -18,6 +19,7 @@ sends the difference as ONE bulk request (all or nothing). Format (YAML or JSON,
       - name: web
       acls:
       - {priority: 100, name: web-to-app, source: pg:web, destination: pg:app, protocol: tcp, dst_ports: '8080'}
+      - {priority: 900, name: try-deny, action: deny, log: true, enforce: false}   # audit mode, logged
 
 Objects are matched by name (rules: by name when they have one, else by priority). A field absent
 from the file takes its default (description '', default_action deny, a rule's any/allow/stateful...),
@@ -34,14 +36,15 @@ from dataclasses import dataclass, field
 
 from nuage_ryu.directory.ctl.resolve import UsageError
 
-DOMAIN_KEYS = {"name", "description", "vni", "default_action", "zones", "policygroups", "acls"}
+DOMAIN_KEYS = {"name", "description", "vni", "default_action", "log_default", "zones", "policygroups", "acls"}
 ZONE_KEYS = {"name", "description", "subnets"}
 SUBNET_KEYS = {"name", "description", "cidr", "gateway"}
 GROUP_KEYS = {"name", "description"}
 ACL_KEYS = {"priority", "name", "description", "source", "destination", "protocol", "dst_ports", "icmp_type",
-            "icmp_code", "action", "stateful"}
+            "icmp_code", "action", "stateful", "log", "enforce"}
 ACL_DEFAULTS = {"name": "", "description": "", "source": "any", "destination": "any", "protocol": "any",
-                "dst_ports": None, "icmp_type": None, "icmp_code": None, "action": "allow", "stateful": True}
+                "dst_ports": None, "icmp_type": None, "icmp_code": None, "action": "allow", "stateful": True,
+                "log": False, "enforce": True}
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp"}
 _ENDPOINT_PREFIXES = {"pg": "policygroup", "policygroup": "policygroup", "zone": "zone", "subnet": "subnet"}
 
@@ -162,6 +165,10 @@ def normalize(doc) -> dict:
                 raise UsageError(f"{where}.vni: expected a number")
             dom["vni"] = d["vni"]
         dom["default_action"] = d.get("default_action") or "deny"
+        if d.get("log_default"):
+            if not isinstance(d["log_default"], bool):
+                raise UsageError(f"{where}.log_default: expected true or false")
+            dom["log_default"] = True
         zones = []
         for j, z in enumerate(_list(d, "zones", where)):
             zw = f"{where}.zones[{j}]"
@@ -326,6 +333,8 @@ def export(tree: EnterpriseTree) -> dict:
             dom["description"] = d["description"]
         dom["vni"] = d["vni"]
         dom["default_action"] = d["default_action"]
+        if d.get("log_default"):
+            dom["log_default"] = True
         zones = []
         for z in dt.zones:
             zone: dict = {"name": z["name"]}
@@ -442,14 +451,15 @@ class _Planner:
     def domain(self, path: str, dom: dict, dt: DomainTree | None, ent_ref: str) -> None:
         ref = f"domain:{dom['name']}"
         if dt is None:
-            body = {k: dom[k] for k in ("name", "description", "vni", "default_action") if k in dom}
+            body = {k: dom[k] for k in ("name", "description", "vni", "default_action", "log_default") if k in dom}
             self.op(f"+ domain {path}", action="create", kind="domain", parent=ent_ref, ref=ref, body=body)
             dom_id, dt = f"${ref}", DomainTree({})
         else:
             dom_id = dt.obj["id"]
             _fixed(f"domain {path}", "vni", dom.get("vni"), dt.obj.get("vni"))
-            self.update("domain", path, dom_id, _fields(dom, dt.obj, ("description", "default_action"),
-                                                        {"description": "", "default_action": "deny"}), dt.obj)
+            self.update("domain", path, dom_id,
+                        _fields(dom, dt.obj, ("description", "default_action", "log_default"),
+                                {"description": "", "default_action": "deny", "log_default": False}), dt.obj)
         # ids (or refs) of the domain's groups, zones and subnets, by endpoint text
         targets: dict[str, str] = {}
         have_zones = {z["name"]: z for z in dt.zones}

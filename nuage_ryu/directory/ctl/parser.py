@@ -256,12 +256,28 @@ def _field_options(p: argparse.ArgumentParser, kind: str, action: str) -> None:
                            help="vports may reach outside addresses through their host's address (docs/external.md)")
         group.add_argument("--no-egress-nat", dest="f_egress_nat", action="store_const", const=False,
                            help="no path out of the overlay (the default for a new domain)")
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--log-default", dest="f_log_default", action="store_const", const=True,
+                           help="log the packets the default action decides (verdict records, docs/policy.md)")
+        group.add_argument("--no-log-default", dest="f_log_default", action="store_const", const=False,
+                           help="do not log the default action's decisions (the default)")
     if kind == "acl":
         group = p.add_mutually_exclusive_group()
         group.add_argument("--stateful", dest="f_stateful", action="store_const", const=True,
                            help="let replies through (the default for a new rule)")
         group.add_argument("--stateless", dest="f_stateful", action="store_const", const=False,
                            help="match this direction only: replies need their own rule")
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--log", dest="f_log", action="store_const", const=True,
+                           help="log the packets this rule decides (verdict records, docs/policy.md)")
+        group.add_argument("--no-log", dest="f_log", action="store_const", const=False,
+                           help="do not log its decisions (the default for a new rule)")
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("--enforce", dest="f_enforce", action="store_const", const=True,
+                           help="the rule decides (the default for a new rule)")
+        group.add_argument("--audit", dest="f_enforce", action="store_const", const=False,
+                           help="audit mode: count and log what the rule would decide; traffic goes on to "
+                                "the next rules")
 
 
 def _command(actions, kind: str, action: str, **kwargs) -> argparse.ArgumentParser:

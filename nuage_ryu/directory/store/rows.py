@@ -71,7 +71,7 @@ def _enterprise(rid: str, row) -> model.Enterprise:
 
 def _domain(rid: str, row) -> model.Domain:
     return model.Domain(rid, _ref(row, "enterprise"), row.name, row.vni, row.ct_zone, row.router_mac,
-                        row.default_action, row.description, row.subnet_epoch, row.egress_nat)
+                        row.default_action, row.description, row.subnet_epoch, row.egress_nat, row.log_default)
 
 
 def _zone(rid: str, row) -> model.Zone:
@@ -101,7 +101,8 @@ def _acl(rid: str, row) -> model.ACL:
     return model.ACL(
         rid, _ref(row, "domain"), row.priority, _endpoint(row, "src"), _endpoint(row, "dst"),
         row.protocol, _optional(row, "dst_ports"), _optional(row, "icmp_type"), _optional(row, "icmp_code"),
-        row.action, row.stateful, row.name, row.description)
+        row.action, row.stateful, row.name, row.description, row.log,
+        _optional(row, "enforce") is not False)  # empty (a row older than schema 1.4) = enforced
 
 
 def _host(rid: str, row) -> model.Host:
@@ -168,7 +169,7 @@ def columns(fields: dict) -> dict:
             cols[key] = dict(value)
         elif key == "port_mappings":
             cols[key] = external.encode_port_mappings(value)
-        elif key in ("dst_ports", "icmp_type", "icmp_code"):
+        elif key in ("dst_ports", "icmp_type", "icmp_code", "enforce"):
             cols[key] = [] if value is None else [value]
         else:
             cols[key] = value

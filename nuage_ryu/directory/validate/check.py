@@ -246,6 +246,8 @@ def check_acl(state: DirectoryState, domain_id: str, data: dict, self_id: str | 
         "protocol": normalize_protocol(data.get("protocol", "any")),
         "action": check_choice(data.get("action", "allow"), "action", ("allow", "deny")),
         "stateful": data.get("stateful", True),
+        "log": data.get("log", False),
+        "enforce": data.get("enforce", True),
     }
     proto = out["protocol"]
     ports = data.get("dst_ports")
@@ -271,7 +273,8 @@ def acl_as_input(acl: ACL) -> dict:
     return {"priority": acl.priority, "name": acl.name, "description": acl.description,
             "source": acl.source.as_dict(), "destination": acl.destination.as_dict(),
             "protocol": acl.protocol, "dst_ports": acl.dst_ports, "icmp_type": acl.icmp_type,
-            "icmp_code": acl.icmp_code, "action": acl.action, "stateful": acl.stateful}
+            "icmp_code": acl.icmp_code, "action": acl.action, "stateful": acl.stateful,
+            "log": acl.log, "enforce": acl.enforce}
 
 
 def policygroups_in(state: DirectoryState, domain_id: str, ids: list[str]) -> frozenset[str]:

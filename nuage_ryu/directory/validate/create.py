@@ -84,6 +84,7 @@ def _domain(req: CreateRequest) -> dict:
     fields["default_action"] = check_choice(data.get("default_action", "deny"), "default_action",
                                             ("allow", "deny"))
     fields["egress_nat"] = data.get("egress_nat", False)  # external connectivity (docs/external.md)
+    fields["log_default"] = data.get("log_default", False)  # verdict records of the default (docs/policy.md)
     if "router_mac" in data:
         fields["router_mac"] = ipam.normalize_mac(data["router_mac"], "router_mac")
     else:

@@ -43,6 +43,8 @@ def _domain(state: DirectoryState, current, data: dict) -> dict:
         fields["default_action"] = check_choice(data["default_action"], "default_action", ("allow", "deny"))
     if "egress_nat" in data:
         fields["egress_nat"] = data["egress_nat"]
+    if "log_default" in data:
+        fields["log_default"] = data["log_default"]
     return fields
 
 
