@@ -36,6 +36,7 @@ class CookieKind(IntEnum):
     FLOATING_IP = 12  # a local vport's floating IP (ARP, both rewrites)
     PORT_MAPPING = 13  # a local vport's published ports
     UPLINK = 14  # the physical bridge's steering flows
+    ACL_AUDIT = 15  # a domain's audit tables (entry, clauses, the enforcing rules' silent stops); audit rules' verdicts carry ACL_RULE
 
 
 def _id_hash(object_id: str) -> int:

@@ -126,6 +126,19 @@ class Controller:
 
 
 @dataclass(frozen=True)
+class MeteredController:
+    """A copy of the packet (its first ``max_len`` bytes) to the controller through meter ``meter_id``.
+
+    OVS's ``controller(max_len=N,meter_id=M)`` (NXAST_CONTROLLER2): the packet-in names the flow's
+    cookie and table. Unlike ``Controller`` it is a sample, not a destination: the packet goes on
+    with the next actions, and a copy over the meter's rate is dropped alone.
+    """
+
+    meter_id: int
+    max_len: int = 128
+
+
+@dataclass(frozen=True)
 class PushVlan:
     ethertype: int = 0x8100
 
@@ -136,7 +149,8 @@ class PopVlan:
 
 
 Action = (
-    Output | Goto | Resubmit | SetField | Move | DecTtl | Ct | Conjunction | Controller | PushVlan | PopVlan
+    Output | Goto | Resubmit | SetField | Move | DecTtl | Ct | Conjunction | Controller | MeteredController
+    | PushVlan | PopVlan
 )
 
 OFPP_IN_PORT = 0xFFFFFFF8

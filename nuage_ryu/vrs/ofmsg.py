@@ -255,6 +255,8 @@ def ofctl_action(action) -> str:
         return f"conjunction({action.conj_id},{action.clause}/{action.n_clauses})"
     if cls is F.Controller:
         return f"controller(max_len={action.max_len})"
+    if cls is F.MeteredController:
+        return f"controller(max_len={action.max_len},meter_id={action.meter_id})"
     if cls is F.PushVlan:
         return f"push_vlan:{action.ethertype:#x}"
     if cls is F.PopVlan:

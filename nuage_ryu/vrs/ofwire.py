@@ -40,6 +40,7 @@ from nuage_ryu.vrs.flow import (
     Flow,
     Goto,
     MatchField,
+    MeteredController,
     Move,
     Nat,
     Output,
@@ -427,6 +428,39 @@ def encode_match(match: tuple[MatchField, ...]) -> bytes:
 
 
 _ACTION_CACHE: dict[object, bytes] = {}
+NXAST_CONTROLLER2 = 37
+NXAC2PT_MAX_LEN, NXAC2PT_METER_ID = 0, 5  # property types of NXAST_CONTROLLER2 (OVS ofp-actions.c)
+
+
+def _metered_controller_bytes(action: MeteredController) -> bytes:
+    """NXAST_CONTROLLER2 with max_len and meter_id, laid out as OVS encodes it (os-ken has no meter_id).
+
+    Header (16 bytes), then the properties in OVS's order; OVS leaves out max_len when it is 65535.
+    """
+    props = b""
+    if action.max_len != 0xFFFF:
+        props += struct.pack("!HHH2x", NXAC2PT_MAX_LEN, 8, action.max_len)  # OVS counts the padding
+    props += struct.pack("!HHI", NXAC2PT_METER_ID, 8, action.meter_id)
+    length = 16 + len(props)
+    return struct.pack("!HHIH6x", 0xFFFF, length, NX_EXPERIMENTER_ID, NXAST_CONTROLLER2) + props
+
+
+def _decode_controller2(raw: bytes):
+    """A MeteredController from NXAST_CONTROLLER2 bytes; RawAction for any other property set."""
+    max_len, meter_id = 0xFFFF, None
+    pos = 16
+    while pos + 4 <= len(raw):
+        ptype, plen = _HH.unpack_from(raw, pos)
+        if plen < 4:
+            return RawAction(raw)
+        if ptype == NXAC2PT_MAX_LEN and plen in (6, 8):
+            max_len = _U16.unpack_from(raw, pos + 4)[0]
+        elif ptype == NXAC2PT_METER_ID and plen == 8:
+            meter_id = _U32.unpack_from(raw, pos + 4)[0]
+        else:
+            return RawAction(raw)
+        pos += (plen + 7) // 8 * 8
+    return RawAction(raw) if meter_id is None else MeteredController(meter_id, max_len)
 
 
 def oskens_action(action, dp=None):
@@ -456,6 +490,8 @@ def oskens_action(action, dp=None):
                                  src_ofs=action.src_ofs, dst_ofs=action.dst_ofs)
     if cls is Ct and action.nat is not None:
         return _PackedAction(_ct_bytes(action))
+    if cls is MeteredController:
+        return _PackedAction(_metered_controller_bytes(action))
     if cls is Ct:
         if action.zone_src:
             zone_src, zone_ofs_nbits = action.zone_src, nicira_ext.ofs_nbits(0, 15)
@@ -505,6 +541,8 @@ def encode_action(action) -> bytes:
             raise WireError("Goto must be the last action of a flow")
         elif cls is Ct and action.nat is not None:
             raw = _ct_bytes(action)
+        elif cls is MeteredController:
+            raw = _metered_controller_bytes(action)
         else:
             buf = bytearray()
             oskens_action(action).serialize(buf, 0)
@@ -658,6 +696,8 @@ def _decode_action(raw: bytes):
         if subtype == nicira_ext.NXAST_REG_MOVE:
             n_bits, src_ofs, dst_ofs, src, dst = struct.unpack_from("!HHHII", raw, 10)
             return Move(_nxm_name(src), _nxm_name(dst), n_bits, src_ofs, dst_ofs)
+        if subtype == NXAST_CONTROLLER2:
+            return _decode_controller2(raw)
         if subtype == nicira_ext.NXAST_CONJUNCTION:
             clause, n_clauses, conj_id = struct.unpack_from("!BBI", raw, 10)
             return Conjunction(conj_id, clause + 1, n_clauses)
@@ -817,6 +857,10 @@ class _LazyFlowStats:
     """Stands in for OFPFlowStats in a reply body: parsed by os-ken only if an attribute is read."""
 
     __slots__ = ("_buf", "_offset", "length", "_parsed")
+    # ofp_flow_stats up to the match: what counters read, without parsing the instructions (os-ken
+    # cannot parse every action OVS reports, e.g. controller(meter_id=...)).
+    _HEAD = struct.Struct("!HBxIIHHHHH2xQQQ")
+    _HEAD_FIELDS = {"table_id": 1, "priority": 4, "cookie": 9, "packet_count": 10, "byte_count": 11}
 
     def __init__(self, buf, offset: int, length: int) -> None:
         self._buf = buf
@@ -829,6 +873,9 @@ class _LazyFlowStats:
         return cls(buf, offset, _U16.unpack_from(buf, offset)[0])
 
     def __getattr__(self, name):
+        index = self._HEAD_FIELDS.get(name)
+        if index is not None:
+            return self._HEAD.unpack_from(self._buf, self._offset)[index]
         if self._parsed is None:
             self._parsed = parser.OFPFlowStats.parser(self._buf, self._offset)
         return getattr(self._parsed, name)

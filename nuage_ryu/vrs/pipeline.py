@@ -9,6 +9,7 @@ Paths through the pipeline::
 
     local vport  -> CLASSIFY -> ARP_RESPONDER                       (ARP: answered, never forwarded)
     local vport  -> CLASSIFY -> INGRESS_CT -> INGRESS_CT_STATE [-> INGRESS_POLICY] -> L3_LOOKUP -> OUTPUT
+                    (a domain with audit rules: INGRESS_CT_STATE resubmits to INGRESS_AUDIT first)
     VXLAN tunnel -> CLASSIFY -> OVERLAY_LOOKUP -> EGRESS_CT -> EGRESS_CT_STATE [-> EGRESS_POLICY] -> OUTPUT
     to outside   -> ... -> L3_LOOKUP -> EXT_EGRESS -> EXT_EGRESS_STATE -> EXT_PAT -> EXT_TO_UPLINK -> patch
     from outside -> CLASSIFY -> EXT_INGRESS -> EXT_INGRESS_STATE -> EXT_INGRESS_DOMAIN -> EXT_DELIVER
@@ -118,7 +119,7 @@ INGRESS_CT_STATE = Table(
     "INGRESS_CT_STATE", 21,
     "Sender side, after conntrack: established/related (not invalid) continue to L3_LOOKUP; "
     "anything else (new, or invalid: a packet of an uncommitted exchange) goes to the rules.",
-    _REGS | frozenset({"ct_state"}), ("L3_LOOKUP", "INGRESS_POLICY"),
+    _REGS | frozenset({"ct_state"}), ("L3_LOOKUP", "INGRESS_POLICY", "INGRESS_AUDIT"),
 )
 INGRESS_POLICY = Table(
     "INGRESS_POLICY", 22,
@@ -145,13 +146,24 @@ EGRESS_CT = Table(
 )
 EGRESS_CT_STATE = Table(
     "EGRESS_CT_STATE", 41, "Receiver side, after conntrack: like INGRESS_CT_STATE.",
-    _REGS | frozenset({"ct_state"}), ("OUTPUT", "EGRESS_POLICY"),
+    _REGS | frozenset({"ct_state"}), ("OUTPUT", "EGRESS_POLICY", "EGRESS_AUDIT"),
 )
 EGRESS_POLICY = Table(
     "EGRESS_POLICY", 42,
     "Receiver side ACL for new connections from the overlay: the same rules as INGRESS_POLICY, seen "
     "from the destination.",
     _POLICY, ("OUTPUT",),
+)
+INGRESS_AUDIT = Table(
+    "INGRESS_AUDIT", 23,
+    "Sender side, audit mode (docs/policy.md): a domain's audit rules (enforce: false) and the enforcing rules "
+    "before them. Reached by resubmit from INGRESS_CT_STATE before INGRESS_POLICY; an audit rule that would "
+    "decide sends a metered verdict record, an enforcing rule stops the lookup silently. Changes nothing: the "
+    "packet then goes on to INGRESS_POLICY, where only enforcing rules exist.",
+    _POLICY,
+)
+EGRESS_AUDIT = Table(
+    "EGRESS_AUDIT", 43, "Receiver side, audit mode: like INGRESS_AUDIT, before EGRESS_POLICY.", _POLICY,
 )
 OUTPUT = Table(
     "OUTPUT", 50,
@@ -217,9 +229,10 @@ CANARY = Table(
 )
 
 TABLES: tuple[Table, ...] = (
-    CLASSIFY, ARP_RESPONDER, INGRESS_CT, INGRESS_CT_STATE, INGRESS_POLICY, L3_LOOKUP, OVERLAY_LOOKUP,
+    CLASSIFY, ARP_RESPONDER, INGRESS_CT, INGRESS_CT_STATE, INGRESS_POLICY, INGRESS_AUDIT, L3_LOOKUP,
+    OVERLAY_LOOKUP,
     EXT_INGRESS, EXT_INGRESS_STATE, EXT_INGRESS_DOMAIN, EXT_DELIVER,
-    EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, OUTPUT,
+    EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, EGRESS_AUDIT, OUTPUT,
     EXT_EGRESS, EXT_EGRESS_STATE, EXT_PAT, EXT_TO_UPLINK, CANARY,
 )
 TABLE_BY_NUMBER = {t.number: t for t in TABLES}
@@ -238,6 +251,7 @@ ACL_RULE_PRIORITY_MIN = 1
 ACL_RULE_PRIORITY_MAX = 65535
 PRIO_CT_ESTABLISHED = 200  # *_CT_STATE: continuation/reply of a committed connection
 PRIO_CT_NEW = 1  # *_CT_STATE: everything else goes to the rules
+PRIO_CT_AUDIT = 2  # *_CT_STATE: the same, for a domain with audit rules: its *_AUDIT table runs first
 PRIO_CT_SEND = 100  # INGRESS_CT/EGRESS_CT: into conntrack
 PRIO_PORT_SECURITY = 100  # CLASSIFY: a vport's own MAC+IP / MAC+ARP
 PRIO_DHCP = 200  # CLASSIFY: above port security, a DHCP client may have no IP yet
@@ -257,6 +271,22 @@ PRIO_EXT_KNOWN = 300  # EXT_EGRESS_STATE / EXT_INGRESS_STATE: a connection alrea
 PRIO_EXT_FLOATING_IP = 200  # floating IP rewrites (both directions)
 PRIO_EXT_PUBLISHED = 200  # EXT_INGRESS_STATE / EXT_INGRESS_DOMAIN: a new connection to a published port
 PRIO_EXT_DEFAULT = 100  # the rest of each external table's regular flows
+
+# ---- verdict logs (docs/policy.md, "Verdict logs") -------------------------------------------------
+# A logged decision copies the packet's headers to the agent through one OpenFlow meter per bridge
+# (``controller(meter_id=...)``, NXAST_CONTROLLER2): OVS runs the meter inside a sample() of its own,
+# so a packet over the rate loses only its copy, never its forwarding. The meter must exist before
+# the first flow naming it is added (OVS resolves the meter when the flow is added).
+METER_VERDICT_LOG = 1
+VERDICT_LOG_MAX_LEN = 128  # bytes of the packet in the copy: Ethernet + VLAN + IPv4 options + L4 ports
+# Where a verdict record comes from: table -> (side, enforced). Sender side = the packet's first
+# decision; receiver side = the destination host re-deciding traffic from the overlay or outside.
+VERDICT_LOG_TABLES: dict[int, tuple[str, bool]] = {
+    INGRESS_POLICY.number: ("sender", True),
+    INGRESS_AUDIT.number: ("sender", False),
+    EGRESS_POLICY.number: ("receiver", True),
+    EGRESS_AUDIT.number: ("receiver", False),
+}
 
 # ---- the physical (uplink) bridge: br-phy steering, docs/external.md ----------------------------------
 # br-phy keeps its NORMAL switching; these flows only pull out what belongs to br-int. Not part of

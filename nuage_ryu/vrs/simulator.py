@@ -8,7 +8,7 @@ Load ``Flow`` objects, then ask where a packet goes::
 
 It models what the VRS pipeline relies on: tables with priorities and masked
 matches, goto, resubmit, set_field and move (partial bits), dec_ttl, output
-(IN_PORT), controller, VLAN push/pop, Nicira ``conjunction`` (all clauses of a
+(IN_PORT), controller (and metered copies: ``Result.samples``), VLAN push/pop, Nicira ``conjunction`` (all clauses of a
 conj_id at one priority must match; a flow may carry several conjunction
 actions) and ``ct`` with a small conntrack model (zones, +trk/+new/+est/+rpl/+inv,
 commit; a connection's original direction stays +new until a reply is seen, as in
@@ -96,10 +96,21 @@ class Step:
     flow: F.Flow
 
 
+@dataclass(frozen=True)
+class Sample:
+    """A metered copy to the controller (a verdict record): the flow's table and cookie, the packet then."""
+
+    table: int
+    cookie: int
+    meter_id: int
+    packet: dict
+
+
 @dataclass
 class Result:
     outputs: list[Delivery] = field(default_factory=list)
     to_controller: list[dict] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)  # metered copies: not a destination of the packet
     trace: list[Step] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)  # same-priority overlaps met on the way
 
@@ -418,6 +429,9 @@ class TableSimulator:
                 result.outputs.append(Delivery(port, self._export(pkt)))
             elif isinstance(a, F.Controller):
                 result.to_controller.append(self._export(pkt))
+            elif isinstance(a, F.MeteredController):
+                # No rate here: the meter belongs to the switch; the simulator records every copy.
+                result.samples.append(Sample(flow.table, flow.cookie, a.meter_id, self._export(pkt)))
             elif isinstance(a, F.SetField):
                 pkt[a.name] = to_int(a.name, a.value)
             elif isinstance(a, F.Move):
@@ -475,6 +489,7 @@ class Overlay:
         self.hosts: dict[str, TableSimulator] = {}
         self.tunnel_ip: dict[str, str] = {}
         self.tunnel_port = tunnel_port  # host name -> ofport of its VXLAN port
+        self.samples: list[tuple[str, Sample]] = []  # (host, copy) of the last send, in order
 
     def add_host(self, name: str, tunnel_ip: str, sim: TableSimulator) -> None:
         self.hosts[name] = sim
@@ -483,7 +498,9 @@ class Overlay:
     def send(self, host: str, packet: dict, in_port: int) -> list[tuple[str, Delivery]]:
         """Final deliveries (host, Delivery) of a packet sent on ``host``'s ``in_port``; [] if dropped."""
         out = []
-        for d in self.hosts[host].process(packet, in_port).outputs:
+        first = self.hosts[host].process(packet, in_port)
+        self.samples = [(host, sample) for sample in first.samples]
+        for d in first.outputs:
             if d.port == self.tunnel_port.get(host) and d.tunnel:
                 vni, dst_ip = d.tunnel
                 target = next((h for h, ip in self.tunnel_ip.items() if ip == dst_ip), None)
@@ -493,6 +510,7 @@ class Overlay:
                 inner = {k: v for k, v in d.packet.items() if k in _WIRE_FIELDS}
                 inner.update(tunnel_id=vni, tun_ipv4_src=self.tunnel_ip[host], tun_ipv4_dst=dst_ip)
                 arrived = self.hosts[target].process(inner, self.tunnel_port[target])
+                self.samples += [(target, sample) for sample in arrived.samples]
                 out += [(target, dd) for dd in arrived.outputs]
             else:
                 out.append((host, d))

@@ -11,9 +11,11 @@ from nuage_ryu.vrs.view import Endpoint, ExternalUplink, PublishedPort
 from tests.unit.test_policy_rules import APP, THREE_TIER, WEB, rule, views
 
 # Every kind of owner on one host: local and remote vports, two present domains and an absent one,
-# subnets, rules between groups, to a zone and to a CIDR.
+# subnets, rules between groups, to a zone and to a CIDR, an audit rule.
 RULES = [*THREE_TIER, rule("to-zone", 30, WEB, Endpoint("zone", "zA2"), "udp", "53"),
-         rule("from-cidr", 40, Endpoint("cidr", cidr="10.0.2.0/24"), APP, "icmp")]
+         rule("from-cidr", 40, Endpoint("cidr", cidr="10.0.2.0/24"), APP, "icmp"),
+         # an audit rule (docs/policy.md): its domain gets audit tables (owner acl-audit)
+         dataclasses.replace(rule("try-deny", 50, WEB, APP, "tcp", "22", "deny"), enforce=False, log=True)]
 
 
 def h1_view():

@@ -57,7 +57,8 @@ def test_every_boolean_option_has_its_negation():
         flags = {f for a in cmd.options for f in a.option_strings}
         for action in cmd.options:
             if action.nargs == 0 and action.dest not in ("help", "output"):
-                pairs = {"--stateful": "--stateless", "--stateless": "--stateful"}
+                pairs = {"--stateful": "--stateless", "--stateless": "--stateful",
+                         "--enforce": "--audit", "--audit": "--enforce"}
                 for flag in action.option_strings:
                     negation = pairs.get(flag) or (flag.replace("--no-", "--") if flag.startswith("--no-")
                                                    else "--no-" + flag[2:])

@@ -4,7 +4,8 @@ The same parser drives parsing, ``--help``, the shell completion scripts and the
 (``completion.py``, ``manpage.py``), so they cannot disagree.
 
 Conventions (documented in docs/nuage-ctl.md):
-  - every boolean option comes in a pair: ``--stateful/--stateless``, ``--cascade/--no-cascade``;
+  - every boolean option comes in a pair: ``--stateful/--stateless``, ``--enforce/--audit``,
+    ``--cascade/--no-cascade``;
   - an empty value clears an optional field on update: ``--ports ''``, ``--host ''``,
     ``--policygroup ''`` (no groups), ``--description ''``;
   - ``-o table|wide|json|yaml`` (``--json`` = ``-o json``) goes before or after the action.
@@ -459,7 +460,7 @@ references:
   subnet:front.
 
 conventions:
-  Booleans come in pairs (--stateful/--stateless, --cascade/--no-cascade); an empty value clears
+  Booleans come in pairs (--stateful/--stateless, --enforce/--audit, --cascade/--no-cascade); an empty value clears
   an optional field (--ports '', --host ''); -o table|wide|json|yaml works before or after the action.
 
 connection:

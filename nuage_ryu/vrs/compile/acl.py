@@ -27,6 +27,14 @@ several ``conjunction`` actions - merged by ``base.merge_same_key``, which
 avoids the OVS pitfall where identical matches with different conj ids overwrite
 each other.
 
+Verdict logs and audit mode (docs/policy.md): a logged rule's verdict flow starts with a metered
+copy to the agent (``base.VERDICT_LOG``); a logged rule never shares a level with an overlapping
+rule of another identity, so the copy always names the first matching rule. Audit rules
+(``enforce: false``) are not in the policy tables at all: a domain that has some gets its own
+``*_AUDIT`` tables (owner ``(OwnerTag.ACL_AUDIT, domain)``), planned over the audit rules and the
+enforcing rules before them, which the packet visits by resubmit before the policy table: an audit
+rule that would decide sends its copy, an enforcing one that matches first ends the visit silently.
+
 Owners: (OwnerTag.ACL, rule) owns a rule's verdict (conj_id), service, catch-all and CIDR
 endpoint flows; (OwnerTag.ACL_MEMBER, rule, vport) owns the clause flows of one policy-group
 member. A membership change recompiles only that member's owner (plus the rule's
@@ -45,14 +53,16 @@ from nuage_ryu.vrs.compile.base import (
     REG_DOMAIN,
     REG_DST_PORT,
     REG_SRC_PORT,
+    VERDICT_LOG,
     Owner,
     OwnerKind,
     OwnerTag,
     cidr_match,
     match,
+    merge_same_key,
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
-from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto
+from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto, Resubmit
 from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, VPort
 
 PROTOCOLS = {"tcp": P.IP_PROTO_TCP, "udp": P.IP_PROTO_UDP, "icmp": P.IP_PROTO_ICMP}
@@ -60,6 +70,8 @@ PORT_FIELD = {P.IP_PROTO_TCP: "tcp_dst", P.IP_PROTO_UDP: "udp_dst"}
 SIDES = ("ingress", "egress")  # sending host, receiving host
 POLICY_TABLE = {"ingress": P.INGRESS_POLICY, "egress": P.EGRESS_POLICY}
 ACCEPTED_TABLE = {"ingress": P.L3_LOOKUP, "egress": P.OUTPUT}
+AUDIT_TABLE = {"ingress": P.INGRESS_AUDIT, "egress": P.EGRESS_AUDIT}
+CT_STATE_TABLE = {"ingress": P.INGRESS_CT_STATE, "egress": P.EGRESS_CT_STATE}
 
 
 class PolicyError(ValueError):
@@ -176,7 +188,21 @@ def services_may_overlap(a: tuple[tuple, ...], b: tuple[tuple, ...]) -> bool:
     return False
 
 
-def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> dict[str, RulePlan]:
+def _policy_verdict(rule: AclRule) -> tuple:
+    # A logged rule's flow names the rule: it is its own verdict, shared with no other rule.
+    return (rule.action, rule.stateful and rule.action == "allow", rule.id if rule.log else None)
+
+
+def _audit_verdict(rule: AclRule) -> tuple:
+    # In an audit table every enforcing rule does the same (stop silently); each audit rule is its own.
+    return ("enforce",) if rule.enforce else ("audit", rule.id)
+
+
+VERDICT_MODES = {"policy": _policy_verdict, "audit": _audit_verdict}
+
+
+def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int],
+                mode: str = "policy") -> dict[str, RulePlan]:
     """Give each rule of a domain its priority *level* and number its clauses.
 
     Rule order must hold only between rules that can match the same packet and decide differently,
@@ -187,8 +213,11 @@ def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> di
     actions, as long as their services (ports, protocols) are distinct. Endpoints are not compared:
     they depend on group membership, and a membership change must not move other rules' flows.
     A rule that matches everything is a plain flow, alone on its level below all earlier rules;
-    later rules (which it shadows) go below it.
+    later rules (which it shadows) go below it. ``mode`` says what "another verdict" means:
+    "policy" (the policy tables: action, commit, and a logged rule's identity) or "audit" (an
+    audit table: each audit rule is its own, the enforcing rules are all alike).
     """
+    verdict_of = VERDICT_MODES[mode]
     plans: dict[str, RulePlan] = {}
     placed: list[tuple[tuple, tuple, int]] = []  # (verdict, services, level) of earlier rules
     floor = 0
@@ -201,7 +230,7 @@ def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> di
         dims = [name for name, trivial in (("src", _is_trivial(rule.source)),
                                             ("dst", _is_trivial(rule.destination)),
                                             ("svc", not services)) if not trivial]
-        verdict = (rule.action, rule.stateful and rule.action == "allow")
+        verdict = verdict_of(rule)
         if not dims:
             # Matches every packet: a plain flow, which cannot share a conjunction's catch-all match.
             level = max((lv + 1 for _v, _s, lv in placed), default=floor)
@@ -222,16 +251,27 @@ def plan_domain(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> di
 _plan_cache: dict[tuple, dict[str, RulePlan]] = {}  # (domain, rules, ids) -> plans; bounded below
 
 
-def plan_domain_cached(domain: Domain, rules: list[AclRule], ids: dict[str, int]) -> dict[str, RulePlan]:
+def plan_domain_cached(domain: Domain, rules: list[AclRule], ids: dict[str, int],
+                       mode: str = "policy") -> dict[str, RulePlan]:
     """``plan_domain``, remembered: levels cost O(rules^2) and rules change far less often than vports."""
     ordered = tuple(sorted(rules, key=lambda r: r.id))
-    key = (domain, ordered, tuple(ids[r.id] for r in ordered))
+    key = (domain, ordered, tuple(ids[r.id] for r in ordered), mode)
     plans = _plan_cache.get(key)
     if plans is None:
         if len(_plan_cache) >= 256:
             _plan_cache.clear()
-        plans = _plan_cache[key] = plan_domain(domain, rules, ids)
+        plans = _plan_cache[key] = plan_domain(domain, rules, ids, mode)
     return plans
+
+
+def audit_rules_of(rules: list[AclRule]) -> list[AclRule]:
+    """What a domain's audit tables hold: its audit rules and the enforcing rules before the last of
+    them (an enforcing rule after every audit rule can never stop an audit rule's match)."""
+    audit = [r for r in rules if not r.enforce]
+    if not audit:
+        return []
+    last = max(r.priority for r in audit)
+    return audit + [r for r in rules if r.enforce and r.priority < last]
 
 
 class PolicyIndex:
@@ -259,10 +299,15 @@ class PolicyIndex:
             if r.domain_id in present and r.domain_id in view.domains:
                 by_domain.setdefault(r.domain_id, []).append(r)
         ids = conj_ids(view.acl_rules)
-        self.plans: dict[str, RulePlan] = {}
+        self.plans: dict[str, RulePlan] = {}  # enforcing rules (the policy tables)
+        self.audit_plans: dict[str, dict[str, RulePlan]] = {}  # domain id -> its audit tables' plans
         self.active: dict[str, dict[str, bool]] = {}  # rule id -> side -> can complete (memo)
         for did, rules in by_domain.items():
-            self.plans.update(plan_domain_cached(view.domains[did], rules, ids))
+            domain = view.domains[did]
+            self.plans.update(plan_domain_cached(domain, [r for r in rules if r.enforce], ids))
+            audited = audit_rules_of(rules)
+            if audited:
+                self.audit_plans[did] = plan_domain_cached(domain, audited, ids, "audit")
 
     def cidrs(self, ep: Endpoint) -> list[str] | None:
         """CIDRs of a zone/subnet/cidr endpoint; None for policy groups and "any"."""
@@ -342,10 +387,17 @@ def _clause_sizes(view: HostView, idx: PolicyIndex, plan: RulePlan) -> dict[str,
 
 def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     rule = plan.rule
+    log = (VERDICT_LOG,) if rule.log else ()  # first: the copy shows the packet as the rule saw it
     if rule.action != "allow":
-        return ()
+        return log
     go = Goto(ACCEPTED_TABLE[side].number)
-    return (Ct(zone=zone, commit=True), go) if rule.stateful else (go,)
+    return (*log, Ct(zone=zone, commit=True), go) if rule.stateful else (*log, go)
+
+
+def _audit_actions(plan: RulePlan) -> tuple:
+    """In an audit table: an audit rule sends its copy (always: that is what audit mode is for); an
+    enforcing rule that matches first ends the visit with no action."""
+    return () if plan.rule.enforce else (VERDICT_LOG,)
 
 
 def rule_cookie(rule_id: str) -> int:
@@ -355,23 +407,28 @@ def rule_cookie(rule_id: str) -> int:
 
 def compile_rule(view: HostView, plan: RulePlan) -> list[Flow]:
     """A rule's own flows: verdict (conj_id), service, catch-all and CIDR-endpoint clause flows."""
+    rule = plan.rule
+    return _rule_flows(view, plan, POLICY_TABLE, lambda side: _verdict(plan, side, plan.ct_zone),
+                       rule_cookie(rule.id), cookie_for(CookieKind.POLICY_MEMBER, f"{rule.domain_id}/rule-clauses"))
+
+
+def _rule_flows(view: HostView, plan: RulePlan, tables: dict, verdict, cookie: int,
+                member_cookie: int) -> list[Flow]:
+    """``compile_rule`` for any pair of tables: ``verdict(side)`` gives the verdict flow's actions."""
     idx = policy_index(view)
     rule = plan.rule
-    cookie = rule_cookie(rule.id)
-    member_cookie = cookie_for(CookieKind.POLICY_MEMBER, f"{rule.domain_id}/rule-clauses")
     flows: list[Flow] = []
     active = _clause_sizes(view, idx, plan)
     for side in SIDES:
-        table = POLICY_TABLE[side].number
+        table = tables[side].number
         if not plan.clauses:
             flows.append(Flow(table, plan.priority, match(eth_type=IP, **{REG_DOMAIN: plan.vni}),
-                              _verdict(plan, side, plan.ct_zone), cookie))
+                              verdict(side), cookie))
             continue
         if not active[side]:
             continue
         # eth_type: OVS accepts ct() only with an IP prerequisite in the match.
-        flows.append(Flow(table, plan.priority, match(conj_id=plan.conj_id, eth_type=IP),
-                          _verdict(plan, side, plan.ct_zone), cookie))
+        flows.append(Flow(table, plan.priority, match(conj_id=plan.conj_id, eth_type=IP), verdict(side), cookie))
         conj = lambda name: (Conjunction(plan.conj_id, plan.clause(name), plan.n_clauses),)  # noqa: E731
         if plan.clause("svc"):
             for svc in plan.services:
@@ -392,9 +449,12 @@ def compile_rule(view: HostView, plan: RulePlan) -> list[Flow]:
 
 def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
     """The clause flows that make one policy-group member part of a rule's source/destination."""
+    return _member_flows(view, plan, vport, POLICY_TABLE, cookie_for(CookieKind.POLICY_MEMBER, vport.id))
+
+
+def _member_flows(view: HostView, plan: RulePlan, vport: VPort, tables: dict, cookie: int) -> list[Flow]:
     idx = policy_index(view)
     active = _clause_sizes(view, idx, plan)
-    cookie = cookie_for(CookieKind.POLICY_MEMBER, vport.id)
     ofport = _ofport(view, vport)
     flows = []
     for side in SIDES:
@@ -406,7 +466,7 @@ def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
                 continue
             m = _member_match(side, role, plan, vport, ofport)
             if m is not None:
-                flows.append(Flow(POLICY_TABLE[side].number, plan.priority, match(**m),
+                flows.append(Flow(tables[side].number, plan.priority, match(**m),
                                   (Conjunction(plan.conj_id, number, plan.n_clauses),), cookie))
     return flows
 
@@ -436,6 +496,49 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
     return out
 
 
+def audit_cookie(domain_id: str) -> int:
+    """The cookie of a domain's audit-table flows other than the audit rules' own verdicts."""
+    return cookie_for(CookieKind.ACL_AUDIT, domain_id)
+
+
+def compile_audit(view: HostView, domain_id: str) -> list[Flow]:
+    """A domain's audit tables and their entry from the conntrack-state tables (docs/policy.md)."""
+    idx = policy_index(view)
+    plans = idx.audit_plans.get(domain_id)
+    domain = view.domains.get(domain_id)
+    if not plans or domain is None:
+        return []
+    c = audit_cookie(domain_id)
+    flows = [Flow(CT_STATE_TABLE[side].number, P.PRIO_CT_AUDIT, match(**{REG_DOMAIN: domain.vni}),
+                  (Resubmit(AUDIT_TABLE[side].number), Goto(POLICY_TABLE[side].number)), c) for side in SIDES]
+    for plan in plans.values():
+        rule = plan.rule
+        flows += _rule_flows(view, plan, AUDIT_TABLE, lambda _side, plan=plan: _audit_actions(plan),
+                             rule_cookie(rule.id) if not rule.enforce else c, c)
+        members = {v.id: v for ep in (rule.source, rule.destination) for v in idx.group_members(ep)}
+        for vid in sorted(members):
+            flows += _member_flows(view, plan, members[vid], AUDIT_TABLE, c)
+    by_key: dict[tuple, list[Flow]] = {}
+    for f in flows:
+        by_key.setdefault(f.key, []).append(f)
+    return [merge_same_key(group) for group in by_key.values()]
+
+
+def _audit_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
+    idx = policy_index(view)
+    out: dict[Owner, object] = {}
+    for did, plans in idx.audit_plans.items():
+        parts = []
+        for plan in plans.values():
+            rule = plan.rule
+            members = tuple((v.id, v.ip, view.logical_port(v)) for ep in (rule.source, rule.destination)
+                            for v in idx.group_members(ep))
+            cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (rule.source, rule.destination))
+            parts.append((plan, cidr_data, members))
+        out[(OwnerTag.ACL_AUDIT, did)] = (view.domains[did], tuple(sorted(parts, key=lambda p: p[0].rule.id)))
+    return out
+
+
 def _compile_owner(view: HostView, owner: Owner) -> list[Flow]:
     idx = policy_index(view)
     plan = idx.plans[owner[1]]
@@ -445,3 +548,4 @@ def _compile_owner(view: HostView, owner: Owner) -> list[Flow]:
 
 
 ACL_OWNERS = OwnerKind((OwnerTag.ACL, OwnerTag.ACL_MEMBER), _policy_inputs, _compile_owner)
+AUDIT_OWNERS = OwnerKind((OwnerTag.ACL_AUDIT,), _audit_inputs, lambda view, owner: compile_audit(view, owner[1]))

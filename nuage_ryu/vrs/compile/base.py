@@ -16,7 +16,16 @@ from functools import lru_cache
 
 from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.cookies import CookieKind
-from nuage_ryu.vrs.flow import OFPP_IN_PORT, Conjunction, Flow, MatchField, Move, Output, SetField
+from nuage_ryu.vrs.flow import (
+    OFPP_IN_PORT,
+    Conjunction,
+    Flow,
+    MatchField,
+    MeteredController,
+    Move,
+    Output,
+    SetField,
+)
 from nuage_ryu.vrs.view import HostView
 
 IP = P.ETH_TYPE_IPV4
@@ -44,6 +53,7 @@ class OwnerTag(StrEnum):
     VPORT = "vport", (CookieKind.VPORT, CookieKind.REMOTE_VPORT)
     ACL = "acl", (CookieKind.ACL_RULE, CookieKind.POLICY_MEMBER)  # a rule's own flows
     ACL_MEMBER = "acl-member", (CookieKind.POLICY_MEMBER,)  # one group member's clause flows of a rule
+    ACL_AUDIT = "acl-audit", (CookieKind.ACL_AUDIT, CookieKind.ACL_RULE)  # a domain's audit tables
     # External connectivity (docs/external.md)
     EXTERNAL_STATIC = "external-static", (CookieKind.EXTERNAL,)  # the EXT_* tables' skeleton
     EXTERNAL = "external", (CookieKind.EXTERNAL,)  # a domain's exits and NAT zone
@@ -131,6 +141,10 @@ def ip_to_int(ip: str) -> int:
 
 
 # ---- flows shared by several owner kinds ---------------------------------------------------
+
+VERDICT_LOG = MeteredController(P.METER_VERDICT_LOG, P.VERDICT_LOG_MAX_LEN)
+"""The action that makes a decision a verdict record: a metered copy of the headers to the agent."""
+
 
 
 def arp_reply_flow(vni: int, ip: str, mac: str, subnet_cidr: str, cookie: int) -> Flow:

@@ -4,7 +4,16 @@ subnets (the gateway's ARP answer)."""
 from __future__ import annotations
 
 from nuage_ryu.vrs import pipeline as P
-from nuage_ryu.vrs.compile.base import IP, REG_DOMAIN, Owner, OwnerKind, OwnerTag, arp_reply_flow, match
+from nuage_ryu.vrs.compile.base import (
+    IP,
+    REG_DOMAIN,
+    VERDICT_LOG,
+    Owner,
+    OwnerKind,
+    OwnerTag,
+    arp_reply_flow,
+    match,
+)
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Ct, Flow, Goto
 from nuage_ryu.vrs.view import Domain, HostView, Subnet
@@ -37,11 +46,13 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     # back as +est (conntrack marks a reply of an uncommitted connection +inv).
     # OVS accepts ct() only with an IP match (only IP reaches the policy tables anyway).
     commit = (Ct(zone=domain.ct_zone, commit=True),)
+    # log_default: the copy goes first, so it shows the packet as the default action saw it.
+    log = (VERDICT_LOG,) if domain.log_default else ()
     flows += [
         Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
+             (*log, *commit, Goto(P.L3_LOOKUP.number)) if allow else log, d),
         Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
+             (*log, *commit, Goto(P.OUTPUT.number)) if allow else log, d),
     ]
     return flows
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nuage_ryu.vrs.compile.acl import ACL_OWNERS
+from nuage_ryu.vrs.compile.acl import ACL_OWNERS, AUDIT_OWNERS
 from nuage_ryu.vrs.compile.base import FlowConflict, Owner, OwnerKind, OwnerTag, merge_same_key
 from nuage_ryu.vrs.compile.domain import DOMAIN_OWNERS, SUBNET_OWNERS
 from nuage_ryu.vrs.compile.external import EXTERNAL_DOMAIN_OWNERS, EXTERNAL_STATIC_OWNERS, EXTERNAL_VPORT_OWNERS
@@ -29,6 +29,7 @@ from nuage_ryu.vrs.flow import Flow, FlowDiff
 from nuage_ryu.vrs.view import HostView
 
 OWNER_KINDS: tuple[OwnerKind, ...] = (STATIC_OWNERS, DOMAIN_OWNERS, SUBNET_OWNERS, VPORT_OWNERS, ACL_OWNERS,
+                                      AUDIT_OWNERS,
                                       EXTERNAL_STATIC_OWNERS, EXTERNAL_DOMAIN_OWNERS, EXTERNAL_VPORT_OWNERS)
 
 
