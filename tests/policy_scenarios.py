@@ -112,6 +112,8 @@ def topologies(draw) -> Scenario:
                                 _address(subnet.cidr, offset), draw(st.sampled_from(HOST_NAMES)),
                                 "host" if vlan else "container", frozenset(member_of), vlan))
     ofports = {v.id: GATEWAY_OFPORT if v.vlan else i + 1 for i, v in enumerate(vports)}
+    # Verdict records of the default action (docs/policy.md), drawn last.
+    domains = tuple(dataclasses.replace(d, log_default=draw(st.booleans())) for d in domains)
     return Scenario(domains, tuple(subnets), tuple(vports), tuple(groups), (), ofports)
 
 
@@ -158,9 +160,11 @@ def rules_for(draw, sc: Scenario, domain_id: str, rule_id: str, priority: int) -
         icmp_type = draw(st.sampled_from((0, 8, 13, 3)))
         if draw(st.booleans()):
             icmp_code = draw(st.sampled_from((0, 1)))
-    return AclRule(rule_id, domain_id, priority, draw(endpoints(sc, domain_id)), draw(endpoints(sc, domain_id)),
+    rule = AclRule(rule_id, domain_id, priority, draw(endpoints(sc, domain_id)), draw(endpoints(sc, domain_id)),
                    proto, ports, icmp_type, icmp_code, draw(st.sampled_from(("allow", "allow", "deny"))),
                    draw(st.booleans()))
+    # Logged rules and audit rules (enforce: false), about one in three and one in four.
+    return dataclasses.replace(rule, log=draw(st.integers(0, 2)) == 0, enforce=draw(st.integers(0, 3)) != 0)
 
 
 @st.composite
@@ -255,7 +259,7 @@ def wire_packet(sc: Scenario, sender: VPort, receiver: VPort, pkt: R.Packet, tcp
 
 
 def delivered(net: Overlay, sc: Scenario, sender: VPort, receiver: VPort, pkt: R.Packet, tcp_flags: int = SYN) -> bool:
-    """Did the packet reach ``receiver`` (and nothing else)?"""
+    """Did the packet reach ``receiver`` (and nothing else)? (``net.samples``: its verdict copies.)"""
     got = net.send(sender.host, wire_packet(sc, sender, receiver, pkt, tcp_flags), sc.ofports[sender.id])
     assert len(got) <= 1, got
     if not got:
@@ -270,9 +274,40 @@ def has_reply(pkt: R.Packet) -> bool:
     return pkt.protocol != R.ICMP or pkt.icmp_type in R.ICMP_REPLY
 
 
+def sample_records(sc: Scenario, samples) -> list[tuple[str, str, str, bool]]:
+    """The simulator's verdict copies as (host, side, deciding rule id or "default", enforced)."""
+    from nuage_ryu.vrs.compile import default_action_cookie, rule_cookie
+    from nuage_ryu.vrs.pipeline import VERDICT_LOG_TABLES
+
+    names = {rule_cookie(r.id): r.id for r in sc.rules}
+    names.update({default_action_cookie(d.id): R.DEFAULT for d in sc.domains})
+    out = []
+    for host, sample in samples:
+        side, enforced = VERDICT_LOG_TABLES.get(sample.table, ("table %d" % sample.table, None))
+        out.append((host, side, names.get(sample.cookie, hex(sample.cookie)), enforced))
+    return out
+
+
+def expected_records(sender: VPort, receiver: VPort, decision: R.Decision) -> list[tuple[str, str, str, bool]]:
+    """Where the reference's verdict records of one packet appear: on the sending host, and again on
+    the receiving host when the packet crossed the overlay (it re-decides traffic from the tunnel)."""
+    recs = [(r.deciding, r.enforced) for r in decision.records]
+    out = [(sender.host, "sender", rid, enforced) for rid, enforced in recs]
+    if decision.allowed and receiver.host != sender.host:
+        out += [(receiver.host, "receiver", rid, enforced) for rid, enforced in recs]
+    return out
+
+
+def check_records(net: Overlay, sc: Scenario, what: str, sender: VPort, receiver: VPort,
+                  decision: R.Decision) -> list[str]:
+    got, want = sample_records(sc, net.samples), expected_records(sender, receiver, decision)
+    return [] if got == want else [f"{what}: verdict records {got}, reference {want} ({decision})"]
+
+
 def run_case(net: Overlay, sc: Scenario, case: Case) -> list[str]:
     """Send the case's packet, then its reply and a continuation while they are expected to pass.
-    Returns the disagreements with the reference (empty: all agree). Conntrack starts empty."""
+    Returns the disagreements with the reference (empty: all agree), deliveries and verdict records
+    (logged rules, audit rules, the logged default). Conntrack starts empty."""
     for sim in net.hosts.values():
         sim.conntrack.flush()
     policy = sc.policy(sc.vport(case.src).domain_id)
@@ -283,26 +318,32 @@ def run_case(net: Overlay, sc: Scenario, case: Case) -> list[str]:
     got = delivered(net, sc, src, dst, pkt)
     if got != first.allowed:
         return [f"request {pkt}: simulator {'allow' if got else 'deny'}, reference {first}"]
+    problems += check_records(net, sc, f"request {pkt}", src, dst, first)
     if not got or not has_reply(pkt):
         return problems
     back = R.decide_reply(policy, pkt, first)
     got = delivered(net, sc, dst, src, pkt.reply(), SYN | ACK)
     if got != back.allowed:
         problems.append(f"reply {pkt.reply()} of {pkt}: simulator {'allow' if got else 'deny'}, reference {back}")
+    else:
+        problems += check_records(net, sc, f"reply of {pkt}", dst, src, back)
     if pkt.protocol == R.TCP:
         more = R.decide_continuation(policy, pkt, first)
         got = delivered(net, sc, src, dst, pkt, ACK)
         if got != more.allowed:
             problems.append(f"continuation of {pkt}: simulator {'allow' if got else 'deny'}, reference {more}")
+        else:
+            problems += check_records(net, sc, f"continuation of {pkt}", src, dst, more)
     return problems
 
 
 def describe(sc: Scenario) -> str:
     """A scenario as readable lines (for assertion messages)."""
-    lines = [f"domain {d.id} default {d.default_action}" for d in sc.domains]
+    lines = [f"domain {d.id} default {d.default_action} log_default={d.log_default}" for d in sc.domains]
     lines += [f"subnet {s.id} {s.cidr} zone {s.zone_id}" for s in sc.subnets]
     lines += [f"vport {v.id} {v.ip} {v.subnet_id} {v.host} groups {sorted(v.policygroups)}" for v in sc.vports]
     for r in sorted(sc.rules, key=lambda r: (r.domain_id, r.priority)):
         lines.append(f"rule {r.id} prio {r.priority} {r.source} -> {r.destination} {r.protocol} "
-                     f"ports={r.dst_ports} icmp={r.icmp_type}/{r.icmp_code} {r.action} stateful={r.stateful}")
+                     f"ports={r.dst_ports} icmp={r.icmp_type}/{r.icmp_code} {r.action} stateful={r.stateful} "
+                     f"log={r.log} enforce={r.enforce}")
     return "\n".join(lines)

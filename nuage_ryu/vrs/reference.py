@@ -22,6 +22,14 @@ Semantics implemented (docs/policy.md "Semantics"):
   rest of the original direction - pass without looking at the rules. Every other packet (a
   reply after a stateless allow, an unsolicited reply) is decided by the rules like a new one:
   a stateless allow needs a rule for the reverse direction.
+- Audit mode (``enforce: false``): an audit rule decides nothing. Walking the rules by priority,
+  the first matching *enforcing* rule decides (else the default action); the first matching audit
+  rule met before it is the packet's *would-be* decider - what it would get if every audit rule
+  were enforced - and is counted and logged ("would deny"). A packet has at most one would-be
+  decider; an audit rule after the deciding rule is never reached.
+- Verdict records (docs/policy.md "Verdict logs"): every evaluation of the rules (not a packet of
+  an allowed connection) produces the would-be decider's record, if any, then the decider's own if
+  it is logged (``log``, or the domain's ``log_default`` for the default action).
 
 Pure: no I/O, no threads; inputs are the compiler's own view objects (``nuage_ryu.vrs.view``).
 """
@@ -71,6 +79,20 @@ class Packet:
 
 
 @dataclass(frozen=True)
+class VerdictRecord:
+    """One verdict record an evaluation produces: the rule (None: the default action), what it
+    decides, and whether that is enforced (False: an audit rule's "would ...")."""
+
+    rule: AclRule | None
+    verdict: str
+    enforced: bool = True
+
+    @property
+    def deciding(self) -> str:
+        return self.rule.id if self.rule is not None else DEFAULT
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the policy does with a packet, and why.
 
@@ -84,6 +106,8 @@ class Decision:
     rule: AclRule | None
     stateful: bool = False
     established: bool = False
+    audit: AclRule | None = None  # the would-be decider (an audit rule before the decider), if any
+    records: tuple[VerdictRecord, ...] = ()  # the verdict records of this evaluation, in order
 
     @property
     def allowed(self) -> bool:
@@ -180,14 +204,30 @@ def rule_matches(policy: DomainPolicy, rule: AclRule, pkt: Packet) -> bool:
 
 
 def decide(policy: DomainPolicy, pkt: Packet) -> Decision:
-    """The decision for a packet that is not part of an allowed connection: first matching rule
-    by priority, else the default action (a default allow is stateful)."""
+    """The decision for a packet that is not part of an allowed connection: first matching
+    enforcing rule by priority, else the default action (a default allow is stateful); with the
+    first audit rule matching before it and the verdict records of the evaluation."""
+    audit = None
     for rule in policy.rules:
-        if rule_matches(policy, rule, pkt):
-            allow = rule.action == "allow"
-            return Decision(rule.action, rule, stateful=allow and rule.stateful)
+        if not rule_matches(policy, rule, pkt):
+            continue
+        if not rule.enforce:
+            audit = audit or rule
+            continue
+        allow = rule.action == "allow"
+        return Decision(rule.action, rule, stateful=allow and rule.stateful, audit=audit,
+                        records=_records(audit, rule, rule.action, rule.log))
     allow = policy.domain.default_action == "allow"
-    return Decision("allow" if allow else "deny", None, stateful=allow)
+    verdict = "allow" if allow else "deny"
+    return Decision(verdict, None, stateful=allow, audit=audit,
+                    records=_records(audit, None, verdict, policy.domain.log_default))
+
+
+def _records(audit: AclRule | None, rule: AclRule | None, verdict: str, logged: bool) -> tuple:
+    out = [VerdictRecord(audit, audit.action, False)] if audit is not None else []
+    if logged:
+        out.append(VerdictRecord(rule, verdict, True))
+    return tuple(out)
 
 
 def decide_reply(policy: DomainPolicy, request: Packet, first: Decision | None = None) -> Decision:
@@ -197,7 +237,7 @@ def decide_reply(policy: DomainPolicy, request: Packet, first: Decision | None =
     the reply is a packet of its own, decided by the rules."""
     first = decide(policy, request) if first is None else first
     if first.allowed and first.stateful:
-        return replace(first, established=True)
+        return replace(first, established=True, audit=None, records=())  # the rules are not visited
     return decide(policy, request.reply())
 
 
@@ -205,5 +245,5 @@ def decide_continuation(policy: DomainPolicy, request: Packet, first: Decision |
     """A later packet of the request's direction (e.g. the TCP ACK after the SYN)."""
     first = decide(policy, request) if first is None else first
     if first.allowed and first.stateful:
-        return replace(first, established=True)
+        return replace(first, established=True, audit=None, records=())
     return decide(policy, request)
