@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from nuage_ryu.hostovs.process import missing_binaries
 from nuage_ryu.vrs import reference as R
 from nuage_ryu.vrs.compile import compile_host
+from nuage_ryu.vrs.pipeline import METER_VERDICT_LOG
 from nuage_ryu.vrs.simulator import Overlay, TableSimulator
 from tests.policy_scenarios import (
     ACK,
@@ -52,6 +53,7 @@ POLICIES, CASES_PER_POLICY = 40 * SCALE, 8
 MAX_PORTS = 13  # vports of a scenario (2 domains x up to 6) each get a port; 13 is the shared gateway port
 TUNNEL_IP = {h.name: h.tunnel_ip for h in HOSTS}
 UNDERLAY_IP = "192.168.0.254"
+COPY_RE = re.compile(r"controller\([^)]*rule_cookie=(0x[0-9a-f]+)[^)]*\)")  # a verdict copy's flow cookie
 VXLAN_RE = re.compile(r"ipv4\(src=[0-9.]+,dst=([0-9.]+),.*vxlan\(flags=0x[0-9a-f]+,vni=(0x[0-9a-f]+)\)")
 
 
@@ -62,6 +64,9 @@ def bridge():
     with private_ovs() as ovs:
         ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev",
                   "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14")
+        # The verdict-log meter, before any flow names it (as the agent does on connect).
+        ovs.ofctl("-O", "OpenFlow14", "add-meter", "br-int", f"meter={METER_VERDICT_LOG},pktps,burst,"
+                  "bands=type=drop,rate=100,burst_size=100")
         for port in range(1, MAX_PORTS + 1):
             ovs.vsctl("add-port", "br-int", f"hp{port}", "--", "set", "interface", f"hp{port}", "type=internal",
                       f"ofport_request={port}")
@@ -82,6 +87,15 @@ def bridge():
         for i, h in enumerate(HOSTS):
             ovs.appctl("tnl/neigh/set", "br-phy", h.tunnel_ip, f"02:fe:00:00:00:{i + 1:02x}")
         yield ovs
+
+
+def verdict_copies(ovs, frame: dict, in_port: int, ct: str) -> list[int]:
+    """Cookies of the flows whose metered controller copies the datapath makes of the packet, in order
+    (the verdict records: docs/policy.md)."""
+    text = ovs.appctl("ofproto/trace", "--ct-next", ct, "br-int", ofctl_packet(frame, in_port))
+    actions = DATAPATH_RE.findall(text)
+    assert "meter(" in actions[-1] or "controller(" not in actions[-1], text  # copies go through the meter
+    return [int(c, 16) for c in COPY_RE.findall(actions[-1])]
 
 
 def trace(ovs, frame: dict, in_port: int, ct: str) -> tuple[set[int], tuple[int, str] | None]:
@@ -124,7 +138,7 @@ def expected_ports(sc: Scenario, host: str, receiver, allowed: bool) -> set[int]
 
 
 def test_ofproto_trace_gives_the_reference_verdict_for_random_policies(bridge):
-    counted = {"policies": 0, "traces": 0}
+    counted = {"policies": 0, "traces": 0, "copies": 0}
 
     # No shrinking: each step of it re-installs a bridge; the message already shows the whole case.
     @settings(max_examples=POLICIES, derandomize=True, database=None, deadline=None,
@@ -168,14 +182,21 @@ def test_ofproto_trace_gives_the_reference_verdict_for_random_policies(bridge):
                     assert pushed == (vni, TUNNEL_IP[receiver.host]), (pushed, p, describe(sc))
                 if ct == "trk,new":  # a new packet: the simulator (empty conntrack) must agree as well
                     sim.conntrack.flush()
-                    assert set(sim.process(frame, in_port).ports) == ports, f"{host} {p}\n{describe(sc)}"
+                    simulated = sim.process(frame, in_port)
+                    assert set(simulated.ports) == ports, f"{host} {p}\n{describe(sc)}"
+                    # the verdict copies too: the same flows (cookies), in the same order
+                    copies = verdict_copies(bridge, frame, in_port, ct)
+                    assert copies == [c.cookie for c in simulated.samples], f"{host} {p}\n{describe(sc)}"
+                    counted["copies"] += len(copies)
                     # and the whole simulated system sees the request, so the reply meets its connection
                     net.send(sender.host, wire_packet(sc, sender, receiver, p, flags), sc.ofports[sender.id])
                 counted["traces"] += 1
 
     check()
-    print(f"ofproto/trace differential: {counted['policies']} policies, {counted['traces']} traces")
+    print(f"ofproto/trace differential: {counted['policies']} policies, {counted['traces']} traces, "
+          f"{counted['copies']} verdict copies")
     assert counted["traces"] >= 60
+    assert counted["copies"] >= 10
 
 
 def test_ofproto_trace_sends_a_server_back_out_of_its_gateway_port_to_another_vlan(bridge):
