@@ -100,7 +100,8 @@ class VrsAgent(BaseApp):
                                        on_change=self.kick, logger=self.logger,
                                        external_bridge=conf.external_bridge,
                                        nat_ports=parse_port_range(conf.nat_port_range),
-                                       startup_clock=self.startup)
+                                       startup_clock=self.startup,
+                                       verdict_meter=(conf.verdict_log_rate, conf.verdict_log_burst))
                 self.bridges[bridge.datapath_id] = bridge
                 bridge.ensure(list(conf.controller), config.tls_credentials(self.CONF))
             self.startup.mark(startup.BRIDGE_READY)

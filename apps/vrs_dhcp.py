@@ -32,6 +32,7 @@ from collections.abc import Mapping
 
 from nuage_ryu.framework import MAIN_DISPATCHER, BaseApp, app_manager, ofp_event, ofproto_v1_4, set_ev_cls
 from nuage_ryu.vrs import dhcp
+from nuage_ryu.vrs.pipeline import VERDICT_LOG_TABLES
 from nuage_ryu.vrs.view import gateway_vlan
 
 VXLAN_OVERHEAD = 50
@@ -178,6 +179,8 @@ class VrsDhcp(BaseApp):
 
     def handle_packet_in(self, msg) -> str | None:
         """Answer one packet-in; returns a result to count here, None when the responder counted it."""
+        if msg.table_id in VERDICT_LOG_TABLES:
+            return None  # a verdict copy (policy/audit tables): nuage_ryu.apps.vrs_verdicts' packet-in
         dp = msg.datapath
         agent = self.vrs_agent()
         if agent is None:

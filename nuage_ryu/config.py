@@ -19,8 +19,9 @@ DEFAULT_AGENT_SOCKET = "/run/nuage-ryu/agent.sock"
 
 ROLE_APPS = {
     "directory": ["nuage_ryu.apps.directory_api"],
-    "vrs": ["nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp"],
-    "all": ["nuage_ryu.apps.directory_api", "nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp"],
+    "vrs": ["nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp", "nuage_ryu.apps.vrs_verdicts"],
+    "all": ["nuage_ryu.apps.directory_api", "nuage_ryu.apps.vrs_agent", "nuage_ryu.apps.vrs_dhcp",
+            "nuage_ryu.apps.vrs_verdicts"],
     "monitor": ["nuage_ryu.apps.datapath_monitor"],
 }
 
@@ -54,6 +55,12 @@ DIRECTORY_OPTS = [
     cfg.StrOpt("floating_ip_pool", default="",
                help="External addresses vports may get as floating IPs (1:1 NAT on their host), as CIDRs "
                     "separated by commas, e.g. '198.51.100.0/24'. Empty: no floating IPs (docs/external.md)."),
+    cfg.IntOpt("verdict_retention", default=10000, min=100, max=100000,
+               help="Verdict records the directory keeps for GET /api/v1/verdicts and 'nuage-ctl flows' "
+                    "(the newest ones; older are deleted). Each host's agent log keeps them all (docs/policy.md)."),
+    cfg.IntOpt("verdict_waiters", default=8, min=0, max=64,
+               help="Long-polls of GET /api/v1/verdicts that may wait at the same time; more are answered at "
+                    "once (Retry-After), so that followers never hold every REST worker."),
 ]
 
 VRS_OPTS = [
@@ -93,6 +100,15 @@ VRS_OPTS = [
     cfg.StrOpt("nat_port_range", default="61000-65535",
                help="Source ports of egress NAT on the host's address, FIRST-LAST; keep it outside "
                     "net.ipv4.ip_local_port_range so NAT never takes a port of the host's own connections."),
+    cfg.IntOpt("verdict_log_rate", default=100, min=1, max=1000000,
+               help="Packets per second the bridge's verdict-log meter lets through to the agent (logged "
+                    "rules, audit rules, log_default); copies beyond it are dropped in the datapath and "
+                    "counted (nuage_verdict_meter_dropped_packets_total). Forwarding is never metered."),
+    cfg.IntOpt("verdict_log_burst", default=0, min=0, max=1000000,
+               help="Burst size of the verdict-log meter, in packets; 0 = verdict_log_rate."),
+    cfg.IntOpt("verdict_export_rate", default=50, min=0, max=10000,
+               help="Verdict records per second this agent sends to the directory (for nuage-ctl flows); "
+                    "the rest are only in the agent's log. 0: none."),
 ]
 
 TLS_OPTS = [

@@ -34,6 +34,8 @@ HOST_PERMISSIONS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
     "HostLiveness": (("name",), True, ("connected", "last_seen")),
     "HostCounters": (("host",), True, ("rule_packets", "rule_bytes", "default_packets", "default_bytes")),
     "VPortStatus": (("host",), False, ("status",)),
+    # verdict records (docs/policy.md): a host inserts its own and may delete them; never changes one
+    "Verdict": (("host",), True, ()),
 }
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from nuage_ryu import tls
-from nuage_ryu.agent import counters, startup
+from nuage_ryu.agent import counters, startup, verdicts
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
@@ -50,7 +50,8 @@ class ManagedBridge:
                  metrics: AgentMetrics, lock: threading.RLock, on_change: Callable[[], None],
                  logger: logging.Logger, external_bridge: str = "",
                  nat_ports: tuple[int, int] = DEFAULT_NAT_PORTS,
-                 startup_clock: startup.StartupClock | None = None) -> None:
+                 startup_clock: startup.StartupClock | None = None,
+                 verdict_meter: tuple[int, int] = (100, 0)) -> None:
         self.host_name = host_name
         self.tunnel_ip = tunnel_ip
         self.ovsdb_remote = ovsdb_remote
@@ -72,6 +73,8 @@ class ManagedBridge:
         self.uplink: HostUplink | None = None
         self._startup = startup_clock or startup.StartupClock()
         self._session_to_mark: str | None = None  # set on connect, written by the worker
+        self.verdict_meter = verdict_meter  # (packets/s, burst) of the verdict-log meter (docs/policy.md)
+        self._meter_xids: set[int] = set()  # its METER_MODs: an "already exists" answer is expected
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str], creds: Credentials | None = None) -> None:
@@ -239,6 +242,7 @@ class ManagedBridge:
 
     def _connected(self, datapath) -> None:
         self.datapath = datapath
+        self._send_verdict_meter(datapath)  # before any flow: OVS binds controller(meter_id) at flow add
         self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
                                     name=f"{self.host_name}/{self.bridge}")
         self.core.connected()
@@ -269,8 +273,17 @@ class ManagedBridge:
         with self._lock:
             self._feed(msg.datapath, "on_bundle_reply", msg)
 
+    def _send_verdict_meter(self, datapath) -> None:
+        mods = verdicts.meter_mods(*self.verdict_meter)
+        self._meter_xids = {xid for xid, _raw in mods}
+        sync.send(datapath, [raw for _xid, raw in mods])
+
     def on_error(self, msg) -> None:
         """An OpenFlow error (the sync engine knows which of its messages it answers)."""
+        if msg.xid in self._meter_xids:  # ADD of a meter that exists (agent restart): MODIFY follows
+            self._log.debug("%s: verdict meter: OpenFlow error type %d code %d", self.host_name, msg.type,
+                            msg.code)
+            return
         with self._lock:
             self._feed(msg.datapath, "on_error", msg)
 

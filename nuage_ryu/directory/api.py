@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import webob
 
 from nuage_ryu import json_input
-from nuage_ryu.directory import listing, openapi, shadow, validate
+from nuage_ryu.directory import listing, openapi, shadow, validate, verdicts_api
 from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.errors import (
     BadRequest,
@@ -112,6 +112,8 @@ def build_routes() -> list[Route]:
                         "policygroup", "remove one member"))
     routes.append(Route("/bulk", {"POST": "bulk"}, None, None,
                         "many creates/updates/deletes in one transaction (all or nothing)"))
+    routes.append(Route("/verdicts", {"GET": "verdicts"}, None, None,
+                        "verdict records of logged and audit rules (cursor, long poll)"))
     routes.append(Route("/openapi.json", {"GET": "openapi"}, None, None, "this document"))
     return routes
 
@@ -437,6 +439,13 @@ class DirectoryAPI:
             raise NotFound(f"vport {vport_id} is not a member of policy group {id}")
         self.store.apply(lambda s: validate.plan_membership(s, id, [vport_id], "remove"))
         return _json_response(204)
+
+    # -- verdict records (docs/policy.md) --
+    def _verdicts(self, req, caller, route):
+        params = self._params(req, verdicts_api.PARAMS)
+        body, headers = verdicts_api.answer(getattr(self.store, "verdicts", None), self.store.snapshot(),
+                                            None if caller.admin else caller.enterprise, params)
+        return _json_response(200, body, headers)
 
     # -- bulk --
     def _authorize_op(self, caller: Caller, state: DirectoryState, op: bulk.BulkOperation,

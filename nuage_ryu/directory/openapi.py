@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 
 from nuage_ryu import __version__
-from nuage_ryu.directory import listing
+from nuage_ryu.directory import listing, verdicts_api
 from nuage_ryu.directory.model import ACTIONS as ACTIONS_OF_RULES
 from nuage_ryu.directory.model import FIELDS, KINDS, VPORT_STATUSES, VPORT_TYPES, Field
 from nuage_ryu.directory.validate import check
@@ -369,6 +369,9 @@ def build_document(routes) -> dict:
                                            **_json(_ref("BulkResult"))},
                                    **{c: {"description": ERRORS[c], **_json(_ref("BulkError"))}
                                       for c in ["400", "401", "403", "404", "405", "409", "413", "422", "503"]}}
+            elif handler == "verdicts":
+                op.update(verdicts_api.openapi_operation())
+                op["responses"].update(_errors(["400", "401", "404", "405"]))
             elif handler == "create":
                 op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
                 op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 # Tables whose rows belong to one domain, by the column that names it.
 DOMAIN_SCOPED = {"Zone": "domain", "Subnet": "domain", "PolicyGroup": "domain", "ACL": "domain"}
-# Tables an agent never receives a row of.
-NEVER = ("ApiToken",)
+# Tables an agent never receives a row of (Verdict: agents only insert their records, docs/policy.md).
+NEVER = ("ApiToken", "Verdict")
 # Tables keyed by host name that an agent receives only for its own hosts.
 OWN_HOST_ONLY = {"HostCounters": "host", "HostLiveness": "name", "VPortStatus": "host"}
 

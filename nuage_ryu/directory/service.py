@@ -19,9 +19,11 @@ from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
 from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.http_server import HardenedServer, deferred_handshake
 from nuage_ryu.directory.store import DirectoryStore, schema_path
+from nuage_ryu.directory.store.verdicts import VerdictFeed
 from nuage_ryu.pki import Credentials
 
 LOG = logging.getLogger(__name__)
+VERDICT_TRIM_INTERVAL_S = 5.0
 
 
 def ensure_token_file(path: str) -> str:
@@ -48,7 +50,8 @@ class DirectoryService:
     def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", host_listen: str = "",
                  api_host: str = "127.0.0.1",
                  api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
-                 discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None):
+                 discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None,
+                 verdict_retention: int = 10000, verdict_waiters: int = 8):
         self.state_dir = state_dir
         self.connection = connection
         self.listen = listen
@@ -66,6 +69,9 @@ class DirectoryService:
         self.discovery_pointer = discovery_pointer  # None: write only <state_dir>/directory.json
         self._discovery: tuple[dict, list[str]] | None = None
         self.tls = tls  # HTTPS on api_port, and the identity of the DB's pssl:/ssl: connections
+        self.verdict_retention = verdict_retention  # verdict records kept in the database (docs/policy.md)
+        self.verdict_waiters = verdict_waiters
+        self._stopping = threading.Event()
 
     @classmethod
     def from_conf(cls, conf) -> DirectoryService:
@@ -75,7 +81,8 @@ class DirectoryService:
         return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, host_listen=d.host_listen,
                    api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
-                   db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf))
+                   db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf),
+                   verdict_retention=d.verdict_retention, verdict_waiters=d.verdict_waiters)
 
     @property
     def db_remote(self) -> str:
@@ -95,8 +102,13 @@ class DirectoryService:
                                              host_remotes=[r.strip() for r in self.host_listen.split(",")
                                                            if r.strip()])
                 self.db_server.start()
-            self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
+            feed = VerdictFeed(self.verdict_retention, self.verdict_waiters)  # GET /verdicts (docs/policy.md)
+            self.store = DirectoryStore(self.db_remote, all_counters=True,  # GET shows every host's counters
+                                        verdict_feed=feed)
             self.store.start()
+            self._stopping.clear()
+            trimmer = threading.Thread(target=self._trim_verdicts, name="directory-verdict-trim", daemon=True)
+            trimmer.start()
             self.api = DirectoryAPI(self.store, token,
                                     audit=AuditLog(os.path.join(self.state_dir, audit.AUDIT_FILE)))
             if self.api_port:
@@ -114,6 +126,19 @@ class DirectoryService:
             self.stop()
             raise
         return self._threads[0]
+
+    def _trim_verdicts(self) -> None:
+        """Keep the newest ``verdict_retention`` verdict records in the database (the agents only insert)."""
+        slack = max(10, self.verdict_retention // 10)  # one delete per tenth of the retention, not per batch
+        while not self._stopping.wait(VERDICT_TRIM_INTERVAL_S):
+            store = self.store
+            if store is None:
+                return
+            try:
+                if store.verdict_rows() > self.verdict_retention + slack:
+                    store.trim_verdicts(self.verdict_retention)
+            except Exception as exc:  # the next round retries
+                LOG.info("old verdict records not deleted: %s", exc)
 
     def _publish(self) -> None:
         # So that nuage-ctl on this machine finds the API and token file without options.
@@ -148,6 +173,7 @@ class DirectoryService:
 
     def stop(self) -> None:
         """Stop HTTP, the store and the embedded ovsdb-server (by pid)."""
+        self._stopping.set()
         if self._discovery:
             discovery.withdraw(*self._discovery)
             self._discovery = None

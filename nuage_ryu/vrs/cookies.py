@@ -36,7 +36,9 @@ class CookieKind(IntEnum):
     FLOATING_IP = 12  # a local vport's floating IP (ARP, both rewrites)
     PORT_MAPPING = 13  # a local vport's published ports
     UPLINK = 14  # the physical bridge's steering flows
-    ACL_AUDIT = 15  # a domain's audit tables (entry, clauses, the enforcing rules' silent stops); audit rules' verdicts carry ACL_RULE
+    # a domain's audit tables (entry, clauses, the enforcing rules' silent stops); an audit rule's
+    # own verdict flow carries ACL_RULE (its counters)
+    ACL_AUDIT = 15
 
 
 def _id_hash(object_id: str) -> int:

@@ -146,7 +146,8 @@ def test_metered_controller_flows_round_trip_through_ovs(bridge):
     engine reaches a steady state instead of re-adding them forever."""
     instance, client = bridge
     for meter in (1, 3):
-        instance.ofctl("-O", "OpenFlow14", "add-meter", BRIDGE, f"meter={meter},pktps,burst,bands=type=drop,rate=10,burst_size=10")
+        instance.ofctl("-O", "OpenFlow14", "add-meter", BRIDGE,
+                       f"meter={meter},pktps,burst,bands=type=drop,rate=10,burst_size=10")
     bs = sync.BridgeSync(owns=lambda c: True, canary=None)
     drive(client, bs, bs.on_connect())
     assert drive(client, bs, bs.set_desired(METERED_FLOWS)) == []

@@ -61,6 +61,9 @@ class Switch:
                     assert (table, out_port, out_group, cookie_mask) == (ofp.OFPTT_ALL, ofp.OFPP_ANY,
                                                                         ofp.OFPG_ANY, 0)
                     out.append(("read", xid, None, None, None))
+                elif mtype == ofp.OFPT_METER_MOD:  # the verdict-log meter (nuage_ryu/agent/verdicts.py)
+                    command, _flags, meter_id = struct.unpack_from("!HHI", raw, 8)
+                    out.append(("meter", xid, None, command, meter_id))
                 else:
                     raise AssertionError(f"unexpected message type {mtype}")
         return out

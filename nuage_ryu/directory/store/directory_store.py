@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable
 from nuage_ryu.directory import model, scope
 from nuage_ryu.directory.errors import Unavailable
 from nuage_ryu.directory.model import DirectoryState
-from nuage_ryu.directory.store import agent_writes
+from nuage_ryu.directory.store import agent_writes, verdicts
 from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.counters import CounterWatch, check_counts, plan_report
 from nuage_ryu.directory.store.mirror import Mirror, initial_conditions, schema_helper, schema_path
+from nuage_ryu.directory.store.rows import VERDICT_TABLE
 from nuage_ryu.directory.store.transactions import TransactionPath
 from nuage_ryu.directory.validate import Change, check_hostname
 
@@ -43,7 +44,7 @@ class DirectoryStore:
 
     def __init__(self, remote: str, *, schema: str | None = None, write_timeout: float = 10.0,
                  all_counters: bool = False, scope_hosts: Iterable[str] | None = None,
-                 leader_only: bool = True):
+                 leader_only: bool = True, verdict_feed: verdicts.VerdictFeed | None = None):
         """``all_counters``: replicate every host's counter reports (the REST API needs them). When
         False (agents), only the reports of hosts this store itself reports for are replicated,
         so that N agents do not each receive the counters of all N hosts.
@@ -53,7 +54,10 @@ class DirectoryStore:
         them; liveness, vport status and counters of these hosts only. None: the whole directory.
 
         ``leader_only``: for a Raft cluster, connect to the leader only (False: any member or a
-        relay; writes are still forwarded to the leader by the server)."""
+        relay; writes are still forwarded to the leader by the server).
+
+        ``verdict_feed``: replicate the agents' verdict records into it (the REST API's store;
+        needs ``all_counters``, i.e. a full replica). Without it, no Verdict row is replicated."""
         self.remote = remote
         self.all_counters = all_counters
         self.write_timeout = write_timeout
@@ -64,8 +68,10 @@ class DirectoryStore:
         self._schema = schema or schema_path()
         self._conn = Connection(remote, leader_only=leader_only)
         scoped = self.scope_hosts is not None
+        self.verdicts = verdict_feed if all_counters and not scoped else None
         self._mirror = Mirror(on_new_state=self._conn.wake_from_writer,
-                              complete_domains=self._complete_domains if scoped else None)
+                              complete_domains=self._complete_domains if scoped else None,
+                              on_verdict_row=self.verdicts.on_row if self.verdicts is not None else None)
         self._path = TransactionPath(self._conn, self._mirror)
         self._counter_watch = CounterWatch(all_counters, self.scope_hosts or frozenset())
         self._listeners: list[Callable[[DirectoryState], None]] = []
@@ -83,6 +89,8 @@ class DirectoryStore:
             conditions = scope.monitor_conditions(self._scope)
         else:
             conditions = initial_conditions(self.all_counters)
+            if self.verdicts is None:
+                conditions[VERDICT_TABLE] = [False]
         self._conn.open(schema_helper(self._schema), self._mirror.on_row, conditions, timeout)
         with self._conn.lock:
             self._mirror.publish()
@@ -223,6 +231,24 @@ class DirectoryStore:
             if self._conn.idl is None:
                 raise Unavailable("the directory store is stopped")
             self._path.run(planner, deadline)
+
+    def insert_verdicts(self, host_name: str, records: list[dict]) -> None:
+        """Store a batch of ``host_name``'s verdict records (at most ``verdicts.MAX_BATCH``)."""
+        check_hostname(host_name, "host")
+        self._write_private(verdicts.insert_plan(host_name, records))
+
+    def verdict_rows(self) -> int:
+        """How many verdict records the replica holds (the REST API's store; 0 elsewhere)."""
+        if self.verdicts is None:
+            return 0
+        with self._conn.lock:
+            idl = self._conn.idl
+            return len(idl.tables[VERDICT_TABLE].rows) if idl is not None else 0
+
+    def trim_verdicts(self, keep: int) -> None:
+        """Delete the oldest verdict records beyond the newest ``keep`` (the REST API's store only)."""
+        if self.verdicts is not None:
+            self._write_private(verdicts.trim_plan(self._conn, keep))
 
     def report_counters(self, host_name: str, rules: dict[str, tuple[int, int]],
                         defaults: dict[str, tuple[int, int]]) -> bool:

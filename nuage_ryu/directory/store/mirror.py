@@ -29,6 +29,7 @@ from nuage_ryu.directory.store.rows import (
     LIVENESS_TABLE,
     STATUS_TABLE,
     TABLE_KIND,
+    VERDICT_TABLE,
     linked_row,
     row_to_counters,
     row_to_object,
@@ -40,7 +41,8 @@ COUNTERS_TABLE = "HostCounters"
 # Table -> the columns replicated (None: all of them). Every table of the schema; a monitor
 # condition per table (see initial_conditions, and nuage_ryu.directory.scope) narrows which rows.
 REPLICATED: dict[str, tuple[str, ...] | None] = {
-    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None}
+    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None,
+    VERDICT_TABLE: None}
 # The object that owns a private row: private table -> (kind, its link column).
 PRIVATE_OWNER = {STATUS_TABLE: ("vport", "port_status"), LIVENESS_TABLE: ("host", "liveness")}
 
@@ -65,9 +67,10 @@ def initial_conditions(all_counters: bool) -> dict[str, list]:
     """Monitor conditions to set before the first monitor request (which then carries them).
 
     Without ``all_counters`` (agents) no counter report at first: a store replicates only the
-    reports of the hosts it reports for (see ``counters.CounterWatch``).
+    reports of the hosts it reports for (see ``counters.CounterWatch``), and no verdict record
+    (only the REST API's store follows those: ``store/verdicts.py``).
     """
-    return {} if all_counters else {COUNTERS_TABLE: [False]}
+    return {} if all_counters else {COUNTERS_TABLE: [False], VERDICT_TABLE: [False]}
 
 
 
@@ -93,14 +96,17 @@ class Mirror:
     """
 
     def __init__(self, on_new_state: Callable[[], None],
-                 complete_domains: Callable[[], frozenset[str]] | None = None):
+                 complete_domains: Callable[[], frozenset[str]] | None = None,
+                 on_verdict_row: Callable[[object, object], None] | None = None):
         """``complete_domains``: for a scoped store, the domains whose rows the replica holds
         completely (their monitor conditions are acknowledged), published with each state as
         ``DirectoryState.complete_domains``; None: a full replica (every domain is complete).
+        ``on_verdict_row(event, row)``: where Verdict rows go (they are no part of the state).
 
         A scoped store (an agent) does not join host liveness into its snapshots: nothing in an
         agent reads it, and its own heartbeat then wakes nothing either."""
         self._on_new_state = on_new_state
+        self._on_verdict_row = on_verdict_row
         self._joined = (STATUS_TABLE,) if complete_domains is not None else tuple(PRIVATE_OWNER)
         self._complete_domains = complete_domains
         self._complete: frozenset[str] | None = None
@@ -127,7 +133,10 @@ class Mirror:
         table = table_name(row)
         kind = TABLE_KIND.get(table)
         if kind is None:
-            if table in PRIVATE_OWNER:
+            if table == VERDICT_TABLE:
+                if self._on_verdict_row is not None:
+                    self._on_verdict_row(event, row)
+            elif table in PRIVATE_OWNER:
                 self._on_private_row(table, event, row)
             elif table == COUNTERS_TABLE:
                 rid = str(row.uuid)

@@ -24,6 +24,7 @@ REF_FIELDS = {"enterprise", "domain", "zone", "subnet"}
 PRIVATE_FIELDS = {"status", "connected", "last_seen"}
 STATUS_TABLE = "VPortStatus"
 LIVENESS_TABLE = "HostLiveness"
+VERDICT_TABLE = "Verdict"  # the agents' verdict records (store/verdicts.py): not model objects
 
 
 def stored(row, column: str):
