@@ -6,6 +6,7 @@ What ``nuage-ctl flows --follow`` and the console's verdict stream loop on (docs
 * ``after``: the ``cursor`` of the previous answer (absent: from the oldest record kept);
 * ``wait``: seconds (0..25) to wait for a first matching record when there is none yet;
 * ``limit``: at most this many records (1..1000, default 100);
+* ``last``: without ``after``, start with the newest ``last`` matching records (not the oldest);
 * ``domain``: a domain id or name; ``verdict``: ``allow``, ``deny`` (enforced decisions) or
   ``audit`` (audit rules' "would ..." records).
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from nuage_ryu.directory.errors import BadRequest
 from nuage_ryu.directory.store.verdicts import matches
 
-PARAMS = ("after", "wait", "limit", "domain", "verdict")
+PARAMS = ("after", "wait", "limit", "last", "domain", "verdict")
 MAX_WAIT_S = 25.0
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 VERDICTS = ("allow", "deny", "audit")
@@ -44,6 +45,7 @@ def answer(feed, state, enterprise: str | None, params: dict) -> tuple[dict, dic
     """(body, headers) of one call; ``enterprise`` None for the admin token (every domain)."""
     wait = _number(params, "wait", 0.0, 0.0, MAX_WAIT_S)
     limit = int(_number(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, integer=True))
+    last = int(_number(params, "last", -1, 0, MAX_LIMIT, integer=True))
     verdict = params.get("verdict")
     if verdict is not None and verdict not in VERDICTS:
         raise BadRequest(f"verdict must be one of: {', '.join(VERDICTS)}")
@@ -51,7 +53,8 @@ def answer(feed, state, enterprise: str | None, params: dict) -> tuple[dict, dic
     visible = None if enterprise is None else frozenset(d.id for d in state.domains_of(enterprise))
     if feed is None:  # a store that does not follow the records (never the REST API's own)
         return {"records": [], "cursor": "", "reset": False}, {}
-    result = feed.read(params.get("after"), limit, lambda r: matches(r, visible, domain, verdict), wait)
+    result = feed.read(params.get("after"), limit, lambda r: matches(r, visible, domain, verdict), wait,
+                       last if last >= 0 else None)
     headers = {"Retry-After": "1"} if result.get("busy") else {}
     return {"records": result["records"], "cursor": result["cursor"], "reset": result["reset"]}, headers
 
@@ -81,6 +84,8 @@ def openapi_operation() -> dict:
         ("wait", {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S},
          "Seconds to wait for a first matching record (long poll)."),
         ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many records."),
+        ("last", {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+         "Without after: the newest this many matching records."),
         ("domain", {"type": "string"}, "A domain id or name."),
         ("verdict", {"type": "string", "enum": list(VERDICTS)},
          "allow/deny: enforced decisions; audit: audit rules' records."),

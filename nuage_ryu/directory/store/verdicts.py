@@ -146,11 +146,17 @@ class VerdictFeed:
         return int(n), False
 
     def read(self, cursor: str | None, limit: int, accept: Callable[[dict], bool],
-             wait: float = 0.0) -> dict:
+             wait: float = 0.0, last: int | None = None) -> dict:
         """``{"records", "cursor", "reset", "waited"}``: up to ``limit`` accepted records after
-        ``cursor`` (the oldest kept without one); with ``wait`` > 0 and none yet, waits up to that
-        long for one (unless ``max_waiters`` polls already wait: then ``waited`` is False)."""
+        ``cursor`` (the oldest kept without one; ``last``: without a cursor, the newest ``last``
+        accepted ones); with ``wait`` > 0 and none yet, waits up to that long for one (unless
+        ``max_waiters`` polls already wait: then ``waited`` is False and ``busy`` True)."""
         after, reset = self._after(cursor)
+        if last is not None and (cursor is None or reset):
+            with self._cond:
+                newest = [record for _n, record in reversed(self._items) if accept(record)][:min(last, limit)]
+                return {"records": newest[::-1], "cursor": f"{self.epoch}-{self._n}", "reset": reset,
+                        "waited": False}
         deadline = time.monotonic() + wait
         waited = False
         with self._cond:
