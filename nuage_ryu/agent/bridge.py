@@ -265,7 +265,7 @@ class ManagedBridge:
                 return
             entries = [(e.table_id, e.cookie, e.packet_count, e.byte_count) for e in msg.body]
             more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
-            if self.core.counters_received(entries, more):
+            if self.core.counters_received(entries, more, msg.xid):
                 self._metrics.rules.update(self.host_name, self.core.rule_counters)
 
     def on_bundle_reply(self, msg) -> None:
@@ -336,7 +336,8 @@ class ManagedBridge:
         if self.datapath is None or not self.core.counters_due():
             return
         dp = self.datapath
-        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
-        dp.set_xid(req)
-        self.core.counters_requested(req.xid)
-        dp.send_msg(req)
+        for table in counters.COUNTED_TABLES:
+            req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=table)
+            dp.set_xid(req)
+            self.core.counters_requested(req.xid)
+            dp.send_msg(req)

@@ -96,7 +96,7 @@ class AgentCore:
         self._listed_ofports: dict[str, int] | None = None
         self._listed_tunnel_ofport: int | None = None
         # Policy counters.
-        self._counters_xid: int | None = None  # the outstanding flow-stats request
+        self._counters_xids: set[int] = set()  # the outstanding flow-stats requests (one per counted table)
         self._counter_entries: list[tuple[int, int, int, int]] = []
         self.rule_counters: dict[counters.CounterKey, counters.RuleCounter] = {}
         self.unreported = False  # rule_counters changed since the last counters_report()
@@ -196,12 +196,12 @@ class AgentCore:
         self._pushed = False
         self._sync_generation.clear()
         self._sync_confirmed = 0
-        self._counters_xid = None
+        self._counters_xids.clear()
 
     def disconnected(self) -> None:
         """The bridge's connection is gone (its flows stay); an outstanding counters request is lost."""
         self._connected = False
-        self._counters_xid = None
+        self._counters_xids.clear()
 
     def push_plan(self, diff: FlowDiff | None = None) -> str | None:
         """What to hand the sync engine now, after a recompute that produced ``diff`` (None: on connect).
@@ -283,27 +283,37 @@ class AgentCore:
 
     # -- policy counters ------------------------------------------------------
     def counters_due(self) -> bool:
-        """True when the counted table's statistics should be requested (connected, none outstanding)."""
-        return self._connected and self._counters_xid is None
+        """True when the counted tables' statistics should be requested (connected, none outstanding)."""
+        return self._connected and not self._counters_xids
 
     def counters_requested(self, xid: int) -> None:
-        """A flow-stats request of ``counters.COUNTED_TABLE`` went out with ``xid``."""
-        self._counters_xid = xid
-        self._counter_entries = []
+        """A flow-stats request of one of ``counters.COUNTED_TABLES`` went out with ``xid`` (one round
+        may ask for several tables: it ends with the last reply)."""
+        if not self._counters_xids:
+            self._counter_entries = []
+        self._counters_xids.add(xid)
 
     def awaits_counters(self, xid: int) -> bool:
-        """True when a flow-stats reply with ``xid`` answers the counters request (not the sync engine's)."""
-        return self._counters_xid is not None and xid == self._counters_xid
+        """True when a flow-stats reply with ``xid`` answers a counters request (not the sync engine's)."""
+        return xid in self._counters_xids
 
-    def counters_received(self, entries: Iterable[tuple[int, int, int, int]], more: bool) -> bool:
-        """One part of the counters reply, as (table, cookie, packets, bytes) entries.
+    def counters_received(self, entries: Iterable[tuple[int, int, int, int]], more: bool,
+                          xid: int | None = None) -> bool:
+        """One part of a counters reply (``xid``; None: the only request), as (table, cookie, packets,
+        bytes) entries.
 
-        True when it was the last part: ``rule_counters`` then holds the new totals.
+        True when it was the last part of the round's last reply: ``rule_counters`` then holds the
+        new totals.
         """
         self._counter_entries += entries
         if more:
             return False
-        self._counters_xid = None
+        if xid is None:
+            self._counters_xids.clear()
+        else:
+            self._counters_xids.discard(xid)
+        if self._counters_xids:
+            return False
         self.rule_counters = counters.aggregate(counters.CounterIndex(self.view), self._counter_entries)
         self._counter_entries = []
         self.unreported = True

@@ -20,10 +20,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from nuage_ryu.vrs.compile import default_action_cookie, rule_cookie
-from nuage_ryu.vrs.pipeline import INGRESS_POLICY
+from nuage_ryu.vrs.pipeline import INGRESS_AUDIT, INGRESS_POLICY
 from nuage_ryu.vrs.view import HostView
 
 COUNTED_TABLE = INGRESS_POLICY.number
+# ... and the sending side's audit table: an audit rule counts the packets it would have decided there
+# (docs/policy.md, "Audit mode"); its own verdict flows carry the rule's cookie, nothing else there does.
+COUNTED_TABLES = (COUNTED_TABLE, INGRESS_AUDIT.number)
 DEFAULT_RULE_ID = "default"  # rule id under which a domain's default action is reported
 
 
@@ -59,7 +62,7 @@ def aggregate(index: CounterIndex, entries: Iterable[tuple[int, int, int, int]])
     """Sum flow-stats ``(table, cookie, packets, bytes)`` entries of the counted table per rule."""
     out: dict[CounterKey, RuleCounter] = {key: RuleCounter() for key in index.by_cookie.values()}
     for table, cookie, packets, nbytes in entries:
-        if table != COUNTED_TABLE:
+        if table not in COUNTED_TABLES:
             continue
         key = index.by_cookie.get(cookie)
         if key is None:

@@ -416,3 +416,15 @@ def test_external_uplink_reaches_the_view_and_the_steering_follows_published_por
     core.set_external(None, (1, 2))
     _, diff = core.recompute()
     assert core.uplink_view() is None and {kind_of(f.cookie) for f in diff.delete} >= {CookieKind.EXTERNAL}
+
+
+def test_a_counters_round_over_two_tables_ends_with_the_last_reply():
+    from nuage_ryu.vrs.pipeline import INGRESS_AUDIT
+
+    core, rule, _default = counted_core()
+    core.counters_requested(5)  # INGRESS_POLICY
+    core.counters_requested(6)  # INGRESS_AUDIT (audit rules, docs/policy.md)
+    assert not core.counters_received([(COUNTED_TABLE, rule, 3, 300)], more=False, xid=5)
+    assert core.awaits_counters(6) and not core.awaits_counters(5) and not core.counters_due()
+    assert core.counters_received([(INGRESS_AUDIT.number, rule, 1, 100)], more=False, xid=6)
+    assert core.rule_counters[CounterKey("d1", "r1", "allow")] == RuleCounter(4, 400) and core.counters_due()

@@ -30,3 +30,17 @@ def test_sums_flows_of_a_rule_and_ignores_other_tables_and_cookies():
 
 def test_empty_view_has_no_counters():
     assert aggregate(CounterIndex(None), [(COUNTED_TABLE, 1, 1, 1)]) == {}
+
+
+def test_an_audit_rule_counts_what_it_would_decide_in_the_sender_audit_table():
+    # docs/policy.md "Audit mode": the audit rule's verdict flow in INGRESS_AUDIT carries its cookie;
+    # the enforcing rules' silent stops there carry the domain's ACL_AUDIT cookie and count nothing.
+    from nuage_ryu.vrs.pipeline import EGRESS_AUDIT, INGRESS_AUDIT
+
+    out = aggregate(CounterIndex(view()), [
+        (INGRESS_AUDIT.number, cookie_for(CookieKind.ACL_RULE, "r2"), 7, 700),
+        (INGRESS_AUDIT.number, cookie_for(CookieKind.ACL_AUDIT, "d1"), 9, 900),
+        (EGRESS_AUDIT.number, cookie_for(CookieKind.ACL_RULE, "r2"), 5, 500),  # receiver side: not twice
+    ])
+    assert out[CounterKey("d1", "r2", "deny")].packets == 7
+    assert out[CounterKey("d1", "r1", "allow")].packets == 0
