@@ -2,7 +2,8 @@
 
 A real directory service serves /ui/ and /api/v1 on loopback; the test logs in, walks the tree,
 creates a rule and sees the policy map change, edits a vport's membership, reads a rule's counters
-by host, and checks that a tenant token sees only its enterprise. Screenshots of each view go
+by host, watches verdict records appear in the live stream and filters them, and checks that a
+tenant token sees only its enterprise. Screenshots of each view go
 to docs/ui/ (shown in docs/ui.md).
 """
 
@@ -213,6 +214,45 @@ def test_a_tenant_token_sees_only_its_enterprise(directory, tree, browser):
     assert browser.find_elements("css selector", "main [role=alert]") or \
         browser.find_elements("css selector", "main table")
     _shot(browser, "tenant")
+
+
+def _verdict(tree, rule, verdict, enforced, dst_port, src_port=40000) -> dict:
+    """A record as a host's agent sends it (nuage_ryu/agent/verdicts.py)."""
+    return {"time": "2026-12-03T11:50:00.123Z", "host": "h1", "domain": "prod", "domain_id": tree["domain"]["id"],
+            "rule": rule["name"], "rule_id": rule["id"], "priority": rule["priority"], "default_action": False,
+            "verdict": verdict, "enforced": enforced, "side": "sender", "protocol": "tcp", "src_ip": "10.1.0.5",
+            "src_port": src_port, "dst_ip": "10.1.0.9", "dst_port": dst_port, "src_vport": "web-3",
+            "dst_vport": "web-7"}
+
+
+def test_watch_a_verdict_appear_in_the_live_stream_and_filter_it(directory, tree, browser):
+    """Verdict records (docs/policy.md) arrive as an agent writes them: rows of the directory database
+    (store.insert_verdicts), the REST API's long poll, the console's view; filtered by verdict."""
+    service, token, _api = directory
+    base = f"http://127.0.0.1:{service.bound_port}"
+    allow_rule, deny_rule = tree["rules"][0], tree["rules"][1]
+    service.store.insert_verdicts("h1", [_verdict(tree, allow_rule, "allow", True, 8080)])
+    _login(browser, base, token)
+    browser.find_element("link text", "Verdicts").click()
+    _view(browser, "viewVerdicts")
+    _wait(browser, lambda d: len(d.find_elements("css selector", "#verdict-rows tr")) == 1, "the first record")
+    # While the page waits on its cursor, a host reports a deny and an audit rule's "would deny".
+    service.store.insert_verdicts("h1", [_verdict(tree, deny_rule, "deny", True, 5432, 40001),
+                                         _verdict(tree, deny_rule, "deny", False, 5432, 40002)])
+    _wait(browser, lambda d: len(d.find_elements("css selector", "#verdict-rows tr")) == 3, "the new records")
+    texts = [r.text for r in browser.find_elements("css selector", "#verdict-rows tr")]
+    assert "WOULD DENY" in texts[0] and "DENIED" in texts[1] and "ALLOWED" in texts[2], texts  # newest first
+    assert "web-3 10.1.0.5:40001" in texts[1] and "web-7 10.1.0.9:5432" in texts[1]
+    assert f"{deny_rule['name']} ({deny_rule['priority']})" in texts[1]
+    _shot(browser, "verdicts")
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "verdict-filter")).select_by_value("deny")
+    _wait(browser, lambda d: [r.text for r in d.find_elements("css selector", "#verdict-rows tr")] == [texts[1]],
+          "only the enforced deny")
+    browser.find_element("id", "verdict-domain").send_keys("no-such-domain")
+    browser.find_element("css selector", "form.inline button[type=submit]").click()
+    _wait(browser, lambda d: not d.find_elements("css selector", "#verdict-rows tr"), "no record of that domain")
 
 
 def test_the_console_serves_only_its_own_files(directory):

@@ -421,15 +421,82 @@ async function viewHosts() {
   ], hosts, {search: (x) => x.name, empty: "no host registered"}));
 }
 
+// ---------------------------------------------------------------- verdict stream
+// GET /verdicts long-polls on a cursor (docs/policy.md, "Verdict logs"); a new view or new filters
+// end the previous loop (its generation no longer matches).
+let verdictStream = 0;
+const VERDICT_ROWS = 200;
+
+function verdictRow(r) {
+  const end = (vport, ip, port) => `${vport ? vport + " " : ""}${ip}${port === null || port === undefined ? "" : ":" + port}`;
+  const would = r.enforced === false;
+  const label = would ? `WOULD ${r.verdict.toUpperCase()}` : (r.verdict === "allow" ? "ALLOWED" : "DENIED");
+  const proto = r.protocol === "icmp" ? `icmp ${r.icmp_type}/${r.icmp_code}` : String(r.protocol);
+  const rule = r.default_action ? "default action"
+    : h("a", {href: `#/acl/${r.rule_id}`}, `${r.rule || short(r.rule_id)} (${r.priority})`);
+  return h("tr", {class: "verdict"},
+    h("td", {}, (r.time || "").replace("T", " ").replace("Z", "")), h("td", {}, r.host),
+    h("td", {}, h("a", {href: `#/domain/${r.domain_id}`}, r.domain)),
+    h("td", {}, end(r.src_vport, r.src_ip, r.src_port)), h("td", {}, end(r.dst_vport, r.dst_ip, r.dst_port)),
+    h("td", {}, proto), h("td", {}, h("span", {class: would ? "warn" : r.verdict}, label)), h("td", {}, rule),
+    h("td", {class: "muted"}, r.side === "receiver" ? "at receiver" : "at sender"));
+}
+
+async function viewVerdicts() {
+  setCrumbs({text: "verdicts"});
+  const domain = h("input", {id: "verdict-domain", name: "domain", placeholder: "name or id"});
+  const verdict = h("select", {id: "verdict-filter", name: "verdict"},
+    h("option", {value: ""}, "all"), h("option", {value: "allow"}, "allow"), h("option", {value: "deny"}, "deny"),
+    h("option", {value: "audit"}, "audit (would …)"));
+  const rows = h("tbody", {id: "verdict-rows"});
+  const status = h("p", {id: "verdict-status", class: "muted"}, "connecting…");
+  const start = () => follow(++verdictStream, domain.value.trim(), verdict.value, rows, status);
+  verdict.addEventListener("change", start);
+  const form = h("form", {class: "inline", onsubmit: (ev) => { ev.preventDefault(); start(); }},
+    h("label", {}, "domain", domain), h("label", {}, "verdict", verdict), h("button", {type: "submit"}, "Apply"));
+  show(h("h1", {}, "Verdict stream"),
+    h("p", {class: "muted"}, "Decisions of rules with log, of domains with log_default, and of audit rules, as the hosts' agents report them (newest first)."),
+    form, status, h("table", {class: "verdicts"}, h("thead", {}, h("tr", {},
+      ...["time (UTC)", "host", "domain", "source", "destination", "protocol", "verdict", "rule", "where"].map((t) => h("th", {}, t)))), rows));
+  start();
+}
+
+async function follow(gen, domain, verdict, rows, status) {
+  rows.replaceChildren();
+  const base = new URLSearchParams();
+  if (domain) base.set("domain", domain);
+  if (verdict) base.set("verdict", verdict);
+  let query = new URLSearchParams(base);
+  query.set("last", "50");
+  while (gen === verdictStream) {
+    try {
+      const page = await api("GET", `/verdicts?${query}`);
+      if (gen !== verdictStream) return;
+      for (const r of page.records) rows.prepend(verdictRow(r));
+      while (rows.children.length > VERDICT_ROWS) rows.lastChild.remove();
+      status.textContent = `following (${rows.children.length} shown)`;
+      query = new URLSearchParams(base);
+      query.set("after", page.cursor);
+      query.set("wait", page.records.length ? "0" : "20");
+    } catch (e) {
+      if (gen !== verdictStream) return;
+      status.replaceChildren(errorBox(e));
+      await new Promise((done) => setTimeout(done, 2000));
+    }
+  }
+}
+
 // ---------------------------------------------------------------- router
 const ROUTES = [
   [/^#\/login$/, viewLogin], [/^#\/?$/, viewEnterprises], [/^#\/hosts$/, viewHosts],
   [/^#\/enterprise\/([\w-]+)$/, viewEnterprise], [/^#\/domain\/([\w-]+)$/, viewDomain],
   [/^#\/subnet\/([\w-]+)$/, viewSubnet], [/^#\/vport\/([\w-]+)$/, viewVport],
   [/^#\/acl\/([\w-]+)$/, viewAcl], [/^#\/policygroup\/([\w-]+)$/, viewPolicyGroup],
+  [/^#\/verdicts$/, viewVerdicts],
 ];
 
 async function route() {
+  verdictStream++; // leaving (or re-entering) a view ends a running verdict stream
   const hash = location.hash || "#/";
   const loggedIn = !!sessionStorage.getItem("nuage-token");
   document.getElementById("logout").hidden = !loggedIn;
