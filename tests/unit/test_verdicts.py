@@ -133,6 +133,22 @@ def test_a_long_poll_wakes_on_a_new_record_and_busy_polls_answer_at_once():
     assert none["busy"] and none["records"] == []
 
 
+def test_the_rows_of_one_batch_join_the_feed_in_time_order_at_its_end():
+    import ovs.db.idl
+
+    class Row:  # what Idl.notify hands over
+        def __init__(self, when, i):
+            self.time, self.host, self.record = when, "h1", '{"i": %d}' % i
+            self._table = type("T", (), {"name": "Verdict"})
+
+    feed = VerdictFeed()
+    for when, i in ((3.0, 3), (1.0, 1), (2.0, 2)):  # one transaction's rows, in the IDL's (uuid) order
+        feed.on_row(ovs.db.idl.ROW_CREATE, Row(when, i))
+    assert feed.read(None, 10, lambda r: True)["records"] == []  # not before the batch ends
+    feed.flush()
+    assert [r["i"] for r in feed.read(None, 10, lambda r: True)["records"]] == [1, 2, 3]
+
+
 def test_matches_filters_tenants_domains_and_verdicts():
     assert matches(rec(1), None, None, None)
     assert not matches(rec(1, "d2"), frozenset({"d1"}), None, None)  # another enterprise's domain

@@ -94,11 +94,15 @@ class DirectoryStore:
         self._conn.open(schema_helper(self._schema), self._mirror.on_row, conditions, timeout)
         with self._conn.lock:
             self._mirror.publish()
+            if self.verdicts is not None:
+                self.verdicts.flush()
             if self._scope is not None:
                 self._converge(deadline)
         self._conn.start_thread(self._after_run, self._fire_listeners)
 
     def _after_run(self) -> None:
+        if self.verdicts is not None:
+            self.verdicts.flush()  # the verdict rows of the batch just applied (store/verdicts.py)
         """After each ``idl.run()`` of the IDL thread (under the lock): publish, then re-scope."""
         self._path.refresh()
         self._rescope()

@@ -107,6 +107,7 @@ class VerdictFeed:
         self.epoch = secrets.token_hex(4)
         self.max_waiters = waiters
         self._waiting = 0
+        self._pending: list[tuple[float, dict]] = []  # rows of the IDL batch being applied
 
     # -- from the IDL thread --
     def on_row(self, event, row) -> None:
@@ -124,12 +125,21 @@ class VerdictFeed:
             return
         record.pop("epoch", None)
         record["host"] = row.host  # the row's host is what RBAC checked: it wins over the JSON's
-        self.add(record)
+        self._pending.append((row.time, record))
 
-    def add(self, record: dict) -> None:
+    def flush(self) -> None:
+        """End of an IDL batch: its records join the feed in time order (the rows of one transaction,
+        e.g. an agent's batch, arrive in no particular order), and the waiting polls wake once."""
+        if not self._pending:
+            return
+        pending, self._pending = sorted(self._pending, key=lambda item: item[0]), []
+        self.add(*(record for _time, record in pending))
+
+    def add(self, *records: dict) -> None:
         with self._cond:
-            self._n += 1
-            self._items.append((self._n, record))
+            for record in records:
+                self._n += 1
+                self._items.append((self._n, record))
             self._cond.notify_all()
 
     # -- from the REST workers --
