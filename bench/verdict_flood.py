@@ -7,9 +7,10 @@ directory and one VRS agent per host, default ``[vrs] verdict_log_rate`` = 100/s
 deny: web1 (h1) -> db1 (h2) tcp 5201 allowed, *not logged* (the measured flow, iperf3 across the
 overlay); flood1 (h1) -> sink1 (h2) udp 9999 denied by a *logged* rule: every flood packet is a new
 decision that sends a copy to h1's verdict-log meter, which passes 100/s to the agent and drops the rest
-in the datapath.
+in the datapath. A third mode sends the same flood to udp 9998, denied by a rule that is *not* logged:
+what 10k packets/s cost the userspace datapath by themselves, so that the logging's own share shows.
 
-Per round, modes interleaved (quiet, flood, quiet, ...) so that machine load hits both alike:
+Per round, modes interleaved (quiet, flood, unlogged flood, quiet, ...) so that machine load hits them alike:
 
 * forwarding: ``iperf3 -c`` web1 -> db1 for ``--seconds``, one TCP stream, receiver's bits/s; in the
   flood mode while ``--pps`` logged packets/s are sent (paced in 1 ms slices, achieved rate recorded);
@@ -38,12 +39,12 @@ sys.path.insert(0, REPO)
 from nuage_ryu.vrs.compile import rule_cookie  # noqa: E402
 from tests.lab_helpers import Containers, lab_with_plane, ns_run, wait_until  # noqa: E402
 
-IPERF_PORT, FLOOD_PORT = 5201, 9999
+IPERF_PORT, FLOOD_PORT, PLAIN_PORT = 5201, 9999, 9998
 BEGIN, END = "<!-- bench:verdict_flood:begin -->", "<!-- bench:verdict_flood:end -->"
 FLOOD_SCRIPT = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-dst, pps, seconds = (sys.argv[1], 9999), int(sys.argv[2]), float(sys.argv[3])
+dst, pps, seconds = (sys.argv[1], int(sys.argv[4])), int(sys.argv[2]), float(sys.argv[3])
 payload, sent, start = b"x" * 32, 0, time.monotonic()
 while True:
     elapsed = time.monotonic() - start
@@ -124,6 +125,7 @@ def run(rounds: int, seconds: float, pps: int, log=print) -> dict:
 
             acl(10, "web", "db", "tcp", IPERF_PORT, "allow")
             acl(20, "flood", "sink", "udp", FLOOD_PORT, "deny", log=True)
+            acl(30, "flood", "sink", "udp", PLAIN_PORT, "deny")
             web1 = net.add("web1", h1.name, sub, policygroups=[groups["web"]])
             db1 = net.add("db1", h2.name, sub, policygroups=[groups["db"]])
             flood1 = net.add("flood1", h1.name, sub, policygroups=[groups["flood"]])
@@ -135,18 +137,20 @@ def run(rounds: int, seconds: float, pps: int, log=print) -> dict:
                            timeout=10, message="iperf3 server")
                 iperf(web1, db1.ip, 1)  # warm up (ARP, megaflows)
                 results: dict[str, dict[str, list]] = {m: {"gbps": [], "apply_s": [], "cpu_s": [], "drops": [],
-                                                           "pps": [], "load": []} for m in ("quiet", "flood")}
+                                                           "pps": [], "load": []}
+                                                       for m in ("quiet", "flood", "unlogged")}
                 port = 20000
                 pid = agent_pid(plane, h1)
                 for r in range(rounds):
-                    for mode in ("quiet", "flood"):
+                    for mode in ("quiet", "flood", "unlogged"):
                         res = results[mode]
                         cpu0, drops0, load0 = agent_cpu(pid), meter_drops(h1), loadavg()
                         flooder = None
-                        if mode == "flood":
+                        if mode != "quiet":
+                            flood_port = FLOOD_PORT if mode == "flood" else PLAIN_PORT
                             flooder = subprocess.Popen(
                                 ["ip", "netns", "exec", flood1.netns, sys.executable, "-c", FLOOD_SCRIPT, sink1.ip,
-                                 str(pps), str(seconds + 6)], stdout=subprocess.PIPE, text=True)
+                                 str(pps), str(seconds + 6), str(flood_port)], stdout=subprocess.PIPE, text=True)
                             time.sleep(0.5)
                         res["gbps"].append(iperf(web1, db1.ip, seconds))
                         for _ in range(5):
@@ -171,29 +175,31 @@ def run(rounds: int, seconds: float, pps: int, log=print) -> dict:
     med = {m: {k: statistics.median(v) if v else None for k, v in res.items()} for m, res in results.items()}
     med["ratio_gbps"] = med["flood"]["gbps"] / med["quiet"]["gbps"]
     med["ratio_apply"] = med["flood"]["apply_s"] / med["quiet"]["apply_s"]
+    med["ratio_unlogged"] = med["unlogged"]["gbps"] / med["quiet"]["gbps"]
+    med["ratio_logging"] = med["flood"]["gbps"] / med["unlogged"]["gbps"]
     med["rounds"], med["seconds"], med["pps_target"] = rounds, seconds, pps
     return med
 
 
 def markdown(med: dict) -> str:
-    q, f = med["quiet"], med["flood"]
+    q, f, u = med["quiet"], med["flood"], med["unlogged"]
     verdict = "met" if med["ratio_gbps"] >= 0.9 else "MISSED"
     return "\n".join([
         f"`bench/verdict_flood.py --rounds {med['rounds']} --seconds {med['seconds']:g} --pps {med['pps_target']}`"
         f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; medians of interleaved rounds; shared 2-core "
         "machine):",
         "",
-        "| | quiet | flood of logged packets | flood / quiet |",
-        "|---|---|---|---|",
-        f"| logged packets sent (pps, achieved) | 0 | {f['pps']:.0f} | |",
-        f"| copies dropped at the meter (per {med['seconds']:g} s + 5 changes) | {q['drops']:.0f} | "
-        f"{f['drops']:.0f} | |",
-        f"| forwarding, non-logged flow web1 (h1) -> db1 (h2), iperf3 TCP | {q['gbps']:.3f} Gbit/s | "
-        f"{f['gbps']:.3f} Gbit/s | **{med['ratio_gbps']:.2f}** (target >= 0.9: {verdict}) |",
-        f"| policy change, REST call -> verdict flow on h1, p50 of 5 per round | {q['apply_s'] * 1000:.0f} ms | "
-        f"{f['apply_s'] * 1000:.0f} ms | {med['ratio_apply']:.2f} |",
-        f"| h1 agent CPU over the mode | {q['cpu_s']:.2f} s | {f['cpu_s']:.2f} s | |",
-        f"| load average (1 min) | {q['load']:.2f} | {f['load']:.2f} | |",
+        "| | quiet | flood of logged packets | same flood, rule not logged | flood / quiet | flood / unlogged flood |",
+        "|---|---|---|---|---|---|",
+        f"| flood packets sent (pps, achieved) | 0 | {f['pps']:.0f} | {u['pps']:.0f} | | |",
+        f"| copies dropped at the meter (per mode) | {q['drops']:.0f} | {f['drops']:.0f} | {u['drops']:.0f} | | |",
+        f"| forwarding, non-logged flow web1 (h1) -> db1 (h2), iperf3 TCP, Gbit/s | {q['gbps']:.3f} | "
+        f"{f['gbps']:.3f} | {u['gbps']:.3f} | **{med['ratio_gbps']:.2f}** (target >= 0.9: {verdict}) | "
+        f"{med['ratio_logging']:.2f} |",
+        f"| policy change, REST call -> verdict flow on h1, p50 of 5 per round, ms | {q['apply_s'] * 1000:.0f} | "
+        f"{f['apply_s'] * 1000:.0f} | {u['apply_s'] * 1000:.0f} | {med['ratio_apply']:.2f} | |",
+        f"| h1 agent CPU over the mode, s | {q['cpu_s']:.2f} | {f['cpu_s']:.2f} | {u['cpu_s']:.2f} | | |",
+        f"| load average (1 min) | {q['load']:.2f} | {f['load']:.2f} | {u['load']:.2f} | | |",
         ""])
 
 

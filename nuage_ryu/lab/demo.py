@@ -137,6 +137,19 @@ def eventually(condition, timeout: float = 15.0):
         time.sleep(0.2)
 
 
+def show_verdicts(demo: Demo, client, n: int = 4) -> None:
+    """A few verdict records of the matrix's denials (what ``nuage-ctl flows --verdict deny`` prints)."""
+    from nuage_ryu.directory.ctl.flows import line
+
+    demo.step("verdict logs: the default action's denials, as nuage-ctl flows --verdict deny shows them")
+    records = eventually(lambda: client.request("GET", "/verdicts", params={"verdict": "deny", "last": str(n)})
+                         ["records"], timeout=10)
+    for record in records or []:
+        demo.say("  " + line(record))
+    if not records:
+        demo.say("  (no verdict record reached the directory in time)")
+
+
 def beyond_the_overlay(demo: Demo, lab: Lab, client, by_label: dict) -> list[Check]:
     """globex: egress NAT on, a floating IP and a published port; checked with real traffic."""
     inet = lab.node_netns("inet")
@@ -177,7 +190,9 @@ def beyond_the_overlay(demo: Demo, lab: Lab, client, by_label: dict) -> list[Che
 def build_tenants(client) -> dict:
     """Create the two tenants; returns acme's subnets and policy groups by tier name."""
     acme = client.request("POST", "/enterprises", {"name": "acme", "description": "3-tier app under policy"})
-    prod = client.request("POST", f"/enterprises/{acme['id']}/domains", {"name": "prod", "default_action": "deny"})
+    # log_default: the default action's denials become verdict records (docs/policy.md, "Verdict logs")
+    prod = client.request("POST", f"/enterprises/{acme['id']}/domains",
+                          {"name": "prod", "default_action": "deny", "log_default": True})
     groups, subnets = {}, {}
     for tier, cidr in (("web", "10.10.1.0/24"), ("app", "10.10.2.0/24"), ("db", "10.10.3.0/24")):
         zone = client.request("POST", f"/domains/{prod['id']}/zones", {"name": tier})
@@ -356,6 +371,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
+        show_verdicts(demo, client)
         demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)
