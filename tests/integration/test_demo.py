@@ -21,6 +21,8 @@ def test_demo_runs_clean(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "verdicts as expected" in proc.stdout and "MISMATCH" not in proc.stdout, proc.stdout
+    # a few verdict records of the matrix's denials (acme's prod logs its default action)
+    assert "DENIED default action" in proc.stdout, proc.stdout
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     assert not {n for n in after - before if n.startswith("tdemo")}
     assert not state.exists()
