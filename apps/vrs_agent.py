@@ -111,6 +111,7 @@ class VrsAgent(BaseApp):
                                         scope_hosts=[b.host_name for b in self.bridges.values()],
                                         leader_only=False)
             self.store.start()
+            self.metrics.set_directory_probe(lambda: self.store is not None and self.store.connected)
             self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():
                 self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id),
