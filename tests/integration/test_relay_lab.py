@@ -49,21 +49,12 @@ def lab3():
 
 @pytest.fixture
 def net(lab3):
-    """Containers on the relay lab, with the ``procs`` list test_policy_lab's helpers fill."""
+    """Containers on the relay lab (their ``procs`` are killed by cleanup)."""
     lab, plane = lab3
     containers = Containers(lab, plane)
-    procs: list[subprocess.Popen] = []
-    containers.procs = procs
     try:
         yield containers
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
         containers.cleanup()
 
 

@@ -52,17 +52,9 @@ def lab3(members):
 def net(lab3):
     lab, plane = lab3
     containers = Containers(lab, plane)
-    containers.procs = []
     try:
         yield containers
     finally:
-        for p in containers.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
         containers.cleanup()
 
 
