@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from nuage_ryu.db import cli
+from nuage_ryu.db.pidfile import running_pid, stop_pid
 
 DB_NAME = "Nuage_Directory"
 
@@ -72,16 +73,7 @@ class Member:
     @property
     def pid(self) -> int | None:
         """Pid of the running member, from its pidfile (None if not running)."""
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return running_pid(self.pidfile)
 
 
 def _run(cmd: list[str], timeout: float = 30) -> str:
@@ -154,18 +146,7 @@ def start_member(m: Member) -> int:
 
 def stop_member(m: Member, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Stop one member by the pid in its pidfile."""
-    pid = m.pid
-    if pid is None:
-        return
-    os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    stop_pid(m.pid, sig, timeout)
 
 
 def member_status(m: Member) -> dict:

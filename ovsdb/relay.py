@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from nuage_ryu.db import cli
+from nuage_ryu.db.pidfile import running_pid, stop_pid
 from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.pki import Credentials
 from nuage_ryu.tls import ovsdb_server_args
@@ -141,16 +142,7 @@ class RelaySpec:
     @property
     def pid(self) -> int | None:
         """Pid of the running relay, from its pidfile (None if not running)."""
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return running_pid(self.pidfile)
 
 
 def _spec_path(directory: str) -> str:
@@ -210,18 +202,7 @@ def start_relay(spec: RelaySpec, timeout: float = 10.0) -> int:
 
 def stop_relay(spec: RelaySpec, timeout: float = 10.0) -> None:
     """Stop the relay by the pid in its pidfile (SIGTERM; its monitor exits with it)."""
-    pid = spec.pid
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    stop_pid(spec.pid, signal.SIGTERM, timeout)
 
 
 def wait_relay_connected(remote: str, timeout: float = 30.0) -> dict:

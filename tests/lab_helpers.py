@@ -183,6 +183,12 @@ class Containers:
             if container in self.created:
                 self.created.remove(container)
 
+    def __enter__(self) -> Containers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
     def cleanup(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -50,12 +50,8 @@ def lab3():
 @pytest.fixture
 def net(lab3):
     """Containers on the relay lab (their ``procs`` are killed by cleanup)."""
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        containers.cleanup()
 
 
 def relay_clients(relay) -> int:

@@ -50,12 +50,8 @@ def lab3(members):
 
 @pytest.fixture
 def net(lab3):
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        containers.cleanup()
 
 
 def followed_member(relay, members):
