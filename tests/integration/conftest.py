@@ -4,12 +4,15 @@
 temporary state dir, stopped by pid at the end, also on failure. A module that needs extra
 ``[directory]`` options sets ``MANAGER_EXTRA = "option = value\\n"`` at module level.
 ``admin``: a client of it with the admin token, closed after each test.
+``server``: a bare directory ovsdb-server (no API) per test, for the store tests.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from nuage_ryu.db.server import OvsdbServer
+from nuage_ryu.directory.store import schema_path
 from nuage_ryu.directory.testing import ManagerProcess
 
 
@@ -29,3 +32,11 @@ def admin(manager):
     client = manager.client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = OvsdbServer(str(tmp_path / "directory.db"), schema_path(), str(tmp_path / "db.sock"))
+    srv.start()
+    yield srv
+    srv.stop()
