@@ -10,7 +10,8 @@ from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.compile import compile_host
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.simulator import TableSimulator
-from nuage_ryu.vrs.view import AclRule, Endpoint, PolicyGroup
+from nuage_ryu.vrs.view import AclRule, Endpoint, PolicyGroup, PublishedPort
+from tests.unit.test_vrs_external import PATCH, fip_vports, reply_from_outside, sim
 from tests.unit.vrs_fixtures import BY_ID, TUN, port_of, to_vport, view_for
 
 a1, a2, a4 = BY_ID["a1"], BY_ID["a2"], BY_ID["a4"]
@@ -93,3 +94,11 @@ def test_poll_collects_a_multipart_reply_and_forgets_on_reconnect():
     poll.requested(9)
     poll.forget()
     assert poll.due() and not poll.awaits(9)
+
+
+def test_a_connection_from_outside_denied_by_default_counts_as_the_published_vports_to_vport_drop():
+    published = (PublishedPort("tcp", 8080, 80),)
+    s, _ = sim(vports=fip_vports(fip=None, published=published), egress=(), default_action="deny")
+    res = s.process({**reply_from_outside(8080, flags=0x02), "tcp_src": 50000}, PATCH)
+    assert res.dropped
+    assert last_step(res) == (P.POLICY_DROP.number, P.PRIO_DROP_RECEIVED, cookie_for(CookieKind.VPORT, "a1"))
