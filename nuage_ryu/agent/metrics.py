@@ -107,6 +107,13 @@ class _NamedCollector:
         with self._lock:
             return {h: _HostReadings(r.state, dict(r.rules), dict(r.drops)) for h, r in self._by_host.items()}
 
+    def _directory_up(self) -> bool:
+        probe = self.directory_connected
+        try:
+            return probe is not None and bool(probe())
+        except Exception:  # a store being torn down: a scrape must still answer
+            return False
+
     def collect(self):
         readings = self._readings()
         packets = CounterMetricFamily("nuage_acl_packets", "Packets decided by an ACL rule (or a default action)",
@@ -126,8 +133,7 @@ class _NamedCollector:
                                       "1 while the agent is connected to the directory", labels=("host",))
         info = GaugeMetricFamily("nuage_agent_info", "The VRS agent (value 1) and its version",
                                  labels=("host", "version"))
-        probe = self.directory_connected
-        connected = 1.0 if probe is not None and probe() else 0.0
+        connected = 1.0 if self._directory_up() else 0.0
         for host, r in sorted(readings.items()):
             state = r.state
             for key, counter in sorted(r.rules.items(), key=lambda kv: (kv[0].domain_id, kv[0].rule_id)):
