@@ -389,7 +389,7 @@ def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     rule = plan.rule
     log = (VERDICT_LOG,) if rule.log else ()  # first: the copy shows the packet as the rule saw it
     if rule.action != "allow":
-        return log
+        return (*log, Goto(P.POLICY_DROP.number))  # dropped there, counted per vport
     go = Goto(ACCEPTED_TABLE[side].number)
     return (*log, Ct(zone=zone, commit=True), go) if rule.stateful else (*log, go)
 

@@ -48,11 +48,12 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     commit = (Ct(zone=domain.ct_zone, commit=True),)
     # log_default: the copy goes first, so it shows the packet as the default action saw it.
     log = (VERDICT_LOG,) if domain.log_default else ()
+    deny = (*log, Goto(P.POLICY_DROP.number))  # dropped there, counted per vport
     flows += [
         Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*log, *commit, Goto(P.L3_LOOKUP.number)) if allow else log, d),
+             (*log, *commit, Goto(P.L3_LOOKUP.number)) if allow else deny, d),
         Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*log, *commit, Goto(P.OUTPUT.number)) if allow else log, d),
+             (*log, *commit, Goto(P.OUTPUT.number)) if allow else deny, d),
     ]
     return flows
 

@@ -10,6 +10,7 @@ from nuage_ryu.vrs.view import HostView
 
 _TABLES_WITH_MISS_DROP = (
     P.CLASSIFY, P.ARP_RESPONDER, P.INGRESS_CT, P.L3_LOOKUP, P.OVERLAY_LOOKUP, P.EGRESS_CT, P.OUTPUT,
+    P.POLICY_DROP,
     P.INGRESS_AUDIT, P.EGRESS_AUDIT,  # a visit by resubmit that matches no rule returns with nothing done
 )
 
