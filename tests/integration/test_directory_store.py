@@ -14,6 +14,7 @@ from nuage_ryu.directory import validate
 from nuage_ryu.directory.errors import Conflict, NotFound, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store import DirectoryStore, schema_path
+from nuage_ryu.directory.store.verdicts import VerdictFeed
 from nuage_ryu.directory.testing import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
@@ -384,6 +385,51 @@ def test_a_host_from_before_agent_versions_is_converted_and_takes_its_agents_ver
         st.register_host("node-1", "192.0.2.1", None, agent_version="1.4.0.dev0")
         wait_until(lambda: st.snapshot().host_by_name("node-1").agent_version == "1.4.0.dev0", 10,
                    what="the agent's version in the host row")
+    finally:
+        st.stop()
+        srv.stop()
+
+
+def test_rules_and_domains_from_before_verdict_logs_are_converted_enforced_and_not_logged(tmp_path):
+    """Schema 1.4.0 adds ACL.log, ACL.enforce, Domain.log_default and the Verdict table (docs/policy.md):
+    a rule written before them is converted to an enforced, unlogged rule (enforce stored as an empty
+    set = true), its domain's default action unlogged, and records can be stored at once."""
+    with open(schema_path()) as f:
+        old = json.load(f)
+    old["version"] = "1.3.0"
+    del old["tables"]["ACL"]["columns"]["log"]
+    del old["tables"]["ACL"]["columns"]["enforce"]
+    del old["tables"]["Domain"]["columns"]["log_default"]
+    del old["tables"]["Verdict"]
+    old_path = tmp_path / "old.ovsschema"
+    old_path.write_text(json.dumps(old))
+    db = str(tmp_path / "directory.db")
+    assert prepare_db(db, str(old_path)) == "created"
+    ops = [{"op": "insert", "table": "Enterprise", "uuid-name": "e", "row": {"name": "e"}},
+           {"op": "insert", "table": "Domain", "uuid-name": "d",
+            "row": {"enterprise": ["named-uuid", "e"], "name": "d", "vni": 7, "ct_zone": 7,
+                    "default_action": "deny", "router_mac": "02:00:00:00:00:07"}},
+           {"op": "insert", "table": "ACL", "uuid-name": "a",
+            "row": {"domain": ["named-uuid", "d"], "priority": 10, "src_type": "any", "dst_type": "any",
+                    "protocol": "any", "action": "deny", "stateful": True}}]
+    out = subprocess.run(["ovsdb-tool", "transact", db, json.dumps(["Nuage_Directory", *ops])],
+                         check=True, capture_output=True, text=True).stdout
+    _ent, dom, acl = (r["uuid"][1] for r in json.loads(out))
+    srv = OvsdbServer(db, schema_path(), str(tmp_path / "db.sock"))
+    srv.start()  # converts to 1.4.0
+    feed = VerdictFeed()
+    st = DirectoryStore(srv.remote, all_counters=True, verdict_feed=feed)
+    try:
+        st.start()
+        rule, domain = st.snapshot().acls[acl], st.snapshot().domains[dom]
+        assert (rule.action, rule.log, rule.enforce, domain.log_default) == ("deny", False, True, False)
+        st.register_host("h1", "192.0.2.1", None)
+        st.insert_verdicts("h1", [{"domain_id": dom, "rule_id": acl, "verdict": "deny", "epoch": 1.0}])
+        wait_until(lambda: feed.read(None, 10, lambda r: True)["records"], 10, what="the record in the feed")
+        assert feed.read(None, 10, lambda r: True)["records"][0]["host"] == "h1"
+        assert st.verdict_rows() == 1
+        st.trim_verdicts(0)
+        wait_until(lambda: st.verdict_rows() == 0, 10, what="the trim")
     finally:
         st.stop()
         srv.stop()

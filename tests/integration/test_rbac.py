@@ -69,3 +69,17 @@ def test_a_host_cannot_touch_another_tenants_policy_but_keeps_its_own_rows():
         # The agents themselves keep working under RBAC: registered, connected.
         wait_until(lambda: all(h["connected"] for h in api.get("/hosts")), timeout=20,
                    message="both agents to show connected (their liveness writes pass RBAC)")
+        # Verdict records (docs/policy.md): a host inserts and deletes its own; another host's it can neither
+        # insert (claiming another host) nor delete, nor may it change a record once written.
+        row = {"host": h1.host_name, "time": 1.0, "domain": dom["id"], "record": "{}"}
+        out = _transact(plane, h1, {"op": "insert", "table": "Verdict", "row": row})
+        assert "error" not in out, out
+        out = _transact(plane, h1, {"op": "insert", "table": "Verdict", "row": dict(row, host=h2.host_name)})
+        assert "permission error" in out, out
+        out = _transact(plane, h2, {"op": "delete", "table": "Verdict", "where": [["host", "==", h1.host_name]]})
+        assert "permission error" in out, out
+        out = _transact(plane, h1, {"op": "update", "table": "Verdict", "where": [["host", "==", h1.host_name]],
+                                    "row": {"record": "{\"verdict\": \"allow\"}"}})
+        assert "permission error" in out, out
+        out = _transact(plane, h1, {"op": "delete", "table": "Verdict", "where": [["host", "==", h1.host_name]]})
+        assert "error" not in out and json.loads(out)[0]["count"] >= 1, out

@@ -171,9 +171,11 @@ def test_an_audit_deny_lets_traffic_through_and_logs_would_deny(lab):
         page = client.request("GET", "/verdicts", params={"verdict": "audit", "last": "50"})
         return [r for r in page["records"] if r["rule_id"] == audit["id"]]
 
-    wait_until(in_api, timeout=20, message="the audit record in GET /verdicts?verdict=audit")
-    sides = {r["side"] for r in in_api()}
-    assert "sender" in sides
+    # Each host sends its own records (once a second): the sender's (h1) and, the packet being allowed
+    # across the overlay, the receiver's (h2), which re-decided it.
+    wait_until(lambda: {r["side"] for r in in_api()} == {"sender", "receiver"}, timeout=20,
+               message="both hosts' audit records in GET /verdicts?verdict=audit")
+    assert {r["host"] for r in in_api()} == {web1.host.host_name, db1.host.host_name}
     # The audit rule counts what it would have decided (its counters, GET /acls/{id}).
     wait_until(lambda: client.request("GET", f"/acls/{audit['id']}")["counters"]["packets"] >= 1, timeout=30,
                message="the audit rule's counters")
