@@ -78,3 +78,23 @@ def test_fixed_fields_are_not_changed_silently():
     doc["domains"][0]["zones"][0]["subnets"][0]["cidr"] = "10.9.9.0/24"
     with pytest.raises(UsageError, match="cidr cannot be changed"):
         d.plan(d.normalize(doc), tree)
+
+
+def test_verdict_logs_and_audit_mode_round_trip_through_apply_and_export():
+    # docs/policy.md: a rule's log/enforce and a domain's log_default are part of the document.
+    tree = d.fetch(CannedApi(), "acme")
+    doc = d.export(tree)
+    rule = doc["domains"][0]["acls"][0]
+    doc["domains"][0]["log_default"] = True
+    rule["log"], rule["enforce"] = True, False
+    normal = d.normalize(doc)
+    assert normal["domains"][0]["log_default"] is True
+    assert (normal["domains"][0]["acls"][0]["log"], normal["domains"][0]["acls"][0]["enforce"]) == (True, False)
+    p = d.plan(normal, tree)
+    bodies = [op["body"] for op in p.operations if op["action"] == "update"]
+    assert {"log_default": True} in bodies
+    assert any(b.get("log") is True and b.get("enforce") is False for b in bodies), bodies
+    # the defaults stay out of an exported document
+    assert "log" not in d.export(tree)["domains"][0]["acls"][0] and "log_default" not in d.export(tree)["domains"][0]
+    with pytest.raises(UsageError, match="log_default"):
+        d.normalize(dict(doc, domains=[dict(doc["domains"][0], log_default="yes")]))
