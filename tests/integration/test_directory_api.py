@@ -432,3 +432,46 @@ def test_embedded_ovsdb_server_is_restarted_if_it_dies(tmp_path):
             remote_agent.stop()
     finally:
         mgr.stop()
+
+
+def test_verdict_records_long_poll_cursor_filters_and_tenants(manager, admin, tree):
+    """GET /verdicts (docs/policy.md, "Verdict logs"): an agent's records (inserted over OVSDB, as the
+    agent does) reach a waiting poll; the cursor returns only newer ones; filters; a tenant token sees
+    only its enterprise's domains; bad parameters are 400."""
+    agent = DirectoryStore("unix:" + manager.db_socket)
+    agent.start()
+    try:
+        agent.register_host("vdt-h1", "192.0.2.21", None)
+        first = admin.get("/verdicts", last="0")
+        got: dict = {}
+
+        def poll():
+            got["answer"] = manager.client().get("/verdicts", after=first["cursor"], wait="20")
+
+        waiter = threading.Thread(target=poll)
+        waiter.start()
+        dom = tree["dom"]["id"]
+        records = [{"domain_id": dom, "domain": "prod", "verdict": "deny", "enforced": True, "rule": "r",
+                    "epoch": 1.0, "src_port": 1},
+                   {"domain_id": dom, "domain": "prod", "verdict": "deny", "enforced": False, "rule": "a",
+                    "epoch": 2.0, "src_port": 2},
+                   {"domain_id": "someone-else", "domain": "x", "verdict": "allow", "enforced": True,
+                    "epoch": 3.0, "src_port": 3}]
+        agent.insert_verdicts("vdt-h1", records)
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert [r["src_port"] for r in got["answer"]["records"]] == [1, 2, 3]  # time order, host from the row
+        assert {r["host"] for r in got["answer"]["records"]} == {"vdt-h1"}
+        cursor = got["answer"]["cursor"]
+        assert admin.get("/verdicts", after=cursor)["records"] == []
+        assert [r["src_port"] for r in admin.get("/verdicts", after=first["cursor"], verdict="audit")["records"]] == [2]
+        assert [r["src_port"] for r in admin.get("/verdicts", after=first["cursor"], verdict="deny")["records"]] == [1]
+        assert [r["src_port"] for r in admin.get("/verdicts", after=first["cursor"], domain="prod")["records"]] == \
+            [1, 2]
+        tenant = admin.post("/tokens", {"enterprise": tree["ent"]["id"], "name": "vdt-t"})["token"]
+        as_tenant = DirectoryClient(admin.url, tenant)
+        assert [r["src_port"] for r in as_tenant.get("/verdicts", after=first["cursor"])["records"]] == [1, 2]
+        for bad in ({"wait": "26"}, {"verdict": "maybe"}, {"limit": "0"}, {"nope": "1"}):
+            expect_error(400, "bad_request", admin.get, "/verdicts", **bad)
+    finally:
+        agent.stop()
