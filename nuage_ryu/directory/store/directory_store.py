@@ -114,7 +114,7 @@ class DirectoryStore:
         if state is self._scoped_state:
             return
         self._scoped_state = state
-        new = scope.scope_of(self.scope_hosts, state.vports.values(), state.domains)
+        new = _share(self.scope_hosts, state)
         if new == self._scope:
             return
         self._scope = new
@@ -250,3 +250,14 @@ class DirectoryStore:
             planned, _state = self._path.run(
                 plan_report(self._conn, self._mirror, host_name, rules, defaults), deadline)
         return planned.build is not None
+
+
+def _share(hosts: frozenset[str], state: DirectoryState) -> scope.Scope:
+    """``scope.scope_of`` from the mirror's placement index: proportional to the local domains and
+    their carriers, not to every vport the replica holds (which it would walk on every batch)."""
+    placement = state.placement
+    if placement is None:
+        return scope.scope_of(hosts, state.vports.values(), state.domains)
+    local = placement.local_domains(hosts)
+    enterprises = frozenset(state.domains[d].enterprise for d in local if d in state.domains)
+    return scope.Scope(hosts, local, enterprises, placement.carriers_of(local) | hosts)
