@@ -211,13 +211,14 @@ def _replace(current: Mapping, ids: Iterable[str], source: Mapping, convert, kee
             changed.append((oid, new))
     if not changed:
         return None
-    out = dict(current)
-    for oid, new in changed:
-        if new is None:
-            del out[oid]
-        else:
-            out[oid] = new
-    return MappingProxyType(out), frozenset(oid for oid, _ in changed)
+    # A persistent map: replacing a few objects costs O(log n), not a copy of the whole map.
+    with (current if isinstance(current, immutables.Map) else immutables.Map(dict(current))).mutate() as out:
+        for oid, new in changed:
+            if new is None:
+                del out[oid]
+            else:
+                out[oid] = new
+        return out.finish(), frozenset(oid for oid, _ in changed)
 
 
 def _replace_hosts(old: HostView, old_state, state, ids: Iterable[str]) -> tuple[Mapping, frozenset] | None:

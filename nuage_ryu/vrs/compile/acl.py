@@ -35,6 +35,7 @@ own flows when it is the first/last member that makes a table (in)active).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from nuage_ryu.vrs.compile.base import (
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto
-from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, VPort
+from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, PolicyGroup, VPort
 from nuage_ryu.vrs.view_update import ViewDelta, view_index
 
 PROTOCOLS = {"tcp": P.IP_PROTO_TCP, "udp": P.IP_PROTO_UDP, "icmp": P.IP_PROTO_ICMP}
@@ -287,14 +288,19 @@ class PolicyIndex:
                     touched.update(v.policygroups)
         idx.members = dict(old.members)
         for g in touched:
-            if g in delta.policygroups:  # the group itself came, went or moved: list it again
-                cands = [view.vports[vid] for vid in vidx.members_named.get(g, ())]
-            else:  # keep the unchanged members, add the changed vports that belong
-                cands = [v for v in old.members.get(g, ()) if v.id not in delta.vports]
-                cands += [v for vid in delta.vports if (v := view.vports.get(vid)) is not None and g in v.policygroups]
             group = view.policygroups.get(g)
-            members = sorted((v for v in cands if v.domain_id in present and group is not None
-                              and group.domain_id == v.domain_id), key=_by_id)
+            if g in delta.policygroups:  # the group itself came, went or moved: list it again
+                members = sorted((v for vid in vidx.members_named.get(g, ())
+                                  if _valid_member(v := view.vports[vid], group, present)), key=_by_id)
+            else:  # keep the unchanged members (still valid: same group, same present domains), redo the changed
+                members = list(old.members.get(g, ()))
+                for vid in delta.vports:
+                    i = bisect.bisect_left(members, vid, key=_by_id)
+                    if i < len(members) and members[i].id == vid:
+                        del members[i]
+                    v = view.vports.get(vid)
+                    if v is not None and g in v.policygroups and _valid_member(v, group, present):
+                        bisect.insort(members, v, key=_by_id)
             if members:
                 idx.members[g] = members
             else:
@@ -358,6 +364,11 @@ class PolicyIndex:
 
 def _by_id(v: VPort) -> str:
     return v.id
+
+
+def _valid_member(v: VPort, group: PolicyGroup | None, present: frozenset[str]) -> bool:
+    # As PolicyIndex.__init__ lists members.
+    return v.domain_id in present and group is not None and group.domain_id == v.domain_id
 
 
 def _zone_cidrs(view: HostView) -> dict[str, list[str]]:
