@@ -461,9 +461,14 @@ def report(results: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["per-host", "in-share"], default="per-host")
+    ap.add_argument("--part", choices=["per-host", "in-share", "fanout"], default="per-host")
+    ap.add_argument("--hosts", type=int, default=1000, help="fanout: simulated hosts")
+    ap.add_argument("--vports", type=int, default=100000, help="fanout: vports in total")
+    ap.add_argument("--domains", type=int, default=200, help="fanout: domains")
+    ap.add_argument("--relays", type=int, default=10, help="fanout: relays (0: hosts on the primary)")
+    ap.add_argument("--procs", type=int, default=8, help="fanout: processes holding the simulated hosts")
     ap.add_argument("--shares", default="40,2000", help="in-share: local share sizes (vports)")
-    ap.add_argument("--changes", type=int, default=50, help="in-share: changes of each kind per size")
+    ap.add_argument("--changes", type=int, default=50, help="in-share, fanout: changes of each kind")
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--unrelated", type=int, default=600, help="unrelated changes per size")
     ap.add_argument("--local", type=int, default=30, help="local-domain changes per size")
@@ -474,6 +479,12 @@ def main() -> None:
         agent_main(args.agent)
         return
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    if args.part == "fanout":
+        import scale_fanout  # bench/scale_fanout.py: parts (b) and (c)
+
+        res = scale_fanout.run(args.hosts, args.vports, args.domains, args.relays, args.procs, args.changes)
+        print(json.dumps(res, indent=1))
+        return
     if args.part == "in-share":
         in_share([int(s) for s in args.shares.split(",")], args.changes)
         print(f"load average at end: {os.getloadavg()}")
