@@ -22,7 +22,17 @@ fresh agent process:
 The directory is loaded with raw OVSDB transactions in batches (thousands of rows per transaction),
 not through the REST API: the bench measures the agent, not the loader.
 
+``--part in-share`` (item 2): the same agent process with a local share of ``--shares`` vports
+(2 local domains, 10 vports of H in each, the rest on peer hosts) and nothing else: the agent's
+CPU per rule change (a rule's port) and per membership change (a peer vport moved to the other
+group), ``--changes`` of each. ``NUAGE_BENCH_TREE=/path/to/another/checkout`` runs the agent side
+(and the loader) on that tree: the reference ("before") run.
+
+``--part fanout`` (b) and (c): ``bench/scale_fanout.py``.
+
 Run:  .venv/bin/python bench/scale.py --part per-host [--sizes 1000,10000,100000]
+      .venv/bin/python bench/scale.py --part in-share [--shares 40,2000] [--changes 50]
+      .venv/bin/python bench/scale.py --part fanout [--hosts 1000 --vports 100000 --domains 200 --relays 10]
 """
 
 from __future__ import annotations
