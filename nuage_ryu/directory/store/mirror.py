@@ -116,13 +116,15 @@ class Mirror:
         self._subnet_ports: immutables.Map = immutables.Map()
         self._macs: immutables.Map = immutables.Map()
         self._dirty: set[str] = set(KINDS)
-        # Ids changed per kind since the last publish (None: unknown, after a reload), recorded in
-        # the change log under the next version: what lets an agent update its view per object.
+        # A scoped replica (an agent's) records the ids changed per kind since the last publish
+        # (None: unknown, after a reload) in a change log, under the next version: what lets the
+        # agent update its view per object. It also keeps its vports' placement by host and
+        # domain: its share and the agent's lookups then never walk all the vports it holds.
+        # A full replica (the REST API) needs neither and pays for neither.
+        scoped = complete_domains is not None
         self._changed: dict[str, set[str]] | None = None
-        self.changelog = ChangeLog()
-        # A scoped replica (an agent's) keeps its vports' placement by host and domain: its share
-        # and the agent's lookups then never walk all the vports it holds.
-        self._placement = Placement() if complete_domains is not None else None
+        self.changelog = ChangeLog() if scoped else None
+        self._placement = Placement() if scoped else None
         self._counter_rows: immutables.Map = immutables.Map()
         self._counters_dirty = False
         self.state = DirectoryState()
@@ -257,10 +259,11 @@ class Mirror:
         self._dirty.clear()
         maps = {plural: self._tables[kind] for kind, (_t, plural, _p) in KINDS.items()}
         self.version += 1
-        changed = self._changed
-        self.changelog.record(self.version, None if changed is None else
-                              {KINDS[kind][1]: frozenset(ids) for kind, ids in changed.items()})
-        self._changed = {}
+        if self.changelog is not None:
+            changed = self._changed
+            self.changelog.record(self.version, None if changed is None else
+                                  {KINDS[kind][1]: frozenset(ids) for kind, ids in changed.items()})
+            self._changed = {}
         self.state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs,
                                     complete_domains=self._complete, placement=self._placement,
                                     version=self.version, changelog=self.changelog)
