@@ -314,7 +314,7 @@ def _print_plane(plane: dict | None) -> None:
             print(f"       agent: {problem}")
     for c in plane["containers"]:
         print(f"  container {c['name']} on {c['host']}: {c.get('address') or '(attaching)'} "
-              f"subnet {c['subnet']} groups {','.join(c['policygroups']) or '-'} netns {c['netns']}")
+              f"subnet {c['subnet'] or '-'} groups {','.join(c['policygroups']) or '-'} netns {c['netns']}")
 
 
 def _exec(lab, args) -> int:

@@ -167,12 +167,28 @@ def attach(lab: Lab, plane: ControlPlane, host: str, name: str, subnet: str,
         return record
 
 
+def adopt(lab: Lab, name: str, host: str, netns_name: str, address: str = "", subnet: str = "",
+          policygroups: list[str] | None = None) -> dict:
+    """Record an endpoint made by other means (the demo's VM, bare-metal server, Docker container),
+    so that ``exec``, ``status`` and ``down`` know it; it has no CNI configuration, so ``down``
+    only ends its processes and deletes its namespace."""
+    with _locked(lab):
+        records = read(lab)
+        record = {"name": name, "host": lab.host(host).name, "netns": netns_name, "container_id": "",
+                  "ifname": IFNAME, "subnet": subnet, "policygroups": list(policygroups or []),
+                  "cni_config": None, "address": address, "ip": address.split("/")[0], "mac": ""}
+        records[name] = record
+        _write(lab, records)
+        return record
+
+
 def _remove(lab: Lab, record: dict) -> list[str]:
     """CNI DEL (best effort: the agent may be gone), processes in the namespace, the namespace."""
     removed, errors = [], []
     try:
-        run_cni(lab, record, "DEL")
-        removed.append(f"vport of container {record['name']} (CNI DEL)")
+        if record.get("cni_config"):
+            run_cni(lab, record, "DEL")
+            removed.append(f"vport of container {record['name']} (CNI DEL)")
     except LabError as exc:
         errors.append(str(exc))
     for pid, command in sorted(netns.processes_in([record["netns"]]).items()):

@@ -112,6 +112,16 @@ def recorded_pids(lab: Lab) -> dict[str, int]:
         raise LabError(f"unreadable pid record {path}: {exc}") from None
 
 
+def adopt_process(lab: Lab, name: str, pid: int) -> None:
+    """Have ``stop_plane`` stop one more process of the plane (e.g. the demo's Docker plugin); its
+    command line must name the plane's directory, as the plane's own processes' do."""
+    record = read_record(lab)
+    if record is None:
+        raise LabError(f"the lab in {lab.state_dir} runs no standing control plane")
+    record.setdefault("adopted", {})[name] = pid
+    _write_record(lab, record)
+
+
 def is_plane_process(pid: int, plane_root: str) -> bool:
     """Is ``pid`` alive and started by this plane (its command line names the plane's directory)?"""
     if not pid_alive(pid):
@@ -143,9 +153,10 @@ def stop_plane(lab: Lab, timeout: float = STOP_TIMEOUT) -> list[str]:
     record = read_record(lab)
     root = os.path.join(lab.state_dir, PLANE_DIR)
     removed = []
-    pids = recorded_pids(lab)
+    pids = {**recorded_pids(lab), **(record or {}).get("adopted", {})}
     # Agents first (they would only log the directory going away), the directory last.
-    order = sorted(pids, key=lambda name: (name == "directory", name.startswith("relay-"), name))
+    order = sorted(pids, key=lambda name: (name == "directory", name.startswith("relay-"),
+                                           name.startswith("agent-"), name))
     for name in order:
         pid = pids[name]
         if is_plane_process(pid, root):
