@@ -14,10 +14,10 @@ in the lab's state dir instead:
 line names this plane's directory: a recycled pid is left alone), agents first, then the
 directory, and removes the plane's files and the nuage-ctl context.
 
-nuage-ctl then needs no option and no environment variable: the lab's directory publishes
-itself (``/run/nuage-ryu/directory.json``, docs/nuage-ctl.md), and ``up`` also writes a context
+nuage-ctl then needs no option and no environment variable: ``up`` writes a context
 ``lab-<prefix>`` (API socket + admin token file) into the nuage-ctl client config, which
-becomes the current context when the file has none.
+becomes the current context when the file has none; without any context nuage-ctl also finds
+the newest directory of the machine by its published record (docs/nuage-ctl.md).
 """
 
 from __future__ import annotations
@@ -213,16 +213,28 @@ def _remove_context(record: dict) -> bool:
 
 def next_steps(lab: Lab, plane: ControlPlane) -> list[str]:
     """What to type next: the lines ``up --plane`` (and ``make demo KEEP=1``) print."""
+    from nuage_ryu.directory.ctl.context import ConfigFile
+    from nuage_ryu.directory.ctl.resolve import UsageError
+
     record = read_record(lab) or {}
     sd = f" --state-dir {lab.state_dir}"
-    context = record.get("context", context_name(lab))
-    return [
-        f"directory: REST API on unix:{plane.api_socket} (admin token {plane.token_file})"
-        + (", TLS between the nodes" if plane.tls else ""),
-        f"nuage-ctl finds it by itself (the newest directory on this machine, /run/nuage-ryu/directory.json);"
-        f" context {context} pins it ({record.get('ctl_config', '-')}):",
-        "  nuage-ctl host list",
-        f"  nuage-ctl --context {context} apply -f docs/examples/3tier.yaml",
+    context, config = record.get("context", context_name(lab)), record.get("ctl_config", "-")
+    try:
+        current = ConfigFile(config).current if config != "-" else None
+    except UsageError:
+        current = None
+    lines = [f"directory: REST API on unix:{plane.api_socket} (admin token {plane.token_file})"
+             + (", TLS between the nodes" if plane.tls else "")]
+    if current == context:
+        lines.append(f"nuage-ctl needs no option: context {context} ({config}) is the current one")
+        ctl = "nuage-ctl"
+    else:
+        lines.append(f"nuage-ctl: context {context} ({config}) points at it; the current context is {current}, "
+                     f"so give --context {context} (or: nuage-ctl config use-context {context})")
+        ctl = f"nuage-ctl --context {context}"
+    return lines + [
+        f"  {ctl} host list",
+        f"  {ctl} apply -f docs/examples/3tier.yaml",
         f"  nuage-lab attach{sd} h1 web1 --subnet acme/prod/web/front --policygroup web",
         f"  nuage-lab attach{sd} h2 app1 --subnet acme/prod/app/mid --policygroup app",
         f"  nuage-lab exec{sd} web1 -- ping -c1 <app1's ip>",

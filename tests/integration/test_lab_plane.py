@@ -118,7 +118,8 @@ def user(tmp_path):
 def test_a_new_user_runs_the_plane_applies_a_policy_attaches_containers_and_removes_it_all(user):
     # 1. the lab with its control plane
     up = user.lab("up", "--hosts", "2", "--plane", "--prefix", user.prefix)
-    assert "control plane up" in up.stdout and f"lab-{user.prefix}" in up.stdout
+    assert "control plane up" in up.stdout
+    assert f"nuage-ctl needs no option: context lab-{user.prefix}" in up.stdout
     assert f"nuage-lab down --state-dir {user.state}" in up.stdout
     with open(os.path.join(user.state, "plane", "pids.json")) as f:
         pids = json.load(f)

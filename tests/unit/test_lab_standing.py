@@ -109,10 +109,12 @@ def test_a_context_made_current_by_the_user_stays_current(tmp_path):
     _record_plane(lab, {}, config)
 
     class Plane:
-        api_socket, token_file = "/x/api.sock", "/x/api-token"
+        api_socket, token_file, tls = "/x/api.sock", "/x/api-token", True
 
     standing._add_context(standing.read_record(lab), Plane)
     assert ConfigFile(config).current == "prod"
+    steps = "\n".join(standing.next_steps(lab, Plane))
+    assert "the current context is prod" in steps and "nuage-ctl --context lab-uxlu host list" in steps
 
 
 @pytest.mark.parametrize("name", ["h1", "ctl", "inet", "Web", "1web", "a" * 16, "web-1", ""])
