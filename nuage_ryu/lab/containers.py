@@ -121,14 +121,17 @@ def run_cni(lab: Lab, record: dict, command: str) -> dict:
 def resolve_subnet(plane: ControlPlane, ref: str) -> list[str]:
     """``[enterprise, domain, zone, subnet]`` names of a subnet reference as nuage-ctl takes it
     (a path such as ``acme/prod/web/front``, a unique name, or an id prefix)."""
+    from nuage_ryu.directory.client import CannotConnect
     from nuage_ryu.directory.ctl.resolve import Resolver, UsageError
     from nuage_ryu.directory.errors import DirectoryError
 
-    resolver = Resolver(plane.client())
     try:
+        resolver = Resolver(plane.client())
         return resolver.path_of("subnet", resolver.resolve("subnet", ref)).split("/")
     except (UsageError, DirectoryError) as exc:
         raise LabError(f"subnet {ref!r}: {exc}") from None
+    except (CannotConnect, OSError) as exc:
+        raise LabError(f"the lab's directory does not answer ({exc}); see nuage-lab status") from None
 
 
 def attach(lab: Lab, plane: ControlPlane, host: str, name: str, subnet: str,
