@@ -8,7 +8,7 @@ installed, the console scripts answer ``--version`` with ``nuage_ryu.__version__
 directory starts under ``nuage-ryu-manager`` with the packaged OVSDB schema and serves the
 console's packaged static files, ``nuage-ctl`` talks to it, the os-ken apps import, and the
 fast plugin launchers written by ``python -m nuage_ryu.plugins.launcher install`` run the
-installed code.
+installed code, and ``nuage-lab up --plane`` runs the directory and a VRS agent from it.
 """
 
 from __future__ import annotations
@@ -209,3 +209,25 @@ def test_the_plugin_launchers_run_the_installed_code(installed, tmp_path):
     assert nuage_ryu.__version__ in _run([cni, "--version"], cwd=str(work)).stdout
     assert nuage_ryu.__version__ in _run([str(bin_dir / "nuage-docker-plugin"), "--version"],
                                          cwd=str(work)).stdout
+
+
+def test_the_lab_runs_its_plane_from_the_wheel(installed, tmp_path):
+    """The VRS agent app and the directory app, started by nuage-lab from the installed package."""
+    venv, work = installed
+    lab_bin = str(venv / "bin" / "nuage-lab")
+    state = str(tmp_path / "lab")
+    env = _clean_env(XDG_CONFIG_HOME=str(tmp_path / "config"))
+    try:
+        _run([lab_bin, "up", "--hosts", "1", "--plane", "--state-dir", state, "--prefix",
+              f"uxw{os.getpid() % 100000}"], cwd=str(work), env=env, timeout=180)
+        report = json.loads(_run([lab_bin, "status", "--json", "--state-dir", state], cwd=str(work),
+                                 env=env).stdout)["plane"]
+        (host,) = report["hosts"]
+        assert host["openflow"]["connected"] and host["agent"]["ready"] and host["directory"]["connected"], host
+        # the agent runs the installed code, not a checkout
+        with open(f"/proc/{host['agent']['pid']}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[0].decode().startswith(str(venv))
+    finally:
+        subprocess.run([lab_bin, "down", "--state-dir", state], cwd=str(work), env=env, capture_output=True,
+                       timeout=180)
+    assert not os.path.exists(state)
