@@ -21,6 +21,8 @@ import sys
 import time
 import warnings
 
+from nuage_ryu import __version__
+
 DEFAULT_STATE_DIR_ENV = "NUAGE_LAB_STATE_DIR"
 
 
@@ -34,8 +36,6 @@ def build_parser(exec_command_after_dashes: bool = False) -> argparse.ArgumentPa
                              f"(default ${DEFAULT_STATE_DIR_ENV} or {DEFAULT_STATE_DIR})")
     common.add_argument("--prefix", default=DEFAULT_PREFIX,
                         help=f"name prefix of the lab's network namespaces (default {DEFAULT_PREFIX})")
-
-    from nuage_ryu import __version__
 
     parser = argparse.ArgumentParser(prog="nuage-lab", description="Multi-host nuage-ryu lab on one machine.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -76,7 +76,7 @@ def build_parser(exec_command_after_dashes: bool = False) -> argparse.ArgumentPa
     attach.add_argument("--json", action="store_true", help="print the container's record as JSON")
 
     detach = commands.add_parser("detach", parents=[common], help="remove a container (CNI DEL)")
-    detach.add_argument("name", metavar="NAME")
+    detach.add_argument("name", metavar="NAME", help="the container's name, as given to attach")
 
     status = commands.add_parser("status", parents=[common], help="show hosts, bridges, ports, processes")
     status.add_argument("--json", action="store_true", help="machine-readable output")
