@@ -145,3 +145,32 @@ def test_every_tool_option_has_help():
         for action in command._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"nuage-lab {name} {action.option_strings[0]} has no help"
+
+
+def test_the_plane_part_of_status_reads_as_a_table(capsys):
+    from nuage_ryu.lab.cli import _print_plane
+
+    host = {"openflow": {"connected": True}, "directory": {"registered": True, "connected": True},
+            "agent": {"pid": 101, "alive": True, "reachable": True, "ready": True, "problems": []},
+            "vports": {"directory": 2, "up": 2, "agent": 2, "ovs": 2}}
+    _print_plane({
+        "tls": True, "api_socket": "/tmp/l/plane/api.sock", "context": "lab-nlab",
+        "processes": {"agent-h1": {"pid": 101, "alive": True}, "agent-h2": {"pid": 102, "alive": False},
+                      "directory": {"pid": 100, "alive": True}},
+        "directory": {"answers": True, "error": None},
+        "hosts": [{"name": "h1", **host},
+                  {"name": "h2", "openflow": {"connected": False},
+                   "directory": {"registered": True, "connected": False},
+                   "agent": {"pid": 102, "alive": False, "reachable": False, "error": "agent socket gone"},
+                   "vports": {"directory": 1, "up": 0, "agent": None, "ovs": 1}}],
+        "containers": [{"name": "web1", "host": "h1", "address": "10.0.1.2/24", "subnet": "acme/prod/web/front",
+                        "policygroups": ["web"], "netns": "nlab-c-web1"}]})
+    assert capsys.readouterr().out.splitlines() == [
+        "control plane (TLS): agent-h1 101 alive, agent-h2 102 DEAD, directory 100 alive",
+        "  directory API unix:/tmp/l/plane/api.sock answers; nuage-ctl context lab-nlab",
+        "  host br-int<->agent  agent                  agent<->directory  vports: directory (up) / agent / ovs",
+        "  h1   connected       101 ready              connected          2 (2) / 2 / 2",
+        "  h2   NOT CONNECTED   102 DEAD               NOT CONNECTED      1 (0) / - / 1",
+        "       agent: agent socket gone",
+        "  container web1 on h1: 10.0.1.2/24 subnet acme/prod/web/front groups web netns nlab-c-web1",
+    ]
