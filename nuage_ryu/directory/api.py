@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import webob
 
 from nuage_ryu import json_input
-from nuage_ryu.directory import listing, openapi, shadow, validate
+from nuage_ryu.directory import listing, openapi, shadow, trace, validate
 from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.errors import (
     BadRequest,
@@ -112,6 +112,8 @@ def build_routes() -> list[Route]:
                         "policygroup", "remove one member"))
     routes.append(Route("/bulk", {"POST": "bulk"}, None, None,
                         "many creates/updates/deletes in one transaction (all or nothing)"))
+    routes.append(Route("/trace", {"POST": "trace"}, None, None,
+                        "explain a packet: the deciding rule, the path, and whether the datapath agrees"))
     routes.append(Route("/openapi.json", {"GET": "openapi"}, None, None, "this document"))
     return routes
 
@@ -496,3 +498,12 @@ class DirectoryAPI:
                     item["warnings"] = shadow.shadow_warnings(state, obj_id)
             results.append(item)
         return _json_response(200, {"dry_run": dry_run, "results": results})
+
+    # -- explain a packet (trace.py) --
+    def _trace(self, req, caller, route):
+        """``POST /trace``: a tenant traces only between objects of its own enterprise (others are 404)."""
+        self._params(req, ())
+        body = self._body(req)
+        state = self.store.snapshot()
+        answer = trace.run_trace(self.store, state, lambda kind, obj: self._visible(state, caller, kind, obj), body)
+        return _json_response(200, answer)
