@@ -62,6 +62,27 @@ except OSError:
 """
 
 
+# The connectivity matrix: (from, to, port, expected allow, why). tests/integration/test_trace_lab.py
+# traces the same cases with POST /api/v1/trace.
+MATRIX = (
+    ("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
+    ("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
+    ("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
+    ("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
+    ("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
+    ("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
+    ("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
+    ("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
+    ("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
+    ("web1@h1", "app1@h2", 5432, False, "wrong port"),
+    ("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
+    ("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
+    ("g1@h1", "g2@h3", 8080, True, "globex default allow"),
+    ("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
+    ("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
+)
+
+
 @dataclass
 class DemoContainer:
     name: str
@@ -335,23 +356,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         demo.step("connectivity matrix from real TCP connections (expected by policy vs observed)")
         for c in containers:
             wait_listening(c, (8080, 5432))
-        checks = [
-            Check("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
-            Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
-            Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
-            Check("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
-            Check("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
-            Check("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
-            Check("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
-            Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
-            Check("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
-            Check("web1@h1", "app1@h2", 5432, False, "wrong port"),
-            Check("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
-            Check("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
-            Check("g1@h1", "g2@h3", 8080, True, "globex default allow"),
-            Check("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
-            Check("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
-        ]
+        checks = [Check(*case) for case in MATRIX]
         by_label = {f"{c.name}@{c.host}": c for c in containers}
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
