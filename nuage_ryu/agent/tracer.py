@@ -130,6 +130,6 @@ class Tracer:
             return {"error": f"cannot run ovs-appctl: {exc}", "flow": flow}
         if proc.returncode != 0:
             return {"error": f"ofproto/trace failed: {(proc.stderr or proc.stdout).strip()[-300:]}", "flow": flow}
-        answer = trace.explain(view, trace.parse(proc.stdout), in_port)
+        answer = trace.explain(view, trace.parse(proc.stdout, bridge.bridge), in_port)
         answer.update(flow=flow, seconds=round(time.monotonic() - started, 4))
         return answer

@@ -110,9 +110,14 @@ _NOT_ACTIONS = ("->", ">>", "Final flow", "Megaflow", "Datapath actions", "===",
                 "thaw", "Resuming", "recirc(")
 
 
-def parse(text: str) -> OfprotoTrace:
-    """Read ``ovs-appctl ofproto/trace`` output (OVS 2.x/3.x text format)."""
+_BRIDGE_RE = re.compile(r'^\s*bridge\("([^"]+)"\)')
+
+
+def parse(text: str, bridge: str = "br-int") -> OfprotoTrace:
+    """Read ``ovs-appctl ofproto/trace`` output (OVS 2.x/3.x text format) for ``bridge``'s flows (a
+    tunnelled packet continues through the underlay bridge: its flows are not ours)."""
     hits: list[FlowHit] = []
+    in_bridge = True
     outputs: list[int | str] = []
     current: tuple[re.Match, list[str]] | None = None
 
@@ -124,6 +129,14 @@ def parse(text: str) -> OfprotoTrace:
 
     for line in text.splitlines():
         stripped = line.strip()
+        b = _BRIDGE_RE.match(line)
+        if b:
+            close()
+            current = None
+            in_bridge = b.group(1) == bridge
+            continue
+        if not in_bridge:
+            continue
         m = _HIT_RE.match(line)
         if m:
             close()

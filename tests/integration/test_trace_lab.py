@@ -117,7 +117,9 @@ def test_icmp_udp_and_address_ends(demo_lab):
     to_ip = trace(client, "app1", trace(client, "app1", "db1", protocol="tcp", port=5432)["to"]["ip"],
                   protocol="tcp", port=5432)
     assert to_ip["rule"]["priority"] == 200 and to_ip["datapath"] == "agree"
-    from_ip = trace(client, to_ip["from"]["ip"], "db1", protocol="udp", port=53)
+    held = trace(client, to_ip["from"]["ip"], "db1", protocol="tcp", port=5432)  # app1's address: app1 itself
+    assert held["from"]["name"] == "app1" and held["rule"]["priority"] == 200 and held["datapath"] == "agree"
+    from_ip = trace(client, "10.10.2.200", "db1", protocol="udp", port=53)  # an address no vport holds
     assert from_ip["datapath"] == "unavailable" and "address" in from_ip["datapath_detail"]["reason"]
     assert from_ip["verdict"] == "deny"
 
