@@ -220,9 +220,11 @@ def resolve_ends(state: DirectoryState, visible: Visible, query: TraceQuery):
         if dst_vport.domain != domain.id:
             # Addresses never cross domains: the packet is the source's, sent to that address in its own domain.
             other = state.domains.get(dst_vport.domain)
-            dst = Party(dst_vport.ip, _vport_at(state, domain.id, dst_vport.ip),
+            holder = _vport_at(state, domain.id, dst_vport.ip)
+            held = f", where vport {holder.name} holds it" if holder is not None else ", where no vport holds it"
+            dst = Party(dst_vport.ip, holder,
                         f"vport {dst_vport.name} is in another domain ({getattr(other, 'name', '?')}): its address "
-                        f"{dst_vport.ip} is looked up in {domain.name}, the source's domain")
+                        f"{dst_vport.ip} is looked up in {domain.name}, the source's domain{held}")
         else:
             dst = Party(dst_vport.ip, dst_vport)
     else:
@@ -277,9 +279,17 @@ def _forwarding(state: DirectoryState, domain, src: Party, dst: Party) -> tuple[
 
 
 def rule_dict(state: DirectoryState, acl_id: str) -> dict:
+    """The deciding rule as the API shows it (no counters), its endpoints with their objects' names."""
     acl = state.acls[acl_id]
     full = as_dict("acl", acl, state)
-    return {k: full[k] for k in RULE_FIELDS if k in full}
+    out = {k: full[k] for k in RULE_FIELDS if k in full}
+    for key in ("source", "destination"):
+        ep = dict(out[key])
+        table = {"policygroup": state.policygroups, "zone": state.zones, "subnet": state.subnets}.get(ep["type"])
+        if table is not None and ep.get("id") in table:
+            ep["name"] = table[ep["id"]].name
+        out[key] = ep
+    return out
 
 
 def _tables(tables) -> list[dict]:

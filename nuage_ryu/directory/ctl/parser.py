@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from nuage_ryu.directory.ctl import audit
+from nuage_ryu.directory.ctl import audit, trace
 from nuage_ryu.directory.ctl.kinds import KINDS, SCOPE_OPTIONS, with_article
 from nuage_ryu.directory.ctl.render import OUTPUTS
 
@@ -492,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_files(objs)
     add_tools(objs)
     add_output_options(audit.add_parser(objs, Formatter, epilog), top=False)
+    add_output_options(trace.add_parser(objs, Formatter, epilog), top=False)
 
     from nuage_ryu.db import cluster, relay
     from nuage_ryu.directory.ctl import pki_cli
