@@ -72,6 +72,8 @@ class Tracer:
 
     def on_requests(self, requests: Mapping[str, object]) -> None:
         """A store listener (IDL thread): enqueue the new pending requests of our hosts. Never blocks."""
+        if self._stopping.is_set():
+            return
         hosts = self._bridges()
         current = set(requests)
         self._seen &= current  # forget withdrawn requests

@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from nuage_ryu.directory.ctl import trace as trace_view
 from nuage_ryu.lab import guests
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
@@ -109,7 +110,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 9
+    steps: int = 10
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -266,6 +267,17 @@ def print_matrix(demo: Demo, checks: list[Check]) -> int:
     return failures
 
 
+def explain_denied(demo: Demo, client) -> int:
+    """Trace one denied flow of the matrix (the deciding rule, the path, the datapath check); 1 if the
+    datapath disagrees, else 0."""
+    answer = client.request("POST", "/trace", {"from": "web1", "to": "db1", "protocol": "tcp", "port": 5432})
+    rows = trace_view.lines(answer)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        demo.say(f"      {label:<{width}}  {text}")
+    return 0 if answer["verdict"] == "deny" and answer["datapath"] == "agree" else 1
+
+
 def run(state_dir: str | None = None, prefix: str = "demo") -> int:
     demo = Demo()
     state_dir = state_dir or tempfile.mkdtemp(prefix="nuage-demo-")
@@ -361,6 +373,8 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
+        demo.step("explain a denied flow: nuage-ctl trace web1 db1 --port 5432 (POST /api/v1/trace)")
+        failures += explain_denied(demo, client)
         demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)
