@@ -267,10 +267,12 @@ def print_matrix(demo: Demo, checks: list[Check]) -> int:
     return failures
 
 
-def explain_denied(demo: Demo, client) -> int:
-    """Trace one denied flow of the matrix (the deciding rule, the path, the datapath check); 1 if the
-    datapath disagrees, else 0."""
-    answer = client.request("POST", "/trace", {"from": "web1", "to": "db1", "protocol": "tcp", "port": 5432})
+def explain_denied(demo: Demo, client, src_ip: str, dst_ip: str) -> int:
+    """Trace one denied flow of the matrix, web1 -> db1:5432 (POST /api/v1/trace: the deciding rule, the
+    path, the datapath check); 1 if the datapath disagrees, else 0. By address: the addresses name the
+    vports (the CNI plugin names them after the container)."""
+    answer = client.request("POST", "/trace", {"from": src_ip, "to": dst_ip, "domain": "acme/prod",
+                                               "protocol": "tcp", "port": 5432})
     rows = trace_view.lines(answer)
     width = max(len(label) for label, _ in rows)
     for label, text in rows:
@@ -373,8 +375,9 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
-        demo.step("explain a denied flow: nuage-ctl trace web1 db1 --port 5432 (POST /api/v1/trace)")
-        failures += explain_denied(demo, client)
+        web1, db1 = by_label["web1@h1"], by_label["db1@h3"]
+        demo.step(f"explain a denied flow: nuage-ctl trace {web1.ip} {db1.ip} --domain acme/prod --port 5432")
+        failures += explain_denied(demo, client, web1.ip, db1.ip)
         demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)
