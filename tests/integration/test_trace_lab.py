@@ -20,7 +20,7 @@ from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab import guests
 from nuage_ryu.lab.demo import MATRIX, build_tenants
-from tests.lab_helpers import Containers, lab_with_plane, wait_until
+from tests.lab_helpers import Containers, lab_with_plane, ns_run, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, OVS)")]
@@ -164,3 +164,38 @@ def test_nuage_ctl_trace_answers_like_the_api(demo_lab):
     if os.environ.get("NUAGE_TRACE_SAMPLE"):  # refreshes the canned answer of the golden test
         with open(os.environ["NUAGE_TRACE_SAMPLE"], "w") as f:
             f.write(proc.stdout)
+
+
+def test_a_host_answers_only_its_own_trace_requests(demo_lab):
+    """RBAC (ovsdb/rbac.py): with h1's certificate, a host may write the answer of h1's trace requests
+    only; another host's request, a new request, or deleting one are refused."""
+    from tests.integration.test_rbac import _transact
+
+    lab, plane, _containers = demo_lab
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+
+    def insert(host_name: str) -> str:
+        out = ns_run(plane.lab.controller_node.netns, [
+            "ovsdb-client", "transact", plane.local_directory_db, json.dumps(["Nuage_Directory", {
+                "op": "insert", "table": "TraceRequest", "row": {
+                    "host": host_name, "request": "{}", "answer": "", "state": "pending",
+                    "expires": 0}}])])
+        return json.loads(out.stdout)[0]["uuid"][1]
+
+    def answer(row: str) -> dict:
+        return {"op": "update", "table": "TraceRequest", "where": [["_uuid", "==", ["uuid", row]]],
+                "row": {"answer": '{"verdict": "allow"}', "state": "answered"}}
+
+    theirs, mine = insert(h2.host_name), insert(h1.host_name)
+    assert "permission error" in _transact(plane, h1, answer(theirs))
+    out = _transact(plane, h1, answer(mine))
+    assert json.loads(out)[0] == {"count": 1}, out
+    assert "permission error" in _transact(plane, h1, {"op": "insert", "table": "TraceRequest", "row": {
+        "host": h1.host_name, "request": "{}", "answer": "", "state": "pending", "expires": 0}})
+    assert "permission error" in _transact(plane, h1, {"op": "delete", "table": "TraceRequest",
+                                                       "where": [["_uuid", "==", ["uuid", mine]]]})
+    # Expired rows like these are deleted by the directory with its next trace request.
+    trace(plane.client(), "web1", "app1", protocol="tcp", port=8080)
+    out = ns_run(plane.lab.controller_node.netns, ["ovsdb-client", "transact", plane.local_directory_db, json.dumps(
+        ["Nuage_Directory", {"op": "select", "table": "TraceRequest", "where": [], "columns": ["_uuid"]}])])
+    assert json.loads(out.stdout)[0]["rows"] == [], out.stdout
