@@ -46,6 +46,40 @@ def summary(ms: list[float]) -> dict:
             "max_ms": round(max(ms), 2), "mean_ms": round(statistics.mean(ms), 2)}
 
 
+def measure(lab, containers, iterations: int) -> dict:
+    """Build the lab's tenants and containers, then trace the cases ``iterations`` times both ways."""
+    client = containers.client
+    acme = build_tenants(client)
+    last = lab.hosts[-1].name if len(lab.hosts) >= 3 else "h2"
+    for name, host, tier in (("web1", "h1", "web"), ("app1", "h2", "app"), ("db1", last, "db"),
+                             ("web2", "h2", "web")):
+        containers.add(name, host, acme["subnets"][tier], policygroups=[acme["groups"][tier]["id"]])
+    for src, dst, port in CASES:  # warm-up: first ovs-appctl of each host, first snapshot
+        client.request("POST", "/trace", {"from": src, "to": dst, "port": port})
+    times: dict[str, list[float]] = {"with_datapath": [], "policy_only": []}
+    ask, appctl, disagreements = [], [], []
+    for _ in range(iterations):
+        for src, dst, port in CASES:
+            for mode, extra in (("with_datapath", {}), ("policy_only", {"datapath": False})):
+                t0 = time.perf_counter()
+                answer = client.request("POST", "/trace", {"from": src, "to": dst, "port": port, **extra})
+                times[mode].append(1000 * (time.perf_counter() - t0))
+                if mode == "policy_only":
+                    continue
+                if answer["datapath"] != "agree":
+                    disagreements.append((src, dst, port, answer["datapath"], answer.get("datapath_detail")))
+                detail = answer.get("datapath_detail") or {}
+                if "seconds" in detail:
+                    ask.append(1000 * detail["seconds"])
+                observed = detail.get("observed") or {}
+                if "seconds" in observed:
+                    appctl.append(1000 * observed["seconds"])
+    return {"with_datapath": summary(times["with_datapath"]), "policy_only": summary(times["policy_only"]),
+            "directory_ask_to_answer": summary(ask), "agent_ofproto_trace": summary(appctl),
+            "ratio_p50": round(pct(times["with_datapath"], 0.5) / pct(times["policy_only"], 0.5), 1),
+            "disagreements": disagreements[:5], "n_disagreements": len(disagreements)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=3)
@@ -53,51 +87,15 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     load_before = [round(x, 2) for x in os.getloadavg()]
-    with lab_with_plane(args.hosts, tag="trcb") as (lab, plane):
-        containers = Containers(lab, plane)
-        client = containers.client
-        try:
-            acme = build_tenants(client)
-            last = lab.hosts[-1].name if args.hosts >= 3 else "h2"
-            for name, host, tier in (("web1", "h1", "web"), ("app1", "h2", "app"), ("db1", last, "db"),
-                                     ("web2", "h2", "web")):
-                containers.add(name, host, acme["subnets"][tier], policygroups=[acme["groups"][tier]["id"]])
-            for src, dst, port in CASES:  # warm-up: first ovs-appctl of each host, first snapshot
-                client.request("POST", "/trace", {"from": src, "to": dst, "port": port})
-            times: dict[str, list[float]] = {"with_datapath": [], "policy_only": []}
-            ask, appctl = [], []
-            disagreements = []
-            for _ in range(args.iterations):
-                for src, dst, port in CASES:
-                    for mode, extra in (("with_datapath", {}), ("policy_only", {"datapath": False})):
-                        t0 = time.perf_counter()
-                        answer = client.request("POST", "/trace", {"from": src, "to": dst, "port": port, **extra})
-                        times[mode].append(1000 * (time.perf_counter() - t0))
-                        if mode == "with_datapath":
-                            if answer["datapath"] != "agree":
-                                disagreements.append((src, dst, port, answer["datapath"],
-                                                      answer.get("datapath_detail")))
-                            detail = answer.get("datapath_detail") or {}
-                            if "seconds" in detail:
-                                ask.append(1000 * detail["seconds"])
-                            observed = detail.get("observed") or {}
-                            if "seconds" in observed:
-                                appctl.append(1000 * observed["seconds"])
-        finally:
-            containers.cleanup()
-    results = {
-        "hosts": args.hosts, "iterations": args.iterations, "cases": len(CASES),
-        "with_datapath": summary(times["with_datapath"]), "policy_only": summary(times["policy_only"]),
-        "directory_ask_to_answer": summary(ask), "agent_ofproto_trace": summary(appctl),
-        "ratio_p50": round(pct(times["with_datapath"], 0.5) / pct(times["policy_only"], 0.5), 1),
-        "disagreements": disagreements[:5], "n_disagreements": len(disagreements),
-        "loadavg_before": load_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    with lab_with_plane(args.hosts, tag="trcb") as (lab, plane), Containers(lab, plane) as containers:
+        measured = measure(lab, containers, args.iterations)
+    results = {"hosts": args.hosts, "iterations": args.iterations, "cases": len(CASES), **measured,
+               "loadavg_before": load_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(results, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
-    return 1 if disagreements else 0
+    return 1 if measured["n_disagreements"] else 0
 
 
 if __name__ == "__main__":

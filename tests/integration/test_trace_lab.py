@@ -40,8 +40,7 @@ def expected_deciding(why: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def demo_lab():
-    with lab_with_plane(3, tag="trc") as (lab, plane):
-        containers = Containers(lab, plane)
+    with lab_with_plane(3, tag="trc") as (lab, plane), Containers(lab, plane) as containers:
         client = containers.client
         tor = None
         try:
@@ -65,7 +64,6 @@ def demo_lab():
                        message="bare-metal vport db2 up")
             yield lab, plane, containers
         finally:
-            containers.cleanup()
             if tor is not None:
                 guests.remove_tor(tor)
 

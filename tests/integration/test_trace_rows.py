@@ -9,32 +9,29 @@ import time
 
 import pytest
 
-from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory.store import DirectoryStore, schema_path
+from nuage_ryu.directory.store import DirectoryStore
 from tests.ovs_fixtures import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
 
 @pytest.fixture
-def stores(tmp_path):
-    srv = OvsdbServer(str(tmp_path / "directory.db"), schema_path(), str(tmp_path / "db.sock"))
-    srv.start()
+def stores(server):
+    """The REST side's full store and one scoped agent store per host (h1, h2) on ``server`` (conftest)."""
     made = []
     try:
-        api = DirectoryStore(srv.remote, all_counters=True)
+        api = DirectoryStore(server.remote, all_counters=True)
         api.start()
         made.append(api)
         agents = {}
         for host in ("h1", "h2"):
-            agents[host] = DirectoryStore(srv.remote, scope_hosts=[host])
+            agents[host] = DirectoryStore(server.remote, scope_hosts=[host])
             agents[host].start()
             made.append(agents[host])
         yield api, agents
     finally:
         for st in made:
             st.stop()
-        srv.stop()
 
 
 def test_a_request_reaches_only_its_host_and_its_answer_comes_back(stores):
