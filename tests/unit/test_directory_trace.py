@@ -5,6 +5,8 @@ round trip to the agent with a store that answers like the real one (``ask``/``w
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nuage_ryu.directory import trace as T
 from nuage_ryu.directory.errors import BadRequest, Conflict, NotFound, ValidationError
@@ -223,3 +225,22 @@ def test_unavailable_says_why():
     assert address["datapath"] == "unavailable" and "address" in address["datapath_detail"]["reason"]
     off = T.run_trace(AnsweringStore(observed()), st, everything, {**body, "datapath": False})
     assert off["datapath"] == "unavailable"
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=3), max_leaves=8)
+_FIELD_VALUES = st.sampled_from(["web1", "app1", "g1", "10.10.1.2", "10.10.9.9", "v-web1", "acme/prod", "tcp",
+                                 "udp", "icmp", "any", "47", "", "web", "nobody"]) | _JSON
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.dictionaries(st.sampled_from(T.FIELDS + ("extra",)), _FIELD_VALUES, max_size=6) | _JSON)
+def test_any_body_is_an_answer_or_a_4xx_never_a_crash(body):
+    st_ = state()
+    try:
+        answer = T.run_trace(AnsweringStore(observed()), st_, everything, body)
+    except (BadRequest, ValidationError, NotFound, Conflict) as exc:
+        assert 400 <= exc.status < 500
+        return
+    assert answer["verdict"] in ("allow", "deny") and answer["datapath"] in ("agree", "disagree", "unavailable")
