@@ -235,19 +235,31 @@ def resolve_ends(state: DirectoryState, visible: Visible, query: TraceQuery):
 
 
 def _vport_at(state: DirectoryState, domain_id: str, ip: str):
-    return next((v for v in state.vports.values() if v.domain == domain_id and v.ip == ip), None)
+    """The vport holding ``ip`` in the domain: looked up in the subnets that contain it (the per-subnet
+    index), not by walking every vport."""
+    addr = ipaddress.IPv4Address(ip)
+    for subnet in state.subnets.values():
+        if subnet.domain == domain_id and addr in ipaddress.IPv4Network(subnet.cidr, strict=False):
+            found = next((v for v in state.vports_of_subnet(subnet.id) if v.ip == ip), None)
+            if found is not None:
+                return found
+    return None
 
 
 # ---- what the policy and the network do ---------------------------------------------------------
 
 
-def domain_policy(state: DirectoryState, domain) -> R.DomainPolicy:
-    """The reference evaluator's view of one domain (the objects ``vrs.view.from_directory`` builds)."""
+def domain_policy(state: DirectoryState, domain, members=None) -> R.DomainPolicy:
+    """The reference evaluator's view of one domain (the objects ``vrs.view.from_directory`` builds).
+
+    ``members``: the vports whose memberships matter (a trace asks only about its two ends' addresses,
+    so it passes those and stays independent of the domain's size); None: every vport of the domain."""
     d = Domain(domain.id, domain.vni, domain.router_mac, domain.default_action, domain.ct_zone, domain.egress_nat)
     subnets = [Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone) for s in state.subnets.values()
                if s.domain == domain.id]
+    members = state.vports.values() if members is None else members
     vports = [VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups))
-              for v in state.vports.values() if v.domain == domain.id and v.ip]
+              for v in members if v.domain == domain.id and v.ip]
     rules = [AclRule(a.id, a.domain, a.priority, Endpoint(a.source.type, a.source.id, a.source.cidr),
                      Endpoint(a.destination.type, a.destination.id, a.destination.cidr), a.protocol, a.dst_ports,
                      a.icmp_type, a.icmp_code, a.action, a.stateful)
@@ -316,7 +328,7 @@ def expected_path(state: DirectoryState, src: Party, dst: Party, policy_allows: 
 
 def decide(state: DirectoryState, domain, src: Party, dst: Party, query: TraceQuery) -> dict:
     """The answer without the datapath check: verdict, deciding rule or default, path."""
-    policy = domain_policy(state, domain)
+    policy = domain_policy(state, domain, [p.vport for p in (src, dst) if p.vport is not None])
     pkt = packet_of(query, src, dst)
     decision = R.decide(policy, pkt)
     forwarding, why = _forwarding(state, domain, src, dst)
