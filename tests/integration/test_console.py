@@ -263,8 +263,13 @@ def test_the_trace_form_explains_a_packet_with_the_datapath_check(directory, tre
     base = f"http://127.0.0.1:{service.bound_port}"
     h1_datapath.install()
     _login(browser, base, token)
-    browser.find_element("link text", "Trace").click()
+    browser.get(f"{base}/ui/#/vport/{tree['vports'][0]['id']}")  # a vport's page links to the form, prefilled
+    _view(browser, "viewVport")
+    browser.find_element("id", "trace-from-here").click()
     _view(browser, "viewTrace")
+    assert browser.find_element("id", "trace-from").get_attribute("value") == tree["vports"][0]["id"]
+    browser.find_element("link text", "Trace").click()
+    _wait(browser, lambda d: d.find_element("id", "trace-from").get_attribute("value") == "", "the empty form")
 
     def trace(src, dst, protocol, port):
         form = browser.find_element("id", "trace-form")

@@ -390,7 +390,8 @@ async function viewVport(id) {
   show(h("h1", {}, `VPort ${vport.name}`),
     h("table", {}, h("tbody", {}, ...["ip", "mac", "gateway", "status", "host", "type"].map((k) =>
       h("tr", {}, h("th", {}, k), h("td", {}, String(vport[k] ?? ""))))) ),
-    h("h2", {}, "Policy groups"), form, err);
+    h("h2", {}, "Policy groups"), form, err,
+    h("p", {}, h("a", {href: `#/trace/${vport.id}`, id: "trace-from-here"}, "Trace a packet from this vport")));
 }
 
 async function viewPolicyGroup(id) {
@@ -456,7 +457,7 @@ function traceResult(a) {
     h("tbody", {}, ...rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))));
 }
 
-async function viewTrace() {
+async function viewTrace(from = "") {
   setCrumbs({text: "trace"});
   const f = {
     from: h("input", {name: "from", id: "trace-from", size: 22, required: true, placeholder: "vport or IP"}),
@@ -465,6 +466,7 @@ async function viewTrace() {
       ...["tcp", "udp", "icmp", "any"].map((p) => h("option", {value: p}, p))),
     port: h("input", {name: "port", id: "trace-port", type: "number", min: 1, max: 65535, size: 6, placeholder: "8080"}),
   };
+  f.from.value = from;  // from a vport's page: its id (the API takes ids as well as names)
   const out = h("div", {id: "trace-out"});
   const form = h("form", {class: "inline", id: "trace-form"}, h("label", {}, "from", f.from), h("label", {}, "to", f.to),
     h("label", {}, "protocol", f.protocol), h("label", {}, "port", f.port),
@@ -485,7 +487,7 @@ async function viewTrace() {
 
 // ---------------------------------------------------------------- router
 const ROUTES = [
-  [/^#\/login$/, viewLogin], [/^#\/?$/, viewEnterprises], [/^#\/hosts$/, viewHosts], [/^#\/trace$/, viewTrace],
+  [/^#\/login$/, viewLogin], [/^#\/?$/, viewEnterprises], [/^#\/hosts$/, viewHosts], [/^#\/trace$/, viewTrace], [/^#\/trace\/([\w-]+)$/, viewTrace],
   [/^#\/enterprise\/([\w-]+)$/, viewEnterprise], [/^#\/domain\/([\w-]+)$/, viewDomain],
   [/^#\/subnet\/([\w-]+)$/, viewSubnet], [/^#\/vport\/([\w-]+)$/, viewVport],
   [/^#\/acl\/([\w-]+)$/, viewAcl], [/^#\/policygroup\/([\w-]+)$/, viewPolicyGroup],
