@@ -402,7 +402,9 @@ def compare(state: DirectoryState, answer: dict, observed: dict, dst: Party) -> 
     """The differences between the expected answer and what the datapath did (empty: they agree)."""
     diffs = []
     if observed.get("verdict") != answer["verdict"]:
-        diffs.append(f"verdict: expected {answer['verdict']}, datapath {observed.get('verdict')}")
+        why = "; ".join(observed.get("notes") or [])
+        diffs.append(f"verdict: expected {answer['verdict']}, datapath {observed.get('verdict')}"
+                     + (f" ({why})" if why else ""))
     seen = observed.get("policy")
     expected = answer["policy"]["deciding"]
     if seen is None:

@@ -186,7 +186,9 @@ def explain(view: HostView, result: OfprotoTrace, in_port: int) -> dict:
     """The agent's answer: verdict, deciding policy flow, tables visited, where the packet left.
 
     ``verdict`` is ``allow`` when the trace outputs the packet at the OpenFlow level (to a vport or
-    into the tunnel), ``deny`` when it never does. ``policy`` is the last flow hit in a policy table
+    into the tunnel) and the datapath really sends it, ``deny`` otherwise: also when the flows output
+    it but the datapath drops it (e.g. "native tunnel routing failed": no underlay route or neighbour
+    for the remote host; ``notes`` says so). ``policy`` is the last flow hit in a policy table
     (None when the packet never got there, e.g. a spoofed source dropped by CLASSIFY).
     """
     policy_hits = [h for h in result.hits if h.table in POLICY_TABLES]
@@ -207,7 +209,7 @@ def explain(view: HostView, result: OfprotoTrace, in_port: int) -> dict:
                 output["vport"] = vport.id
     return {
         "host": view.host_name,
-        "verdict": "allow" if result.outputs else "deny",
+        "verdict": "allow" if result.outputs and datapath_sends(result.datapath_actions) else "deny",
         "policy": _policy_decision(view, policy_hits[-1]) if policy_hits else None,
         "tables": [{"table": h.table, "name": _table_name(h.table), "priority": h.priority,
                     "cookie": f"{h.cookie:#x}"} for h in result.hits],
@@ -215,6 +217,23 @@ def explain(view: HostView, result: OfprotoTrace, in_port: int) -> dict:
         "datapath_actions": result.datapath_actions,
         "notes": list(result.notes),
     }
+
+
+def datapath_sends(actions: str) -> bool:
+    """Do the datapath actions of the last pass send the packet out of a port? (A top-level action
+    that is a bare datapath port number: "3", or "...,tnl_push(...),1".) "drop", or only rewrites
+    and conntrack, mean the packet goes nowhere."""
+    depth, token, tokens = 0, "", []
+    for ch in actions:
+        if ch == "," and depth == 0:
+            tokens.append(token.strip())
+            token = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        token += ch
+    tokens.append(token.strip())
+    return any(t.isdigit() for t in tokens)
 
 
 def _vport_at(view: HostView, port: int, result: OfprotoTrace) -> VPort | None:

@@ -41,6 +41,8 @@ def test_an_allowed_packet_names_its_rule_and_its_exit(bridge):  # noqa: F811
                                                     "L3_LOOKUP", "OUTPUT"]
     remote = run(bridge, view, "a1", Packet(V["a1"].ip, V["a5"].ip, TCP, 40000, 8080))
     assert remote["output"]["port"] == TUN and remote["output"]["host"] == "h2" and remote["output"]["vni"] == 1001
+    # This bridge has no underlay: the flows send it into the tunnel, the datapath drops it, and says why.
+    assert remote["verdict"] == "deny" and any("tunnel" in n for n in remote["notes"]), remote
 
 
 def test_a_denied_packet_names_the_default_action_or_its_rule(bridge):  # noqa: F811
@@ -88,3 +90,12 @@ Datapath actions: tnl_push(...)
     assert [(h.table, h.cookie) for h in got.hits] == [(0, 5), (50, 0x1C)]
     assert got.outputs == (100,) and got.tun_dst == "192.168.0.2" and got.tun_id == 0x3E9
     assert got.hits[1].actions[0].startswith("move:")
+
+
+def test_datapath_sends_only_with_a_port_among_the_top_level_actions():
+    assert trace.datapath_sends("ct(commit,zone=1),3")
+    assert trace.datapath_sends("ct(commit,zone=1),set(ipv4(ttl=63)),tnl_push(tnl_port(4),header(size=50),"
+                                "out_port(2)),1")
+    assert not trace.datapath_sends("drop")
+    assert not trace.datapath_sends("ct(commit,zone=1),set(eth(src=02:aa:00:00:00:01)),set(ipv4(ttl=63))")
+    assert not trace.datapath_sends("ct(zone=1),recirc(0x1)")
