@@ -312,7 +312,9 @@ def expected_path(state: DirectoryState, src: Party, dst: Party, policy_allows: 
     """The hops and tables the pipeline declares for this packet (``vrs/pipeline.py``)."""
     sender = list(SENDER_TABLES)
     receiver = None
-    if policy_allows:
+    if not policy_allows:
+        sender.append(P.POLICY_DROP)  # denied packets are dropped there, counted per vport
+    else:
         sender.append(P.L3_LOOKUP)
         if forwarding == "vport":
             sender.append(P.OUTPUT)

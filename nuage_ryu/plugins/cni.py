@@ -26,6 +26,7 @@ import os
 import stat
 import sys
 
+from nuage_ryu import __version__
 from nuage_ryu.plugins import lean
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
@@ -325,6 +326,11 @@ def run(env: dict, stdin: bytes) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The executable: CNI_* environment and stdin in, the result (or a CNI error) on stdout.
+    ``nuage-cni --version`` (no CNI environment) prints nuage-ryu's version for a person."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["--version"]:
+        sys.stdout.write(f"nuage-cni {__version__} (CNI spec versions {', '.join(SUPPORTED_VERSIONS)})\n")
+        return 0
     env = dict(os.environ)
     version = LATEST
     try:

@@ -104,7 +104,7 @@ def test_the_path_names_both_hosts_and_the_tables_of_a_crossing_flow(demo_lab):
     observed = answer["datapath_detail"]["observed"]
     assert observed["output"]["host"] == answer["to"]["host"] and observed["policy"]["rule"] == answer["rule"]["id"]
     denied = trace(client, "web1", "db1", protocol="tcp", port=5432)
-    assert [t["name"] for t in denied["path"]["hops"][0]["tables"]][-1] == "INGRESS_POLICY"
+    assert [t["name"] for t in denied["path"]["hops"][0]["tables"]][-2:] == ["INGRESS_POLICY", "POLICY_DROP"]
     assert denied["datapath_detail"]["observed"]["policy"]["default_action"] is True
 
 

@@ -142,7 +142,7 @@ def test_the_first_matching_rule_decides_and_is_shown_with_names():
     assert [t["name"] for t in answer["path"]["hops"][1]["tables"]][-2:] == ["EGRESS_POLICY", "OUTPUT"]
     ping = explain({"from": "web1", "to": "app1"})
     assert ping["rule"]["id"] == "r50" and ping["verdict"] == "deny"  # priority 50 comes first
-    assert [t["name"] for t in ping["path"]["hops"][0]["tables"]][-1] == "INGRESS_POLICY"
+    assert [t["name"] for t in ping["path"]["hops"][0]["tables"]][-2:] == ["INGRESS_POLICY", "POLICY_DROP"]
 
 
 def test_no_rule_is_the_default_action():
