@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -41,6 +42,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cpu_meter import CpuMeter, children_of, command_of  # noqa: E402  (bench/, the script's folder)
 
 from nuage_ryu.plugins.agent_client import AgentClient  # noqa: E402
 from tests.attach_helpers import (  # noqa: E402
@@ -86,10 +89,17 @@ def load() -> list[float]:
 class Target:
     """Where the containers go: one agent socket per host, and how to see what a host has left."""
 
-    def __init__(self, confs: list[dict], leftovers, metrics=None) -> None:
+    def __init__(self, confs: list[dict], leftovers, metrics=None, meter: CpuMeter | None = None) -> None:
         self.confs = confs
         self.leftovers = leftovers   # () -> list of what is left on every host
         self.metrics = metrics       # () -> Prometheus text of every agent, or None
+        self.meter = meter or CpuMeter({})  # CPU seconds of every process involved, per scenario
+
+    def measured(self, work, ops: int) -> tuple:
+        """(what ``work()`` returned, the CPU it cost by process, per operation of ``ops``)."""
+        before = self.meter.snapshot()
+        value = work()
+        return value, CpuMeter.delta(before, self.meter.snapshot(), per=ops)
 
 
 def simultaneous(command: str, target: Target, jobs: list[tuple[int, int, str]], tag: str) -> dict:
@@ -155,10 +165,13 @@ def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
     jobs = [(h, i, ns) for h, host_spaces in enumerate(spaces) for i, ns in enumerate(host_spaces)]
     out: dict = {"hosts": len(spaces), "containers": len(jobs)}
     load_before = load()
-    done, errors = at_once([lambda: run_cni("VERSION", {"cniVersion": "1.0.0"}) for _ in jobs])
-    out["version_execs_reference"] = dict(summary(done), all_done_s=round(max(done), 3), loadavg_before=load_before)
-    out["add"] = simultaneous("ADD", target, jobs, tag)
-    out["del"] = simultaneous("DEL", target, jobs, tag)
+    (done, errors), cpu = target.measured(
+        lambda: at_once([lambda: run_cni("VERSION", {"cniVersion": "1.0.0"}) for _ in jobs]), len(jobs))
+    out["version_execs_reference"] = dict(summary(done), all_done_s=round(max(done), 3), loadavg_before=load_before,
+                                          cpu=cpu)
+    for command in ("ADD", "DEL"):
+        result, cpu = target.measured(functools.partial(simultaneous, command, target, jobs, tag), len(jobs))
+        out[command.lower()] = dict(result, cpu=cpu)
     out["left_behind"] = target.leftovers()
 
     def api(command: str, h: int, i: int, ns: str):
@@ -172,9 +185,10 @@ def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
 
     for command in ("attach", "detach"):
         load_before = load()
-        done, errors = at_once([api(command, *job) for job in jobs])
+        calls = [api(command, *job) for job in jobs]
+        (done, errors), cpu = target.measured(functools.partial(at_once, calls), len(jobs))
         out[f"agent_api_{command}"] = dict(summary(done), all_done_s=round(max(done), 3), errors=errors[:3],
-                                           failed=len(errors), loadavg_before=load_before)
+                                           failed=len(errors), loadavg_before=load_before, cpu=cpu)
     out["left_behind_api"] = target.leftovers()
     out["agent_batches"] = [AgentClient(conf["agent_socket"]).status().get("batches") for conf in target.confs]
     return out
@@ -207,12 +221,19 @@ def churn(target: Target, spaces: list[list[str]], parallel: int, seconds: float
                 return
             n += 1
 
+    def run() -> None:
+        with concurrent.futures.ThreadPoolExecutor(parallel * len(spaces)) as pool:
+            list(pool.map(lambda hw: worker(*hw), [(h, w) for h in range(len(spaces)) for w in range(parallel)]))
+
     start = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(parallel * len(spaces)) as pool:
-        list(pool.map(lambda hw: worker(*hw), [(h, w) for h in range(len(spaces)) for w in range(parallel)]))
+    before = target.meter.snapshot()
+    run()
+    after = target.meter.snapshot()
     elapsed = time.monotonic() - start
     return {"pairs_per_s_per_host": round(sum(pairs) / len(spaces) / elapsed, 1), "pairs": sum(pairs),
-            "seconds": round(elapsed, 1), "errors": errors[:5], "left_behind": target.leftovers()}
+            "seconds": round(elapsed, 1), "errors": errors[:5],
+            "cpu_per_pair": CpuMeter.delta(before, after, per=max(1, sum(pairs))),
+            "left_behind": target.leftovers()}
 
 
 def phase_means(texts: list[str]) -> dict:
@@ -237,6 +258,20 @@ def scrape(netns: str) -> str:
     proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True,
                           text=True, timeout=30)
     return proc.stdout
+
+
+def lab_processes(lab, plane) -> dict[str, int]:
+    """name -> pid of every lab process an attach involves: agents, OVS daemons, directory + its DB."""
+    procs: dict[str, int] = {}
+    for h in lab.hosts:
+        procs[f"{h.name} agent"] = plane.procs[f"agent-{h.name}"].pid
+        for daemon, pid in sorted(h.ovs.pids().items()):
+            procs[f"{h.name} {daemon}"] = pid
+    directory = plane.procs["directory"].pid
+    procs["directory API"] = directory
+    for child in children_of(directory):
+        procs[f"directory {command_of(child)}"] = child
+    return procs
 
 
 def main() -> int:
@@ -272,7 +307,7 @@ def main() -> int:
                 return left
 
             target = Target([dict(base, agent_socket=plane.agent_socket(h)) for h in lab.hosts], leftovers,
-                            lambda: [scrape(h.netns) for h in lab.hosts])
+                            lambda: [scrape(h.netns) for h in lab.hosts], CpuMeter(lab_processes(lab, plane)))
         else:
             directory = stack.enter_context(directory_service())
             ovs = stack.enter_context(private_ovs())
@@ -286,17 +321,22 @@ def main() -> int:
                 state = host_state(ovs, directory, HOST)
                 return state["ports"] + state["links"] + state["vports"]
 
-            target = Target([dict(base, agent_socket=sock)], leftovers)
+            target = Target([dict(base, agent_socket=sock)], leftovers,
+                            meter=CpuMeter({f"host {d}": pid for d, pid in ovs.pids().items()}))
         per_host = max(args.burst, args.parallel, args.count if "single" in scenarios else 0)
         spaces = [[f"/var/run/netns/{stack.enter_context(namespace(unique_netns_name('hnb')))}"
                    for _ in range(per_host)] for _ in range(n_hosts)]
         print(f"setup done: {n_hosts} host(s), {per_host} namespaces each", flush=True)
+        results["processes"] = target.meter.processes
         if "single" in scenarios:
             conf = target.confs[0]
-            adds = [timed("ADD", conf, f"single-{i}", ns) for i, ns in enumerate(spaces[0][:args.count])]
-            dels = [timed("DEL", conf, f"single-{i}", ns) for i, ns in enumerate(spaces[0][:args.count])]
+            some = list(enumerate(spaces[0][:args.count]))
+            adds, cpu_add = target.measured(lambda: [timed("ADD", conf, f"single-{i}", ns) for i, ns in some],
+                                            len(some))
+            dels, cpu_del = target.measured(lambda: [timed("DEL", conf, f"single-{i}", ns) for i, ns in some],
+                                            len(some))
             results["single"] = {"add_to_up": summary(adds), "del": summary(dels), "loadavg": load(),
-                                 "left_behind": leftovers()}
+                                 "cpu_add": cpu_add, "cpu_del": cpu_del, "left_behind": leftovers()}
             print(json.dumps({"single": results["single"]}), flush=True)
         if "burst" in scenarios:
             results["burst"] = burst(target, [s[:args.burst] for s in spaces], "burst")
