@@ -283,6 +283,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8, help="churn workers per host")
     parser.add_argument("--churn-seconds", type=float, default=10.0)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="CPU of every process while idle, measured before the scenarios")
     parser.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -326,8 +328,15 @@ def main() -> int:
         per_host = max(args.burst, args.parallel, args.count if "single" in scenarios else 0)
         spaces = [[f"/var/run/netns/{stack.enter_context(namespace(unique_netns_name('hnb')))}"
                    for _ in range(per_host)] for _ in range(n_hosts)]
-        print(f"setup done: {n_hosts} host(s), {per_host} namespaces each", flush=True)
+        print(f"setup done: {n_hosts} host(s), {per_host} namespaces each; processes "
+              f"{json.dumps(target.meter.processes)}", flush=True)
         results["processes"] = target.meter.processes
+        # What every process burns doing nothing (OVS's periodic work, the agents' heartbeats and
+        # stats polls): per second, to set against the scenarios' CPU.
+        idle_start = time.monotonic()
+        _, idle = target.measured(lambda: time.sleep(args.idle_seconds), 0)
+        elapsed = time.monotonic() - idle_start
+        results["idle_cpu_ms_per_s"] = {name: round(v * 1000 / elapsed, 2) for name, v in idle["cpu_s"].items()}
         if "single" in scenarios:
             conf = target.confs[0]
             some = list(enumerate(spaces[0][:args.count]))

@@ -43,6 +43,44 @@ DEFAULT_MAX_BACKOFF_MS = 1000
 CONTROLLER_SESSION_KEY = "nuage-session"  # Controller external_ids: the agent session connected last
 
 
+# Columns ovs-vswitchd keeps rewriting on its own (counters, link and daemon state) that nothing
+# here reads: not monitored, so ovsdb-server does not send them and the IDL does not parse them.
+# A new port otherwise arrives as a series of updates of these (link state, speed, duplex, status,
+# statistics, ifindex, mtu), and every port's statistics came again every few seconds.
+UNREAD_STATUS_COLUMNS = {
+    "Open_vSwitch": ("statistics",),
+    "Bridge": ("status", "rstp_status"),
+    "Port": ("statistics", "status", "rstp_statistics", "rstp_status", "bond_active_slave"),
+    "Interface": ("statistics", "status", "link_state", "link_speed", "link_resets", "duplex", "admin_state",
+                  "lacp_current", "bfd_status", "cfm_fault", "cfm_fault_status", "cfm_remote_mpids",
+                  "cfm_flap_count", "cfm_health", "cfm_remote_opstate", "ifindex", "mtu"),
+    "Controller": ("status",),
+}
+MONITORED_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller", "SSL")
+
+
+def register_monitored(helper, schema: dict) -> None:
+    """Monitor the tables this module uses, every column but the ``UNREAD_STATUS_COLUMNS``."""
+    for table in MONITORED_TABLES:
+        columns = schema["tables"][table]["columns"]
+        skip = set(UNREAD_STATUS_COLUMNS.get(table, ()))
+        helper.register_columns(table, [c for c in columns if c not in skip])
+
+
+class QuietRowEvent(event.RowEvent):
+    """A RowEvent whose match does not format the rows for a debug log.
+
+    ovsdbapp's ``RowEvent.matches`` renders the whole row and its old values
+    (``row2str``) for a ``LOG.debug`` on every match, also with debug logging off:
+    that was a third of the agent's CPU in a burst of attaches (every port's ofport
+    waiter and the interface watch match each new port).
+    """
+
+    def matches(self, ev, row, old=None):
+        return (ev in self.events and row._table.name == self.table
+                and self.base_match(ev, row, old) and self.match_fn(ev, row, old))
+
+
 class HostOVSError(Exception):
     """The host's Open_vSwitch database is unreachable or refused an operation."""
 
@@ -183,7 +221,11 @@ class _Transaction(transaction.Transaction):
         txn.expected_ifaces = set()
 
 
-class _InterfaceOfportReady(event.WaitEvent):
+class _QuietWaitEvent(QuietRowEvent, event.WaitEvent):
+    """A WaitEvent with the quiet match."""
+
+
+class _InterfaceOfportReady(_QuietWaitEvent):
     """Fires once the named Interface has an ofport (assigned, or -1 for failure)."""
 
     def __init__(self, ifname: str, timeout: float) -> None:
@@ -195,7 +237,7 @@ class _InterfaceOfportReady(event.WaitEvent):
         return bool(row.ofport)
 
 
-class _VswitchdCaughtUp(event.WaitEvent):
+class _VswitchdCaughtUp(_QuietWaitEvent):
     """Fires once ovs-vswitchd reports cur_cfg >= the awaited next_cfg."""
 
     def __init__(self, next_cfg: int, timeout: float) -> None:
@@ -317,6 +359,35 @@ class _EnsurePort(command.BaseCommand):
         self.result = self.name
 
 
+class _DeletePorts(command.BaseCommand):
+    """Remove the named ports (and their interfaces) from a bridge; absent ones are skipped.
+
+    ovsdbapp's DelPortCommand reads the bridge's whole ``ports`` column for every port it
+    deletes, and in a transaction that already removes some, each read also filters the
+    pending removes: a batch of N deletes on a bridge of P ports cost O(N * (P + N)) row
+    conversions. Here the column is read once for the whole batch.
+    """
+
+    def __init__(self, api, bridge: str, names: Iterable[str]):
+        super().__init__(api)
+        self.bridge = bridge
+        self.names = list(names)
+
+    def run_idl(self, txn):
+        br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge, None)
+        if br is None:
+            return  # Port rows are not roots: a bridge's ports went with it
+        on_bridge = {row.uuid for row in br.ports}  # before this transaction's changes
+        for name in dict.fromkeys(self.names):
+            port = idlutils.row_by_value(self.api.idl, "Port", "name", name, None)
+            if port is None or port.uuid not in on_bridge:
+                continue
+            br.delvalue("ports", port)
+            for interface in port.interfaces:
+                interface.delete()
+            port.delete()
+
+
 def _set_if_changed(row, columns: Mapping[str, object]) -> None:
     """Write only the columns whose value differs, so re-runs are no-ops."""
     for column, wanted in columns.items():
@@ -345,8 +416,7 @@ class HostOVS:
         self.timeout = timeout
         schema = fetch_schema(remote, timeout)
         helper = idlutils.create_schema_helper(schema)
-        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller", "SSL"):
-            helper.register_table(table)
+        register_monitored(helper, schema)
         self._idl = _EventIdl(remote, helper)
         self._conn = connection.Connection(self._idl, timeout)
         self.api = _HostApi(self._conn, start=False)
@@ -522,9 +592,9 @@ class HostOVS:
 
     def delete_vport_ports(self, bridge: str, ifnames: Iterable[str]) -> None:
         """Remove several ports from ``bridge`` in one transaction; absent ones are skipped."""
-        commands = [self.api.del_port(ifname, bridge=bridge, if_exists=True) for ifname in ifnames]
-        if commands:
-            self._commit(commands)
+        names = list(ifnames)
+        if names:
+            self._commit([_DeletePorts(self.api, bridge, names)])
 
     def list_vport_ports(self, bridge: str) -> list[VPortPort]:
         """The container ports of ``bridge`` (interfaces that carry a nuage vport id), by name."""
