@@ -74,7 +74,12 @@ class QuietRowEvent(event.RowEvent):
     (``row2str``) for a ``LOG.debug`` on every match, also with debug logging off:
     that was a third of the agent's CPU in a burst of attaches (every port's ofport
     waiter and the interface watch match each new port).
+
+    Its ``run`` gets no row (None): the handler below skips the copy of the whole row
+    (``frozen_row``) that ovsdbapp makes for every match, for events that only signal.
     """
+
+    reads_row = False
 
     def matches(self, ev, row, old=None):
         return (ev in self.events and row._table.name == self.table
@@ -181,12 +186,30 @@ def _block_until(deadline: float, *waiters) -> bool:
     return True
 
 
+class _RowEventHandler(event.RowEventHandler):
+    """ovsdbapp's handler, freezing a matched row only for events that read it.
+
+    ovsdbapp copies every column of a matched row (``frozen_row``) so that the notify
+    thread sees a stable value; the waiters and the interface watch only signal.
+    """
+
+    def notify(self, ev, row, updates=None):
+        frozen = None
+        for match in self.matching_events(ev, row, updates):
+            if getattr(match, "reads_row", True):
+                if frozen is None:
+                    frozen = self._on_matching(ev, row, updates)
+                self.notifications.put((match, ev, frozen, updates))
+            else:
+                self.notifications.put((match, ev, None, None))
+
+
 class _EventIdl(connection.OvsdbIdl):
     """An IDL that hands row changes to a RowEventHandler (for WaitEvents)."""
 
     def __init__(self, remote: str, helper) -> None:
         super().__init__(remote, helper)
-        self.notify_handler = event.RowEventHandler()
+        self.notify_handler = _RowEventHandler()
 
     def notify(self, ev, row, updates=None):
         self.notify_handler.notify(ev, row, updates)
@@ -603,9 +626,9 @@ class HostOVS:
             br = idlutils.row_by_value(self._idl, "Bridge", "name", bridge, None)
             if br is None:
                 raise HostOVSError(f"bridge {bridge} does not exist")
-            for port in br.ports:
-                for iface in port.interfaces:
-                    record = vport_port(iface.name, _ofport(iface), iface.external_ids)
+            for port in _committed(br, "ports"):
+                for iface in _committed(port, "interfaces"):
+                    record = vport_port(_committed(iface, "name"), _ofport(iface), _committed(iface, "external_ids"))
                     if record is not None:
                         found.append(record)
         return sorted(found, key=lambda p: p.ifname)
@@ -728,5 +751,22 @@ class HostOVS:
 
 
 def _ofport(iface) -> int | None:
-    return iface.ofport[0] if iface.ofport else None
+    ofport = _committed(iface, "ofport")
+    return ofport[0] if ofport else None
+
+
+def _committed(row, column: str):
+    """``getattr(row, column)`` for a read outside a transaction, without the datum rebuild.
+
+    python-ovs's ``Row.__getattr__`` re-encodes a set or map column from Python values
+    (with a constraint check per element) on every read, to merge pending changes: a
+    listing of 100 container ports cost ~5 ms of CPU, and the agent lists them every
+    round of a burst. Rows of the IDL's cache keep the committed datum in ``_data``;
+    converting just that gives the same value. Anything else (a row inserted in a
+    transaction, a column not in ``_data``) goes the ordinary way.
+    """
+    data = getattr(row, "_data", None)
+    if not data or column not in data or getattr(row, "_changes", None):
+        return getattr(row, column)
+    return data[column].to_python(row._uuid_to_row)
 
