@@ -696,19 +696,23 @@ class HostOVS:
             br = idlutils.row_by_value(self._idl, "Bridge", "name", name, None)
             if br is None:
                 raise HostOVSError(f"bridge {name} does not exist")
+            ports = _committed(br, "ports")
+            controllers = _committed(br, "controller")
+            datapath_id = _committed(br, "datapath_id")
+            fail_mode = _committed(br, "fail_mode")
             return {
-                "name": br.name,
-                "datapath_type": br.datapath_type,
-                "datapath_id": br.datapath_id[0] if br.datapath_id else None,
-                "fail_mode": br.fail_mode[0] if br.fail_mode else None,
-                "protocols": list(br.protocols),
-                "other_config": dict(br.other_config),
-                "external_ids": dict(br.external_ids),
+                "name": _committed(br, "name"),
+                "datapath_type": _committed(br, "datapath_type"),
+                "datapath_id": datapath_id[0] if datapath_id else None,
+                "fail_mode": fail_mode[0] if fail_mode else None,
+                "protocols": list(_committed(br, "protocols")),
+                "other_config": dict(_committed(br, "other_config")),
+                "external_ids": dict(_committed(br, "external_ids")),
                 "controllers": [{"target": c.target,
                                  "is_connected": bool(c.is_connected),
                                  "connection_mode": c.connection_mode[0] if c.connection_mode else None}
-                                for c in sorted(br.controller, key=lambda c: c.target)],
-                "ports": sorted(p.name for p in br.ports),
+                                for c in sorted(controllers, key=lambda c: c.target)],
+                "ports": sorted(_committed(p, "name") for p in ports),
             }
 
     def interface_config(self, ifname: str) -> dict[str, object] | None:
