@@ -95,11 +95,34 @@ class Target:
         self.metrics = metrics       # () -> Prometheus text of every agent, or None
         self.meter = meter or CpuMeter({})  # CPU seconds of every process involved, per scenario
 
+    def batches(self) -> dict:
+        """{step: [batches, items]} of the agents' group commits so far (summed over hosts)."""
+        total: dict = {}
+        for conf in self.confs:
+            try:
+                stats = AgentClient(conf["agent_socket"]).status().get("batches") or {}
+            except Exception:  # noqa: BLE001 - a figure for the report, not a check
+                continue
+            for step, value in stats.items():
+                if isinstance(value, dict):
+                    entry = total.setdefault(step, [0, 0])
+                    entry[0] += value["batches"]
+                    entry[1] += value["items"]
+        return total
+
     def measured(self, work, ops: int) -> tuple:
-        """(what ``work()`` returned, the CPU it cost by process, per operation of ``ops``)."""
+        """(what ``work()`` returned, the CPU it cost by process, per operation of ``ops``).
+
+        The CPU figures also carry how many group-commit batches the agents ran for it
+        (``batches``: {step: [batches, items]}): fewer batches, less work per container."""
+        batches_before = self.batches()
         before = self.meter.snapshot()
         value = work()
-        return value, CpuMeter.delta(before, self.meter.snapshot(), per=ops)
+        cpu = CpuMeter.delta(before, self.meter.snapshot(), per=ops)
+        after = self.batches()
+        cpu["batches"] = {step: [n - batches_before.get(step, [0, 0])[0], items - batches_before.get(step, [0, 0])[1]]
+                          for step, (n, items) in after.items()}
+        return value, cpu
 
 
 def simultaneous(command: str, target: Target, jobs: list[tuple[int, int, str]], tag: str) -> dict:
