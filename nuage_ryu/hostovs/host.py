@@ -770,7 +770,11 @@ def _committed(row, column: str):
     transaction, a column not in ``_data``) goes the ordinary way.
     """
     data = getattr(row, "_data", None)
-    if not data or column not in data or getattr(row, "_changes", None):
+    if data is None or getattr(row, "_changes", None):
         return getattr(row, column)
-    return data[column].to_python(row._uuid_to_row)
+    try:
+        datum = data[column]  # a column never set reads as its default, like getattr
+    except KeyError:
+        return getattr(row, column)
+    return datum.to_python(row._uuid_to_row)
 
