@@ -36,6 +36,7 @@ import time
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+import nuage_ryu
 from nuage_ryu import config
 from nuage_ryu.agent import startup
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
@@ -110,9 +111,11 @@ class VrsAgent(BaseApp):
                                         scope_hosts=[b.host_name for b in self.bridges.values()],
                                         leader_only=False)
             self.store.start()
+            self.metrics.set_directory_probe(lambda: self.store is not None and self.store.connected)
             self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():
-                self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))
+                self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id),
+                                         agent_version=nuage_ryu.__version__)
             self.store.add_listener(self._on_directory_update)
             if not conf.managed_hosts:
                 self._start_agent_api(next(iter(self.bridges.values())))

@@ -147,7 +147,10 @@ class ACL:
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """A hypervisor/container host running a VRS agent. last_seen: ms since the epoch, 0 = never."""
+    """A hypervisor/container host running a VRS agent. last_seen: ms since the epoch, 0 = never.
+
+    ``agent_version``: ``nuage_ryu.__version__`` of the agent that last registered the host ("" until
+    an agent of schema 1.4.0 or later did)."""
 
     id: str
     name: str
@@ -155,6 +158,7 @@ class Host:
     datapath_id: str = ""
     connected: bool = False
     last_seen: int = 0
+    agent_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +304,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("datapath_id", "string", "optional", True, description="br-int datapath id, 16 hex digits."),
         Field("connected", "boolean", "server"),
         Field("last_seen", "timestamp", "server", nullable=True, description="Last agent heartbeat (UTC)."),
+        Field("agent_version", "string", "server",
+              description="Version of the VRS agent that registered the host (empty until one reported it)."),
+        Field("vport_count", "integer", "server", description="Vports bound to this host."),
     ),
     "token": (
         _id(),
@@ -626,6 +633,8 @@ def as_dict(kind: str, obj, state: DirectoryState | None = None,
         if f.name == "zone" and kind == "vport":
             subnet = state.subnets.get(obj.subnet) if state else None
             out["zone"] = subnet.zone if subnet else None
+        elif f.name == "vport_count" and kind == "host":
+            out["vport_count"] = len(state.vports_on_host(obj.name)) if state else 0
         elif f.kind == "counters":
             out[f.name] = counters.of_rule(obj.id) if kind == "acl" else counters.of_default(obj.id)
         elif f.kind == "endpoint":

@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 
+import nuage_ryu
 from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.directory.service import DirectoryService
 
@@ -66,7 +67,9 @@ def tree(directory):
     vports = [api.post(f"/subnets/{subnet['id']}/vports",
                        {"name": f"web-{i}", "host": "h1", "policygroups": [groups["web"]["id"]]}) for i in range(60)]
     # What an agent does: register its host, then report the absolute counters of its rule flows.
-    service.store.register_host("h1", "192.0.2.11", None)
+    service.store.register_host("h1", "192.0.2.11", None, agent_version=nuage_ryu.__version__)
+    service.store.register_host("h2", "192.0.2.12", None)  # an agent that reported no version
+    service.store.set_host_connected("h2", False)
     service.store.report_counters("h1", {rules[0]["id"]: (1234, 98765)}, {})
     return {"acme": acme, "domain": dom, "subnet": subnet, "groups": groups, "rules": rules, "vports": vports}
 
@@ -200,6 +203,25 @@ def test_long_lists_are_paged_and_searchable_and_membership_can_be_edited(direct
     browser.find_element("css selector", "#membership button").click()
     _wait(browser, lambda d: set(api.get(f"/vports/{vport['id']}")["policygroups"])
           == {tree["groups"]["web"]["id"], tree["groups"]["db"]["id"]}, "the membership to be saved")
+
+
+def test_the_hosts_view_shows_connected_agent_version_and_vports(directory, tree, browser):
+    service, token, _api = directory
+    base = f"http://127.0.0.1:{service.bound_port}"
+    _login(browser, base, token)
+    browser.get(f"{base}/ui/#/hosts")
+    _view(browser, "viewHosts")
+    heads = [th.text for th in browser.find_elements("css selector", "main table thead th")]
+    for column in ("name", "connected", "agent version", "vports"):
+        assert column in heads, heads
+    rows = {}
+    for tr in browser.find_elements("css selector", "main table tbody tr"):
+        cells = [td.text for td in tr.find_elements("tag name", "td")]
+        rows[cells[0]] = dict(zip(heads, cells, strict=True))
+    assert rows["h1"]["connected"] == "yes" and rows["h2"]["connected"] == "no"
+    assert rows["h1"]["agent version"] == nuage_ryu.__version__ and rows["h2"]["agent version"] == "–"
+    assert rows["h1"]["vports"] == str(len(tree["vports"])) and rows["h2"]["vports"] == "0"
+    _shot(browser, "hosts")
 
 
 def test_a_tenant_token_sees_only_its_enterprise(directory, tree, browser):

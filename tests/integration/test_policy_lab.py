@@ -144,21 +144,8 @@ def lab3():
 
 @pytest.fixture
 def net(lab3):
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    procs: list[subprocess.Popen] = []
-    containers.procs = procs  # every process a test starts in a container, killed at the end
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-        containers.cleanup()
 
 
 # ---- directory helpers --------------------------------------------------------------------------
@@ -538,8 +525,8 @@ def acl_metric(host, domain_id: str, rule_id: str) -> int:
     """``nuage_acl_packets_total`` of one rule (or ``default``) from the host agent's /metrics."""
     out = ns_run(host.netns, ["curl", "-sf", "http://127.0.0.1:9100/metrics"], timeout=10).stdout
     for line in out.splitlines():
-        if (line.startswith("nuage_acl_packets_total{") and f'domain="{domain_id}"' in line
-                and f'rule="{rule_id}"' in line):
+        if (line.startswith("nuage_acl_packets_total{") and f'domain_id="{domain_id}"' in line
+                and f'rule_id="{rule_id}"' in line):
             return int(float(line.rsplit(" ", 1)[1]))
     return -1  # not (yet) exported
 

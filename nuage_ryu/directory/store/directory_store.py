@@ -190,12 +190,14 @@ class DirectoryStore:
         """
         return self._path.run(planner, time.monotonic() + self.write_timeout)
 
-    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> str:
+    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None,
+                      agent_version: str | None = None) -> str:
         """Create or update the Host row of an agent, mark it connected; returns the host id.
 
-        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
+        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string; ``agent_version``
+        is the agent's ``nuage_ryu.__version__`` (None: left as it is).
         """
-        change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id))
+        change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id, agent_version))
         self.set_host_connected(name, True)
         return change.result[1]
 

@@ -343,7 +343,7 @@ def _clause_sizes(view: HostView, idx: PolicyIndex, plan: RulePlan) -> dict[str,
 def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     rule = plan.rule
     if rule.action != "allow":
-        return ()
+        return (Goto(P.POLICY_DROP.number),)  # dropped there, counted per vport
     go = Goto(ACCEPTED_TABLE[side].number)
     return (Ct(zone=zone, commit=True), go) if rule.stateful else (go,)
 

@@ -37,11 +37,12 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     # back as +est (conntrack marks a reply of an uncommitted connection +inv).
     # OVS accepts ct() only with an IP match (only IP reaches the policy tables anyway).
     commit = (Ct(zone=domain.ct_zone, commit=True),)
+    deny = (Goto(P.POLICY_DROP.number),)  # dropped there, counted per vport
     flows += [
         Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
+             (*commit, Goto(P.L3_LOOKUP.number)) if allow else deny, d),
         Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
+             (*commit, Goto(P.OUTPUT.number)) if allow else deny, d),
     ]
     return flows
 

@@ -10,6 +10,7 @@ from nuage_ryu.vrs.view import HostView
 
 _TABLES_WITH_MISS_DROP = (
     P.CLASSIFY, P.ARP_RESPONDER, P.INGRESS_CT, P.L3_LOOKUP, P.OVERLAY_LOOKUP, P.EGRESS_CT, P.OUTPUT,
+    P.POLICY_DROP,
 )
 
 # ct_state matches: (value, mask). "+trk+est" must also be "-inv" to pass.

@@ -117,6 +117,10 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
         Flow(P.OUTPUT.number, P.PRIO_OUTPUT, match(**{REG_DST_PORT: logical}),
              (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(port)) if tagged
              else (Output(port),), c),
+        # What policy denies it: a drop each way, whose statistics are its drop counters.
+        Flow(P.POLICY_DROP.number, P.PRIO_DROP_SENT, match(**{REG_SRC_PORT: logical}), (), c),
+        Flow(P.POLICY_DROP.number, P.PRIO_DROP_RECEIVED, match(**{REG_SRC_PORT: 0, REG_DST_PORT: logical}),
+             (), c),
     ]
     if tagged:
         # Another server behind the same gateway port sent it: OVS never outputs to the port a packet

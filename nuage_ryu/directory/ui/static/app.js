@@ -417,8 +417,10 @@ async function viewHosts() {
     {title: "name", cell: (x) => x.name}, {title: "tunnel ip", cell: (x) => x.tunnel_ip || ""},
     {title: "connected", cell: (x) => h("span", {class: x.connected ? "up" : "down"}, x.connected ? "yes" : "no")},
     {title: "last seen", cell: (x) => (x.last_seen ? new Date(x.last_seen).toISOString().replace("T", " ").slice(0, 19) : "–")},
+    {title: "agent version", cell: (x) => x.agent_version || "–"},
+    {title: "vports", num: true, cell: (x) => fmt(x.vport_count)},
     {title: "datapath id", cell: (x) => x.datapath_id || ""},
-  ], hosts, {search: (x) => x.name, empty: "no host registered"}));
+  ], hosts, {search: (x) => `${x.name} ${x.agent_version || ""}`, empty: "no host registered"}));
 }
 
 // ---------------------------------------------------------------- router
