@@ -309,10 +309,15 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=5.0,
                         help="CPU of every process while idle, measured before the scenarios")
     parser.add_argument("--json", default="", help="also write the results to this file")
+    parser.add_argument("--cni", default="", help="the nuage-cni executable to run (default: the venv's; "
+                        "e.g. the compiled one of `launcher install --compiled --bin DIR`)")
     args = parser.parse_args()
+    if args.cni:
+        os.environ["NUAGE_TEST_CNI"] = os.path.abspath(args.cni)  # tests.attach_helpers.run_cni runs it
     scenarios = [s for s in args.scenarios.split(",") if s]
     results: dict = {"mode": args.mode, "cpus": os.cpu_count(), "loadavg_start": load(),
-                     "nuage_cni": os.path.realpath(os.path.join(os.path.dirname(sys.executable), "nuage-cni"))}
+                     "nuage_cni": os.path.realpath(os.environ.get("NUAGE_TEST_CNI")
+                                                   or os.path.join(os.path.dirname(sys.executable), "nuage-cni"))}
     with contextlib.ExitStack() as stack:
         base = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni",
                 "enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}

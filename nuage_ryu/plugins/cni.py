@@ -324,27 +324,36 @@ def run(env: dict, stdin: bytes) -> dict | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    env = dict(os.environ)
+def execute(env: dict, stdin: bytes) -> tuple[str, int]:
+    """One CNI call: (what goes to stdout, the exit status). ``main`` and the agent's
+    ``/v1/cni`` (the compiled fast path, cni_fast.c) both run it."""
     version = LATEST
     try:
-        stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
-            else b""
         version = requested_version(stdin)
         result = run(env, stdin)
     except CniError as exc:
         error = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
         if exc.details:
             error["details"] = exc.details
-        sys.stdout.write(lean.dumps(error) + "\n")
-        return 1
+        return lean.dumps(error) + "\n", 1
     except Exception as exc:  # a bug must still produce a CNI error, never a traceback only
-        sys.stdout.write(lean.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
+        return lean.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
+                           "msg": f"internal error: {type(exc).__name__}: {exc}"}) + "\n", 1
+    return ("" if result is None else lean.dumps(result) + "\n"), 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = dict(os.environ)
+    try:
+        stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
+            else b""
+    except Exception as exc:  # noqa: BLE001 - reported as a CNI error like any other failure
+        sys.stdout.write(lean.dumps({"cniVersion": LATEST, "code": ERR_ATTACH_FAILED,
                                      "msg": f"internal error: {type(exc).__name__}: {exc}"}) + "\n")
         return 1
-    if result is not None:
-        sys.stdout.write(lean.dumps(result) + "\n")
-    return 0
+    out, code = execute(env, stdin)
+    sys.stdout.write(out)
+    return code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from nuage_ryu import json_input
 from nuage_ryu.agent.attach.errors import AttachError
 from nuage_ryu.agent.attach.request import AttachRequest
 from nuage_ryu.agent.attach.service import AttachService
+from nuage_ryu.plugins import cni
 from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
 LOG = logging.getLogger(__name__)
@@ -37,6 +38,32 @@ def _fields(body: dict, required: tuple[str, ...], optional: tuple[str, ...] = (
     return body
 
 
+class CniOutput:
+    """The answer of ``/v1/cni``: a CNI plugin's stdout (the body) and exit status (X-CNI-Exit)."""
+
+    def __init__(self, stdout: str, code: int) -> None:
+        self.stdout, self.code = stdout, code
+
+
+def run_cni(body) -> CniOutput:
+    """``POST /v1/cni``: one CNI call handed over by the compiled ``nuage-cni`` (plugins/cni_fast.c).
+
+    ``{"env": {CNI_* variables}, "stdin": the configuration, one character per byte}``: run in
+    this process by the same code as the Python plugin (``cni.execute``), which reaches this
+    agent through its socket as the plugin would, so results and errors are the same.
+    """
+    if not isinstance(body, dict) or set(body) != {"env", "stdin"} or not isinstance(body["stdin"], str) \
+            or not isinstance(body["env"], dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in body["env"].items()):
+        raise AttachError("invalid", "/v1/cni takes {env: {name: value}, stdin: string}")
+    try:
+        stdin = body["stdin"].encode("latin-1")
+    except UnicodeEncodeError:
+        raise AttachError("invalid", "stdin must carry one byte per character (latin-1)") from None
+    env = {k: v for k, v in body["env"].items() if k.startswith("CNI_")}
+    return CniOutput(*cni.execute(env, stdin))
+
+
 class _Routes:
     """(method, path regex) -> handler(service, match, body) returning a JSON-able object."""
 
@@ -45,6 +72,7 @@ class _Routes:
         s, d = service, service.docker
         self.table = [
             ("GET", r"/v1/status", lambda m, b: s.status()),
+            ("POST", r"/v1/cni", lambda m, b: run_cni(b)),
             ("GET", r"/v1/attachments", lambda m, b: {"attachments": s.list_attachments()}),
             ("POST", r"/v1/attach", lambda m, b: s.attach(AttachRequest.from_dict(b))),
             ("POST", r"/v1/detach", lambda m, b: s.detach(**_fields(b, ("container_id",), ("ifname",)))),
@@ -120,12 +148,24 @@ class _Handler(JSONRequestHandler):
                 raise AttachError("invalid", f"request body is not acceptable JSON: {exc}") from None
             path = self.path.split("?", 1)[0]
             result = self.server.routes.dispatch(self.command, path, body)
+            if isinstance(result, CniOutput):
+                self._reply_cni(result)
+                return
             self.reply_json(200, result if result is not None else {})
         except AttachError as exc:
             self.reply_json(exc.status, exc.as_dict())
         except Exception as exc:  # never let one request kill the server
             LOG.exception("agent api: %s %s failed", self.command, self.path)
             self.reply_json(500, {"error": {"code": "failed", "message": f"{type(exc).__name__}: {exc}"}})
+
+    def _reply_cni(self, output: CniOutput) -> None:
+        data = output.stdout.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-CNI-Exit", str(output.code))
+        self.end_headers()
+        self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
