@@ -239,8 +239,11 @@ def requested_version(stdin: bytes) -> str:
     return requested if requested in SUPPORTED_VERSIONS else LATEST
 
 
-def run(env: dict, stdin: bytes) -> dict | None:
-    """Execute one CNI command; returns the JSON result (None: no output) or raises CniError."""
+def run(env: dict, stdin: bytes, agent_for=AgentClient) -> dict | None:
+    """Execute one CNI command; returns the JSON result (None: no output) or raises CniError.
+
+    ``agent_for(socket_path)``: the agent client to use (the agent's own ``/v1/cni`` hands in
+    one that calls it in-process)."""
     command = env.get("CNI_COMMAND", "")
     if command not in COMMANDS:
         raise CniError(ERR_INVALID_ENV, f"CNI_COMMAND must be one of {', '.join(COMMANDS)}, "
@@ -249,7 +252,7 @@ def run(env: dict, stdin: bytes) -> dict | None:
         return {"cniVersion": requested_version(stdin), "supportedVersions": SUPPORTED_VERSIONS}
     conf = load_config(stdin)
     version = conf["cniVersion"]
-    agent = AgentClient(conf.get("agent_socket") or DEFAULT_AGENT_SOCKET)
+    agent = agent_for(conf.get("agent_socket") or DEFAULT_AGENT_SOCKET)
     if command in ("GC", "STATUS") and _version_tuple(version) < (1, 1, 0):
         raise CniError(ERR_INCOMPATIBLE_VERSION, f"{command} needs cniVersion 1.1.0, config has {version}")
     if command == "CHECK" and _version_tuple(version) < (0, 4, 0):
@@ -324,13 +327,13 @@ def run(env: dict, stdin: bytes) -> dict | None:
     return None
 
 
-def execute(env: dict, stdin: bytes) -> tuple[str, int]:
+def execute(env: dict, stdin: bytes, agent_for=AgentClient) -> tuple[str, int]:
     """One CNI call: (what goes to stdout, the exit status). ``main`` and the agent's
     ``/v1/cni`` (the compiled fast path, cni_fast.c) both run it."""
     version = LATEST
     try:
         version = requested_version(stdin)
-        result = run(env, stdin)
+        result = run(env, stdin, agent_for)
     except CniError as exc:
         error = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
         if exc.details:

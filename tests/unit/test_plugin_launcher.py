@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -129,22 +130,29 @@ def compiled(tmp_path):
 
 
 class _CniOnly:
-    """The agent socket's real handler and /v1/cni, without an attach service behind it; records calls."""
+    """The agent socket's real handler and /v1/cni, without an attach service behind it (a DEL
+    finds nothing to detach); records each call and the thread it ran in."""
 
     def __init__(self) -> None:
         self.calls = []
+        self.threads = []
+        self.socket_path = ""
 
     def dispatch(self, method, path, body):
         self.calls.append((method, path))
-        if (method, path) != ("POST", "/v1/cni"):
-            raise AttachError("not_found", f"no such API path {path}")
-        return server.run_cni(body)
+        self.threads.append(threading.get_ident())
+        if (method, path) == ("POST", "/v1/cni"):
+            return server.run_cni(body, self)
+        if (method, path) == ("POST", "/v1/detach"):
+            return {"detached": [], "timings": {}}
+        raise AttachError("not_found", f"no such API path {path}")
 
 
 @pytest.fixture
 def agent_socket(tmp_path):
     routes = _CniOnly()
     path = str(tmp_path / "agent.sock")
+    routes.socket_path = path
     srv = UnixHTTPServer.start(path, server._Handler, routes, name="test-agent-api")
     try:
         yield path, routes
@@ -209,3 +217,16 @@ def test_the_agent_refuses_a_malformed_cni_body():
                  {"env": {}, "stdin": "\u0100"}, {"env": {}, "stdin": "", "more": 1}):
         with pytest.raises(AttachError):
             server.run_cni(body)
+
+
+@needs_cc
+def test_the_cni_code_in_the_agent_calls_the_agent_in_process(compiled, agent_socket):
+    path, routes = agent_socket
+    stdin = b'{"cniVersion": "1.0.0", "name": "n", "agent_socket": "' + path.encode() + b'"}'
+    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}
+    rc, out = _run(compiled["nuage-cni"], stdin, env)
+    assert (rc, out) == (0, b"")
+    assert routes.calls == [("POST", "/v1/cni"), ("POST", "/v1/detach")]
+    assert routes.threads[0] == routes.threads[1]  # no second request on the socket: the same thread
+    rc, out = _run(compiled[launcher.COMPILED_FALLBACK], stdin, env)  # the Python plugin: over the socket
+    assert (rc, out) == (0, b"") and routes.calls[2:] == [("POST", "/v1/detach")]
