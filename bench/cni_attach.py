@@ -23,8 +23,17 @@ Scenarios (``--scenarios``, default all, in this order):
 * per-phase timings (veth, netns, OVSDB, directory, flows, status) of every attach and
   detach of the run, read from each agent's Prometheus histogram
   ``nuage_attach_phase_seconds`` (lab mode) -- their mean and the count.
+* CPU: for every scenario the CPU seconds (user + system, reaped children included) of
+  every process involved -- the nuage-cni execs (the bench's reaped children), each
+  host's agent, ovs-vswitchd and ovsdb-server, the directory API process and its
+  ovsdb-server (bench/cpu_meter.py) -- in all and per operation, with the agents'
+  group-commit batches; and what each burns while idle (``--idle-seconds`` before the
+  scenarios). CPU time barely depends on the neighbours' load; wall time does.
 
-    .venv/bin/python bench/cni_attach.py [--mode lab|single] [--hosts 2] [--burst 100] [--count 50]
+``--cni PATH`` runs another build of the plugin (e.g. the compiled one of
+``python -m nuage_ryu.plugins.launcher install --compiled --bin DIR``).
+
+    .venv/bin/python bench/cni_attach.py [--mode lab|single] [--hosts 2] [--burst 100] [--count 50] [--cni PATH]
 """
 
 from __future__ import annotations
