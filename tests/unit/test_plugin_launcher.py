@@ -185,6 +185,10 @@ CASES = [  # (stdin, env): answered before the agent is needed, so both must pri
     (b'{"cniVersion": "1.0.0", "name": "n"}', {"CNI_COMMAND": "BOGUS"}),
     (b'{"cniVersion": "0.3.1", "name": "n"}', {"CNI_COMMAND": "GC"}),
     (b'\xff\xfe{}', {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}),
+    (b'{"cniVersion": "1.0.0", "name": "n"}',  # a non-ASCII environment, decoded as Python decodes os.environ
+     {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_ARGS": "caf\u00e9;x"}),
+    (b'{"cniVersion": "1.0.0", "name": "n"}',
+     {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c\u00e9", "CNI_IFNAME": "eth0"}),
 ]
 
 

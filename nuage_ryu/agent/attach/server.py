@@ -84,7 +84,10 @@ def run_cni(body, routes: _Routes | None = None) -> CniOutput:
         stdin = body["stdin"].encode("latin-1")
     except UnicodeEncodeError:
         raise AttachError("invalid", "stdin must carry one byte per character (latin-1)") from None
-    env = {k: v for k, v in body["env"].items() if k.startswith("CNI_")}
+    try:  # the plugin's bytes, as Python decodes os.environ (UTF-8, undecodable bytes kept)
+        env = {_environ_str(k): _environ_str(v) for k, v in body["env"].items() if k.startswith("CNI_")}
+    except UnicodeEncodeError:
+        raise AttachError("invalid", "env values must carry one byte per character (latin-1)") from None
 
     def agent_for(socket_path: str) -> AgentClient:
         if routes is not None and routes.socket_path and _same_socket(socket_path, routes.socket_path):
@@ -92,6 +95,10 @@ def run_cni(body, routes: _Routes | None = None) -> CniOutput:
         return AgentClient(socket_path)
 
     return CniOutput(*cni.execute(env, stdin, agent_for))
+
+
+def _environ_str(value: str) -> str:
+    return value.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
 def _same_socket(a: str, b: str) -> bool:
