@@ -448,7 +448,10 @@ class HostOVS:
         except Exception as exc:  # ovsdbapp raises a bare TimeoutException or socket errors
             self._idl.close()
             self._idl.notify_handler.shutdown()
-            raise HostOVSError(f"cannot reach OVSDB at {remote}: {exc}") from None
+            # A bare ovsdbapp TimeoutException has no message, and its str() itself raises.
+            what = f"no answer within {timeout:g}s" if isinstance(exc, ovsdbapp_exceptions.TimeoutException) \
+                else str(exc)
+            raise HostOVSError(f"cannot reach OVSDB at {remote}: {what}") from None
         self._closed = False
 
     # Transactions -------------------------------------------------------------

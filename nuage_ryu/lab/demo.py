@@ -26,13 +26,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from nuage_ryu.lab import guests
+from nuage_ryu.lab import containers as lab_containers
+from nuage_ryu.lab import guests, standing
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
 from nuage_ryu.lab.outside import FLOATING_IP_POOL
@@ -245,10 +247,43 @@ def print_matrix(demo: Demo, checks: list[Check]) -> int:
     return failures
 
 
-def run(state_dir: str | None = None, prefix: str = "demo") -> int:
+def unique_prefix() -> str:
+    """``demo`` + 6 hex digits: two demos that overlap never share a namespace name. Ten characters,
+    so that the demo's own interface names (``<prefix>acc1``) stay within Linux's 15."""
+    return f"demo{secrets.token_hex(3)}"
+
+
+def keep_running(demo: Demo, lab: Lab, plane: ControlPlane | None, containers: list[DemoContainer],
+                 plugin: subprocess.Popen | None) -> bool:
+    """``make demo KEEP=1``: record what runs, so that ``nuage-lab`` can use and remove it; print how."""
+    for c in containers:
+        lab_containers.adopt(lab, c.name, c.host, c.netns, c.ip, policygroups=c.groups)
+    if plane is None:
+        demo.say(f"kept the lab (no control plane): nuage-lab down --state-dir {lab.state_dir}")
+        return True
+    if plugin is not None:
+        standing.adopt_process(lab, "docker-plugin-h3", plugin.pid)
+    demo.say(f"kept running (KEEP=1); the lab is in {lab.state_dir}, prefix {lab.prefix}. Next steps:")
+    for line in standing.next_steps(lab, plane)[:2]:
+        demo.say("      " + line)
+    sd = f"--state-dir {lab.state_dir}"
+    by_name = {c.name: c for c in containers}  # globex's g1 -> g2: default allow, so ping answers
+    for line in ("nuage-ctl enterprise list", "nuage-ctl acl list --domain acme/prod",
+                 "nuage-ctl vport list -o wide", f"nuage-lab status {sd}",
+                 f"nuage-lab exec {sd} g1 -- ping -c1 {by_name['g2'].ip if 'g2' in by_name else '<ip>'}",
+                 f"nuage-lab exec {sd} h1 -- ovs-ofctl -O OpenFlow13 dump-flows br-int",
+                 f"nuage-lab down {sd}"):
+        demo.say("        " + line)
+    return True
+
+
+def run(state_dir: str | None = None, prefix: str | None = None, keep: bool = False) -> int:
+    """Run the demo; ``keep``: leave the lab, the plane and the endpoints up (``nuage-lab down`` removes them)."""
     demo = Demo()
+    prefix = prefix or unique_prefix()
     state_dir = state_dir or tempfile.mkdtemp(prefix="nuage-demo-")
     lab = Lab(state_dir, prefix)
+    kept = False
     plane: ControlPlane | None = None
     containers: list[DemoContainer] = []
     tor = None
@@ -259,7 +294,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for h in lab.hosts:
             demo.say(f"      {h.name}: netns {h.netns}, underlay {h.underlay_ip}, br-int + vxlan0")
         demo.step("control plane: directory (embedded OVSDB) on the controller node, a VRS agent per host")
-        plane = ControlPlane(lab).start()
+        plane = standing.start_plane(lab) if keep else ControlPlane(lab).start()
         client = plane.client()
         hosts = client.request("GET", "/hosts")
         demo.say("      hosts registered: " + ", ".join(f"{h['name']} ({h['tunnel_ip']})" for h in hosts))
@@ -360,18 +395,21 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)
         checks += outside_checks
-        demo.step("teardown: CNI DEL, agents, directory, lab")
+        demo.step("keeping it all up (KEEP=1)" if keep else "teardown: CNI DEL, agents, directory, lab")
         for c in containers:
-            if c.name not in ("vm1", "db2", "web3"):
+            if c.name not in ("vm1", "db2", "web3") and not keep:
                 with contextlib.suppress(Exception):
                     cni(plane, lab, "DEL", c, "web")
-        if dockerd is not None and docker_ctr:
+        if dockerd is not None and docker_ctr and not keep:
             dockerd.rm(docker_ctr)
             dockerd.network_rm(docker_net)
         demo.say(f"done in {time.monotonic() - demo.started:.1f}s: "
                  f"{len(checks) - failures}/{len(checks)} verdicts as expected")
         return 1 if failures else 0
     finally:
+        kept = keep and lab.is_recorded and keep_running(demo, lab, plane, containers, plugin)
+        if kept:  # nothing below is stopped: 'nuage-lab down' does it
+            containers, plugin, tor, plane = [], None, None, None
         for c in containers:
             if c.server is not None:
                 c.server.kill()
@@ -384,6 +422,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             guests.remove_tor(tor)
         if plane is not None:
             plane.stop()
-        lab.down()
+        if not kept:
+            lab.down()
         with contextlib.suppress(OSError):
             os.rmdir(state_dir)

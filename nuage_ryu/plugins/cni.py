@@ -26,6 +26,7 @@ import os
 import stat
 import sys
 
+from nuage_ryu import __version__
 from nuage_ryu.plugins import lean
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
@@ -346,6 +347,11 @@ def execute(env: dict, stdin: bytes, agent_for=AgentClient) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The executable: CNI_* environment and stdin in, the result (or a CNI error) on stdout.
+    ``nuage-cni --version`` (no CNI environment) prints nuage-ryu's version for a person."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["--version"]:
+        sys.stdout.write(f"nuage-cni {__version__} (CNI spec versions {', '.join(SUPPORTED_VERSIONS)})\n")
+        return 0
     env = dict(os.environ)
     try:
         stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \

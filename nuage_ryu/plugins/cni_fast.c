@@ -36,6 +36,8 @@
 #define TIMEOUT_S 70          /* an ADD waits for the vport up (agent: 10 s) and the directory */
 
 extern char **environ;
+static int g_argc;
+static char **g_argv;
 
 struct buf {
     char *data;
@@ -144,9 +146,14 @@ static void fallback(const char *in, size_t in_len) {
                 break;
             off += (size_t)w;
         }
-        if (off == in_len && lseek(fd, 0, SEEK_SET) == 0 && dup2(fd, 0) == 0) {
+        char **argv = calloc((size_t)g_argc + 3, sizeof *argv);
+        if (argv && off == in_len && lseek(fd, 0, SEEK_SET) == 0 && dup2(fd, 0) == 0) {
             close(fd);
-            char *argv[] = {FALLBACK_PYTHON, "-IS", FALLBACK_SCRIPT, NULL};
+            argv[0] = FALLBACK_PYTHON;
+            argv[1] = "-IS";
+            argv[2] = FALLBACK_SCRIPT;
+            for (int i = 1; i < g_argc; i++)  /* e.g. --version: the Python plugin answers it */
+                argv[2 + i] = g_argv[i];
             execv(FALLBACK_PYTHON, argv);
         }
     }
@@ -168,10 +175,15 @@ static int write_all(int fd, const char *s, size_t n) {
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     struct buf in = {0}, req = {0}, body = {0}, resp = {0};
     const char *command = getenv("CNI_COMMAND");
     char chunk[65536];
+
+    g_argc = argc;
+    g_argv = argv;
+    if (argc > 1)  /* a runtime passes no arguments; a person may (--version): the Python plugin */
+        fallback("", 0);
 
     /* stdin, as the Python plugin reads it (not for an interactive VERSION) */
     if (!(command && strcmp(command, "VERSION") == 0 && isatty(0))) {

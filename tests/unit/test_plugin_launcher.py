@@ -234,3 +234,11 @@ def test_the_cni_code_in_the_agent_calls_the_agent_in_process(compiled, agent_so
     assert routes.threads[0] == routes.threads[1]  # no second request on the socket: the same thread
     rc, out = _run(compiled[launcher.COMPILED_FALLBACK], stdin, env)  # the Python plugin: over the socket
     assert (rc, out) == (0, b"") and routes.calls[2:] == [("POST", "/v1/detach")]
+
+
+@needs_cc
+def test_compiled_leaves_command_line_arguments_to_the_python_plugin(compiled):
+    python = subprocess.run([compiled[launcher.COMPILED_FALLBACK], "--version"], capture_output=True, env={})
+    fast = subprocess.run([compiled["nuage-cni"], "--version"], capture_output=True, env={})
+    assert (fast.returncode, fast.stdout) == (python.returncode, python.stdout) == (0, python.stdout)
+    assert python.stdout.startswith(b"nuage-cni ")
