@@ -34,6 +34,7 @@ HOST_PERMISSIONS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
     "HostLiveness": (("name",), True, ("connected", "last_seen")),
     "HostCounters": (("host",), True, ("rule_packets", "rule_bytes", "default_packets", "default_bytes")),
     "VPortStatus": (("host",), False, ("status",)),
+    "TraceRequest": (("host",), False, ("answer", "state")),  # the directory asks, the host answers
 }
 
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from nuage_ryu.directory.ctl import trace as trace_view
 from nuage_ryu.lab import containers as lab_containers
 from nuage_ryu.lab import guests, standing
 from nuage_ryu.lab.dockerd import Dockerd
@@ -64,6 +65,27 @@ except OSError:
 """
 
 
+# The connectivity matrix: (from, to, port, expected allow, why). tests/integration/test_trace_lab.py
+# traces the same cases with POST /api/v1/trace.
+MATRIX = (
+    ("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
+    ("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
+    ("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
+    ("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
+    ("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
+    ("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
+    ("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
+    ("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
+    ("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
+    ("web1@h1", "app1@h2", 5432, False, "wrong port"),
+    ("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
+    ("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
+    ("g1@h1", "g2@h3", 8080, True, "globex default allow"),
+    ("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
+    ("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
+)
+
+
 @dataclass
 class DemoContainer:
     name: str
@@ -90,7 +112,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 9
+    steps: int = 10
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -247,6 +269,19 @@ def print_matrix(demo: Demo, checks: list[Check]) -> int:
     return failures
 
 
+def explain_denied(demo: Demo, client, src_ip: str, dst_ip: str) -> int:
+    """Trace one denied flow of the matrix, web1 -> db1:5432 (POST /api/v1/trace: the deciding rule, the
+    path, the datapath check); 1 if the datapath disagrees, else 0. By address: the addresses name the
+    vports (the CNI plugin names them after the container)."""
+    answer = client.request("POST", "/trace", {"from": src_ip, "to": dst_ip, "domain": "acme/prod",
+                                               "protocol": "tcp", "port": 5432})
+    rows = trace_view.lines(answer)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        demo.say(f"      {label:<{width}}  {text}")
+    return 0 if answer["verdict"] == "deny" and answer["datapath"] == "agree" else 1
+
+
 def unique_prefix() -> str:
     """``demo`` + 6 hex digits: two demos that overlap never share a namespace name. Ten characters,
     so that the demo's own interface names (``<prefix>acc1``) stay within Linux's 15."""
@@ -370,27 +405,14 @@ def run(state_dir: str | None = None, prefix: str | None = None, keep: bool = Fa
         demo.step("connectivity matrix from real TCP connections (expected by policy vs observed)")
         for c in containers:
             wait_listening(c, (8080, 5432))
-        checks = [
-            Check("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
-            Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
-            Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
-            Check("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
-            Check("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
-            Check("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
-            Check("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
-            Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
-            Check("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
-            Check("web1@h1", "app1@h2", 5432, False, "wrong port"),
-            Check("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
-            Check("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
-            Check("g1@h1", "g2@h3", 8080, True, "globex default allow"),
-            Check("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
-            Check("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
-        ]
+        checks = [Check(*case) for case in MATRIX]
         by_label = {f"{c.name}@{c.host}": c for c in containers}
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
+        web1, db1 = by_label["web1@h1"], by_label["db1@h3"]
+        demo.step(f"explain a denied flow: nuage-ctl trace {web1.ip} {db1.ip} --domain acme/prod --port 5432")
+        failures += explain_denied(demo, client, web1.ip, db1.ip)
         demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)

@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass
 
 from nuage_ryu import __version__
-from nuage_ryu.directory.ctl import audit
+from nuage_ryu.directory.ctl import audit, trace
 from nuage_ryu.directory.ctl.kinds import KINDS, SCOPE_OPTIONS, with_article
 from nuage_ryu.directory.ctl.render import OUTPUTS
 
@@ -495,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_files(objs)
     add_tools(objs)
     add_output_options(audit.add_parser(objs, Formatter, epilog), top=False)
+    add_output_options(trace.add_parser(objs, Formatter, epilog), top=False)
 
     from nuage_ryu.db import cluster, relay
     from nuage_ryu.directory.ctl import pki_cli

@@ -35,13 +35,15 @@ from nuage_ryu.directory.store.rows import (
     row_to_object,
     table_name,
 )
+from nuage_ryu.directory.store.trace_rows import TRACE_TABLE, TraceRows
 from nuage_ryu.directory.vport_index import Placement, discard, index_vport
 
 COUNTERS_TABLE = "HostCounters"
 # Table -> the columns replicated (None: all of them). Every table of the schema; a monitor
 # condition per table (see initial_conditions, and nuage_ryu.directory.scope) narrows which rows.
 REPLICATED: dict[str, tuple[str, ...] | None] = {
-    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None}
+    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None,
+    TRACE_TABLE: None}
 # The object that owns a private row: private table -> (kind, its link column).
 PRIVATE_OWNER = {STATUS_TABLE: ("vport", "port_status"), LIVENESS_TABLE: ("host", "liveness")}
 
@@ -130,6 +132,7 @@ class Mirror:
         self.state = DirectoryState()
         self.counters = model.NO_COUNTERS
         self.version = 0  # counts published states
+        self.traces = TraceRows()  # trace requests to agents (store/traces.py), apart from the state
 
     # -- row changes (from Idl.notify) --
     def on_row(self, event, row) -> None:
@@ -146,6 +149,8 @@ class Mirror:
                 else:
                     self._counter_rows = self._counter_rows.set(rid, row_to_counters(row))
                 self._counters_dirty = True
+            elif table == TRACE_TABLE:
+                self.traces.on_row(event, row)
             return
         rid = str(row.uuid)
         objects = self._tables[kind]
@@ -243,12 +248,15 @@ class Mirror:
         if len(rows) != len(self._counter_rows):
             self._counter_rows = immutables.Map({str(u): row_to_counters(r) for u, r in rows.items()})
             self._counters_dirty = True
+        self.traces.reconcile(idl.tables[TRACE_TABLE].rows)
 
     def publish(self) -> None:
         """Publish the changes applied since the last call as new snapshots."""
         if self._counters_dirty:
             self._counters_dirty = False
             self.counters = model.CounterSnapshot(self._counter_rows)
+        if self.traces.publish():
+            self._on_new_state()  # wakes the IDL thread, which tells the trace listeners
         if self._complete_domains is not None:
             complete = self._complete_domains()
             if complete != self._complete:
