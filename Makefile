@@ -21,8 +21,10 @@ $(STAMP): setup.cfg pyproject.toml scripts/install-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
-	# nuage-cni / nuage-docker-plugin as python -I -S launchers (docs/cni.md, "Start-up")
-	$(VENV)/bin/python -m nuage_ryu.plugins.launcher install >/dev/null
+	# nuage-docker-plugin as a python -I -S launcher, nuage-cni compiled (its Python launcher beside it as the
+	# fallback); without a C compiler nuage-cni is the Python launcher too (docs/cni.md, "Start-up")
+	$(VENV)/bin/python -m nuage_ryu.plugins.launcher install --compiled >/dev/null || \
+	  { echo "no C compiler: nuage-cni is the Python launcher"; $(VENV)/bin/python -m nuage_ryu.plugins.launcher install >/dev/null; }
 	touch $(STAMP)
 
 $(RYU_VENV)/.installed: scripts/install-classic-ryu.sh
