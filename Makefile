@@ -1,5 +1,7 @@
 # nuage-ryu: the two commands of the README.
 #   make demo   set everything up, then run the demo lab
+#               (KEEP=1: leave it up to explore, 'nuage-lab down --state-dir ...' removes it;
+#                PREFIX=NAME: namespace prefix, default demo + 6 random hex digits)
 #   make test   set everything up, then run the linter and the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,6 +9,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RYU_VENV := .venv-ryu
 PYTEST_ARGS ?=
+KEEP ?=
+PREFIX ?=
 
 .PHONY: setup demo test lint unit integration bench clean
 
@@ -17,8 +21,10 @@ $(STAMP): setup.cfg pyproject.toml scripts/install-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
-	# nuage-cni / nuage-docker-plugin as python -I -S launchers (docs/cni.md, "Start-up")
-	$(VENV)/bin/python -m nuage_ryu.plugins.launcher install >/dev/null
+	# nuage-docker-plugin as a python -I -S launcher, nuage-cni compiled (its Python launcher beside it as the
+	# fallback); without a C compiler nuage-cni is the Python launcher too (docs/cni.md, "Start-up")
+	$(VENV)/bin/python -m nuage_ryu.plugins.launcher install --compiled >/dev/null || \
+	  { echo "no C compiler: nuage-cni is the Python launcher"; $(VENV)/bin/python -m nuage_ryu.plugins.launcher install >/dev/null; }
 	touch $(STAMP)
 
 $(RYU_VENV)/.installed: scripts/install-classic-ryu.sh
@@ -26,7 +32,7 @@ $(RYU_VENV)/.installed: scripts/install-classic-ryu.sh
 	touch $@
 
 demo: setup
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python scripts/demo.py $(if $(filter-out 0 no false,$(KEEP)),--keep) $(if $(PREFIX),--prefix $(PREFIX))
 
 lint: setup
 	$(VENV)/bin/ruff check .

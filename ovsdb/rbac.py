@@ -36,6 +36,7 @@ HOST_PERMISSIONS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
     "VPortStatus": (("host",), False, ("status",)),
     # verdict records (docs/policy.md): a host inserts its own and may delete them; never changes one
     "Verdict": (("host",), True, ()),
+    "TraceRequest": (("host",), False, ("answer", "state")),  # the directory asks, the host answers
 }
 
 

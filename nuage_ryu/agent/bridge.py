@@ -75,6 +75,10 @@ class ManagedBridge:
         self._session_to_mark: str | None = None  # set on connect, written by the worker
         self.verdict_meter = verdict_meter  # (packets/s, burst) of the verdict-log meter (docs/policy.md)
         self._meter_xids: set[int] = set()  # its METER_MODs: an "already exists" answer is expected
+        # The last complete uplink reading, kept until the next port listing: br-phy's ports and
+        # the patch pair change only with an Interface change, which asks for a listing anyway.
+        # (Re-read every worker round, it was a few OVSDB lookups per round, ~6 rounds per attach.)
+        self._uplink_reading: tuple | None = None
         self._drops = drops.DropPoll()  # POLICY_DROP statistics: the per-vport drop counters
         self._drop_index: tuple[object, dict[int, str]] = (None, {})  # (snapshot, its cookie -> vport id)
 
@@ -119,6 +123,7 @@ class ManagedBridge:
         """
         core = self.core
         if core.take_port_listing():
+            self._uplink_reading = None  # the interfaces changed: read the uplink again too
             ports = self.host_ovs.list_vport_ports(self.bridge)
             tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
             core.ports_listed([(p.vport_id, p.ofport) for p in ports], tunnel)
@@ -146,7 +151,7 @@ class ManagedBridge:
             self._metrics.rules.set_directory(self.host_name, state)
             self._metrics.last_update.labels(self.host_name).set(time.time())
             ofports, tunnel = self.read_ports(state)
-            external, uplink_ports = self.uplink.read() if self.uplink is not None else (None, None)
+            external, uplink_ports = self._read_uplink()
             with self._lock:
                 self.core.set_external(external, uplink_ports)
                 self.recompute(state, ofports, tunnel, seen_at)
@@ -156,6 +161,17 @@ class ManagedBridge:
             self.write_statuses(store)
         except Exception:
             self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
+
+    def _read_uplink(self) -> tuple:
+        """(ExternalUplink, uplink ports) as ``HostUplink.read``; a complete reading is reused."""
+        if self.uplink is None:
+            return None, None
+        if self._uplink_reading is not None:
+            return self._uplink_reading
+        reading = self.uplink.read()
+        if reading[0] is not None:  # incomplete (ports still coming): read again next round
+            self._uplink_reading = reading
+        return reading
 
     def _mark_session(self) -> None:
         """Write the connected session on the bridge's controller rows (see HostOVS.mark_controller_session)."""
@@ -234,6 +250,7 @@ class ManagedBridge:
             if up:
                 if self.uplink is not None:
                     self.uplink.forget()  # OVS may have restarted: br-phy's flows are re-pushed whole
+                self._uplink_reading = None
                 self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
                 self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 self._connected(datapath)

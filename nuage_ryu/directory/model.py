@@ -415,6 +415,9 @@ class DirectoryState:
         subnet_ports: Mapping[str, SubnetPorts] | None = None,
         macs: Collection[str] | None = None,
         complete_domains: frozenset[str] | None = None,
+        placement=None,
+        version: int = 0,
+        changelog=None,
     ):
         """``subnet_ports``/``macs`` may be given precomputed (the store maintains them
         incrementally, so that a write does not cost O(all vports)); else built lazily.
@@ -432,6 +435,9 @@ class DirectoryState:
         self.hosts = hosts or {}
         self.tokens = tokens or {}
         self.complete_domains = complete_domains
+        self.placement = placement
+        self.version = version
+        self.changelog = changelog
         if subnet_ports is not None:
             self.__dict__["_subnet_ports"] = subnet_ports
         if macs is not None:
@@ -444,6 +450,13 @@ class DirectoryState:
         for obj in objects:
             maps[KINDS[kind_of(obj)][1]][obj.id] = obj
         return cls(**maps)
+
+    def changes_since(self, older: DirectoryState) -> dict[str, frozenset[str]] | None:
+        """Ids changed per table (plural names: ``"vports"``...) from ``older`` to this snapshot;
+        None when not known (not two snapshots of one mirror, or too far apart)."""
+        if self.changelog is None or older.changelog is not self.changelog:
+            return None
+        return self.changelog.since(older.version, self.version)
 
     def domain_complete(self, domain_id: str) -> bool:
         """True when this snapshot holds every object of the domain (always, for a full replica)."""
@@ -550,6 +563,8 @@ class DirectoryState:
         return self._subnet_ports, self._macs
 
     def vports_on_host(self, host_name: str) -> list[VPort]:
+        if self.placement is not None:  # no pass over all vports (a scoped replica keeps it)
+            return [self.vports[vid] for vid in self.placement.by_host.get(host_name, ())]
         return list(self._vports_by_host.get(host_name, ()))
 
     def members_of(self, policygroup_id: str) -> list[VPort]:

@@ -2,8 +2,10 @@
 
 A real directory service serves /ui/ and /api/v1 on loopback; the test logs in, walks the tree,
 creates a rule and sees the policy map change, edits a vport's membership, reads a rule's counters
-by host, watches verdict records appear in the live stream and filters them, and checks that a
-tenant token sees only its enterprise. Screenshots of each view go
+by host, explains a packet with the trace form (the deciding rule, the default-action flag and the datapath
+agreement: host h1's flows on a real ovs-vswitchd bridge, traced by the agent's own trace worker), watches
+verdict records appear in the live stream and filters them, and checks that a tenant token sees only its
+enterprise. Screenshots of each view go
 to docs/ui/ (shown in docs/ui.md).
 """
 
@@ -275,6 +277,89 @@ def test_watch_a_verdict_appear_in_the_live_stream_and_filter_it(directory, tree
     browser.find_element("id", "verdict-domain").send_keys("no-such-domain")
     browser.find_element("css selector", "form.inline button[type=submit]").click()
     _wait(browser, lambda d: not d.find_elements("css selector", "#verdict-rows tr"), "no record of that domain")
+
+
+@pytest.fixture(scope="module")
+def h1_datapath(directory, tree):
+    """Host h1 as far as a trace needs it: a real ovs-vswitchd with br-int and two vport ports (web-0 and
+    a new app-1), and the agent's trace worker (``nuage_ryu.agent.tracer.Tracer``) answering the
+    directory's trace requests for h1 there. ``install()`` puts h1's compiled flows on the bridge."""
+    import threading
+    from types import SimpleNamespace
+
+    from nuage_ryu.agent.tracer import Tracer
+    from nuage_ryu.vrs.compile import compile_host
+    from nuage_ryu.vrs.view import from_directory
+    from tests.ovs_fixtures import private_ovs
+    from tests.unit.test_vrs_ovs_trace import install
+
+    service, _token, api = directory
+    app1 = api.post(f"/subnets/{tree['subnet']['id']}/vports",
+                    {"name": "app-1", "host": "h1", "policygroups": [tree["groups"]["app"]["id"]]})
+    ofports = {tree["vports"][0]["id"]: 1, app1["id"]: 2}
+    with private_ovs() as ovs:
+        ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev",
+                  "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14")
+        for port in ofports.values():
+            ovs.vsctl("add-port", "br-int", f"trc{port}", "--", "set", "interface", f"trc{port}", "type=internal",
+                      f"ofport_request={port}")
+        bridge = SimpleNamespace(core=SimpleNamespace(view=None), ovsdb_remote="unix:" + ovs.db_sock,
+                                 bridge="br-int")
+
+        def install_flows():
+            bridge.core.view = from_directory(service.store.snapshot(), "h1", None, ofports)
+            install(ovs, compile_host(bridge.core.view))
+
+        tracer = Tracer(service.store, lambda: {"h1": bridge}, threading.RLock())
+        service.store.add_trace_listener(tracer.on_requests)
+        try:
+            yield SimpleNamespace(install=install_flows, app1=app1)
+        finally:
+            tracer.stop()
+
+
+def test_the_trace_form_explains_a_packet_with_the_datapath_check(directory, tree, h1_datapath, browser):
+    from selenium.webdriver.support.ui import Select
+
+    service, token, _api = directory
+    base = f"http://127.0.0.1:{service.bound_port}"
+    h1_datapath.install()
+    _login(browser, base, token)
+    browser.get(f"{base}/ui/#/vport/{tree['vports'][0]['id']}")  # a vport's page links to the form, prefilled
+    _view(browser, "viewVport")
+    browser.find_element("id", "trace-from-here").click()
+    _view(browser, "viewTrace")
+    assert browser.find_element("id", "trace-from").get_attribute("value") == tree["vports"][0]["id"]
+    browser.find_element("link text", "Trace").click()
+    _wait(browser, lambda d: d.find_element("id", "trace-from").get_attribute("value") == "", "the empty form")
+
+    def trace(src, dst, protocol, port):
+        form = browser.find_element("id", "trace-form")
+        for name, value in (("from", src), ("to", dst), ("port", port)):
+            box = form.find_element("name", name)
+            box.clear()
+            box.send_keys(value)
+        Select(form.find_element("name", "protocol")).select_by_visible_text(protocol)
+        old = browser.find_elements("css selector", "#trace-out > *")
+        form.find_element("css selector", "button[type=submit]").click()
+        return _wait(browser, lambda d: [r for r in d.find_elements("css selector", "#trace-result, #trace-out .error")
+                                         if r not in old], "the trace answer")[0]
+
+    result = trace("web-0", "app-1", "tcp", "8080")
+    assert (result.get_attribute("data-verdict"), result.get_attribute("data-datapath")) == ("allow", "agree"), \
+        result.text
+    assert "web-to-app" in browser.find_element("id", "trace-rule").text
+    assert browser.find_element("id", "trace-default").text == "no"
+    assert "INGRESS_POLICY(22)" in result.text and "[ofproto/trace]" in result.text
+    _shot(browser, "trace")
+    result = trace("web-0", "app-1", "tcp", "5432")  # no rule: acme's default action (deny)
+    assert (result.get_attribute("data-verdict"), result.get_attribute("data-datapath")) == ("deny", "agree"), \
+        result.text
+    assert browser.find_element("id", "trace-default").text == "yes"
+    assert "default action (deny)" in browser.find_element("id", "trace-rule").text
+    # Bad input: the API's message, as the API words it.
+    alert = trace("web-0", "nobody", "tcp", "80")
+    assert alert.get_attribute("role") == "alert" and "nobody" in alert.text
 
 
 def test_the_console_serves_only_its_own_files(directory):

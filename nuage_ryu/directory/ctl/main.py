@@ -64,6 +64,10 @@ def run(args, parser, out=None) -> int:
             from nuage_ryu.directory.ctl import flows
 
             flows.run(args, client, out)
+        elif args.object == "trace":
+            from nuage_ryu.directory.ctl import trace
+
+            trace.run(args, client, out)
         else:
             ObjectCommand(args, client, out).run()
     except CannotConnect as exc:

@@ -57,4 +57,6 @@ def _static_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
     return {(OwnerTag.STATIC,): view.tunnel_port_ofport}
 
 
-STATIC_OWNERS = OwnerKind((OwnerTag.STATIC,), _static_inputs, lambda view, owner: compile_static(view))
+STATIC_OWNERS = OwnerKind((OwnerTag.STATIC,), _static_inputs, lambda view, owner: compile_static(view),
+                          lambda old, new, delta: [(OwnerTag.STATIC,)],  # one owner: always compared
+                          lambda view, present, owners: _static_inputs(view, present))
