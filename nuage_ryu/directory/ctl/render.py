@@ -149,7 +149,7 @@ COLUMNS: dict[str, list[Column]] = {
             field("description", shrink=True, wide_only=True), ident()],
     "host": [field("name", shrink=True), field("tunnel_ip", "TUNNEL_IP"), field("datapath_id", "DATAPATH_ID"),
              field("connected"), field("last_seen", "LAST_SEEN"), ident()],
-    "token": [field("name", shrink=True), ref("enterprise"), field("created"), ident()],
+    "token": [field("name", shrink=True), ref("enterprise"), field("host"), field("created"), ident()],
 }
 
 
