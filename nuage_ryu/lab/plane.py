@@ -11,7 +11,9 @@ an operator would on real machines:
   ``nuage_ryu.apps.vrs_agent`` and its DHCP responder ``nuage_ryu.apps.vrs_dhcp``)
   inside the host's namespace, listening for its br-int on that namespace's
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
-  following the directory database over its unix socket;
+  following the directory database over its unix socket; its attach service holds its
+  own host token (``host_token_file``, as ``nuage-ctl host enroll`` issues it), never the
+  admin token;
 * optionally (``relays=N``) N ovsdb-server relays of the directory database in the
   controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``) and, in
   TLS mode, on ``pssl:`` port 6651+K-1 of the controller node; the agents are then assigned
@@ -37,6 +39,7 @@ import sys
 from nuage_ryu.config import ROLE_APPS
 from nuage_ryu.db.relay import OvsdbRelay, RelayError, wait_relay_connected
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
+from nuage_ryu.directory.ctl.host_credentials import token_path
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.netns import LabError
@@ -124,7 +127,20 @@ class ControlPlane:
 
     @property
     def token_file(self) -> str:
+        """The admin token: tools on the controller (tests, the demo) use it; agents never do."""
         return os.path.join(self.directory_state, "api-token")
+
+    def host_token_file(self, host: LabHost) -> str:
+        """``host``'s own REST token (issued on first use, beside its key and certificate):
+        reads the directory, writes only the vports on that host (docs/security.md)."""
+        path = token_path(os.path.join(self.pki_dir, host.host_name), host.host_name)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            answer = self.client().post("/tokens", {"host": host.host_name, "name": f"host {host.host_name}"})
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(answer["token"] + "\n")
+        return path
 
     def log_path(self, name: str) -> str:
         return os.path.join(self.root, f"{name}.log")
@@ -192,7 +208,7 @@ class ControlPlane:
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.agent_directory(host)}\n"
                 f"directory_api = {self.directory_api}\n"
-                f"directory_token_file = {self.token_file}\n"
+                f"directory_token_file = {self.host_token_file(host)}\n"
                 f"agent_socket = {self.agent_socket(host)}\n"
                 + (self.credentials(host.host_name, host.underlay_ip) if self.tls else ""))
 
