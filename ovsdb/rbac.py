@@ -77,3 +77,27 @@ def apply(remote: str, listeners: list[str], timeout: float = 10.0) -> None:
         raise RbacError(f"cannot write the RBAC configuration: {exc}") from None
     if out.returncode != 0 or '"error"' in out.stdout:
         raise RbacError(f"RBAC configuration refused: {(out.stdout + out.stderr).strip()[:500]}")
+
+
+# ---------------------------------------------------------------------------
+# Behind relays. A relay (relay.py) checks RBAC itself: ovsdb-server composes a client's
+# transaction on its own copy with the client's role and identity (the RBAC tables above come
+# with the copy) and forwards only what passes, over its unrestricted connection to the source.
+# But a relay's copy of Directory_Global lists the *primary's* listeners: a relay reading them
+# would try to bind the primary's addresses. So a relay keeps its own listeners, with the host
+# role, in a small database of its own (nuage_relay.ovsschema, one file per relay), served by the
+# same ovsdb-server process beside the relayed database.
+
+RELAY_CONFIG_DATABASE = "Nuage_Relay"
+RELAY_REMOTE_ARG = f"--remote=db:{RELAY_CONFIG_DATABASE},Relay_Global,connections"
+
+
+def relay_config_operations(listeners: list[str]) -> list[dict]:
+    """One transaction of the relay's own database: exactly ``listeners``, each with the host role."""
+    ops: list[dict] = [{"op": "delete", "table": t, "where": []} for t in ("Relay_Global", "Connection")]
+    for i, target in enumerate(listeners):
+        ops.append({"op": "insert", "table": "Connection", "uuid-name": f"conn_{i}",
+                    "row": {"target": target, "role": HOST_ROLE, "read_only": False}})
+    ops.append({"op": "insert", "table": "Relay_Global",
+                "row": {"connections": _set(["named-uuid", f"conn_{i}"] for i in range(len(listeners)))}})
+    return ops

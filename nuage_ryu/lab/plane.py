@@ -16,8 +16,9 @@ an operator would on real machines:
   admin token;
 * optionally (``relays=N``) N ovsdb-server relays of the directory database in the
   controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``) and, in
-  TLS mode, on ``pssl:`` port 6651+K-1 of the controller node; the agents are then assigned
-  to them round-robin and never talk to the primary;
+  TLS mode, on a host listener (``pssl:`` port 6651+K-1 of the controller node, RBAC role
+  nuage-host: a host behind a relay may write only its own rows, as on the primary); the
+  agents are then assigned to them round-robin and never talk to the primary;
 * optionally (``directory_connection``) the directory on an existing database, e.g.
   a Raft cluster's members (``[directory] connection``), instead of its embedded one.
 
@@ -101,9 +102,9 @@ class ControlPlane:
         return self.relay_remote(self.relays[self.lab.hosts.index(host) % len(self.relays)])
 
     def relay_remote(self, relay: OvsdbRelay) -> str:
-        """How agents reach ``relay``: TLS over the underlay, or its unix socket."""
+        """How agents reach ``relay``: its host listener over the underlay (TLS), or its unix socket."""
         if self.tls:
-            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.extra_remotes[0].split(':')[1]}"
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.host_remotes[0].split(':')[1]}"
         return relay.remote
 
     @property
@@ -218,14 +219,15 @@ class ControlPlane:
         node = self.lab.controller_node
         for k in range(len(self.relays), self.n_relays):
             run_dir = os.path.join(self.root, f"relay-{k + 1}")
-            # TLS mode: agents come over the underlay (pssl:, a certificate of its own); the relay
-            # itself follows the primary over its local unix socket(s).
+            # TLS mode: agents come over the underlay on the relay's host listener (pssl:, RBAC
+            # role nuage-host, the relay's own certificate); the relay itself follows the primary
+            # over its local unix socket(s).
             listen, creds = [], None
             if self.tls:
                 listen = [f"pssl:{RELAY_BASE_PORT + k}:{node.underlay_ip}"]
                 creds = self.issue(f"relay-{k + 1}", node.underlay_ip)
             relay = OvsdbRelay(self.local_directory_db, os.path.join(run_dir, "db.sock"), run_dir,
-                               extra_remotes=listen, netns=node.netns, ssl=creds)
+                               host_remotes=listen, netns=node.netns, ssl=creds)
             self.relays.append(relay)
             relay.start()
         for relay in self.relays:
@@ -262,7 +264,7 @@ class ControlPlane:
     def central_agent_conf(self) -> str:
         """One agent on the controller node programming every host's bridge over the underlay."""
         node = self.lab.controller_node
-        central_db = self.relay_remote(self.relays[0]) if self.relays else self.local_directory_db
+        central_db = self.relays[0].remote if self.relays else self.local_directory_db
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"
