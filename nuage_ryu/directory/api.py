@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import webob
+from webob.request import DisconnectionError
 
 from nuage_ryu import json_input
 from nuage_ryu.directory import host_access, listing, openapi, shadow, validate
@@ -295,6 +296,10 @@ class DirectoryAPI:
             raw = req.body_file.read(limit + 1)  # also bounds chunked bodies without a length
         except TimeoutError:
             raise RequestTimeout("the request body did not arrive in time") from None
+        except DisconnectionError as exc:
+            # Fewer bytes than Content-Length: the server's body deadline shut the read side
+            # (http_server), or the client stopped. Before, this was a 400 "malformed body".
+            raise RequestTimeout(f"the request body did not arrive in time ({exc})") from None
         except (ValueError, OSError) as exc:
             # cheroot's chunked reader: "Bad chunked transfer size", a missing CRLF, a closed read side
             raise BadRequest(f"malformed request body: {exc}") from None

@@ -48,8 +48,12 @@ class DirectoryService:
     def __init__(self, *, state_dir: str, connection: str = "", listen: str = "", host_listen: str = "",
                  api_host: str = "127.0.0.1",
                  api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
-                 discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None):
+                 discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None,
+                 http_limits: dict | None = None):
+        """``http_limits``: keyword arguments of ``HardenedServer`` (header_timeout, body_timeout,
+        max_connections); absent ones keep http_server's defaults."""
         self.state_dir = state_dir
+        self.http_limits = dict(http_limits or {})
         self.connection = connection
         self.listen = listen
         self.host_listen = host_listen  # pssl: listeners with the RBAC host role (ovsdb/rbac.py)
@@ -75,7 +79,9 @@ class DirectoryService:
         return cls(state_dir=conf.state_dir, connection=d.connection, listen=d.listen, host_listen=d.host_listen,
                    api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
-                   db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf))
+                   db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf),
+                   http_limits={"header_timeout": d.api_header_timeout, "body_timeout": d.api_body_timeout,
+                                "max_connections": d.api_max_connections})
 
     @property
     def db_remote(self) -> str:
@@ -125,7 +131,7 @@ class DirectoryService:
 
     def _serve(self, bind) -> None:
         # Timeouts, connection limit and a deep accept queue: see http_server.
-        server = HardenedServer(bind, ui.mount(self.api), server_name="nuage-ryu-directory")
+        server = HardenedServer(bind, ui.mount(self.api), server_name="nuage-ryu-directory", **self.http_limits)
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
         if self.tls and isinstance(bind, tuple):  # the unix socket is local: file permissions guard it
