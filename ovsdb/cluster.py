@@ -21,6 +21,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from nuage_ryu.db import cli
+from nuage_ryu.db.pidfile import running_pid, stop_pid
+
 DB_NAME = "Nuage_Directory"
 
 
@@ -70,16 +73,7 @@ class Member:
     @property
     def pid(self) -> int | None:
         """Pid of the running member, from its pidfile (None if not running)."""
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return running_pid(self.pidfile)
 
 
 def _run(cmd: list[str], timeout: float = 30) -> str:
@@ -152,18 +146,7 @@ def start_member(m: Member) -> int:
 
 def stop_member(m: Member, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     """Stop one member by the pid in its pidfile."""
-    pid = m.pid
-    if pid is None:
-        return
-    os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    stop_pid(m.pid, sig, timeout)
 
 
 def member_status(m: Member) -> dict:
@@ -209,19 +192,13 @@ def add_cli(subparsers) -> None:
     """Register ``db-cluster`` on nuage-ctl's object subparsers."""
     import argparse
 
-    def examples(*lines):
-        return "examples:\n" + "\n".join(f"  nuage-ctl db-cluster {line}" for line in lines)
-
-    raw = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("db-cluster", help="create/start/stop a Raft cluster of the directory DB",
-                              description="Raft cluster of the directory database on this machine.",
-                              formatter_class=raw,
-                              epilog=examples("create --members 3 --dir /tmp/dircluster",
-                                              "status --dir /tmp/dircluster"))
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, title="actions")
+    sub = cli.add_command(subparsers, "db-cluster", help="create/start/stop a Raft cluster of the directory DB",
+                          description="Raft cluster of the directory database on this machine.",
+                          examples=("create --members 3 --dir /tmp/dircluster", "status --dir /tmp/dircluster"))
     create = sub.add_parser("create", help="create (and start) an N-member cluster on this machine",
                             description="Create (and start) an N-member cluster; prints the connection string.",
-                            formatter_class=raw, epilog=examples("create --members 3 --dir /tmp/dircluster"))
+                            formatter_class=cli.RAW,
+                            epilog=cli.example_lines("db-cluster")("create --members 3 --dir /tmp/dircluster"))
     create.add_argument("--members", type=int, default=3, metavar="N", help="3 or 5 (e.g. --members 5; default 3)")
     dir_help = "where the members' databases, sockets and logs live (e.g. --dir /tmp/dircluster)"
     create.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
@@ -231,12 +208,10 @@ def add_cli(subparsers) -> None:
                         help="first client port; Raft ports follow (e.g. --base-port 6641; default 6641)")
     create.add_argument("--start", action=argparse.BooleanOptionalAction, default=True,
                         help="start the members after creating them (default --start)")
-    helps = {"start": "start the members of an existing cluster", "stop": "stop the members (by pid)",
-             "status": "role, term and pid of each member"}
-    for name, text in helps.items():
-        sp = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=raw,
-                            epilog=examples(f"{name} --dir /tmp/dircluster"))
-        sp.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
+    cli.add_dir_actions(sub, "db-cluster", {"start": "start the members of an existing cluster",
+                                            "stop": "stop the members (by pid)",
+                                            "status": "role, term and pid of each member"},
+                        "/tmp/dircluster", dir_help)
 
 
 def run_cli(args) -> int:

@@ -37,7 +37,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from nuage_ryu.db import rbac
+from nuage_ryu.db import cli, rbac
+from nuage_ryu.db.pidfile import running_pid, stop_pid
 from nuage_ryu.db.server import OvsdbServer, OvsdbServerError, prepare_db
 from nuage_ryu.pki import Credentials
 from nuage_ryu.tls import ovsdb_server_args
@@ -175,16 +176,7 @@ class RelaySpec:
     @property
     def pid(self) -> int | None:
         """Pid of the running relay, from its pidfile (None if not running)."""
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return running_pid(self.pidfile)
 
 
 def _spec_path(directory: str) -> str:
@@ -252,18 +244,7 @@ def start_relay(spec: RelaySpec, timeout: float = 10.0) -> int:
 
 def stop_relay(spec: RelaySpec, timeout: float = 10.0) -> None:
     """Stop the relay by the pid in its pidfile (SIGTERM; its monitor exits with it)."""
-    pid = spec.pid
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    stop_pid(spec.pid, signal.SIGTERM, timeout)
 
 
 def wait_relay_connected(remote: str, timeout: float = 30.0) -> dict:
@@ -284,25 +265,18 @@ def wait_relay_connected(remote: str, timeout: float = 30.0) -> dict:
 
 def add_cli(subparsers) -> None:
     """Register ``db-relay`` on nuage-ctl's object subparsers."""
-    import argparse
-
-    def examples(*lines):
-        return "examples:\n" + "\n".join(f"  nuage-ctl db-relay {line}" for line in lines)
-
-    raw = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser(
-        "db-relay", help="start/stop an ovsdb-server relay of the directory DB",
+    examples = cli.example_lines("db-relay")
+    sub = cli.add_command(
+        subparsers, "db-relay", help="start/stop an ovsdb-server relay of the directory DB",
         description="An ovsdb-server relay of the directory database on this machine: it follows the "
                     "directory (embedded or Raft) and serves VRS agents, so the primary serves only relays.",
-        formatter_class=raw,
-        epilog=examples("start --dir /var/lib/nuage-relay --source tcp:10.0.0.1:6641,tcp:10.0.0.2:6641 "
-                        "--remote ptcp:6642:0.0.0.0", "status --dir /var/lib/nuage-relay"))
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, title="actions")
+        examples=("start --dir /var/lib/nuage-relay --source tcp:10.0.0.1:6641,tcp:10.0.0.2:6641 "
+                  "--remote ptcp:6642:0.0.0.0", "status --dir /var/lib/nuage-relay"))
     dir_help = "where the relay's settings, socket, pidfile and log live (e.g. --dir /var/lib/nuage-relay)"
     start = sub.add_parser("start", help="start a relay (creating its directory the first time)",
                            description="Start a relay; prints the remotes agents can use "
                                        "(the unix socket, then any --remote listeners).",
-                           formatter_class=raw,
+                           formatter_class=cli.RAW,
                            epilog=examples("start --dir /tmp/relay1 --source unix:/var/lib/nuage-ryu/directory/db.sock",
                                            "start --dir /tmp/relay1   # again, with the stored settings"))
     start.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
@@ -320,11 +294,9 @@ def add_cli(subparsers) -> None:
         start.add_argument(flag, metavar="FILE",
                            help=f"TLS for pssl: listeners and an ssl: source, with the other two "
                                 f"(e.g. {flag} /etc/nuage-ryu/pki/relay-1/{what}); stored for the next start")
-    for name, text in {"stop": "stop the relay (by pid)",
-                       "status": "pid, source, listeners and whether it follows its source"}.items():
-        sp = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", formatter_class=raw,
-                            epilog=examples(f"{name} --dir /tmp/relay1"))
-        sp.add_argument("--dir", required=True, metavar="DIR", help=dir_help)
+    cli.add_dir_actions(sub, "db-relay", {"stop": "stop the relay (by pid)",
+                                          "status": "pid, source, listeners and whether it follows its source"},
+                        "/tmp/relay1", dir_help)
 
 
 def run_cli(args) -> int:

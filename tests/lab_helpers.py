@@ -140,6 +140,7 @@ class Containers:
         self.plane = plane
         self.client = plane.client()
         self.created: list[Container] = []
+        self.procs: list[subprocess.Popen] = []  # processes a test starts in its containers, killed by cleanup()
         self._hosts = {h.name: h for h in lab.hosts}
 
     def add(self, name: str, host: str, subnet: dict, wait_up: bool = True, **vport_fields) -> Container:
@@ -182,7 +183,21 @@ class Containers:
             if container in self.created:
                 self.created.remove(container)
 
+    def __enter__(self) -> Containers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
     def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    stream.close()
+        self.procs.clear()
         for container in list(self.created):
             with contextlib.suppress(Exception):
                 self.remove(container)

@@ -22,23 +22,6 @@ from nuage_ryu.directory.testing import ManagerProcess, free_port, pid_alive, wa
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
 
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("directory")))
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
-
-
-@pytest.fixture
-def admin(manager):
-    client = manager.client()
-    yield client
-    client.close()
-
-
 def expect_error(status, code, fn, *args, **kwargs):
     with pytest.raises(DirectoryError) as info:
         fn(*args, **kwargs)

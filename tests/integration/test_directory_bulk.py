@@ -10,26 +10,8 @@ import pytest
 
 from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError
-from nuage_ryu.directory.testing import ManagerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
-
-
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("bulk")))
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
-
-
-@pytest.fixture
-def admin(manager):
-    client = manager.client()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -17,16 +17,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="ne
 CTL = os.path.join(os.path.dirname(sys.executable), "nuage-ctl")
 
 
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("ctl")))
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
-
-
 @pytest.fixture
 def ctl(manager):
     def run(*args, expect=0, env=None):

@@ -11,21 +11,13 @@ import sys
 import pytest
 
 from nuage_ryu.directory.errors import DirectoryError
-from nuage_ryu.directory.testing import ManagerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 CTL = os.path.join(os.path.dirname(sys.executable), "nuage-ctl")
 POOL = "198.51.100.0/28"
 
 
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("ext")), extra=f"floating_ip_pool = {POOL}\n")
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
+MANAGER_EXTRA = f"floating_ip_pool = {POOL}\n"  # read by the conftest's manager fixture
 
 
 def ctl(manager, *args, expect=0):

@@ -25,27 +25,10 @@ from nuage_ryu.directory.errors import DirectoryError, Unavailable, ValidationEr
 from nuage_ryu.directory.service import DirectoryService
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.store.transactions import RowChange
-from nuage_ryu.directory.testing import ManagerProcess, free_port
+from nuage_ryu.directory.testing import free_port
 from nuage_ryu.directory.validate import Change, Op
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
-
-
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("hostile")))
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
-
-
-@pytest.fixture
-def admin(manager):
-    client = manager.client()
-    yield client
-    client.close()
 
 
 @contextlib.contextmanager

@@ -16,19 +16,9 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from nuage_ryu.directory.api import ROUTES
 from nuage_ryu.directory.model import FIELDS, KINDS
 from nuage_ryu.directory.store import DirectoryStore
-from nuage_ryu.directory.testing import ManagerProcess, wait_until
+from nuage_ryu.directory.testing import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
-
-
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory):
-    mgr = ManagerProcess(str(tmp_path_factory.mktemp("openapi")))
-    mgr.start()
-    try:
-        yield mgr
-    finally:
-        mgr.stop()
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="ne
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = OvsdbServer(str(tmp_path / "directory.db"), schema_path(), str(tmp_path / "db.sock"))
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def api(server):
     st = DirectoryStore(server.remote, all_counters=True)
     st.start()

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="ne
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = OvsdbServer(str(tmp_path / "directory.db"), schema_path(), str(tmp_path / "db.sock"))
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def stores(server):
     """Two stores = two API processes writing to one database."""
     made = []

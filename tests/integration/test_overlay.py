@@ -30,12 +30,8 @@ def lab3():
 
 @pytest.fixture
 def net(lab3):
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        containers.cleanup()
 
 
 def make_domain(client, enterprise: str, cidrs=("10.1.1.0/24", "10.1.2.0/24"), default_action="allow"):

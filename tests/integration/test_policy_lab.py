@@ -144,21 +144,8 @@ def lab3():
 
 @pytest.fixture
 def net(lab3):
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    procs: list[subprocess.Popen] = []
-    containers.procs = procs  # every process a test starts in a container, killed at the end
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-        containers.cleanup()
 
 
 # ---- directory helpers --------------------------------------------------------------------------

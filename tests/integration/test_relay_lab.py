@@ -49,22 +49,9 @@ def lab3():
 
 @pytest.fixture
 def net(lab3):
-    """Containers on the relay lab, with the ``procs`` list test_policy_lab's helpers fill."""
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    procs: list[subprocess.Popen] = []
-    containers.procs = procs
-    try:
+    """Containers on the relay lab (their ``procs`` are killed by cleanup)."""
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-        containers.cleanup()
 
 
 def relay_clients(relay) -> int:

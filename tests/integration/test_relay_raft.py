@@ -50,20 +50,8 @@ def lab3(members):
 
 @pytest.fixture
 def net(lab3):
-    lab, plane = lab3
-    containers = Containers(lab, plane)
-    containers.procs = []
-    try:
+    with Containers(*lab3) as containers:
         yield containers
-    finally:
-        for p in containers.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for stream in (p.stdin, p.stdout):
-                if stream is not None:
-                    stream.close()
-        containers.cleanup()
 
 
 def followed_member(relay, members):
