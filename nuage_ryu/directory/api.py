@@ -405,9 +405,13 @@ class DirectoryAPI:
             self._require_admin(caller, "change hosts")
         body = self._body(req)
         self._lookup(self.store.snapshot(), caller, kind, id)
-        if caller.host:
-            host_access.check_vport_write(caller.host, self.store.snapshot(), "update", kind, id, body)
-        _change, state = self.store.apply(lambda s: validate.plan_update(s, kind, id, body))
+
+        def planner(s: DirectoryState):
+            if caller.host:  # on the state planned on: a vport moved meanwhile is no longer its own
+                host_access.check_vport_write(caller.host, s, "update", kind, id, body)
+            return validate.plan_update(s, kind, id, body)
+
+        _change, state = self.store.apply(planner)
         out = as_dict(kind, validate.get_object(state, kind, id), state, self.store.counters())
         if kind == "acl":
             out["warnings"] = shadow.shadow_warnings(state, id)
@@ -422,9 +426,13 @@ class DirectoryAPI:
         self._lookup(self.store.snapshot(), caller, kind, id)
         if kind == "enterprise":
             self._require_admin(caller, "delete enterprises")
-        if caller.host:
-            host_access.check_vport_write(caller.host, self.store.snapshot(), "delete", kind, id, None)
-        self.store.apply(lambda s: validate.plan_delete(s, kind, id, cascade))
+
+        def planner(s: DirectoryState):
+            if caller.host:  # on the state planned on (see _update)
+                host_access.check_vport_write(caller.host, s, "delete", kind, id, None)
+            return validate.plan_delete(s, kind, id, cascade)
+
+        self.store.apply(planner)
         return _json_response(204)
 
     def _members(self, req, caller, route, id):
