@@ -48,15 +48,7 @@ def _set(values) -> list:
 def config_operations(listeners: list[str]) -> list[dict]:
     """One transaction that makes the configuration exactly: the host role and ``listeners`` with it."""
     ops: list[dict] = [{"op": "delete", "table": t, "where": []} for t in CONFIG_TABLES]
-    perms = []
-    for table, (auth, insert_delete, update) in HOST_PERMISSIONS.items():
-        name = f"perm_{table}"
-        ops.append({"op": "insert", "table": "RBAC_Permission", "uuid-name": name,
-                    "row": {"table": table, "authorization": _set(auth), "insert_delete": insert_delete,
-                            "update": _set(update)}})
-        perms.append([table, ["named-uuid", name]])
-    ops.append({"op": "insert", "table": "RBAC_Role",
-                "row": {"name": HOST_ROLE, "permissions": ["map", perms]}})
+    ops += _role_inserts()
     conns = []
     for i, target in enumerate(listeners):
         name = f"conn_{i}"
@@ -67,11 +59,36 @@ def config_operations(listeners: list[str]) -> list[dict]:
     return ops
 
 
-def apply(remote: str, listeners: list[str], timeout: float = 10.0) -> None:
-    """Write the RBAC configuration through ``remote`` (the directory's own, unrestricted socket)."""
-    txn = json.dumps([DATABASE, *config_operations(listeners)])
+def role_operations() -> list[dict]:
+    """One transaction that makes the host role exactly as declared, listeners left alone (a Raft
+    cluster's database: its members take no listener rows, but relays check the role)."""
+    return [*({"op": "delete", "table": t, "where": []} for t in ("RBAC_Role", "RBAC_Permission")),
+            *_role_inserts()]
+
+
+def _role_inserts() -> list[dict]:
+    ops: list[dict] = []
+    perms = []
+    for table, (auth, insert_delete, update) in HOST_PERMISSIONS.items():
+        name = f"perm_{table}"
+        ops.append({"op": "insert", "table": "RBAC_Permission", "uuid-name": name,
+                    "row": {"table": table, "authorization": _set(auth), "insert_delete": insert_delete,
+                            "update": _set(update)}})
+        perms.append([table, ["named-uuid", name]])
+    ops.append({"op": "insert", "table": "RBAC_Role",
+                "row": {"name": HOST_ROLE, "permissions": ["map", perms]}})
+    return ops
+
+
+def apply(remote: str, listeners: list[str] | None, timeout: float = 10.0, ssl_args: tuple[str, ...] = ()) -> None:
+    """Write the RBAC configuration through ``remote`` (the directory's own, unrestricted socket).
+
+    ``listeners`` None: the role only (``role_operations``); ``ssl_args``: ovsdb-client's
+    --private-key/--certificate/--ca-cert for ssl: remotes."""
+    ops = role_operations() if listeners is None else config_operations(listeners)
+    txn = json.dumps([DATABASE, *ops])
     try:
-        out = subprocess.run(["ovsdb-client", f"--timeout={int(timeout)}", "transact", remote, txn],
+        out = subprocess.run(["ovsdb-client", f"--timeout={int(timeout)}", *ssl_args, "transact", remote, txn],
                              capture_output=True, text=True, timeout=timeout + 5)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RbacError(f"cannot write the RBAC configuration: {exc}") from None

@@ -13,6 +13,7 @@ import secrets
 import threading
 
 from nuage_ryu import config, tls
+from nuage_ryu.db import rbac
 from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import audit, discovery, external, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
@@ -101,6 +102,8 @@ class DirectoryService:
                                              host_remotes=[r.strip() for r in self.host_listen.split(",")
                                                            if r.strip()])
                 self.db_server.start()
+            else:
+                self._write_host_role()
             self.store = DirectoryStore(self.db_remote, all_counters=True)  # GET shows every host's counters
             self.store.start()
             self.api = DirectoryAPI(self.store, token,
@@ -120,6 +123,15 @@ class DirectoryService:
             self.stop()
             raise
         return self._threads[0]
+
+    def _write_host_role(self) -> None:
+        """An external database (a Raft cluster) gets the RBAC host role too: its members take no
+        listener rows, but relays following it check the role for their hosts (rbac.py)."""
+        try:
+            rbac.apply(self.connection, None, ssl_args=tuple(tls.ovsdb_server_args(self.tls)) if self.tls else ())
+        except rbac.RbacError as exc:  # relays then refuse every host write: say why
+            LOG.warning("cannot write the RBAC host role into %s (hosts behind relays cannot write): %s",
+                        self.connection, exc)
 
     def _publish(self) -> None:
         # So that nuage-ctl on this machine finds the API and token file without options.
