@@ -1,5 +1,7 @@
 # nuage-ryu: the two commands of the README.
 #   make demo   set everything up, then run the demo lab
+#               (KEEP=1: leave it up to explore, 'nuage-lab down --state-dir ...' removes it;
+#                PREFIX=NAME: namespace prefix, default demo + 6 random hex digits)
 #   make test   set everything up, then run the linter and the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,6 +9,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 RYU_VENV := .venv-ryu
 PYTEST_ARGS ?=
+KEEP ?=
+PREFIX ?=
 
 .PHONY: setup demo test lint unit integration bench clean
 
@@ -26,7 +30,7 @@ $(RYU_VENV)/.installed: scripts/install-classic-ryu.sh
 	touch $@
 
 demo: setup
-	$(VENV)/bin/python scripts/demo.py
+	$(VENV)/bin/python scripts/demo.py $(if $(filter-out 0 no false,$(KEEP)),--keep) $(if $(PREFIX),--prefix $(PREFIX))
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -36,11 +36,13 @@ import time
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+import nuage_ryu
 from nuage_ryu import config
 from nuage_ryu.agent import startup
 from nuage_ryu.agent.attach.factory import AgentApiSettings, start_agent_api
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.tracer import Tracer
 from nuage_ryu.agent.uplink import parse_port_range
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.framework import (
@@ -80,6 +82,7 @@ class VrsAgent(BaseApp):
         self.metrics = AgentMetrics(kwargs.get("metrics_registry") or CollectorRegistry())
         self._metrics_server = None
         self.startup = startup.StartupClock()
+        self.tracer: Tracer | None = None
 
     def _managed_hosts(self) -> list[tuple[str, str, str]]:
         """(host name, tunnel IP, OVSDB remote) of every bridge this agent programs."""
@@ -110,10 +113,16 @@ class VrsAgent(BaseApp):
                                         scope_hosts=[b.host_name for b in self.bridges.values()],
                                         leader_only=False)
             self.store.start()
+            self.metrics.set_directory_probe(lambda: self.store is not None and self.store.connected)
             self.startup.mark(startup.DIRECTORY_SYNCED)
             for bridge in self.bridges.values():
-                self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id))
+                self.store.register_host(bridge.host_name, bridge.tunnel_ip, format_datapath_id(bridge.datapath_id),
+                                         agent_version=nuage_ryu.__version__)
             self.store.add_listener(self._on_directory_update)
+            # "Explain a packet": ofproto/trace on its own thread, never on the event path.
+            self.tracer = Tracer(self.store, lambda: {b.host_name: b for b in self.bridges.values()}, self._lock,
+                                 self.logger)
+            self.store.add_trace_listener(self.tracer.on_requests)
             if not conf.managed_hosts:
                 self._start_agent_api(next(iter(self.bridges.values())))
         except BaseException:
@@ -193,6 +202,9 @@ class VrsAgent(BaseApp):
         self._close_resources()
 
     def _close_resources(self) -> None:
+        if self.tracer is not None:
+            self.tracer.stop()
+            self.tracer = None
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()

@@ -23,8 +23,17 @@ Scenarios (``--scenarios``, default all, in this order):
 * per-phase timings (veth, netns, OVSDB, directory, flows, status) of every attach and
   detach of the run, read from each agent's Prometheus histogram
   ``nuage_attach_phase_seconds`` (lab mode) -- their mean and the count.
+* CPU: for every scenario the CPU seconds (user + system, reaped children included) of
+  every process involved -- the nuage-cni execs (the bench's reaped children), each
+  host's agent, ovs-vswitchd and ovsdb-server, the directory API process and its
+  ovsdb-server (bench/cpu_meter.py) -- in all and per operation, with the agents'
+  group-commit batches; and what each burns while idle (``--idle-seconds`` before the
+  scenarios). CPU time barely depends on the neighbours' load; wall time does.
 
-    .venv/bin/python bench/cni_attach.py [--mode lab|single] [--hosts 2] [--burst 100] [--count 50]
+``--cni PATH`` runs another build of the plugin (e.g. the compiled one of
+``python -m nuage_ryu.plugins.launcher install --compiled --bin DIR``).
+
+    .venv/bin/python bench/cni_attach.py [--mode lab|single] [--hosts 2] [--burst 100] [--count 50] [--cni PATH]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -41,6 +51,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cpu_meter import CpuMeter, children_of, command_of  # noqa: E402  (bench/, the script's folder)
 
 from nuage_ryu.plugins.agent_client import AgentClient  # noqa: E402
 from tests.attach_helpers import (  # noqa: E402
@@ -86,10 +98,40 @@ def load() -> list[float]:
 class Target:
     """Where the containers go: one agent socket per host, and how to see what a host has left."""
 
-    def __init__(self, confs: list[dict], leftovers, metrics=None) -> None:
+    def __init__(self, confs: list[dict], leftovers, metrics=None, meter: CpuMeter | None = None) -> None:
         self.confs = confs
         self.leftovers = leftovers   # () -> list of what is left on every host
         self.metrics = metrics       # () -> Prometheus text of every agent, or None
+        self.meter = meter or CpuMeter({})  # CPU seconds of every process involved, per scenario
+
+    def batches(self) -> dict:
+        """{step: [batches, items]} of the agents' group commits so far (summed over hosts)."""
+        total: dict = {}
+        for conf in self.confs:
+            try:
+                stats = AgentClient(conf["agent_socket"]).status().get("batches") or {}
+            except Exception:  # noqa: BLE001 - a figure for the report, not a check
+                continue
+            for step, value in stats.items():
+                if isinstance(value, dict):
+                    entry = total.setdefault(step, [0, 0])
+                    entry[0] += value["batches"]
+                    entry[1] += value["items"]
+        return total
+
+    def measured(self, work, ops: int) -> tuple:
+        """(what ``work()`` returned, the CPU it cost by process, per operation of ``ops``).
+
+        The CPU figures also carry how many group-commit batches the agents ran for it
+        (``batches``: {step: [batches, items]}): fewer batches, less work per container."""
+        batches_before = self.batches()
+        before = self.meter.snapshot()
+        value = work()
+        cpu = CpuMeter.delta(before, self.meter.snapshot(), per=ops)
+        after = self.batches()
+        cpu["batches"] = {step: [n - batches_before.get(step, [0, 0])[0], items - batches_before.get(step, [0, 0])[1]]
+                          for step, (n, items) in after.items()}
+        return value, cpu
 
 
 def simultaneous(command: str, target: Target, jobs: list[tuple[int, int, str]], tag: str) -> dict:
@@ -155,10 +197,13 @@ def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
     jobs = [(h, i, ns) for h, host_spaces in enumerate(spaces) for i, ns in enumerate(host_spaces)]
     out: dict = {"hosts": len(spaces), "containers": len(jobs)}
     load_before = load()
-    done, errors = at_once([lambda: run_cni("VERSION", {"cniVersion": "1.0.0"}) for _ in jobs])
-    out["version_execs_reference"] = dict(summary(done), all_done_s=round(max(done), 3), loadavg_before=load_before)
-    out["add"] = simultaneous("ADD", target, jobs, tag)
-    out["del"] = simultaneous("DEL", target, jobs, tag)
+    (done, errors), cpu = target.measured(
+        lambda: at_once([lambda: run_cni("VERSION", {"cniVersion": "1.0.0"}) for _ in jobs]), len(jobs))
+    out["version_execs_reference"] = dict(summary(done), all_done_s=round(max(done), 3), loadavg_before=load_before,
+                                          cpu=cpu)
+    for command in ("ADD", "DEL"):
+        result, cpu = target.measured(functools.partial(simultaneous, command, target, jobs, tag), len(jobs))
+        out[command.lower()] = dict(result, cpu=cpu)
     out["left_behind"] = target.leftovers()
 
     def api(command: str, h: int, i: int, ns: str):
@@ -172,9 +217,10 @@ def burst(target: Target, spaces: list[list[str]], tag: str) -> dict:
 
     for command in ("attach", "detach"):
         load_before = load()
-        done, errors = at_once([api(command, *job) for job in jobs])
+        calls = [api(command, *job) for job in jobs]
+        (done, errors), cpu = target.measured(functools.partial(at_once, calls), len(jobs))
         out[f"agent_api_{command}"] = dict(summary(done), all_done_s=round(max(done), 3), errors=errors[:3],
-                                           failed=len(errors), loadavg_before=load_before)
+                                           failed=len(errors), loadavg_before=load_before, cpu=cpu)
     out["left_behind_api"] = target.leftovers()
     out["agent_batches"] = [AgentClient(conf["agent_socket"]).status().get("batches") for conf in target.confs]
     return out
@@ -207,12 +253,19 @@ def churn(target: Target, spaces: list[list[str]], parallel: int, seconds: float
                 return
             n += 1
 
+    def run() -> None:
+        with concurrent.futures.ThreadPoolExecutor(parallel * len(spaces)) as pool:
+            list(pool.map(lambda hw: worker(*hw), [(h, w) for h in range(len(spaces)) for w in range(parallel)]))
+
     start = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(parallel * len(spaces)) as pool:
-        list(pool.map(lambda hw: worker(*hw), [(h, w) for h in range(len(spaces)) for w in range(parallel)]))
+    before = target.meter.snapshot()
+    run()
+    after = target.meter.snapshot()
     elapsed = time.monotonic() - start
     return {"pairs_per_s_per_host": round(sum(pairs) / len(spaces) / elapsed, 1), "pairs": sum(pairs),
-            "seconds": round(elapsed, 1), "errors": errors[:5], "left_behind": target.leftovers()}
+            "seconds": round(elapsed, 1), "errors": errors[:5],
+            "cpu_per_pair": CpuMeter.delta(before, after, per=max(1, sum(pairs))),
+            "left_behind": target.leftovers()}
 
 
 def phase_means(texts: list[str]) -> dict:
@@ -239,6 +292,20 @@ def scrape(netns: str) -> str:
     return proc.stdout
 
 
+def lab_processes(lab, plane) -> dict[str, int]:
+    """name -> pid of every lab process an attach involves: agents, OVS daemons, directory + its DB."""
+    procs: dict[str, int] = {}
+    for h in lab.hosts:
+        procs[f"{h.name} agent"] = plane.procs[f"agent-{h.name}"].pid
+        for daemon, pid in sorted(h.ovs.pids().items()):
+            procs[f"{h.name} {daemon}"] = pid
+    directory = plane.procs["directory"].pid
+    procs["directory API"] = directory
+    for child in children_of(directory):
+        procs[f"directory {command_of(child)}"] = child
+    return procs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("lab", "single"), default="lab")
@@ -248,11 +315,18 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8, help="churn workers per host")
     parser.add_argument("--churn-seconds", type=float, default=10.0)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="CPU of every process while idle, measured before the scenarios")
     parser.add_argument("--json", default="", help="also write the results to this file")
+    parser.add_argument("--cni", default="", help="the nuage-cni executable to run (default: the venv's; "
+                        "e.g. the compiled one of `launcher install --compiled --bin DIR`)")
     args = parser.parse_args()
+    if args.cni:
+        os.environ["NUAGE_TEST_CNI"] = os.path.abspath(args.cni)  # tests.attach_helpers.run_cni runs it
     scenarios = [s for s in args.scenarios.split(",") if s]
     results: dict = {"mode": args.mode, "cpus": os.cpu_count(), "loadavg_start": load(),
-                     "nuage_cni": os.path.realpath(os.path.join(os.path.dirname(sys.executable), "nuage-cni"))}
+                     "nuage_cni": os.path.realpath(os.environ.get("NUAGE_TEST_CNI")
+                                                   or os.path.join(os.path.dirname(sys.executable), "nuage-cni"))}
     with contextlib.ExitStack() as stack:
         base = {"cniVersion": "1.0.0", "name": "nuage", "type": "nuage-cni",
                 "enterprise": "acme", "domain": "prod", "zone": "web", "subnet": "web-net"}
@@ -272,7 +346,7 @@ def main() -> int:
                 return left
 
             target = Target([dict(base, agent_socket=plane.agent_socket(h)) for h in lab.hosts], leftovers,
-                            lambda: [scrape(h.netns) for h in lab.hosts])
+                            lambda: [scrape(h.netns) for h in lab.hosts], CpuMeter(lab_processes(lab, plane)))
         else:
             directory = stack.enter_context(directory_service())
             ovs = stack.enter_context(private_ovs())
@@ -286,17 +360,29 @@ def main() -> int:
                 state = host_state(ovs, directory, HOST)
                 return state["ports"] + state["links"] + state["vports"]
 
-            target = Target([dict(base, agent_socket=sock)], leftovers)
+            target = Target([dict(base, agent_socket=sock)], leftovers,
+                            meter=CpuMeter({f"host {d}": pid for d, pid in ovs.pids().items()}))
         per_host = max(args.burst, args.parallel, args.count if "single" in scenarios else 0)
         spaces = [[f"/var/run/netns/{stack.enter_context(namespace(unique_netns_name('hnb')))}"
                    for _ in range(per_host)] for _ in range(n_hosts)]
-        print(f"setup done: {n_hosts} host(s), {per_host} namespaces each", flush=True)
+        print(f"setup done: {n_hosts} host(s), {per_host} namespaces each; processes "
+              f"{json.dumps(target.meter.processes)}", flush=True)
+        results["processes"] = target.meter.processes
+        # What every process burns doing nothing (OVS's periodic work, the agents' heartbeats and
+        # stats polls): per second, to set against the scenarios' CPU.
+        idle_start = time.monotonic()
+        _, idle = target.measured(lambda: time.sleep(args.idle_seconds), 0)
+        elapsed = time.monotonic() - idle_start
+        results["idle_cpu_ms_per_s"] = {name: round(v * 1000 / elapsed, 2) for name, v in idle["cpu_s"].items()}
         if "single" in scenarios:
             conf = target.confs[0]
-            adds = [timed("ADD", conf, f"single-{i}", ns) for i, ns in enumerate(spaces[0][:args.count])]
-            dels = [timed("DEL", conf, f"single-{i}", ns) for i, ns in enumerate(spaces[0][:args.count])]
+            some = list(enumerate(spaces[0][:args.count]))
+            adds, cpu_add = target.measured(lambda: [timed("ADD", conf, f"single-{i}", ns) for i, ns in some],
+                                            len(some))
+            dels, cpu_del = target.measured(lambda: [timed("DEL", conf, f"single-{i}", ns) for i, ns in some],
+                                            len(some))
             results["single"] = {"add_to_up": summary(adds), "del": summary(dels), "loadavg": load(),
-                                 "left_behind": leftovers()}
+                                 "cpu_add": cpu_add, "cpu_del": cpu_del, "left_behind": leftovers()}
             print(json.dumps({"single": results["single"]}), flush=True)
         if "burst" in scenarios:
             results["burst"] = burst(target, [s[:args.burst] for s in spaces], "burst")

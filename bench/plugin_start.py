@@ -6,7 +6,9 @@ this is pure start-up + argument handling) for:
 * ``console-script``: the entry point pip generated (``site``, and for an
   editable install its import finder) -- the reference;
 * ``launcher``: the ``-I -S`` launcher script of ``nuage_ryu.plugins.launcher``;
-* ``python -I -S -c pass``: the interpreter alone (the floor).
+* ``python -I -S -c pass``: the interpreter alone (the floor of a Python plugin);
+* ``compiled (C) VERSION``: bench/exec_floor.c, when a C compiler is there: the floor of
+  any exec'd plugin (process creation and exec only).
 
 Per variant: wall-clock p50/p90 and CPU time (user+sys of the child, from
 ``wait4``) p50. On a shared machine the CPU time is the steadier figure; the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +101,17 @@ def docker_plugin_request_ms(count: int) -> float | None:
             proc.wait(10)
 
 
+def compile_floor(tmp: str) -> str | None:
+    """bench/exec_floor.c compiled into ``tmp`` (None without a C compiler)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    binary = os.path.join(tmp, "exec-floor")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_floor.c")
+    proc = subprocess.run([cc, "-O2", "-o", binary, source], capture_output=True)
+    return binary if proc.returncode == 0 else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
@@ -118,6 +132,9 @@ def main() -> int:
             "launcher": [os.path.join(tmp, "s", "nuage-cni")],
             "python -I -S -c pass": [sys.executable, "-I", "-S", "-c", "pass"],
         }
+        compiled = compile_floor(tmp)
+        if compiled:
+            variants["compiled (C) VERSION"] = [compiled]
         load_before = os.getloadavg()[0]
         results = {"count": args.count, "cpus": os.cpu_count(), "loadavg_before": load_before,
                    "variants": measure(variants, args.count)}

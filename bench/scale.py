@@ -22,7 +22,17 @@ fresh agent process:
 The directory is loaded with raw OVSDB transactions in batches (thousands of rows per transaction),
 not through the REST API: the bench measures the agent, not the loader.
 
+``--part in-share`` (item 2): the same agent process with a local share of ``--shares`` vports
+(2 local domains, 10 vports of H in each, the rest on peer hosts) and nothing else: the agent's
+CPU per rule change (a rule's port) and per membership change (a peer vport moved to the other
+group), ``--changes`` of each. ``NUAGE_BENCH_TREE=/path/to/another/checkout`` runs the agent side
+(and the loader) on that tree: the reference ("before") run.
+
+``--part fanout`` (b) and (c): ``bench/scale_fanout.py``.
+
 Run:  .venv/bin/python bench/scale.py --part per-host [--sizes 1000,10000,100000]
+      .venv/bin/python bench/scale.py --part in-share [--shares 40,2000] [--changes 50]
+      .venv/bin/python bench/scale.py --part fanout [--hosts 1000 --vports 100000 --domains 200 --relays 10]
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# NUAGE_BENCH_TREE: run the agent side on another checkout of the project (a reference run).
+sys.path.insert(0, os.environ.get("NUAGE_BENCH_TREE") or str(Path(__file__).resolve().parents[1]))
 
 from nuage_ryu.db.server import OvsdbServer  # noqa: E402
 from nuage_ryu.directory.store import schema_path  # noqa: E402
@@ -162,20 +173,36 @@ class Loader:
         for i in range(0, len(ops), BATCH):
             self.db.transact(*ops[i:i + BATCH])
 
-    def load_local_share(self) -> None:
+    def load_local_share(self, share: int = 40, peer_hosts: int = 4) -> None:
+        """Two local domains, 10 vports on H each; the rest of ``share`` vports on ``peer_hosts`` peers."""
         ops = [{"op": "insert", "table": "Enterprise", "uuid": self.enterprise, "row": {"name": "bench"}}]
         ops += self._ops_host(LOCAL)
+        self.peer_vports: list[tuple[str, dict]] = []  # (vport name, its domain)
         for k in range(2):
             dom_ops, dom = self._ops_domain(f"local{k}")
             ops += dom_ops
             self.local.append(dom)
             for _ in range(10):
                 ops += self._ops_vport(dom, LOCAL)
-            for i in range(10):
-                peer = f"peer{i % 4}"
+            for i in range(share // 2 - 10):
+                peer = f"peer{i % peer_hosts}"
                 ops += self._ops_host(peer)
                 ops += self._ops_vport(dom, peer)
+                self.peer_vports.append((f"v{self.serial}", dom))
         self._flush(ops)
+
+    def membership_change(self) -> tuple[str, str]:
+        """A peer vport of a local domain moves to the other policy group of its domain (the agent
+        recompiles that member's clause flows); returns (vport name, its new group's uuid)."""
+        self.serial += 1
+        name, dom = self.peer_vports[self.serial % len(self.peer_vports)]
+        current = int(name[1:]) % 2 if not hasattr(self, "_groups") else self._groups.get(name, int(name[1:]) % 2)
+        new = 1 - current
+        self.__dict__.setdefault("_groups", {})[name] = new
+        group = dom["groups"][new]
+        self.db.transact({"op": "update", "table": "VPort", "where": [["name", "==", name]],
+                          "row": {"policygroups": ["set", [_u(group)]]}})
+        return name, group
 
     def grow_to(self, total: int) -> float:
         """Add unrelated vports (and their domains, hosts) until ``total`` vports; returns the seconds taken."""
@@ -269,6 +296,7 @@ def agent_main(remote: str) -> None:
     print(json.dumps({"startup_s": t_start, "store_start_s": t_store, "startup_cpu_s": cpu_start, "rss_kb": rss_kb,
                       "share_vports": len(state.vports), "share_domains": len(state.domains),
                       "flows": len(core.compiler.flows)}), flush=True)
+    by_name: dict[str, str] = {}
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "cpu":
@@ -280,6 +308,19 @@ def agent_main(remote: str) -> None:
                 with lock:
                     view = core.view
                 if view is not None and any(r.dst_ports == arg for r in view.acl_rules.values()):
+                    break
+                time.sleep(0.002)
+            print(json.dumps({"ok": True}), flush=True)
+        elif cmd == "waitpg":  # until vport ``name`` is in policy group ``uuid`` in the compiled view
+            name, group = arg.split()
+            if not by_name:  # once: the peers' vports stay (polling must not walk the share)
+                by_name.update((v.name, v.id) for v in core.state.vports.values())
+            vid = by_name.get(name)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with lock:
+                    view = core.view
+                if view is not None and vid in view.vports and group in view.vports[vid].policygroups:
                     break
                 time.sleep(0.002)
             print(json.dumps({"ok": True}), flush=True)
@@ -358,6 +399,40 @@ def measure(loader: Loader, remote: str, server_pid: int, unrelated: int, local:
         agent.close()
 
 
+def in_share(shares: list[int], changes: int) -> list[dict]:
+    """CPU per change inside the share as the share grows (fixed rest: none)."""
+    results = []
+    for share in shares:
+        with tempfile.TemporaryDirectory(prefix="scl-inshare-") as tmp:
+            srv = OvsdbServer(os.path.join(tmp, "directory.db"), schema_path(), os.path.join(tmp, "db.sock"))
+            srv.start()
+            try:
+                loader = Loader(Ovsdb(os.path.join(tmp, "db.sock")))
+                loader.load_local_share(share, peer_hosts=max(4, share // 40))
+                agent = Agent(srv.remote, srv._proc.pid)
+                try:
+                    out = {"share_vports": agent.started["share_vports"], "flows": agent.started["flows"]}
+                    agent.ask(f"wait {loader.local_change()}")  # warm-up
+                    agent.ask("waitpg {} {}".format(*loader.membership_change()))
+                    before = agent.ask("cpu")
+                    for _ in range(changes):
+                        agent.ask(f"wait {loader.local_change()}")
+                    mid = agent.ask("cpu")
+                    for _ in range(changes):
+                        agent.ask("waitpg {} {}".format(*loader.membership_change()))
+                    after = agent.ask("cpu")
+                    out["cpu_per_rule_change_ms"] = (mid["cpu_s"] - before["cpu_s"]) * 1000 / changes
+                    out["cpu_per_membership_change_ms"] = (after["cpu_s"] - mid["cpu_s"]) * 1000 / changes
+                    out["load_avg"] = os.getloadavg()[0]
+                finally:
+                    agent.close()
+            finally:
+                srv.stop()
+        results.append(out)
+        print(json.dumps(out), flush=True)
+    return results
+
+
 def per_host(sizes: list[int], unrelated: int, local: int, repeat: int) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix="hq-scale-") as tmp:
@@ -396,7 +471,14 @@ def report(results: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["per-host"], default="per-host")
+    ap.add_argument("--part", choices=["per-host", "in-share", "fanout"], default="per-host")
+    ap.add_argument("--hosts", type=int, default=1000, help="fanout: simulated hosts")
+    ap.add_argument("--vports", type=int, default=100000, help="fanout: vports in total")
+    ap.add_argument("--domains", type=int, default=200, help="fanout: domains")
+    ap.add_argument("--relays", type=int, default=10, help="fanout: relays (0: hosts on the primary)")
+    ap.add_argument("--procs", type=int, default=8, help="fanout: processes holding the simulated hosts")
+    ap.add_argument("--shares", default="40,2000", help="in-share: local share sizes (vports)")
+    ap.add_argument("--changes", type=int, default=50, help="in-share, fanout: changes of each kind")
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--unrelated", type=int, default=600, help="unrelated changes per size")
     ap.add_argument("--local", type=int, default=30, help="local-domain changes per size")
@@ -407,6 +489,16 @@ def main() -> None:
         agent_main(args.agent)
         return
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    if args.part == "fanout":
+        import scale_fanout  # bench/scale_fanout.py: parts (b) and (c)
+
+        res = scale_fanout.run(args.hosts, args.vports, args.domains, args.relays, args.procs, args.changes)
+        print(json.dumps(res, indent=1))
+        return
+    if args.part == "in-share":
+        in_share([int(s) for s in args.shares.split(",")], args.changes)
+        print(f"load average at end: {os.getloadavg()}")
+        return
     results = per_host([int(s) for s in args.sizes.split(",")], args.unrelated, args.local, args.repeat)
     report(results)
     print(f"load average at end: {os.getloadavg()}")

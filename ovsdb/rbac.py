@@ -30,10 +30,11 @@ CONFIG_TABLES = ("Directory_Global", "Connection", "RBAC_Role", "RBAC_Permission
 
 # table -> (authorization columns, may insert/delete its own rows, columns it may update)
 HOST_PERMISSIONS: dict[str, tuple[tuple[str, ...], bool, tuple[str, ...]]] = {
-    "Host": (("name",), True, ("tunnel_ip", "datapath_id", "liveness", "counters")),
+    "Host": (("name",), True, ("tunnel_ip", "datapath_id", "agent_version", "liveness", "counters")),
     "HostLiveness": (("name",), True, ("connected", "last_seen")),
     "HostCounters": (("host",), True, ("rule_packets", "rule_bytes", "default_packets", "default_bytes")),
     "VPortStatus": (("host",), False, ("status",)),
+    "TraceRequest": (("host",), False, ("answer", "state")),  # the directory asks, the host answers
 }
 
 

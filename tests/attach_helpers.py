@@ -101,7 +101,8 @@ def run_cni(command: str, conf: dict | str, container_id: str = "", netns: str =
     """Run the real ``nuage-cni`` executable like a runtime does; (exit code, decoded stdout or None)."""
     import json
 
-    binary = binary or os.path.join(os.path.dirname(sys.executable), "nuage-cni")
+    # NUAGE_TEST_CNI: run the tests against another build of the plugin (e.g. the compiled one).
+    binary = binary or os.environ.get("NUAGE_TEST_CNI") or os.path.join(os.path.dirname(sys.executable), "nuage-cni")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
            "CNI_PATH": "/opt/cni/bin"}
     for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname),

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from nuage_ryu import tls
-from nuage_ryu.agent import counters, startup
+from nuage_ryu.agent import counters, drops, startup
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
@@ -72,6 +72,12 @@ class ManagedBridge:
         self.uplink: HostUplink | None = None
         self._startup = startup_clock or startup.StartupClock()
         self._session_to_mark: str | None = None  # set on connect, written by the worker
+        # The last complete uplink reading, kept until the next port listing: br-phy's ports and
+        # the patch pair change only with an Interface change, which asks for a listing anyway.
+        # (Re-read every worker round, it was a few OVSDB lookups per round, ~6 rounds per attach.)
+        self._uplink_reading: tuple | None = None
+        self._drops = drops.DropPoll()  # POLICY_DROP statistics: the per-vport drop counters
+        self._drop_index: tuple[object, dict[int, str]] = (None, {})  # (snapshot, its cookie -> vport id)
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str], creds: Credentials | None = None) -> None:
@@ -114,6 +120,7 @@ class ManagedBridge:
         """
         core = self.core
         if core.take_port_listing():
+            self._uplink_reading = None  # the interfaces changed: read the uplink again too
             ports = self.host_ovs.list_vport_ports(self.bridge)
             tunnel = self.host_ovs.get_ofport(VXLAN_PORT) if self.tunnel_ip else None
             core.ports_listed([(p.vport_id, p.ofport) for p in ports], tunnel)
@@ -138,8 +145,10 @@ class ManagedBridge:
         try:
             self._mark_session()
             state = store.snapshot()
+            self._metrics.rules.set_directory(self.host_name, state)
+            self._metrics.last_update.labels(self.host_name).set(time.time())
             ofports, tunnel = self.read_ports(state)
-            external, uplink_ports = self.uplink.read() if self.uplink is not None else (None, None)
+            external, uplink_ports = self._read_uplink()
             with self._lock:
                 self.core.set_external(external, uplink_ports)
                 self.recompute(state, ofports, tunnel, seen_at)
@@ -149,6 +158,17 @@ class ManagedBridge:
             self.write_statuses(store)
         except Exception:
             self._log.exception("%s: recompute failed; retrying on the next change", self.host_name)
+
+    def _read_uplink(self) -> tuple:
+        """(ExternalUplink, uplink ports) as ``HostUplink.read``; a complete reading is reused."""
+        if self.uplink is None:
+            return None, None
+        if self._uplink_reading is not None:
+            return self._uplink_reading
+        reading = self.uplink.read()
+        if reading[0] is not None:  # incomplete (ports still coming): read again next round
+            self._uplink_reading = reading
+        return reading
 
     def _mark_session(self) -> None:
         """Write the connected session on the bridge's controller rows (see HostOVS.mark_controller_session)."""
@@ -227,6 +247,7 @@ class ManagedBridge:
             if up:
                 if self.uplink is not None:
                     self.uplink.forget()  # OVS may have restarted: br-phy's flows are re-pushed whole
+                self._uplink_reading = None
                 self._startup.bridge_mark(self.host_name, startup.OPENFLOW_UP)
                 self._session_to_mark = f"{os.getpid()}.{next(_sessions)}"
                 self._connected(datapath)
@@ -242,12 +263,14 @@ class ManagedBridge:
         self.sync = sync.BridgeSync(on_confirmed=self._on_confirmed, on_failed=self._on_failed,
                                     name=f"{self.host_name}/{self.bridge}")
         self.core.connected()
+        self._drops.forget()
         sync.send(datapath, self.sync.on_connect())
         if self.core.push_plan() == FULL:  # the directory is known already
             self.push_desired()
 
     def _disconnected(self) -> None:
         self.core.disconnected()
+        self._drops.forget()
         if self.sync is not None:
             self.sync.on_disconnect()
         self.sync = None
@@ -256,6 +279,9 @@ class ManagedBridge:
     def on_flow_stats_reply(self, msg) -> None:
         """A flow-stats reply: the counters request's, else the sync engine's read-back."""
         with self._lock:
+            if self._drops.awaits(msg.xid):
+                self._drops_received(msg)
+                return
             if not self.core.awaits_counters(msg.xid):
                 self._feed(msg.datapath, "on_flow_stats_reply", msg)
                 return
@@ -293,6 +319,7 @@ class ManagedBridge:
         for latency in confirmation.latencies:
             self._metrics.policy_apply.labels(self.host_name).observe(latency)
         self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
+        self._metrics.last_sync.labels(self.host_name).set(time.time())
         self._on_change()  # statuses are written by the worker, not in the handler
 
     def _on_failed(self, flow, err_type: int, err_code: int) -> None:
@@ -319,11 +346,29 @@ class ManagedBridge:
             self._log.info("%s: counters not reported: %s", self.host_name, exc)
 
     def _request_counters(self) -> None:
-        """Ask the bridge for the statistics of the table where policy is counted."""
-        if self.datapath is None or not self.core.counters_due():
+        """Ask the bridge for the statistics of the table where policy is counted, and of POLICY_DROP."""
+        if self.datapath is None:
             return
         dp = self.datapath
-        req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
-        dp.set_xid(req)
-        self.core.counters_requested(req.xid)
-        dp.send_msg(req)
+        if self.core.counters_due():
+            req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=counters.COUNTED_TABLE)
+            dp.set_xid(req)
+            self.core.counters_requested(req.xid)
+            dp.send_msg(req)
+        if self._drops.due():
+            req = dp.ofproto_parser.OFPFlowStatsRequest(dp, table_id=drops.DROP_TABLE)
+            dp.set_xid(req)
+            self._drops.requested(req.xid)
+            dp.send_msg(req)
+
+    def _drops_received(self, msg) -> None:
+        """A part of the POLICY_DROP statistics reply (under the lock): per-vport drop totals."""
+        state = self._metrics.rules.state_of(self.host_name)
+        if self._drop_index[0] is not state:
+            local = state.vports_on_host(self.host_name) if state is not None else ()
+            self._drop_index = (state, drops.drop_index(v.id for v in local))
+        entries = [(e.table_id, e.priority, e.cookie, e.packet_count, e.byte_count) for e in msg.body]
+        more = bool(msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE)
+        totals = self._drops.received(self._drop_index[1], entries, more)
+        if totals is not None:
+            self._metrics.rules.update_drops(self.host_name, totals)

@@ -49,6 +49,7 @@ from nuage_ryu.vrs.compile import FlowCompiler, uplink
 from nuage_ryu.vrs.compile.uplink import UplinkView
 from nuage_ryu.vrs.flow import FlowDiff
 from nuage_ryu.vrs.view import ExternalUplink, HostView, from_directory, gateway_port
+from nuage_ryu.vrs.view_update import update_view
 
 UP = "up"
 DOWN = "down"
@@ -83,6 +84,8 @@ class AgentCore:
         self.confirmed_generation = 0  # the newest generation the bridge is known to hold
         self._vport_generation: dict[str, int] = {}  # local vport -> generation that first had its flows
         self._compiled_inputs: tuple | None = None  # what the current view was built from
+        self._compiled_state = None  # the snapshot the current view was built from
+        self.incremental_updates = 0  # recomputes that updated the view per object (for tests, benches)
         self._state_seen_at: float | None = None  # when the directory update of ``state`` was seen
         self._seen_at: dict[int, float] = {}  # generation -> when its directory update was seen
         # The OpenFlow connection, as the sync engine sees it.
@@ -131,8 +134,7 @@ class AgentCore:
         if inputs == self._compiled_inputs:
             diff = FlowDiff()  # nothing the view reads changed (a resync, an acknowledgment, counters)
         else:
-            self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports, self.external)
-            diff = self.compiler.update(self.view)
+            diff = self._compile()
             self._compiled_inputs = inputs
         if diff:
             self.generation += 1
@@ -149,6 +151,24 @@ class AgentCore:
             if vport_id not in self.ofports:
                 del self._vport_generation[vport_id]
         return self.generation, diff
+
+    def _compile(self) -> FlowDiff:
+        """The next view and its flows: updated per changed object when the directory's mirror says
+        which changed since the last view's snapshot (``view_update``), else built whole."""
+        update = None
+        if self.view is not None and self._compiled_state is not None:
+            update = update_view(self.view, self._compiled_state, self.state, self.ofports, self.tunnel_ofport,
+                                 self.external)
+        self._compiled_state = None  # until this compile succeeds (else the next one builds whole)
+        if update is None:
+            self.view = from_directory(self.state, self.host_name, self.tunnel_ofport, self.ofports, self.external)
+            diff = self.compiler.update(self.view)
+        else:
+            self.view, delta = update
+            diff = self.compiler.update(self.view, delta) if delta else FlowDiff()
+            self.incremental_updates += 1
+        self._compiled_state = self.state
+        return diff
 
     def _view_inputs(self) -> tuple:
         """What ``from_directory`` reads, by identity for the snapshot's maps: the store shares an
@@ -168,9 +188,7 @@ class AgentCore:
         if self.state is None:
             return []
         out = []
-        for vport in self.state.vports.values():
-            if vport.host != self.host_name:
-                continue
+        for vport in self.state.vports_on_host(self.host_name):
             gen = self._vport_generation.get(vport.id)
             want = UP if gen is not None and gen <= self.confirmed_generation else DOWN
             if vport.status != want:
@@ -269,9 +287,9 @@ class AgentCore:
         """(vport id, interface) of this host's bare-metal vports: each is reached through the gateway
         port its directory entry names (its ofport is looked up on every recompute)."""
         out = []
-        for vport in state.vports.values():
+        for vport in state.vports_on_host(self.host_name):
             ifname = gateway_port(vport)
-            if ifname and vport.host == self.host_name:
+            if ifname:
                 out.append((vport.id, ifname))
         return out
 

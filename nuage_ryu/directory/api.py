@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 import uuid
@@ -32,7 +33,7 @@ import webob
 from webob.request import DisconnectionError
 
 from nuage_ryu import json_input
-from nuage_ryu.directory import host_access, listing, openapi, shadow, validate
+from nuage_ryu.directory import host_access, listing, openapi, shadow, trace, validate
 from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.errors import (
     BadRequest,
@@ -43,6 +44,7 @@ from nuage_ryu.directory.errors import (
     PayloadTooLarge,
     RequestTimeout,
     Unauthorized,
+    Unavailable,
 )
 from nuage_ryu.directory.model import KINDS, NO_COUNTERS, DirectoryState, as_dict
 from nuage_ryu.directory.validate import bulk
@@ -54,6 +56,9 @@ MAX_BODY = 1 << 20
 # A bulk body may be larger; it stays below the HTTP server's backstop (service.py: 4 * MAX_BODY).
 MAX_BULK_BODY = 3 * MAX_BODY
 TOKEN_PREFIX = "nrt_"
+# A trace holds its HTTP worker while the agent answers (up to its timeout): at most this many at
+# once, so that traces can never take every worker from the rest of the API (503 beyond).
+MAX_CONCURRENT_TRACES = 4
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 _AUDIT_KEY = "nuage.audit"  # what the request path learnt for the audit log (environ key)
 
@@ -120,6 +125,8 @@ def build_routes() -> list[Route]:
                         "policygroup", "remove one member"))
     routes.append(Route("/bulk", {"POST": "bulk"}, None, None,
                         "many creates/updates/deletes in one transaction (all or nothing)"))
+    routes.append(Route("/trace", {"POST": "trace"}, None, None,
+                        "explain a packet: the deciding rule, the path, and whether the datapath agrees"))
     routes.append(Route("/openapi.json", {"GET": "openapi"}, None, None, "this document"))
     return routes
 
@@ -158,6 +165,7 @@ class DirectoryAPI:
         self._admin_token = admin_token.encode()
         self._clock = clock
         self._openapi = json.dumps(openapi.build_document(ROUTES)).encode()
+        self._traces = threading.BoundedSemaphore(MAX_CONCURRENT_TRACES)
 
     # -- WSGI --
     def __call__(self, environ, start_response):
@@ -529,3 +537,18 @@ class DirectoryAPI:
                     item["warnings"] = shadow.shadow_warnings(state, obj_id)
             results.append(item)
         return _json_response(200, {"dry_run": dry_run, "results": results})
+
+    # -- explain a packet (trace.py) --
+    def _trace(self, req, caller, route):
+        """``POST /trace``: a tenant traces only between objects of its own enterprise (others are 404)."""
+        self._params(req, ())
+        body = self._body(req)
+        state = self.store.snapshot()
+        if not self._traces.acquire(blocking=False):
+            raise Unavailable(f"{MAX_CONCURRENT_TRACES} traces are in progress; try again")
+        try:
+            answer = trace.run_trace(self.store, state, lambda kind, obj: self._visible(state, caller, kind, obj),
+                                     body)
+        finally:
+            self._traces.release()
+        return _json_response(200, answer)

@@ -147,7 +147,10 @@ class ACL:
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """A hypervisor/container host running a VRS agent. last_seen: ms since the epoch, 0 = never."""
+    """A hypervisor/container host running a VRS agent. last_seen: ms since the epoch, 0 = never.
+
+    ``agent_version``: ``nuage_ryu.__version__`` of the agent that last registered the host ("" until
+    an agent of schema 1.4.0 or later did)."""
 
     id: str
     name: str
@@ -155,6 +158,7 @@ class Host:
     datapath_id: str = ""
     connected: bool = False
     last_seen: int = 0
+    agent_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("datapath_id", "string", "optional", True, description="br-int datapath id, 16 hex digits."),
         Field("connected", "boolean", "server"),
         Field("last_seen", "timestamp", "server", nullable=True, description="Last agent heartbeat (UTC)."),
+        Field("agent_version", "string", "server",
+              description="Version of the VRS agent that registered the host (empty until one reported it)."),
+        Field("vport_count", "integer", "server", description="Vports bound to this host."),
     ),
     "token": (
         _id(),
@@ -403,6 +410,9 @@ class DirectoryState:
         subnet_ports: Mapping[str, SubnetPorts] | None = None,
         macs: Collection[str] | None = None,
         complete_domains: frozenset[str] | None = None,
+        placement=None,
+        version: int = 0,
+        changelog=None,
     ):
         """``subnet_ports``/``macs`` may be given precomputed (the store maintains them
         incrementally, so that a write does not cost O(all vports)); else built lazily.
@@ -420,6 +430,9 @@ class DirectoryState:
         self.hosts = hosts or {}
         self.tokens = tokens or {}
         self.complete_domains = complete_domains
+        self.placement = placement
+        self.version = version
+        self.changelog = changelog
         if subnet_ports is not None:
             self.__dict__["_subnet_ports"] = subnet_ports
         if macs is not None:
@@ -432,6 +445,13 @@ class DirectoryState:
         for obj in objects:
             maps[KINDS[kind_of(obj)][1]][obj.id] = obj
         return cls(**maps)
+
+    def changes_since(self, older: DirectoryState) -> dict[str, frozenset[str]] | None:
+        """Ids changed per table (plural names: ``"vports"``...) from ``older`` to this snapshot;
+        None when not known (not two snapshots of one mirror, or too far apart)."""
+        if self.changelog is None or older.changelog is not self.changelog:
+            return None
+        return self.changelog.since(older.version, self.version)
 
     def domain_complete(self, domain_id: str) -> bool:
         """True when this snapshot holds every object of the domain (always, for a full replica)."""
@@ -538,6 +558,8 @@ class DirectoryState:
         return self._subnet_ports, self._macs
 
     def vports_on_host(self, host_name: str) -> list[VPort]:
+        if self.placement is not None:  # no pass over all vports (a scoped replica keeps it)
+            return [self.vports[vid] for vid in self.placement.by_host.get(host_name, ())]
         return list(self._vports_by_host.get(host_name, ()))
 
     def members_of(self, policygroup_id: str) -> list[VPort]:
@@ -633,6 +655,8 @@ def as_dict(kind: str, obj, state: DirectoryState | None = None,
         if f.name == "zone" and kind == "vport":
             subnet = state.subnets.get(obj.subnet) if state else None
             out["zone"] = subnet.zone if subnet else None
+        elif f.name == "vport_count" and kind == "host":
+            out["vport_count"] = len(state.vports_on_host(obj.name)) if state else 0
         elif f.kind == "counters":
             out[f.name] = counters.of_rule(obj.id) if kind == "acl" else counters.of_default(obj.id)
         elif f.kind == "endpoint":

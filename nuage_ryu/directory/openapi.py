@@ -261,6 +261,57 @@ def _cap(kind: str) -> str:
         kind, kind.capitalize())
 
 
+_REF_OR_IP = {"type": "string", "minLength": 1,
+              "description": "A vport (name, id, id prefix of 4+ characters, or path [enterprise/]domain/zone/"
+                             "subnet/name) or an IPv4 address of the source's domain."}
+_TRACE_RULE = {"type": "object", "nullable": True, "description": "The deciding rule (null: the default action).",
+               "properties": {k: {} for k in ("id", "name", "priority", "action", "stateful", "protocol", "dst_ports",
+                                              "icmp_type", "icmp_code", "source", "destination", "description")}}
+TRACE_SCHEMAS = {
+    "TraceQuery": {
+        "type": "object", "required": ["from", "to"], "additionalProperties": False,
+        "properties": {
+            "from": _REF_OR_IP, "to": _REF_OR_IP,
+            "protocol": {"description": "tcp, udp, icmp, any (a packet only protocol-any rules match) or an IP "
+                                        "protocol number 1..254; default tcp with a port, else icmp",
+                         "oneOf": [{"type": "string"}, {"type": "integer", "minimum": 1, "maximum": 254}]},
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                     "description": "Destination port (tcp/udp; required for them)."},
+            "src_port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 40000},
+            "icmp_type": {"type": "integer", "minimum": 0, "maximum": 255, "default": 8},
+            "icmp_code": {"type": "integer", "minimum": 0, "maximum": 255, "default": 0},
+            "domain": {"type": "string", "description": "The domain (name, enterprise/domain or id) when the "
+                                                        "source is an address in several domains."},
+            "timeout": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 30, "default": 5,
+                        "description": "Seconds to wait for the source host's ofproto/trace."},
+            "datapath": {"type": "boolean", "default": True,
+                         "description": "false: answer from the policy only, ask no agent."},
+        },
+    },
+    "TraceAnswer": {
+        "type": "object", "required": ["verdict", "rule", "default_action", "path", "datapath"],
+        "properties": {
+            "verdict": {"type": "string", "enum": ["allow", "deny"],
+                        "description": "Is the packet delivered (policy and forwarding)?"},
+            "rule": _TRACE_RULE,
+            "default_action": {"type": "boolean", "description": "No rule matched: the domain's default decided."},
+            "policy": {"type": "object", "description": "The policy's own verdict, deciding rule id or "
+                                                        "\"default\", stateful, explanation."},
+            "domain": {"type": "object"}, "packet": {"type": "object"}, "from": {"type": "object"},
+            "to": {"type": "object", "description": "Also forwarding: vport, outside or unknown."},
+            "path": {"type": "object", "description": "hosts, and hops (host, role, tables visited; observed: "
+                                                      "true when read from ofproto/trace)."},
+            "datapath": {"type": "string", "enum": ["agree", "disagree", "unavailable"],
+                         "description": "The source host's ofproto/trace against this answer."},
+            "datapath_detail": {"type": "object", "description": "host, reason (unavailable), differences "
+                                                                 "(disagree), observed (the agent's reading of "
+                                                                 "the trace), seconds."},
+            "notes": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
 def component_schemas() -> dict:
     """Object, Create and Update schemas for every kind, plus Error."""
     out: dict = {
@@ -289,6 +340,7 @@ def component_schemas() -> dict:
                                                                                  "operation."}}}},
         },
     }
+    out.update(TRACE_SCHEMAS)
     for kind in KINDS:
         fields = FIELDS[kind]
         name = _cap(kind)
@@ -369,6 +421,13 @@ def build_document(routes) -> dict:
                                            **_json(_ref("BulkResult"))},
                                    **{c: {"description": ERRORS[c], **_json(_ref("BulkError"))}
                                       for c in ["400", "401", "403", "404", "405", "409", "413", "422", "503"]}}
+            elif handler == "trace":
+                op["description"] = ("Which rule decides this packet (or the default action), its path, and "
+                                     "whether the flows installed on the source vport's host agree "
+                                     "(ofproto/trace there). An enterprise token traces within its enterprise.")
+                op["requestBody"] = {"required": True, **_json(_ref("TraceQuery"))}
+                op["responses"] = {"200": {"description": "The explanation", **_json(_ref("TraceAnswer"))},
+                                   **_errors(std + ["408", "409", "413", "422"])}
             elif handler == "create":
                 op["requestBody"] = {"required": True, **_json(_ref("Create" + name))}
                 op["responses"] = {"201": {"description": "Created", **_json(_ref(name))},

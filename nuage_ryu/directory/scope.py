@@ -24,7 +24,8 @@ DOMAIN_SCOPED = {"Zone": "domain", "Subnet": "domain", "PolicyGroup": "domain", 
 # Tables an agent never receives a row of.
 NEVER = ("ApiToken",)
 # Tables keyed by host name that an agent receives only for its own hosts.
-OWN_HOST_ONLY = {"HostCounters": "host", "HostLiveness": "name", "VPortStatus": "host"}
+OWN_HOST_ONLY = {"HostCounters": "host", "HostLiveness": "name", "VPortStatus": "host",
+                 "TraceRequest": "host"}  # trace requests: the source host's agent answers (docs/policy.md)
 
 MATCH_NOTHING: list = [False]
 

@@ -43,6 +43,49 @@ DEFAULT_MAX_BACKOFF_MS = 1000
 CONTROLLER_SESSION_KEY = "nuage-session"  # Controller external_ids: the agent session connected last
 
 
+# Columns ovs-vswitchd keeps rewriting on its own (counters, link and daemon state) that nothing
+# here reads: not monitored, so ovsdb-server does not send them and the IDL does not parse them.
+# A new port otherwise arrives as a series of updates of these (link state, speed, duplex, status,
+# statistics, ifindex, mtu), and every port's statistics came again every few seconds.
+UNREAD_STATUS_COLUMNS = {
+    "Open_vSwitch": ("statistics",),
+    "Bridge": ("status", "rstp_status"),
+    "Port": ("statistics", "status", "rstp_statistics", "rstp_status", "bond_active_slave"),
+    "Interface": ("statistics", "status", "link_state", "link_speed", "link_resets", "duplex", "admin_state",
+                  "lacp_current", "bfd_status", "cfm_fault", "cfm_fault_status", "cfm_remote_mpids",
+                  "cfm_flap_count", "cfm_health", "cfm_remote_opstate", "ifindex", "mtu"),
+    "Controller": ("status",),
+}
+MONITORED_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller", "SSL")
+
+
+def register_monitored(helper, schema: dict) -> None:
+    """Monitor the tables this module uses, every column but the ``UNREAD_STATUS_COLUMNS``."""
+    for table in MONITORED_TABLES:
+        columns = schema["tables"][table]["columns"]
+        skip = set(UNREAD_STATUS_COLUMNS.get(table, ()))
+        helper.register_columns(table, [c for c in columns if c not in skip])
+
+
+class QuietRowEvent(event.RowEvent):
+    """A RowEvent whose match does not format the rows for a debug log.
+
+    ovsdbapp's ``RowEvent.matches`` renders the whole row and its old values
+    (``row2str``) for a ``LOG.debug`` on every match, also with debug logging off:
+    that was a third of the agent's CPU in a burst of attaches (every port's ofport
+    waiter and the interface watch match each new port).
+
+    Its ``run`` gets no row (None): the handler below skips the copy of the whole row
+    (``frozen_row``) that ovsdbapp makes for every match, for events that only signal.
+    """
+
+    reads_row = False
+
+    def matches(self, ev, row, old=None):
+        return (ev in self.events and row._table.name == self.table
+                and self.base_match(ev, row, old) and self.match_fn(ev, row, old))
+
+
 class HostOVSError(Exception):
     """The host's Open_vSwitch database is unreachable or refused an operation."""
 
@@ -143,12 +186,30 @@ def _block_until(deadline: float, *waiters) -> bool:
     return True
 
 
+class _RowEventHandler(event.RowEventHandler):
+    """ovsdbapp's handler, freezing a matched row only for events that read it.
+
+    ovsdbapp copies every column of a matched row (``frozen_row``) so that the notify
+    thread sees a stable value; the waiters and the interface watch only signal.
+    """
+
+    def notify(self, ev, row, updates=None):
+        frozen = None
+        for match in self.matching_events(ev, row, updates):
+            if getattr(match, "reads_row", True):
+                if frozen is None:
+                    frozen = self._on_matching(ev, row, updates)
+                self.notifications.put((match, ev, frozen, updates))
+            else:
+                self.notifications.put((match, ev, None, None))
+
+
 class _EventIdl(connection.OvsdbIdl):
     """An IDL that hands row changes to a RowEventHandler (for WaitEvents)."""
 
     def __init__(self, remote: str, helper) -> None:
         super().__init__(remote, helper)
-        self.notify_handler = event.RowEventHandler()
+        self.notify_handler = _RowEventHandler()
 
     def notify(self, ev, row, updates=None):
         self.notify_handler.notify(ev, row, updates)
@@ -183,7 +244,11 @@ class _Transaction(transaction.Transaction):
         txn.expected_ifaces = set()
 
 
-class _InterfaceOfportReady(event.WaitEvent):
+class _QuietWaitEvent(QuietRowEvent, event.WaitEvent):
+    """A WaitEvent with the quiet match."""
+
+
+class _InterfaceOfportReady(_QuietWaitEvent):
     """Fires once the named Interface has an ofport (assigned, or -1 for failure)."""
 
     def __init__(self, ifname: str, timeout: float) -> None:
@@ -195,7 +260,7 @@ class _InterfaceOfportReady(event.WaitEvent):
         return bool(row.ofport)
 
 
-class _VswitchdCaughtUp(event.WaitEvent):
+class _VswitchdCaughtUp(_QuietWaitEvent):
     """Fires once ovs-vswitchd reports cur_cfg >= the awaited next_cfg."""
 
     def __init__(self, next_cfg: int, timeout: float) -> None:
@@ -317,6 +382,35 @@ class _EnsurePort(command.BaseCommand):
         self.result = self.name
 
 
+class _DeletePorts(command.BaseCommand):
+    """Remove the named ports (and their interfaces) from a bridge; absent ones are skipped.
+
+    ovsdbapp's DelPortCommand reads the bridge's whole ``ports`` column for every port it
+    deletes, and in a transaction that already removes some, each read also filters the
+    pending removes: a batch of N deletes on a bridge of P ports cost O(N * (P + N)) row
+    conversions. Here the column is read once for the whole batch.
+    """
+
+    def __init__(self, api, bridge: str, names: Iterable[str]):
+        super().__init__(api)
+        self.bridge = bridge
+        self.names = list(names)
+
+    def run_idl(self, txn):
+        br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge, None)
+        if br is None:
+            return  # Port rows are not roots: a bridge's ports went with it
+        on_bridge = {row.uuid for row in br.ports}  # before this transaction's changes
+        for name in dict.fromkeys(self.names):
+            port = idlutils.row_by_value(self.api.idl, "Port", "name", name, None)
+            if port is None or port.uuid not in on_bridge:
+                continue
+            br.delvalue("ports", port)
+            for interface in port.interfaces:
+                interface.delete()
+            port.delete()
+
+
 def _set_if_changed(row, columns: Mapping[str, object]) -> None:
     """Write only the columns whose value differs, so re-runs are no-ops."""
     for column, wanted in columns.items():
@@ -345,8 +439,7 @@ class HostOVS:
         self.timeout = timeout
         schema = fetch_schema(remote, timeout)
         helper = idlutils.create_schema_helper(schema)
-        for table in ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller", "SSL"):
-            helper.register_table(table)
+        register_monitored(helper, schema)
         self._idl = _EventIdl(remote, helper)
         self._conn = connection.Connection(self._idl, timeout)
         self.api = _HostApi(self._conn, start=False)
@@ -355,7 +448,10 @@ class HostOVS:
         except Exception as exc:  # ovsdbapp raises a bare TimeoutException or socket errors
             self._idl.close()
             self._idl.notify_handler.shutdown()
-            raise HostOVSError(f"cannot reach OVSDB at {remote}: {exc}") from None
+            # A bare ovsdbapp TimeoutException has no message, and its str() itself raises.
+            what = f"no answer within {timeout:g}s" if isinstance(exc, ovsdbapp_exceptions.TimeoutException) \
+                else str(exc)
+            raise HostOVSError(f"cannot reach OVSDB at {remote}: {what}") from None
         self._closed = False
 
     # Transactions -------------------------------------------------------------
@@ -522,9 +618,9 @@ class HostOVS:
 
     def delete_vport_ports(self, bridge: str, ifnames: Iterable[str]) -> None:
         """Remove several ports from ``bridge`` in one transaction; absent ones are skipped."""
-        commands = [self.api.del_port(ifname, bridge=bridge, if_exists=True) for ifname in ifnames]
-        if commands:
-            self._commit(commands)
+        names = list(ifnames)
+        if names:
+            self._commit([_DeletePorts(self.api, bridge, names)])
 
     def list_vport_ports(self, bridge: str) -> list[VPortPort]:
         """The container ports of ``bridge`` (interfaces that carry a nuage vport id), by name."""
@@ -533,9 +629,9 @@ class HostOVS:
             br = idlutils.row_by_value(self._idl, "Bridge", "name", bridge, None)
             if br is None:
                 raise HostOVSError(f"bridge {bridge} does not exist")
-            for port in br.ports:
-                for iface in port.interfaces:
-                    record = vport_port(iface.name, _ofport(iface), iface.external_ids)
+            for port in _committed(br, "ports"):
+                for iface in _committed(port, "interfaces"):
+                    record = vport_port(_committed(iface, "name"), _ofport(iface), _committed(iface, "external_ids"))
                     if record is not None:
                         found.append(record)
         return sorted(found, key=lambda p: p.ifname)
@@ -603,19 +699,23 @@ class HostOVS:
             br = idlutils.row_by_value(self._idl, "Bridge", "name", name, None)
             if br is None:
                 raise HostOVSError(f"bridge {name} does not exist")
+            ports = _committed(br, "ports")
+            controllers = _committed(br, "controller")
+            datapath_id = _committed(br, "datapath_id")
+            fail_mode = _committed(br, "fail_mode")
             return {
-                "name": br.name,
-                "datapath_type": br.datapath_type,
-                "datapath_id": br.datapath_id[0] if br.datapath_id else None,
-                "fail_mode": br.fail_mode[0] if br.fail_mode else None,
-                "protocols": list(br.protocols),
-                "other_config": dict(br.other_config),
-                "external_ids": dict(br.external_ids),
+                "name": _committed(br, "name"),
+                "datapath_type": _committed(br, "datapath_type"),
+                "datapath_id": datapath_id[0] if datapath_id else None,
+                "fail_mode": fail_mode[0] if fail_mode else None,
+                "protocols": list(_committed(br, "protocols")),
+                "other_config": dict(_committed(br, "other_config")),
+                "external_ids": dict(_committed(br, "external_ids")),
                 "controllers": [{"target": c.target,
                                  "is_connected": bool(c.is_connected),
                                  "connection_mode": c.connection_mode[0] if c.connection_mode else None}
-                                for c in sorted(br.controller, key=lambda c: c.target)],
-                "ports": sorted(p.name for p in br.ports),
+                                for c in sorted(controllers, key=lambda c: c.target)],
+                "ports": sorted(_committed(p, "name") for p in ports),
             }
 
     def interface_config(self, ifname: str) -> dict[str, object] | None:
@@ -658,5 +758,26 @@ class HostOVS:
 
 
 def _ofport(iface) -> int | None:
-    return iface.ofport[0] if iface.ofport else None
+    ofport = _committed(iface, "ofport")
+    return ofport[0] if ofport else None
+
+
+def _committed(row, column: str):
+    """``getattr(row, column)`` for a read outside a transaction, without the datum rebuild.
+
+    python-ovs's ``Row.__getattr__`` re-encodes a set or map column from Python values
+    (with a constraint check per element) on every read, to merge pending changes: a
+    listing of 100 container ports cost ~5 ms of CPU, and the agent lists them every
+    round of a burst. Rows of the IDL's cache keep the committed datum in ``_data``;
+    converting just that gives the same value. Anything else (a row inserted in a
+    transaction, a column not in ``_data``) goes the ordinary way.
+    """
+    data = getattr(row, "_data", None)
+    if data is None or getattr(row, "_changes", None):
+        return getattr(row, column)
+    try:
+        datum = data[column]  # a column never set reads as its default, like getattr
+    except KeyError:
+        return getattr(row, column)
+    return datum.to_python(row._uuid_to_row)
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ovsdbapp.backend.ovs_idl import event
-
-from nuage_ryu.hostovs.host import HostOVS
+from nuage_ryu.hostovs.host import HostOVS, QuietRowEvent
 
 # The Interface columns the compiled flows depend on: which vport a port is, and its number.
 RELEVANT_COLUMNS = ("ofport", "external_ids", "name")
 
 
-class _VPortInterfaceEvent(event.RowEvent):
+class _VPortInterfaceEvent(QuietRowEvent):
     def __init__(self, callback: Callable[[], None]) -> None:
         super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), "Interface", None)
         self.event_name = "VPortInterfaceChanged"

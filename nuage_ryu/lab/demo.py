@@ -26,13 +26,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from nuage_ryu.lab import guests
+from nuage_ryu.directory.ctl import trace as trace_view
+from nuage_ryu.lab import containers as lab_containers
+from nuage_ryu.lab import guests, standing
 from nuage_ryu.lab.dockerd import Dockerd
 from nuage_ryu.lab.lab import Lab
 from nuage_ryu.lab.outside import FLOATING_IP_POOL
@@ -62,6 +65,27 @@ except OSError:
 """
 
 
+# The connectivity matrix: (from, to, port, expected allow, why). tests/integration/test_trace_lab.py
+# traces the same cases with POST /api/v1/trace.
+MATRIX = (
+    ("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
+    ("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
+    ("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
+    ("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
+    ("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
+    ("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
+    ("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
+    ("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
+    ("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
+    ("web1@h1", "app1@h2", 5432, False, "wrong port"),
+    ("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
+    ("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
+    ("g1@h1", "g2@h3", 8080, True, "globex default allow"),
+    ("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
+    ("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
+)
+
+
 @dataclass
 class DemoContainer:
     name: str
@@ -88,7 +112,7 @@ class Demo:
     out: object = sys.stdout
     started: float = field(default_factory=time.monotonic)
     step_no: int = 0
-    steps: int = 9
+    steps: int = 10
 
     def step(self, text: str) -> None:
         self.step_no += 1
@@ -245,10 +269,56 @@ def print_matrix(demo: Demo, checks: list[Check]) -> int:
     return failures
 
 
-def run(state_dir: str | None = None, prefix: str = "demo") -> int:
+def explain_denied(demo: Demo, client, src_ip: str, dst_ip: str) -> int:
+    """Trace one denied flow of the matrix, web1 -> db1:5432 (POST /api/v1/trace: the deciding rule, the
+    path, the datapath check); 1 if the datapath disagrees, else 0. By address: the addresses name the
+    vports (the CNI plugin names them after the container)."""
+    answer = client.request("POST", "/trace", {"from": src_ip, "to": dst_ip, "domain": "acme/prod",
+                                               "protocol": "tcp", "port": 5432})
+    rows = trace_view.lines(answer)
+    width = max(len(label) for label, _ in rows)
+    for label, text in rows:
+        demo.say(f"      {label:<{width}}  {text}")
+    return 0 if answer["verdict"] == "deny" and answer["datapath"] == "agree" else 1
+
+
+def unique_prefix() -> str:
+    """``demo`` + 6 hex digits: two demos that overlap never share a namespace name. Ten characters,
+    so that the demo's own interface names (``<prefix>acc1``) stay within Linux's 15."""
+    return f"demo{secrets.token_hex(3)}"
+
+
+def keep_running(demo: Demo, lab: Lab, plane: ControlPlane | None, containers: list[DemoContainer],
+                 plugin: subprocess.Popen | None) -> bool:
+    """``make demo KEEP=1``: record what runs, so that ``nuage-lab`` can use and remove it; print how."""
+    for c in containers:
+        lab_containers.adopt(lab, c.name, c.host, c.netns, c.ip, policygroups=c.groups)
+    if plane is None:
+        demo.say(f"kept the lab (no control plane): nuage-lab down --state-dir {lab.state_dir}")
+        return True
+    if plugin is not None:
+        standing.adopt_process(lab, "docker-plugin-h3", plugin.pid)
+    demo.say(f"kept running (KEEP=1); the lab is in {lab.state_dir}, prefix {lab.prefix}. Next steps:")
+    for line in standing.next_steps(lab, plane)[:2]:
+        demo.say("      " + line)
+    sd = f"--state-dir {lab.state_dir}"
+    by_name = {c.name: c for c in containers}  # globex's g1 -> g2: default allow, so ping answers
+    for line in ("nuage-ctl enterprise list", "nuage-ctl acl list --domain acme/prod",
+                 "nuage-ctl vport list -o wide", f"nuage-lab status {sd}",
+                 f"nuage-lab exec {sd} g1 -- ping -c1 {by_name['g2'].ip if 'g2' in by_name else '<ip>'}",
+                 f"nuage-lab exec {sd} h1 -- ovs-ofctl -O OpenFlow13 dump-flows br-int",
+                 f"nuage-lab down {sd}"):
+        demo.say("        " + line)
+    return True
+
+
+def run(state_dir: str | None = None, prefix: str | None = None, keep: bool = False) -> int:
+    """Run the demo; ``keep``: leave the lab, the plane and the endpoints up (``nuage-lab down`` removes them)."""
     demo = Demo()
+    prefix = prefix or unique_prefix()
     state_dir = state_dir or tempfile.mkdtemp(prefix="nuage-demo-")
     lab = Lab(state_dir, prefix)
+    kept = False
     plane: ControlPlane | None = None
     containers: list[DemoContainer] = []
     tor = None
@@ -259,7 +329,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         for h in lab.hosts:
             demo.say(f"      {h.name}: netns {h.netns}, underlay {h.underlay_ip}, br-int + vxlan0")
         demo.step("control plane: directory (embedded OVSDB) on the controller node, a VRS agent per host")
-        plane = ControlPlane(lab).start()
+        plane = standing.start_plane(lab) if keep else ControlPlane(lab).start()
         client = plane.client()
         hosts = client.request("GET", "/hosts")
         demo.say("      hosts registered: " + ", ".join(f"{h['name']} ({h['tunnel_ip']})" for h in hosts))
@@ -335,43 +405,33 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
         demo.step("connectivity matrix from real TCP connections (expected by policy vs observed)")
         for c in containers:
             wait_listening(c, (8080, 5432))
-        checks = [
-            Check("web1@h1", "app1@h2", 8080, True, "rule 100 web->app tcp/8080"),
-            Check("web2@h2", "app1@h2", 8080, True, "rule 100, same host"),
-            Check("app1@h2", "db1@h3", 5432, True, "rule 200 app->db tcp/5432"),
-            Check("vm1@h3", "app1@h2", 8080, True, "VM in group web: rule 100"),
-            Check("web3@h3", "app1@h2", 8080, True, "Docker container in group web: rule 100"),
-            Check("web3@h3", "db1@h3", 5432, False, "Docker container: no rule web->db"),
-            Check("app1@h2", "db2@h1", 5432, True, "bare metal in group db: rule 200"),
-            Check("web1@h1", "db1@h3", 5432, False, "no rule web->db: default deny"),
-            Check("vm1@h3", "db2@h1", 5432, False, "no rule web->db: default deny"),
-            Check("web1@h1", "app1@h2", 5432, False, "wrong port"),
-            Check("app1@h2", "web1@h1", 8080, False, "reverse direction not allowed"),
-            Check("db1@h3", "app1@h2", 8080, False, "reverse direction not allowed"),
-            Check("g1@h1", "g2@h3", 8080, True, "globex default allow"),
-            Check("g1@h1", "app1@h2", 8080, False, "other tenant: not even routable"),
-            Check("web1@h1", "g2@h3", 8080, False, "other tenant, overlapping CIDR"),
-        ]
+        checks = [Check(*case) for case in MATRIX]
         by_label = {f"{c.name}@{c.host}": c for c in containers}
         for check in checks:
             check.observed = connect(by_label[check.src], by_label[check.dst].ip, check.port)
         failures = print_matrix(demo, checks)
+        web1, db1 = by_label["web1@h1"], by_label["db1@h3"]
+        demo.step(f"explain a denied flow: nuage-ctl trace {web1.ip} {db1.ip} --domain acme/prod --port 5432")
+        failures += explain_denied(demo, client, web1.ip, db1.ip)
         demo.step("beyond the overlay: egress NAT, a floating IP, a published port (docs/external.md)")
         outside_checks = beyond_the_overlay(demo, lab, client, by_label)
         failures += print_matrix(demo, outside_checks)
         checks += outside_checks
-        demo.step("teardown: CNI DEL, agents, directory, lab")
+        demo.step("keeping it all up (KEEP=1)" if keep else "teardown: CNI DEL, agents, directory, lab")
         for c in containers:
-            if c.name not in ("vm1", "db2", "web3"):
+            if c.name not in ("vm1", "db2", "web3") and not keep:
                 with contextlib.suppress(Exception):
                     cni(plane, lab, "DEL", c, "web")
-        if dockerd is not None and docker_ctr:
+        if dockerd is not None and docker_ctr and not keep:
             dockerd.rm(docker_ctr)
             dockerd.network_rm(docker_net)
         demo.say(f"done in {time.monotonic() - demo.started:.1f}s: "
                  f"{len(checks) - failures}/{len(checks)} verdicts as expected")
         return 1 if failures else 0
     finally:
+        kept = keep and lab.is_recorded and keep_running(demo, lab, plane, containers, plugin)
+        if kept:  # nothing below is stopped: 'nuage-lab down' does it
+            containers, plugin, tor, plane = [], None, None, None
         for c in containers:
             if c.server is not None:
                 c.server.kill()
@@ -384,6 +444,7 @@ def run(state_dir: str | None = None, prefix: str = "demo") -> int:
             guests.remove_tor(tor)
         if plane is not None:
             plane.stop()
-        lab.down()
+        if not kept:
+            lab.down()
         with contextlib.suppress(OSError):
             os.rmdir(state_dir)

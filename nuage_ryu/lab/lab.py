@@ -567,7 +567,7 @@ def _bridges_of(lab_host: LabHost) -> dict:
     from nuage_ryu.hostovs.host import HostOVS, HostOVSError
 
     try:
-        with HostOVS(lab_host.db_remote, timeout=3) as ovsdb:
+        with HostOVS(lab_host.db_remote, timeout=10) as ovsdb:  # a loaded machine answers slowly
             bridges = {}
             for name in (PHYSICAL_BRIDGE, INTEGRATION_BRIDGE):
                 try:

@@ -26,6 +26,7 @@ import os
 import stat
 import sys
 
+from nuage_ryu import __version__
 from nuage_ryu.plugins import lean
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError, AgentUnavailable
 
@@ -239,8 +240,11 @@ def requested_version(stdin: bytes) -> str:
     return requested if requested in SUPPORTED_VERSIONS else LATEST
 
 
-def run(env: dict, stdin: bytes) -> dict | None:
-    """Execute one CNI command; returns the JSON result (None: no output) or raises CniError."""
+def run(env: dict, stdin: bytes, agent_for=AgentClient) -> dict | None:
+    """Execute one CNI command; returns the JSON result (None: no output) or raises CniError.
+
+    ``agent_for(socket_path)``: the agent client to use (the agent's own ``/v1/cni`` hands in
+    one that calls it in-process)."""
     command = env.get("CNI_COMMAND", "")
     if command not in COMMANDS:
         raise CniError(ERR_INVALID_ENV, f"CNI_COMMAND must be one of {', '.join(COMMANDS)}, "
@@ -249,7 +253,7 @@ def run(env: dict, stdin: bytes) -> dict | None:
         return {"cniVersion": requested_version(stdin), "supportedVersions": SUPPORTED_VERSIONS}
     conf = load_config(stdin)
     version = conf["cniVersion"]
-    agent = AgentClient(conf.get("agent_socket") or DEFAULT_AGENT_SOCKET)
+    agent = agent_for(conf.get("agent_socket") or DEFAULT_AGENT_SOCKET)
     if command in ("GC", "STATUS") and _version_tuple(version) < (1, 1, 0):
         raise CniError(ERR_INCOMPATIBLE_VERSION, f"{command} needs cniVersion 1.1.0, config has {version}")
     if command == "CHECK" and _version_tuple(version) < (0, 4, 0):
@@ -324,27 +328,41 @@ def run(env: dict, stdin: bytes) -> dict | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    env = dict(os.environ)
+def execute(env: dict, stdin: bytes, agent_for=AgentClient) -> tuple[str, int]:
+    """One CNI call: (what goes to stdout, the exit status). ``main`` and the agent's
+    ``/v1/cni`` (the compiled fast path, cni_fast.c) both run it."""
     version = LATEST
     try:
-        stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
-            else b""
         version = requested_version(stdin)
-        result = run(env, stdin)
+        result = run(env, stdin, agent_for)
     except CniError as exc:
         error = {"cniVersion": version, "code": exc.code, "msg": exc.msg}
         if exc.details:
             error["details"] = exc.details
-        sys.stdout.write(lean.dumps(error) + "\n")
-        return 1
+        return lean.dumps(error) + "\n", 1
     except Exception as exc:  # a bug must still produce a CNI error, never a traceback only
-        sys.stdout.write(lean.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
+        return lean.dumps({"cniVersion": version, "code": ERR_ATTACH_FAILED,
+                           "msg": f"internal error: {type(exc).__name__}: {exc}"}) + "\n", 1
+    return ("" if result is None else lean.dumps(result) + "\n"), 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The executable: CNI_* environment and stdin in, the result (or a CNI error) on stdout.
+    ``nuage-cni --version`` (no CNI environment) prints nuage-ryu's version for a person."""
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["--version"]:
+        sys.stdout.write(f"nuage-cni {__version__} (CNI spec versions {', '.join(SUPPORTED_VERSIONS)})\n")
+        return 0
+    env = dict(os.environ)
+    try:
+        stdin = sys.stdin.buffer.read() if env.get("CNI_COMMAND") != "VERSION" or not sys.stdin.isatty() \
+            else b""
+    except Exception as exc:  # noqa: BLE001 - reported as a CNI error like any other failure
+        sys.stdout.write(lean.dumps({"cniVersion": LATEST, "code": ERR_ATTACH_FAILED,
                                      "msg": f"internal error: {type(exc).__name__}: {exc}"}) + "\n")
         return 1
-    if result is not None:
-        sys.stdout.write(lean.dumps(result) + "\n")
-    return 0
+    out, code = execute(env, stdin)
+    sys.stdout.write(out)
+    return code
 
 
 if __name__ == "__main__":

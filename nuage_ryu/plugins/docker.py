@@ -34,7 +34,7 @@ import sys
 import threading
 import uuid
 
-from nuage_ryu import json_input
+from nuage_ryu import __version__, json_input
 from nuage_ryu.plugins.agent_client import DEFAULT_AGENT_SOCKET, AgentClient, AgentError
 from nuage_ryu.unix_server import JSONRequestHandler, UnixHTTPServer
 
@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nuage-docker-plugin",
                                      description="Docker network + IPAM driver 'nuage' "
                                                  "(libnetwork remote API)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help=f"plugin socket (default {DEFAULT_SOCKET})")
     parser.add_argument("--agent-socket", default=DEFAULT_AGENT_SOCKET,
                         help=f"the nuage agent's socket (default {DEFAULT_AGENT_SOCKET})")

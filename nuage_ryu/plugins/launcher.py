@@ -19,13 +19,20 @@ A zipapp of the same modules was measured too and is slower: a zip given as the
 script is run through ``runpy``, whose imports cost more than ``site`` saves.
 
 It stays an ordinary CNI executable: CNI_* environment in, JSON on stdin, result on stdout.
+
+``install --compiled`` (needs a C compiler) goes further for ``nuage-cni``: the
+executable is ``cni_fast.c`` compiled (0.8 ms of CPU per exec instead of 14-16), which
+hands the call to the host's agent (``POST /v1/cni``) and, when that is not possible,
+execs the Python launcher, written beside it as ``nuage-cni-python``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -78,13 +85,49 @@ def _write_executable(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def install(bin_dir: str, names: list[str] | None = None, *, python: str | None = None) -> list[str]:
-    """Write the fast entry points ``names`` (default: all) into ``bin_dir``; returns their paths."""
+COMPILED_FALLBACK = "nuage-cni-python"  # the Python launcher the compiled nuage-cni falls back to
+
+
+class CompileError(RuntimeError):
+    """No C compiler, or it failed: the compiled entry point cannot be built."""
+
+
+def compile_cni(path: str, python: str, fallback: str) -> None:
+    """Compile ``cni_fast.c`` into ``path`` (atomically), falling back to ``python -IS fallback``."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise CompileError("no C compiler (cc) found")
+    for value in (python, fallback):
+        if '"' in value or "\\" in value or "\n" in value:
+            raise CompileError(f"unsupported character in path {value!r}")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cni_fast.c")
+    tmp = f"{path}.tmp{os.getpid()}"
+    proc = subprocess.run([cc, "-O2", "-Wall", f'-DFALLBACK_PYTHON="{python}"', f'-DFALLBACK_SCRIPT="{fallback}"',
+                           "-o", tmp, source], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"{cc} failed: {proc.stderr.strip()[:500]}")
+    os.chmod(tmp, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    os.replace(tmp, path)
+
+
+def install(bin_dir: str, names: list[str] | None = None, *, python: str | None = None,
+            compiled: bool = False) -> list[str]:
+    """Write the fast entry points ``names`` (default: all) into ``bin_dir``; returns their paths.
+
+    ``compiled``: ``nuage-cni`` is the compiled fast path (raises CompileError without a
+    compiler), its Python launcher written beside it as ``nuage-cni-python``.
+    """
     python = python or sys.executable
     written = []
     for name in names or list(ENTRIES):
         entry = ENTRIES[name]
         path = os.path.join(bin_dir, entry.name)
+        if compiled and name == "nuage-cni":
+            fallback = os.path.join(bin_dir, COMPILED_FALLBACK)
+            _write_executable(fallback, launcher_script(entry, python, package_root()).encode())
+            compile_cni(path, python, fallback)
+            written += [path, fallback]
+            continue
         _write_executable(path, launcher_script(entry, python, package_root()).encode())
         written.append(path)
     return written
@@ -98,12 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     inst.add_argument("--bin", default=os.path.dirname(sys.executable),
                       help="target directory (default: this interpreter's bin, e.g. the venv's)")
     inst.add_argument("--python", default=None, help="interpreter of the shebang (default: this one)")
+    inst.add_argument("--compiled", action="store_true",
+                      help="nuage-cni as the compiled fast path (needs cc; see docs/cni.md)")
     inst.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(ENTRIES)} (default: all)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(ENTRIES))
     if unknown:
         parser.error(f"unknown entry point(s): {', '.join(unknown)}")
-    for path in install(args.bin, args.names or None, python=args.python):
+    try:
+        paths = install(args.bin, args.names or None, python=args.python, compiled=args.compiled)
+    except CompileError as exc:
+        parser.exit(1, f"cannot build the compiled nuage-cni: {exc}\n")
+    for path in paths:
         print(path)
     return 0
 

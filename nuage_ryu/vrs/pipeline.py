@@ -124,7 +124,7 @@ INGRESS_POLICY = Table(
     "INGRESS_POLICY", 22,
     "Sender side ACL for new connections: the domain's rules as conjunctive matches (first match by "
     "rule priority decides; stateful allows commit), then the domain's default action.",
-    _POLICY, ("L3_LOOKUP",),
+    _POLICY, ("L3_LOOKUP", "POLICY_DROP"),
 )
 L3_LOOKUP = Table(
     "L3_LOOKUP", 30,
@@ -151,7 +151,7 @@ EGRESS_POLICY = Table(
     "EGRESS_POLICY", 42,
     "Receiver side ACL for new connections from the overlay: the same rules as INGRESS_POLICY, seen "
     "from the destination.",
-    _POLICY, ("OUTPUT",),
+    _POLICY, ("OUTPUT", "POLICY_DROP"),
 )
 OUTPUT = Table(
     "OUTPUT", 50,
@@ -209,6 +209,14 @@ EXT_TO_UPLINK = Table(
     "Hand the packet to the physical bridge, addressed to the host's own stack, which routes it out.",
     frozenset({"eth_type"}),
 )
+POLICY_DROP = Table(
+    "POLICY_DROP", 70,
+    "Where the policy tables send what they deny (a deny rule, a default deny): one drop flow per local "
+    "vport, by REG_SRC_PORT (it sent the packet: INGRESS_POLICY) or REG_DST_PORT (the packet was for it: "
+    "EGRESS_POLICY), carrying the vport's cookie, so that its flow statistics are the vport's policy drops "
+    "(agent metric nuage_vport_policy_drops_total). Anything else: the table-miss drop.",
+    _REGS,
+)
 CANARY = Table(
     "CANARY", 99,
     "Holds one well-known flow that no packet reaches; if it is missing the switch lost its flows "
@@ -220,7 +228,7 @@ TABLES: tuple[Table, ...] = (
     CLASSIFY, ARP_RESPONDER, INGRESS_CT, INGRESS_CT_STATE, INGRESS_POLICY, L3_LOOKUP, OVERLAY_LOOKUP,
     EXT_INGRESS, EXT_INGRESS_STATE, EXT_INGRESS_DOMAIN, EXT_DELIVER,
     EGRESS_CT, EGRESS_CT_STATE, EGRESS_POLICY, OUTPUT,
-    EXT_EGRESS, EXT_EGRESS_STATE, EXT_PAT, EXT_TO_UPLINK, CANARY,
+    EXT_EGRESS, EXT_EGRESS_STATE, EXT_PAT, EXT_TO_UPLINK, POLICY_DROP, CANARY,
 )
 TABLE_BY_NUMBER = {t.number: t for t in TABLES}
 TABLE_BY_NAME = {t.name: t for t in TABLES}
@@ -250,6 +258,10 @@ PRIO_OVERLAY_DELIVERY = 100
 PRIO_OUTPUT = 100
 PRIO_OUTPUT_HAIRPIN = 110  # OUTPUT: to a tagged vport from its own gateway port (output IN_PORT)
 PRIO_CANARY = 1
+# POLICY_DROP: a packet its local sender sent (REG_SRC_PORT) is counted there even if its destination is
+# local too; the receiving side (REG_DST_PORT, REG_SRC_PORT 0: from the overlay or outside) below it.
+PRIO_DROP_SENT = 110
+PRIO_DROP_RECEIVED = 100
 PRIO_EXT_FROM_UPLINK = 100  # CLASSIFY: the external patch port
 PRIO_EXT_OWN_SUBNET = 20  # L3_LOOKUP: an unknown address of the domain's own subnets never leaves
 PRIO_EXT_ROUTE = 10  # L3_LOOKUP: anything else is outside

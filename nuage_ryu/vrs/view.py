@@ -240,6 +240,35 @@ def gateway_port(vport) -> str | None:
     return vport.external_ids.get(GATEWAY_PORT_KEY) or None
 
 
+def view_domain(d) -> Domain:
+    """The view's Domain of a ``directory.model.Domain``."""
+    return Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone, d.egress_nat)
+
+
+def view_subnet(s) -> Subnet:
+    """The view's Subnet of a ``directory.model.Subnet``."""
+    return Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone)
+
+
+def view_vport(v) -> VPort:
+    """The view's VPort of a ``directory.model.VPort``."""
+    return VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups),
+                 gateway_vlan(v), v.floating_ip or None,
+                 tuple(PublishedPort(m.protocol, m.host_port, m.container_port) for m in v.port_mappings))
+
+
+def view_group(g) -> PolicyGroup:
+    """The view's PolicyGroup of a ``directory.model.PolicyGroup``."""
+    return PolicyGroup(g.id, g.domain)
+
+
+def view_rule(a) -> AclRule:
+    """The view's AclRule of a ``directory.model.ACL``."""
+    return AclRule(a.id, a.domain, a.priority, Endpoint(a.source.type, a.source.id, a.source.cidr),
+                   Endpoint(a.destination.type, a.destination.id, a.destination.cidr), a.protocol,
+                   a.dst_ports, a.icmp_type, a.icmp_code, a.action, a.stateful)
+
+
 def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
                    ofports: Mapping[str, int], external: ExternalUplink | None = None) -> HostView:
     """Map a ``nuage_ryu.directory.model.DirectoryState`` snapshot to this host's view.
@@ -247,24 +276,15 @@ def from_directory(state, host_name: str, tunnel_port_ofport: int | None,
     ``ofports`` is {vport id: ofport} for the vports plugged into this bridge (from the
     local OVSDB external_ids). Only the domains present on ``host_name`` are copied,
     with all their subnets, vports, groups and rules; hosts are copied whole (a few).
+    (``view_update.update_view`` gives the same view from the last one and what changed.)
     """
     present = {v.domain for v in state.vports.values() if v.host == host_name}
-    domains = [Domain(d.id, d.vni, d.router_mac, d.default_action, d.ct_zone, d.egress_nat)
-               for d in state.domains.values() if d.id in present]
-    subnets = [Subnet(s.id, s.domain, s.cidr, s.gateway, s.zone)
-               for s in state.subnets.values() if s.domain in present]
-    vports = [VPort(v.id, v.domain, v.subnet, v.mac, v.ip, v.host, v.type, frozenset(v.policygroups),
-                    gateway_vlan(v), v.floating_ip or None,
-                    tuple(PublishedPort(m.protocol, m.host_port, m.container_port) for m in v.port_mappings))
-              for v in state.vports.values() if v.domain in present]
+    domains = [view_domain(d) for d in state.domains.values() if d.id in present]
+    subnets = [view_subnet(s) for s in state.subnets.values() if s.domain in present]
+    vports = [view_vport(v) for v in state.vports.values() if v.domain in present]
     hosts = [Host(h.name, h.tunnel_ip) for h in state.hosts.values() if h.tunnel_ip]
     local = [LocalPort(vid, port) for vid, port in ofports.items()]
-    groups = [PolicyGroup(g.id, g.domain) for g in state.policygroups.values() if g.domain in present]
-    rules = [
-        AclRule(a.id, a.domain, a.priority, Endpoint(a.source.type, a.source.id, a.source.cidr),
-                Endpoint(a.destination.type, a.destination.id, a.destination.cidr), a.protocol,
-                a.dst_ports, a.icmp_type, a.icmp_code, a.action, a.stateful)
-        for a in state.acls.values() if a.domain in present
-    ]
+    groups = [view_group(g) for g in state.policygroups.values() if g.domain in present]
+    rules = [view_rule(a) for a in state.acls.values() if a.domain in present]
     return HostView.of(host_name, tunnel_port_ofport, domains, subnets, vports, hosts, local, groups, rules,
                        external)

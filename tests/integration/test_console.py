@@ -2,7 +2,9 @@
 
 A real directory service serves /ui/ and /api/v1 on loopback; the test logs in, walks the tree,
 creates a rule and sees the policy map change, edits a vport's membership, reads a rule's counters
-by host, and checks that a tenant token sees only its enterprise. Screenshots of each view go
+by host, explains a packet with the trace form (the deciding rule, the default-action flag and the datapath
+agreement: host h1's flows on a real ovs-vswitchd bridge, traced by the agent's own trace worker), and
+checks that a tenant token sees only its enterprise. Screenshots of each view go
 to docs/ui/ (shown in docs/ui.md).
 """
 
@@ -13,6 +15,7 @@ import tempfile
 
 import pytest
 
+import nuage_ryu
 from nuage_ryu.directory.client import DirectoryClient
 from nuage_ryu.directory.service import DirectoryService
 
@@ -66,7 +69,9 @@ def tree(directory):
     vports = [api.post(f"/subnets/{subnet['id']}/vports",
                        {"name": f"web-{i}", "host": "h1", "policygroups": [groups["web"]["id"]]}) for i in range(60)]
     # What an agent does: register its host, then report the absolute counters of its rule flows.
-    service.store.register_host("h1", "192.0.2.11", None)
+    service.store.register_host("h1", "192.0.2.11", None, agent_version=nuage_ryu.__version__)
+    service.store.register_host("h2", "192.0.2.12", None)  # an agent that reported no version
+    service.store.set_host_connected("h2", False)
     service.store.report_counters("h1", {rules[0]["id"]: (1234, 98765)}, {})
     return {"acme": acme, "domain": dom, "subnet": subnet, "groups": groups, "rules": rules, "vports": vports}
 
@@ -202,6 +207,25 @@ def test_long_lists_are_paged_and_searchable_and_membership_can_be_edited(direct
           == {tree["groups"]["web"]["id"], tree["groups"]["db"]["id"]}, "the membership to be saved")
 
 
+def test_the_hosts_view_shows_connected_agent_version_and_vports(directory, tree, browser):
+    service, token, _api = directory
+    base = f"http://127.0.0.1:{service.bound_port}"
+    _login(browser, base, token)
+    browser.get(f"{base}/ui/#/hosts")
+    _view(browser, "viewHosts")
+    heads = [th.text for th in browser.find_elements("css selector", "main table thead th")]
+    for column in ("name", "connected", "agent version", "vports"):
+        assert column in heads, heads
+    rows = {}
+    for tr in browser.find_elements("css selector", "main table tbody tr"):
+        cells = [td.text for td in tr.find_elements("tag name", "td")]
+        rows[cells[0]] = dict(zip(heads, cells, strict=True))
+    assert rows["h1"]["connected"] == "yes" and rows["h2"]["connected"] == "no"
+    assert rows["h1"]["agent version"] == nuage_ryu.__version__ and rows["h2"]["agent version"] == "–"
+    assert rows["h1"]["vports"] == str(len(tree["vports"])) and rows["h2"]["vports"] == "0"
+    _shot(browser, "hosts")
+
+
 def test_a_tenant_token_sees_only_its_enterprise(directory, tree, browser):
     service, _token, api = directory
     base = f"http://127.0.0.1:{service.bound_port}"
@@ -213,6 +237,89 @@ def test_a_tenant_token_sees_only_its_enterprise(directory, tree, browser):
     assert browser.find_elements("css selector", "main [role=alert]") or \
         browser.find_elements("css selector", "main table")
     _shot(browser, "tenant")
+
+
+@pytest.fixture(scope="module")
+def h1_datapath(directory, tree):
+    """Host h1 as far as a trace needs it: a real ovs-vswitchd with br-int and two vport ports (web-0 and
+    a new app-1), and the agent's trace worker (``nuage_ryu.agent.tracer.Tracer``) answering the
+    directory's trace requests for h1 there. ``install()`` puts h1's compiled flows on the bridge."""
+    import threading
+    from types import SimpleNamespace
+
+    from nuage_ryu.agent.tracer import Tracer
+    from nuage_ryu.vrs.compile import compile_host
+    from nuage_ryu.vrs.view import from_directory
+    from tests.ovs_fixtures import private_ovs
+    from tests.unit.test_vrs_ovs_trace import install
+
+    service, _token, api = directory
+    app1 = api.post(f"/subnets/{tree['subnet']['id']}/vports",
+                    {"name": "app-1", "host": "h1", "policygroups": [tree["groups"]["app"]["id"]]})
+    ofports = {tree["vports"][0]["id"]: 1, app1["id"]: 2}
+    with private_ovs() as ovs:
+        ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev",
+                  "fail_mode=secure", "protocols=OpenFlow13,OpenFlow14")
+        for port in ofports.values():
+            ovs.vsctl("add-port", "br-int", f"trc{port}", "--", "set", "interface", f"trc{port}", "type=internal",
+                      f"ofport_request={port}")
+        bridge = SimpleNamespace(core=SimpleNamespace(view=None), ovsdb_remote="unix:" + ovs.db_sock,
+                                 bridge="br-int")
+
+        def install_flows():
+            bridge.core.view = from_directory(service.store.snapshot(), "h1", None, ofports)
+            install(ovs, compile_host(bridge.core.view))
+
+        tracer = Tracer(service.store, lambda: {"h1": bridge}, threading.RLock())
+        service.store.add_trace_listener(tracer.on_requests)
+        try:
+            yield SimpleNamespace(install=install_flows, app1=app1)
+        finally:
+            tracer.stop()
+
+
+def test_the_trace_form_explains_a_packet_with_the_datapath_check(directory, tree, h1_datapath, browser):
+    from selenium.webdriver.support.ui import Select
+
+    service, token, _api = directory
+    base = f"http://127.0.0.1:{service.bound_port}"
+    h1_datapath.install()
+    _login(browser, base, token)
+    browser.get(f"{base}/ui/#/vport/{tree['vports'][0]['id']}")  # a vport's page links to the form, prefilled
+    _view(browser, "viewVport")
+    browser.find_element("id", "trace-from-here").click()
+    _view(browser, "viewTrace")
+    assert browser.find_element("id", "trace-from").get_attribute("value") == tree["vports"][0]["id"]
+    browser.find_element("link text", "Trace").click()
+    _wait(browser, lambda d: d.find_element("id", "trace-from").get_attribute("value") == "", "the empty form")
+
+    def trace(src, dst, protocol, port):
+        form = browser.find_element("id", "trace-form")
+        for name, value in (("from", src), ("to", dst), ("port", port)):
+            box = form.find_element("name", name)
+            box.clear()
+            box.send_keys(value)
+        Select(form.find_element("name", "protocol")).select_by_visible_text(protocol)
+        old = browser.find_elements("css selector", "#trace-out > *")
+        form.find_element("css selector", "button[type=submit]").click()
+        return _wait(browser, lambda d: [r for r in d.find_elements("css selector", "#trace-result, #trace-out .error")
+                                         if r not in old], "the trace answer")[0]
+
+    result = trace("web-0", "app-1", "tcp", "8080")
+    assert (result.get_attribute("data-verdict"), result.get_attribute("data-datapath")) == ("allow", "agree"), \
+        result.text
+    assert "web-to-app" in browser.find_element("id", "trace-rule").text
+    assert browser.find_element("id", "trace-default").text == "no"
+    assert "INGRESS_POLICY(22)" in result.text and "[ofproto/trace]" in result.text
+    _shot(browser, "trace")
+    result = trace("web-0", "app-1", "tcp", "5432")  # no rule: acme's default action (deny)
+    assert (result.get_attribute("data-verdict"), result.get_attribute("data-datapath")) == ("deny", "agree"), \
+        result.text
+    assert browser.find_element("id", "trace-default").text == "yes"
+    assert "default action (deny)" in browser.find_element("id", "trace-rule").text
+    # Bad input: the API's message, as the API words it.
+    alert = trace("web-0", "nobody", "tcp", "80")
+    assert alert.get_attribute("role") == "alert" and "nobody" in alert.text
 
 
 def test_the_console_serves_only_its_own_files(directory):

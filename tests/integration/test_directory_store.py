@@ -360,3 +360,30 @@ def test_database_from_before_counters_is_converted_and_takes_reports(tmp_path):
     finally:
         st.stop()
         srv.stop()
+
+
+def test_a_host_from_before_agent_versions_is_converted_and_takes_its_agents_version(tmp_path):
+    with open(schema_path()) as f:
+        old = json.load(f)
+    old["version"] = "1.3.0"  # the schema before Host.agent_version
+    del old["tables"]["Host"]["columns"]["agent_version"]
+    old_path = tmp_path / "old.ovsschema"
+    old_path.write_text(json.dumps(old))
+    db = str(tmp_path / "directory.db")
+    assert prepare_db(db, str(old_path)) == "created"
+    subprocess.run(["ovsdb-tool", "transact", db,
+                    '["Nuage_Directory",{"op":"insert","table":"Host","row":{"name":"node-1","tunnel_ip":"192.0.2.1"}}]'],
+                   check=True, capture_output=True)
+    srv = OvsdbServer(db, schema_path(), str(tmp_path / "db.sock"))
+    srv.start()  # converts
+    st = DirectoryStore(srv.remote)
+    try:
+        st.start()
+        host = st.snapshot().host_by_name("node-1")
+        assert (host.tunnel_ip, host.agent_version) == ("192.0.2.1", "")
+        st.register_host("node-1", "192.0.2.1", None, agent_version="1.4.0.dev0")
+        wait_until(lambda: st.snapshot().host_by_name("node-1").agent_version == "1.4.0.dev0", 10,
+                   what="the agent's version in the host row")
+    finally:
+        st.stop()
+        srv.stop()

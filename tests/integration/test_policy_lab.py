@@ -525,8 +525,8 @@ def acl_metric(host, domain_id: str, rule_id: str) -> int:
     """``nuage_acl_packets_total`` of one rule (or ``default``) from the host agent's /metrics."""
     out = ns_run(host.netns, ["curl", "-sf", "http://127.0.0.1:9100/metrics"], timeout=10).stdout
     for line in out.splitlines():
-        if (line.startswith("nuage_acl_packets_total{") and f'domain="{domain_id}"' in line
-                and f'rule="{rule_id}"' in line):
+        if (line.startswith("nuage_acl_packets_total{") and f'domain_id="{domain_id}"' in line
+                and f'rule_id="{rule_id}"' in line):
             return int(float(line.rsplit(" ", 1)[1]))
     return -1  # not (yet) exported
 

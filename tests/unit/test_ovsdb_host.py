@@ -250,3 +250,17 @@ def test_batches_are_one_transaction(host, ovsdb):  # noqa: F811
     assert "nv-new" not in [p.ifname for p in host.list_vport_ports("br-int")]
     host.delete_vport_ports("br-int", [s.ifname for s in specs] + ["nv-absent"])
     assert host.list_vport_ports("br-int") == []
+
+
+def test_an_ovsdb_that_does_not_answer_in_time_is_a_one_line_error(ovsdb, monkeypatch):  # noqa: F811
+    """ovsdbapp's bare TimeoutException has no message and its str() raises: seen as a traceback
+    from 'nuage-lab status' on a loaded machine. The first sync is made to time out here."""
+    from ovsdbapp import exceptions as ovsdbapp_exceptions
+    from ovsdbapp.backend.ovs_idl import connection
+
+    def no_answer(self):
+        raise ovsdbapp_exceptions.TimeoutException()
+
+    monkeypatch.setattr(connection.Connection, "start", no_answer)
+    with pytest.raises(HostOVSError, match=r"cannot reach OVSDB at .*: no answer within 2s"):
+        HostOVS(ovsdb.db_remote, timeout=2)

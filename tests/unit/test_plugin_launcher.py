@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
+from nuage_ryu.agent.attach import server
+from nuage_ryu.agent.attach.errors import AttachError
 from nuage_ryu.plugins import launcher, lean
+from nuage_ryu.unix_server import UnixHTTPServer
 
 # Modules whose import costs as much as the interpreter start (see lean.py): never on the per-call path.
 EXPENSIVE = ("re", "json", "socket", "enum", "functools", "collections", "selectors", "importlib.util")
@@ -110,3 +115,130 @@ def test_lean_json_refuses_what_json_cannot_encode():
     for bad in ("[NaN]", '{"a": 1, "a": 2}', "[" * 40 + "]" * 40):
         with pytest.raises(ValueError):
             lean.loads(bad)
+
+
+# -- the compiled nuage-cni (install --compiled, plugins/cni_fast.c) ---------------------------------------
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                              reason="no C compiler for the compiled nuage-cni")
+
+
+@pytest.fixture
+def compiled(tmp_path):
+    paths = launcher.install(str(tmp_path), ["nuage-cni"], compiled=True)
+    return {os.path.basename(p): p for p in paths}
+
+
+class _CniOnly:
+    """The agent socket's real handler and /v1/cni, without an attach service behind it (a DEL
+    finds nothing to detach); records each call and the thread it ran in."""
+
+    def __init__(self) -> None:
+        self.calls = []
+        self.threads = []
+        self.socket_path = ""
+
+    def dispatch(self, method, path, body):
+        self.calls.append((method, path))
+        self.threads.append(threading.get_ident())
+        if (method, path) == ("POST", "/v1/cni"):
+            return server.run_cni(body, self)
+        if (method, path) == ("POST", "/v1/detach"):
+            return {"detached": [], "timings": {}}
+        raise AttachError("not_found", f"no such API path {path}")
+
+
+@pytest.fixture
+def agent_socket(tmp_path):
+    routes = _CniOnly()
+    path = str(tmp_path / "agent.sock")
+    routes.socket_path = path
+    srv = UnixHTTPServer.start(path, server._Handler, routes, name="test-agent-api")
+    try:
+        yield path, routes
+    finally:
+        srv.stop()
+
+
+def _run(binary, stdin: bytes, env: dict) -> tuple[int, bytes]:
+    proc = subprocess.run([binary], input=stdin, env=env, capture_output=True, timeout=60)
+    return proc.returncode, proc.stdout
+
+
+@needs_cc
+def test_compiled_install_is_an_executable_with_its_python_fallback_beside_it(compiled):
+    with open(compiled["nuage-cni"], "rb") as f:
+        assert f.read(4) == b"\x7fELF"
+    with open(compiled[launcher.COMPILED_FALLBACK]) as f:
+        assert f.readline().endswith(" -IS\n")  # the Python launcher, as without --compiled
+    rc, out = _run(compiled["nuage-cni"], b'{"cniVersion": "0.4.0"}', {"CNI_COMMAND": "VERSION"})
+    assert rc == 0 and json.loads(out)["cniVersion"] == "0.4.0"  # no agent here: the fallback answered
+
+
+CASES = [  # (stdin, env): answered before the agent is needed, so both must print the same bytes
+    (b'{"cniVersion": "1.0.0"}', {"CNI_COMMAND": "VERSION"}),
+    (b'{"cniVersion": "9.9.9"}', {"CNI_COMMAND": "VERSION"}),
+    (b"not json", {"CNI_COMMAND": "ADD"}),
+    (b'{"cniVersion": "1.0.0", "name": "caf\xc3\xa9", "subnet": "s"}', {"CNI_COMMAND": "ADD"}),
+    (b'{"cniVersion": "1.0.0", "name": "n", "zone": "z"}',
+     {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_NETNS": "/nonexistent"}),
+    (b'{"cniVersion": "1.0.0", "name": "n"}', {"CNI_COMMAND": "BOGUS"}),
+    (b'{"cniVersion": "0.3.1", "name": "n"}', {"CNI_COMMAND": "GC"}),
+    (b'\xff\xfe{}', {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}),
+    (b'{"cniVersion": "1.0.0", "name": "n"}',  # a non-ASCII environment, decoded as Python decodes os.environ
+     {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_ARGS": "caf\u00e9;x"}),
+    (b'{"cniVersion": "1.0.0", "name": "n"}',
+     {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c\u00e9", "CNI_IFNAME": "eth0"}),
+]
+
+
+@needs_cc
+@pytest.mark.parametrize("stdin,env", CASES)
+def test_compiled_through_the_agent_prints_what_the_python_plugin_prints(compiled, agent_socket, stdin, env):
+    path, routes = agent_socket
+    # Point the configuration at the test's agent socket (top-level key), keeping the rest as it is.
+    if stdin.startswith(b"{") and stdin != b"{}":
+        stdin = b'{"agent_socket": "' + path.encode() + b'", ' + stdin[1:]
+    python_rc, python_out = _run(compiled[launcher.COMPILED_FALLBACK], stdin, env)
+    before = len(routes.calls)
+    rc, out = _run(compiled["nuage-cni"], stdin, env)
+    assert (rc, out) == (python_rc, python_out)
+    if stdin.startswith(b'{"agent_socket"'):
+        assert routes.calls[before:] == [("POST", "/v1/cni")]  # it went through the agent
+
+
+@needs_cc
+def test_a_nested_agent_socket_is_not_the_configuration_s(compiled, agent_socket):
+    path, routes = agent_socket
+    stdin = b'{"cniVersion": "1.0.0", "runtimeConfig": {"agent_socket": "' + path.encode() + b'"}}'
+    rc, out = _run(compiled["nuage-cni"], stdin, {"CNI_COMMAND": "VERSION"})
+    assert rc == 0 and json.loads(out)["cniVersion"] == "1.0.0"
+    assert routes.calls == []  # the default socket was tried (absent here), then the fallback answered
+
+
+def test_the_agent_refuses_a_malformed_cni_body():
+    for body in ({}, {"env": {}}, {"env": [], "stdin": ""}, {"env": {"CNI_COMMAND": 1}, "stdin": ""},
+                 {"env": {}, "stdin": "\u0100"}, {"env": {}, "stdin": "", "more": 1}):
+        with pytest.raises(AttachError):
+            server.run_cni(body)
+
+
+@needs_cc
+def test_the_cni_code_in_the_agent_calls_the_agent_in_process(compiled, agent_socket):
+    path, routes = agent_socket
+    stdin = b'{"cniVersion": "1.0.0", "name": "n", "agent_socket": "' + path.encode() + b'"}'
+    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"}
+    rc, out = _run(compiled["nuage-cni"], stdin, env)
+    assert (rc, out) == (0, b"")
+    assert routes.calls == [("POST", "/v1/cni"), ("POST", "/v1/detach")]
+    assert routes.threads[0] == routes.threads[1]  # no second request on the socket: the same thread
+    rc, out = _run(compiled[launcher.COMPILED_FALLBACK], stdin, env)  # the Python plugin: over the socket
+    assert (rc, out) == (0, b"") and routes.calls[2:] == [("POST", "/v1/detach")]
+
+
+@needs_cc
+def test_compiled_leaves_command_line_arguments_to_the_python_plugin(compiled):
+    python = subprocess.run([compiled[launcher.COMPILED_FALLBACK], "--version"], capture_output=True, env={})
+    fast = subprocess.run([compiled["nuage-cni"], "--version"], capture_output=True, env={})
+    assert (fast.returncode, fast.stdout) == (python.returncode, python.stdout) == (0, python.stdout)
+    assert python.stdout.startswith(b"nuage-cni ")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -22,7 +21,8 @@ import struct
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+
+from nuage_ryu.agent.attach import netlink
 
 HOST_PREFIX = "nr"
 PEER_PREFIX = "nc"
@@ -173,9 +173,13 @@ class LinkOps:
     def _host(self) -> IPRoute:
         return open_netlink(self.host_netns)
 
+    def _rtnl(self, netns: str | None = None) -> netlink.RtNetlink:
+        """The attach path's own netlink socket in ``netns`` (None: the switch's namespace)."""
+        return _created_in(netns or self.host_netns, netlink.RtNetlink)
+
     def exists(self, name: str) -> bool:
-        with self._host() as ip:
-            return bool(ip.link_lookup(ifname=name))
+        with self._rtnl() as nl:
+            return nl.link(name) is not None
 
     def list_names(self, prefix: str = HOST_PREFIX) -> list[str]:
         """Names of host-namespace links starting with ``prefix`` (leftover detection)."""
@@ -191,29 +195,21 @@ class LinkOps:
         ``peer_name`` (the kernel does it in one step, ~2 ms, where moving an
         existing interface between namespaces costs ~20 ms).
         """
-        peer: dict = {"ifname": peer_name, "mtu": mtu}
-        if peer_mac:
-            peer["address"] = peer_mac
-        fd = None
-        if netns:
-            fd = open_netns(_netns_target(netns))
-            peer["net_ns_fd"] = fd
+        fd = open_netns(_netns_target(netns)) if netns else None
         try:
-            with self._host() as ip:
+            with self._rtnl() as nl:
                 try:
-                    ip.link("add", ifname=host_name, kind="veth", peer=peer, mtu=mtu)
-                except NetlinkError as exc:
+                    nl.create_veth(host_name, peer_name, mtu, peer_netns_fd=fd, peer_mac=peer_mac)
+                except netlink.NetlinkError as exc:
                     where = f" (peer {peer_name} in {netns})" if netns else f"/{peer_name}"
-                    raise LinkError(f"cannot create veth {host_name}{where}: {exc.args[1]}",
-                                    exc.code) from None
-                found = ip.link_lookup(ifname=host_name)
-                if not found:
+                    raise LinkError(f"cannot create veth {host_name}{where}: {exc.strerror}",
+                                    exc.errno) from None
+                found = nl.link(host_name)  # created up; its MAC is the kernel's choice
+                if found is None:
                     raise LinkError(f"veth {host_name} vanished right after its creation")
-                ip.link("set", index=found[0], state="up")
-                mac = ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS")
             if self.tx_checksum_offload is False:
                 disable_tx_checksum(netns or self.host_netns, peer_name)
-            return mac
+            return found.mac
         finally:
             if fd is not None:
                 os.close(fd)
@@ -221,40 +217,32 @@ class LinkOps:
     def configure(self, netns: str, ifname: str, address: str, gateway: str | None) -> int:
         """Set address and default route of ``ifname`` in ``netns`` and bring it up; returns its index."""
         iface = ipaddress.ip_interface(address)
-        with open_netlink(_netns_target(netns)) as ns:
+        with self._rtnl(_netns_target(netns)) as nl:
             try:
-                index = ns.link_lookup(ifname=ifname)[0]
-                ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-                ns.link("set", index=index, state="up")
-                if gateway:
-                    ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index)
-            except (NetlinkError, IndexError) as exc:
-                detail = exc.args[1] if isinstance(exc, NetlinkError) else "interface not found"
-                raise LinkError(f"cannot configure {ifname} in {netns}: {detail}") from None
-        return index
+                found = nl.link(ifname)
+                if found is None:
+                    raise LinkError(f"cannot configure {ifname} in {netns}: interface not found")
+                nl.configure_ipv4(found.index, str(iface.ip), iface.network.prefixlen, gateway)
+            except netlink.NetlinkError as exc:
+                raise LinkError(f"cannot configure {ifname} in {netns}: {exc.strerror}") from None
+        return found.index
 
     def delete(self, name: str) -> bool:
         """Delete link ``name`` in the host namespace (its veth peer goes too); False if absent."""
-        with self._host() as ip:
-            found = ip.link_lookup(ifname=name)
-            if not found:
-                return False
+        with self._rtnl() as nl:
             try:
-                ip.link("del", index=found[0])
-            except NetlinkError as exc:
-                if exc.code == errno.ENODEV:
-                    return False
-                raise LinkError(f"cannot delete {name}: {exc.args[1]}") from None
-            return True
+                return nl.delete_link(name)
+            except netlink.NetlinkError as exc:
+                raise LinkError(f"cannot delete {name}: {exc.strerror}") from None
 
     def mac_of(self, name: str) -> str | None:
-        with self._host() as ip:
-            found = ip.link_lookup(ifname=name)
-            return ip.get_links(found[0])[0].get_attr("IFLA_ADDRESS") if found else None
+        with self._rtnl() as nl:
+            found = nl.link(name)
+            return found.mac if found else None
 
     def has_interface(self, netns: str, ifname: str) -> bool:
-        with open_netlink(_netns_target(netns)) as ns:
-            return bool(ns.link_lookup(ifname=ifname))
+        with self._rtnl(_netns_target(netns)) as nl:
+            return nl.link(ifname) is not None
 
     def inspect(self, netns: str, ifname: str) -> ContainerInterface | None:
         """The container interface ``ifname`` in ``netns`` as it is now; None if absent."""
@@ -278,11 +266,7 @@ class LinkOps:
         if not netns or not os.path.exists(netns):
             return False
         try:
-            with open_netlink(netns) as ns:
-                found = ns.link_lookup(ifname=ifname)
-                if not found:
-                    return False
-                ns.link("del", index=found[0])
-                return True
-        except (NetlinkError, OSError):
+            with self._rtnl(netns) as nl:
+                return nl.delete_link(ifname)
+        except (LinkError, OSError):
             return False

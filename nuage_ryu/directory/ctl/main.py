@@ -60,6 +60,10 @@ def run(args, parser, out=None) -> int:
     try:
         if args.object in files.COMMANDS:
             files.COMMANDS[args.object](args, client, out)
+        elif args.object == "trace":
+            from nuage_ryu.directory.ctl import trace
+
+            trace.run(args, client, out)
         else:
             ObjectCommand(args, client, out).run()
     except CannotConnect as exc:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from nuage_ryu.directory.ctl import audit
+from nuage_ryu import __version__
+from nuage_ryu.directory.ctl import audit, trace
 from nuage_ryu.directory.ctl.kinds import KINDS, SCOPE_OPTIONS, with_article
 from nuage_ryu.directory.ctl.render import OUTPUTS
 
@@ -486,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Manage the nuage-ryu policy directory: enterprises, domains, "
                                             "zones, subnets, vports, policy groups, ACL rules, hosts.",
                                 epilog=TOP_EPILOG)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                   help="print the version of nuage-ryu and exit")
     conn = p.add_argument_group("connection options")
     conn.add_argument("--url", metavar="URL", help="API base URL (e.g. --url http://127.0.0.1:8080)")
     conn.add_argument("--socket", metavar="PATH", help="API unix socket instead of --url "
@@ -509,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_files(objs)
     add_tools(objs)
     add_output_options(audit.add_parser(objs, Formatter, epilog), top=False)
+    add_output_options(trace.add_parser(objs, Formatter, epilog), top=False)
 
     from nuage_ryu.db import cluster, relay
     from nuage_ryu.directory.ctl import pki_cli

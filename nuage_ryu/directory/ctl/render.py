@@ -148,7 +148,8 @@ COLUMNS: dict[str, list[Column]] = {
             Column("PKTS/BYTES", lambda row, _r, _w: counters_text(row.get("counters")), wide_only=True),
             field("description", shrink=True, wide_only=True), ident()],
     "host": [field("name", shrink=True), field("tunnel_ip", "TUNNEL_IP"), field("datapath_id", "DATAPATH_ID"),
-             field("connected"), field("last_seen", "LAST_SEEN"), ident()],
+             field("connected"), field("last_seen", "LAST_SEEN"), field("vport_count", "VPORTS", wide_only=True),
+             field("agent_version", "AGENT_VERSION", wide_only=True), ident()],
     "token": [field("name", shrink=True), ref("enterprise"), field("host"), field("created"), ident()],
 }
 

@@ -21,7 +21,8 @@ from nuage_ryu.directory.model import DirectoryState
 from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.rows import LIVENESS_TABLE, STATUS_TABLE, linked_rows
 from nuage_ryu.directory.store.transactions import RowChange
-from nuage_ryu.directory.validate import Change
+from nuage_ryu.directory.validate import Change, Op
+from nuage_ryu.directory.validate.check import check_text
 
 Planner = Callable[[DirectoryState], Change]
 RowPlanner = Callable[[DirectoryState], RowChange]
@@ -32,22 +33,34 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def register_host(name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> Planner:
+def register_host(name: str, tunnel_ip: str | None, datapath_id: str | int | None,
+                  agent_version: str | None = None) -> Planner:
     """Create or update the Host row of an agent (upsert by name); its liveness is written apart
     (``update_liveness``).
 
-    ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
+    ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string. ``agent_version``
+    (the agent's ``nuage_ryu.__version__``) is a read-only field of the REST API: only the agent
+    writes it, here, in the same transaction as the rest of its row; None leaves it as it is.
     """
     validate.check_hostname(name, "name")
     if isinstance(datapath_id, int):
         datapath_id = f"{datapath_id:016x}"
     body = {"tunnel_ip": tunnel_ip or "", "datapath_id": datapath_id or ""}
+    if agent_version is not None:
+        check_text(agent_version, "agent_version")
 
     def plan(state: DirectoryState) -> Change:
         host = state.host_by_name(name)
         if host is None:
-            return validate.plan_create(state, "host", None, dict(body, name=name))
+            change = validate.plan_create(state, "host", None, dict(body, name=name))
+            if agent_version:
+                change.ops[-1].fields["agent_version"] = agent_version  # the host's insert
+            return change
         change = validate.plan_update(state, "host", host.id, body)
+        if agent_version is not None and host.agent_version != agent_version:
+            if not change.ops:
+                change.ops.append(Op("update", "host", host.id, {}))
+            change.ops[0].fields["agent_version"] = agent_version
         return change
 
     return plan

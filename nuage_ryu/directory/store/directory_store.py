@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 from nuage_ryu.directory import model, scope
 from nuage_ryu.directory.errors import Unavailable
 from nuage_ryu.directory.model import DirectoryState
-from nuage_ryu.directory.store import agent_writes
+from nuage_ryu.directory.store import agent_writes, traces
 from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.counters import CounterWatch, check_counts, plan_report
 from nuage_ryu.directory.store.mirror import Mirror, initial_conditions, schema_helper, schema_path
+from nuage_ryu.directory.store.trace_rows import TraceRequest
 from nuage_ryu.directory.store.transactions import TransactionPath
 from nuage_ryu.directory.validate import Change, check_hostname
 
@@ -70,6 +72,8 @@ class DirectoryStore:
         self._counter_watch = CounterWatch(all_counters, self.scope_hosts or frozenset())
         self._listeners: list[Callable[[DirectoryState], None]] = []
         self._fired_version = 0
+        self._trace_listeners: list[Callable[[object], None]] = []
+        self._fired_traces = 0
         # Scoped mode: the share last asked for, and the snapshot it was computed from.
         self._scope = scope.scope_of(self.scope_hosts, (), {}) if scoped else None
         self._scoped_state: DirectoryState | None = None
@@ -114,7 +118,7 @@ class DirectoryStore:
         if state is self._scoped_state:
             return
         self._scoped_state = state
-        new = scope.scope_of(self.scope_hosts, state.vports.values(), state.domains)
+        new = _share(self.scope_hosts, state)
         if new == self._scope:
             return
         self._scope = new
@@ -153,6 +157,7 @@ class DirectoryStore:
         self._conn.close()
 
     def _fire_listeners(self) -> None:
+        self._fire_trace_listeners()
         state, version = self._mirror.state, self._mirror.version
         if version == self._fired_version:
             return
@@ -162,6 +167,18 @@ class DirectoryStore:
                 listener(state)
             except Exception:  # a broken listener must not stop the IDL thread
                 LOG.exception("directory listener failed")
+
+    def _fire_trace_listeners(self) -> None:
+        rows = self._mirror.traces
+        if rows.version == self._fired_traces:
+            return
+        self._fired_traces = rows.version
+        snapshot = rows.snapshot()
+        for listener in list(self._trace_listeners):
+            try:
+                listener(snapshot)
+            except Exception:  # a broken listener must not stop the IDL thread
+                LOG.exception("trace listener failed")
 
     # -- reading --
     def snapshot(self) -> DirectoryState:
@@ -182,6 +199,38 @@ class DirectoryStore:
         self._listeners.append(callback)
         self._conn.wake()
 
+    # -- trace requests (store/trace_rows.py) --
+    def trace_requests(self):
+        """{request id: TraceRequest} as last published (an agent's store: its own hosts' only)."""
+        return self._mirror.traces.snapshot()
+
+    def add_trace_listener(self, callback: Callable[[object], None]) -> None:
+        """Call ``callback(trace_requests)`` from the IDL thread whenever a trace request changes."""
+        self._trace_listeners.append(callback)
+        self._conn.wake()
+
+    def ask_trace(self, host: str, request: dict, expires_ms: int) -> str:
+        """Insert a pending trace request for ``host``'s agent; returns its id. Expired requests
+        left behind (nobody withdrew them) are deleted in the same transaction."""
+        check_hostname(host, "host")
+        request_id = str(uuid.uuid4())
+        now = agent_writes.now_ms()
+        stale = [r.id for r in self.trace_requests().values() if r.expired(now)]
+        self.apply(traces.plan_request(request_id, host, request, expires_ms, stale))
+        return request_id
+
+    def wait_trace(self, request_id: str, deadline: float) -> TraceRequest | None:
+        """The answered request, or None when ``deadline`` (monotonic) passes first."""
+        return self._mirror.traces.wait_answer(request_id, deadline)
+
+    def withdraw_trace(self, request_id: str) -> None:
+        """Delete a trace request (answered or not)."""
+        self._write_private(traces.plan_delete(self._conn, [request_id]))
+
+    def answer_trace(self, request_id: str, answer: dict) -> None:
+        """An agent's answer to a trace request of its host (NotFound when it was withdrawn)."""
+        self._write_private(traces.plan_answer(self._conn, request_id, answer))
+
     # -- writing: everything goes through the transaction path --
     def apply(self, planner: Callable[[DirectoryState], Change]) -> tuple[Change, DirectoryState]:
         """Plan on the current state and commit as one transaction; re-plan on lost races.
@@ -190,12 +239,14 @@ class DirectoryStore:
         """
         return self._path.run(planner, time.monotonic() + self.write_timeout)
 
-    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None) -> str:
+    def register_host(self, name: str, tunnel_ip: str | None, datapath_id: str | int | None,
+                      agent_version: str | None = None) -> str:
         """Create or update the Host row of an agent, mark it connected; returns the host id.
 
-        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string.
+        ``datapath_id`` may be the int os-ken reports (``dp.id``) or a hex string; ``agent_version``
+        is the agent's ``nuage_ryu.__version__`` (None: left as it is).
         """
-        change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id))
+        change, _state = self.apply(agent_writes.register_host(name, tunnel_ip, datapath_id, agent_version))
         self.set_host_connected(name, True)
         return change.result[1]
 
@@ -250,3 +301,14 @@ class DirectoryStore:
             planned, _state = self._path.run(
                 plan_report(self._conn, self._mirror, host_name, rules, defaults), deadline)
         return planned.build is not None
+
+
+def _share(hosts: frozenset[str], state: DirectoryState) -> scope.Scope:
+    """``scope.scope_of`` from the mirror's placement index: proportional to the local domains and
+    their carriers, not to every vport the replica holds (which it would walk on every batch)."""
+    placement = state.placement
+    if placement is None:
+        return scope.scope_of(hosts, state.vports.values(), state.domains)
+    local = placement.local_domains(hosts)
+    enterprises = frozenset(state.domains[d].enterprise for d in local if d in state.domains)
+    return scope.Scope(hosts, local, enterprises, placement.carriers_of(local) | hosts)

@@ -25,6 +25,7 @@ import ovs.db.idl
 
 from nuage_ryu.directory import model
 from nuage_ryu.directory.model import KINDS, DirectoryState
+from nuage_ryu.directory.store.changes import ChangeLog
 from nuage_ryu.directory.store.rows import (
     LIVENESS_TABLE,
     STATUS_TABLE,
@@ -34,13 +35,15 @@ from nuage_ryu.directory.store.rows import (
     row_to_object,
     table_name,
 )
-from nuage_ryu.directory.vport_index import discard, index_vport
+from nuage_ryu.directory.store.trace_rows import TRACE_TABLE, TraceRows
+from nuage_ryu.directory.vport_index import Placement, discard, index_vport
 
 COUNTERS_TABLE = "HostCounters"
 # Table -> the columns replicated (None: all of them). Every table of the schema; a monitor
 # condition per table (see initial_conditions, and nuage_ryu.directory.scope) narrows which rows.
 REPLICATED: dict[str, tuple[str, ...] | None] = {
-    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None}
+    **{table: None for table in TABLE_KIND}, COUNTERS_TABLE: None, STATUS_TABLE: None, LIVENESS_TABLE: None,
+    TRACE_TABLE: None}
 # The object that owns a private row: private table -> (kind, its link column).
 PRIVATE_OWNER = {STATUS_TABLE: ("vport", "port_status"), LIVENESS_TABLE: ("host", "liveness")}
 
@@ -115,11 +118,21 @@ class Mirror:
         self._subnet_ports: immutables.Map = immutables.Map()
         self._macs: immutables.Map = immutables.Map()
         self._dirty: set[str] = set(KINDS)
+        # A scoped replica (an agent's) records the ids changed per kind since the last publish
+        # (None: unknown, after a reload) in a change log, under the next version: what lets the
+        # agent update its view per object. It also keeps its vports' placement by host and
+        # domain: its share and the agent's lookups then never walk all the vports it holds.
+        # A full replica (the REST API) needs neither and pays for neither.
+        scoped = complete_domains is not None
+        self._changed: dict[str, set[str]] | None = None
+        self.changelog = ChangeLog() if scoped else None
+        self._placement = Placement() if scoped else None
         self._counter_rows: immutables.Map = immutables.Map()
         self._counters_dirty = False
         self.state = DirectoryState()
         self.counters = model.NO_COUNTERS
         self.version = 0  # counts published states
+        self.traces = TraceRows()  # trace requests to agents (store/traces.py), apart from the state
 
     # -- row changes (from Idl.notify) --
     def on_row(self, event, row) -> None:
@@ -136,6 +149,8 @@ class Mirror:
                 else:
                     self._counter_rows = self._counter_rows.set(rid, row_to_counters(row))
                 self._counters_dirty = True
+            elif table == TRACE_TABLE:
+                self.traces.on_row(event, row)
             return
         rid = str(row.uuid)
         objects = self._tables[kind]
@@ -153,6 +168,11 @@ class Mirror:
         if kind == "vport":
             self._index_vport(old, new)
         self._dirty.add(kind)
+        self._note(kind, rid)
+
+    def _note(self, kind: str, obj_id: str) -> None:
+        if self._changed is not None:
+            self._changed.setdefault(kind, set()).add(obj_id)
 
     def _object(self, kind: str, row):
         """The model object of a row, with the fields of its private row joined in."""
@@ -190,9 +210,12 @@ class Mirror:
                 if kind == "vport":
                     self._index_vport(owner, new)
                 self._dirty.add(kind)
+                self._note(kind, owner.id)
 
     def _index_vport(self, old, new) -> None:
         self._subnet_ports, self._macs = index_vport(self._subnet_ports, self._macs, old, new)
+        if self._placement is not None:
+            self._placement = self._placement.moved(old, new)
 
     def reconcile(self, idl: ovs.db.idl.Idl) -> None:
         """Rebuild the tables whose row count differs from the IDL's replica.
@@ -214,20 +237,26 @@ class Mirror:
             if len(rows) != len(self._tables[kind]):
                 self._tables[kind] = immutables.Map({str(u): self._object(kind, r) for u, r in rows.items()})
                 self._dirty.add(kind)
+                self._changed = None  # a reload: which objects changed is not known
                 if kind == "vport":
                     self._subnet_ports, self._macs = immutables.Map(), immutables.Map()
+                    if self._placement is not None:
+                        self._placement = Placement()
                     for vport in self._tables["vport"].values():
                         self._index_vport(None, vport)
         rows = idl.tables[COUNTERS_TABLE].rows
         if len(rows) != len(self._counter_rows):
             self._counter_rows = immutables.Map({str(u): row_to_counters(r) for u, r in rows.items()})
             self._counters_dirty = True
+        self.traces.reconcile(idl.tables[TRACE_TABLE].rows)
 
     def publish(self) -> None:
         """Publish the changes applied since the last call as new snapshots."""
         if self._counters_dirty:
             self._counters_dirty = False
             self.counters = model.CounterSnapshot(self._counter_rows)
+        if self.traces.publish():
+            self._on_new_state()  # wakes the IDL thread, which tells the trace listeners
         if self._complete_domains is not None:
             complete = self._complete_domains()
             if complete != self._complete:
@@ -237,9 +266,15 @@ class Mirror:
             return
         self._dirty.clear()
         maps = {plural: self._tables[kind] for kind, (_t, plural, _p) in KINDS.items()}
-        self.state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs,
-                                    complete_domains=self._complete)
         self.version += 1
+        if self.changelog is not None:
+            changed = self._changed
+            self.changelog.record(self.version, None if changed is None else
+                                  {KINDS[kind][1]: frozenset(ids) for kind, ids in changed.items()})
+            self._changed = {}
+        self.state = DirectoryState(**maps, subnet_ports=self._subnet_ports, macs=self._macs,
+                                    complete_domains=self._complete, placement=self._placement,
+                                    version=self.version, changelog=self.changelog)
         self._on_new_state()
 
     # -- lookups for writers (under the IDL lock) --

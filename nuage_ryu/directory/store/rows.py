@@ -106,7 +106,7 @@ def _acl(rid: str, row) -> model.ACL:
 
 def _host(rid: str, row) -> model.Host:
     # connected/last_seen: the mirror joins in the HostLiveness row (see PRIVATE_FIELDS).
-    return model.Host(rid, row.name, row.tunnel_ip, row.datapath_id)
+    return model.Host(rid, row.name, row.tunnel_ip, row.datapath_id, agent_version=row.agent_version)
 
 
 def _token(rid: str, row) -> model.ApiToken:

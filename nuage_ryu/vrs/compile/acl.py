@@ -35,6 +35,7 @@ own flows when it is the first/last member that makes a table (in)active).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ from nuage_ryu.vrs.compile.base import (
 )
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Conjunction, Ct, Flow, Goto
-from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, VPort
+from nuage_ryu.vrs.view import AclRule, Domain, Endpoint, HostView, PolicyGroup, VPort
+from nuage_ryu.vrs.view_update import ViewDelta, view_index
 
 PROTOCOLS = {"tcp": P.IP_PROTO_TCP, "udp": P.IP_PROTO_UDP, "icmp": P.IP_PROTO_ICMP}
 PORT_FIELD = {P.IP_PROTO_TCP: "tcp_dst", P.IP_PROTO_UDP: "udp_dst"}
@@ -234,8 +236,13 @@ def plan_domain_cached(domain: Domain, rules: list[AclRule], ids: dict[str, int]
     return plans
 
 
+def _conj_base(rule_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(rule_id.encode(), digest_size=4).digest(), "big") % 0xFFFFFFFF + 1
+
+
 class PolicyIndex:
-    """Per-view lookups the policy compiler needs (built once per HostView)."""
+    """Per-view lookups the policy compiler needs (built once per HostView, or updated from the
+    last view's index and a ``ViewDelta``: ``updated``)."""
 
     def __init__(self, view: HostView) -> None:
         present = view.present_domains()
@@ -249,20 +256,99 @@ class PolicyIndex:
                     if group is not None and group.domain_id == v.domain_id:
                         self.members.setdefault(g, []).append(v)
         for group in self.members.values():
-            group.sort(key=lambda v: v.id)
-        self.zone_cidrs: dict[str, list[str]] = {}
-        for s in view.subnets.values():
-            if s.zone_id is not None:
-                self.zone_cidrs.setdefault(s.zone_id, []).append(s.cidr)
+            group.sort(key=_by_id)
+        self.zone_cidrs = _zone_cidrs(view)
         by_domain: dict[str, list[AclRule]] = {}
         for r in view.acl_rules.values():
             if r.domain_id in present and r.domain_id in view.domains:
                 by_domain.setdefault(r.domain_id, []).append(r)
-        ids = conj_ids(view.acl_rules)
+        self.ids = conj_ids(view.acl_rules)
+        # Some rule's id was moved off its hash by a collision: removing a rule may move it back.
+        self.displaced = any(cid != _conj_base(rid) for rid, cid in self.ids.items())
         self.plans: dict[str, RulePlan] = {}
         self.active: dict[str, dict[str, bool]] = {}  # rule id -> side -> can complete (memo)
         for did, rules in by_domain.items():
-            self.plans.update(plan_domain_cached(view.domains[did], rules, ids))
+            self.plans.update(plan_domain_cached(view.domains[did], rules, ids=self.ids))
+        self.dirty_rules: frozenset[str] | None = None  # rules that may differ from the last view's; None: all
+
+    @classmethod
+    def updated(cls, old: PolicyIndex, old_view: HostView, view: HostView, delta: ViewDelta) -> PolicyIndex:
+        """The index of ``view``, from ``old`` (``old_view``'s) and what changed between them.
+
+        ``dirty_rules`` of the result: every rule whose plan, CIDRs, activity or members may differ
+        (the others' memoised activity is carried over)."""
+        present = view.present_domains()
+        vidx = view_index(view)
+        idx = cls.__new__(cls)
+        # Members: the groups named by a changed vport (before or after) or changed themselves.
+        touched = set(delta.policygroups)
+        for vid in delta.vports | delta.local_ports:
+            for v in (old_view.vports.get(vid), view.vports.get(vid)):
+                if v is not None:
+                    touched.update(v.policygroups)
+        idx.members = dict(old.members)
+        for g in touched:
+            group = view.policygroups.get(g)
+            if g in delta.policygroups:  # the group itself came, went or moved: list it again
+                members = sorted((v for vid in vidx.members_named.get(g, ())
+                                  if _valid_member(v := view.vports[vid], group, present)), key=_by_id)
+            else:  # keep the unchanged members (still valid: same group, same present domains), redo the changed
+                members = list(old.members.get(g, ()))
+                for vid in delta.vports:
+                    i = bisect.bisect_left(members, vid, key=_by_id)
+                    if i < len(members) and members[i].id == vid:
+                        del members[i]
+                    v = view.vports.get(vid)
+                    if v is not None and g in v.policygroups and _valid_member(v, group, present):
+                        bisect.insort(members, v, key=_by_id)
+            if members:
+                idx.members[g] = members
+            else:
+                idx.members.pop(g, None)
+        idx.zone_cidrs = _zone_cidrs(view) if delta.subnets else old.zone_cidrs
+        # Plans: again for each domain whose rules or own row changed (levels depend on all its rules).
+        replan = set(delta.domains)
+        for rid in delta.acl_rules:
+            for r in (old_view.acl_rules.get(rid), view.acl_rules.get(rid)):
+                if r is not None:
+                    replan.add(r.domain_id)
+        idx.displaced = old.displaced
+        idx.ids = _conj_ids_updated(old.ids, view, delta.acl_rules, old.displaced)
+        if idx.ids is None:  # a conjunction id collision moves other rules' ids: plan all again
+            full = cls(view)
+            full.dirty_rules = frozenset(old.plans) | frozenset(full.plans)
+            return full
+        old_vidx = view_index(old_view)
+        dirty = set(delta.acl_rules)
+        idx.plans = dict(old.plans)
+        for d in replan:
+            for rid in old_vidx.rules_by_domain.get(d, ()):
+                idx.plans.pop(rid, None)
+                dirty.add(rid)
+            if d in present and d in view.domains:
+                rules = [view.acl_rules[rid] for rid in vidx.rules_by_domain.get(d, ())]
+                plans = plan_domain_cached(view.domains[d], rules, ids=idx.ids)
+                idx.plans.update(plans)
+                dirty.update(plans)
+        for rid in delta.acl_rules:
+            if rid not in view.acl_rules:
+                idx.plans.pop(rid, None)
+        if delta.subnets:  # zone and subnet endpoints' CIDRs
+            dirty.update(rid for rid, plan in idx.plans.items()
+                         if plan.rule.source.type in ("zone", "subnet")
+                         or plan.rule.destination.type in ("zone", "subnet"))
+        for g in touched:
+            dirty.update(vidx.rules_by_group.get(g, ()))
+            dirty.update(old_vidx.rules_by_group.get(g, ()))
+        idx.active = {rid: act for rid, act in old.active.items() if rid not in dirty}
+        idx.dirty_rules = frozenset(dirty)
+        return idx
+
+    def is_member(self, view: HostView, group_id: str, vport: VPort) -> bool:
+        """Is ``vport`` (of ``view``) a member of the policy group, as ``members`` lists them?"""
+        group = view.policygroups.get(group_id)
+        return (group_id in vport.policygroups and group is not None and group.domain_id == vport.domain_id
+                and vport.domain_id in view.present_domains())
 
     def cidrs(self, ep: Endpoint) -> list[str] | None:
         """CIDRs of a zone/subnet/cidr endpoint; None for policy groups and "any"."""
@@ -276,20 +362,63 @@ class PolicyIndex:
         return self.members.get(ep.id, []) if ep.type == "policygroup" else []
 
 
-_last_index: tuple = (None, None)  # (view, its index): one update reads one view many times
+def _by_id(v: VPort) -> str:
+    return v.id
+
+
+def _valid_member(v: VPort, group: PolicyGroup | None, present: frozenset[str]) -> bool:
+    # As PolicyIndex.__init__ lists members.
+    return v.domain_id in present and group is not None and group.domain_id == v.domain_id
+
+
+def _zone_cidrs(view: HostView) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for s in view.subnets.values():
+        if s.zone_id is not None:
+            out.setdefault(s.zone_id, []).append(s.cidr)
+    return out
+
+
+def _conj_ids_updated(old: dict[str, int], view: HostView, changed: frozenset[str],
+                      displaced: bool) -> dict[str, int] | None:
+    """``conj_ids(view.acl_rules)`` from the last ids and the rules that changed; None when a rule
+    added or removed may take or free an id another rule was moved to or from (then compute all)."""
+    if not changed:
+        return old
+    ids = dict(old)
+    for rid in changed:
+        if rid not in view.acl_rules and rid in ids:
+            if displaced:
+                return None
+            del ids[rid]
+    used = set(ids.values())
+    for rid in sorted(changed):
+        if rid in view.acl_rules and rid not in ids:
+            cid = _conj_base(rid)
+            if cid in used:
+                return None
+            ids[rid] = cid
+            used.add(cid)
+    if len(ids) != len(view.acl_rules) or any(ids[r] != _conj_base(r) for r in changed if r in ids):
+        return None
+    return ids
 
 
 def policy_index(view: HostView) -> PolicyIndex:
-    """The PolicyIndex of a view, built once per view (cached by identity for the last view).
+    """The PolicyIndex of a view, built once per view (kept with the view: a view is immutable)."""
+    idx = view.__dict__.get("_policy_index")
+    if idx is None:
+        idx = PolicyIndex(view)
+        view.__dict__["_policy_index"] = idx
+    return idx
 
-    The (view, index) pair is replaced as a whole, so callers compiling different views from
-    different threads can only miss the cache, never get another view's index."""
-    global _last_index
-    last = _last_index
-    if last[0] is view:
-        return last[1]
-    idx = PolicyIndex(view)
-    _last_index = (view, idx)
+
+def updated_policy_index(old_view: HostView, view: HostView, delta: ViewDelta) -> PolicyIndex:
+    """The PolicyIndex of ``view`` updated from ``old_view``'s (kept with the view)."""
+    idx = view.__dict__.get("_policy_index")
+    if idx is None:
+        idx = PolicyIndex.updated(policy_index(old_view), old_view, view, delta)
+        view.__dict__["_policy_index"] = idx
     return idx
 
 
@@ -343,7 +472,7 @@ def _clause_sizes(view: HostView, idx: PolicyIndex, plan: RulePlan) -> dict[str,
 def _verdict(plan: RulePlan, side: str, zone: int) -> tuple:
     rule = plan.rule
     if rule.action != "allow":
-        return ()
+        return (Goto(P.POLICY_DROP.number),)  # dropped there, counted per vport
     go = Goto(ACCEPTED_TABLE[side].number)
     return (Ct(zone=zone, commit=True), go) if rule.stateful else (go,)
 
@@ -414,18 +543,27 @@ def compile_member(view: HostView, plan: RulePlan, vport: VPort) -> list[Flow]:
 # ---- owners (for driver.FlowCompiler) ---------------------------------------------------
 
 
+def _rule_input(view: HostView, idx: PolicyIndex, plan: RulePlan) -> tuple:
+    active = _clause_sizes(view, idx, plan)
+    act = (active["ingress"], active["egress"])
+    cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (plan.rule.source,
+                                                                             plan.rule.destination))
+    return (plan, cidr_data, act)
+
+
+def _member_shape(plan: RulePlan) -> tuple:
+    # A member's flows depend on the rule only through its level's priority, conj id and clause
+    # numbering: small values, so 10^5 member fingerprints compare fast.
+    return (plan.priority, plan.conj_id, plan.clauses, plan.vni)
+
+
 def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
     idx = policy_index(view)
     out: dict[Owner, object] = {}
     for rid, plan in idx.plans.items():
-        active = _clause_sizes(view, idx, plan)
-        act = (active["ingress"], active["egress"])
-        cidr_data = tuple(tuple(_endpoint_cidrs(view, idx, ep) or ()) for ep in (plan.rule.source,
-                                                                                 plan.rule.destination))
-        out[(OwnerTag.ACL, rid)] = (plan, cidr_data, act)
-        # A member's flows depend on the rule only through its level's priority, conj id and clause
-        # numbering: small values, so 10^5 member fingerprints compare fast.
-        shape = (plan.priority, plan.conj_id, plan.clauses, plan.vni)
+        fp = out[(OwnerTag.ACL, rid)] = _rule_input(view, idx, plan)
+        act = fp[2]
+        shape = _member_shape(plan)
         roles: dict[str, tuple] = {}
         for role, ep in (("src", plan.rule.source), ("dst", plan.rule.destination)):
             for v in idx.group_members(ep):
@@ -433,6 +571,62 @@ def _policy_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
         for vid, role_ips in roles.items():
             v = view.vports[vid]
             out[(OwnerTag.ACL_MEMBER, rid, vid)] = (shape, act, role_ips, view.logical_port(v))
+    return out
+
+
+def _policy_affected(old: HostView, new: HostView, delta: ViewDelta) -> set[Owner]:
+    """The rules whose plan, CIDRs, activity or members may have changed, and their member owners:
+    all of a rule's members when its shape, endpoints or activity changed, else only the changed
+    vports among them."""
+    old_idx = policy_index(old)
+    idx = updated_policy_index(old, new, delta)
+    dirty = idx.dirty_rules if idx.dirty_rules is not None else frozenset(old_idx.plans) | frozenset(idx.plans)
+    changed_vports = delta.vports | delta.local_ports
+    out: set[Owner] = set()
+    for rid in dirty:
+        out.add((OwnerTag.ACL, rid))
+        before, after = old_idx.plans.get(rid), idx.plans.get(rid)
+        whole = (before is None or after is None or _member_shape(before) != _member_shape(after)
+                 or before.rule.source != after.rule.source or before.rule.destination != after.rule.destination
+                 or old_idx.active.get(rid) != _clause_sizes(new, idx, after))
+        if whole:
+            for plan, ix in ((before, old_idx), (after, idx)):
+                if plan is not None:
+                    for ep in (plan.rule.source, plan.rule.destination):
+                        out.update((OwnerTag.ACL_MEMBER, rid, v.id) for v in ix.group_members(ep))
+            continue
+        groups = {ep.id for ep in (after.rule.source, after.rule.destination) if ep.type == "policygroup"}
+        for g in groups & delta.policygroups:  # the group itself came or went: all its members
+            for ix in (old_idx, idx):
+                out.update((OwnerTag.ACL_MEMBER, rid, v.id) for v in ix.members.get(g, ()))
+        for vid in changed_vports:
+            for v in (old.vports.get(vid), new.vports.get(vid)):
+                if v is not None and not groups.isdisjoint(v.policygroups):
+                    out.add((OwnerTag.ACL_MEMBER, rid, vid))
+    return out
+
+
+def _policy_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    idx = policy_index(view)
+    out: dict[Owner, object] = {}
+    for owner in owners:
+        plan = idx.plans.get(owner[1])
+        if plan is None:
+            continue
+        if owner[0] == OwnerTag.ACL:
+            out[owner] = _rule_input(view, idx, plan)
+            continue
+        v = view.vports.get(owner[2])
+        if v is None:
+            continue
+        role_ips: tuple = ()
+        for role, ep in (("src", plan.rule.source), ("dst", plan.rule.destination)):
+            if ep.type == "policygroup" and idx.is_member(view, ep.id, v):
+                role_ips = (*role_ips, role, v.ip)
+        if role_ips:
+            active = _clause_sizes(view, idx, plan)
+            out[owner] = (_member_shape(plan), (active["ingress"], active["egress"]), role_ips,
+                          view.logical_port(v))
     return out
 
 
@@ -444,4 +638,5 @@ def _compile_owner(view: HostView, owner: Owner) -> list[Flow]:
     return compile_member(view, plan, view.vports[owner[2]])
 
 
-ACL_OWNERS = OwnerKind((OwnerTag.ACL, OwnerTag.ACL_MEMBER), _policy_inputs, _compile_owner)
+ACL_OWNERS = OwnerKind((OwnerTag.ACL, OwnerTag.ACL_MEMBER), _policy_inputs, _compile_owner,
+                       _policy_affected, _policy_inputs_of)

@@ -18,6 +18,7 @@ from nuage_ryu.vrs import pipeline as P
 from nuage_ryu.vrs.cookies import CookieKind
 from nuage_ryu.vrs.flow import OFPP_IN_PORT, Conjunction, Flow, MatchField, Move, Output, SetField
 from nuage_ryu.vrs.view import HostView
+from nuage_ryu.vrs.view_update import ViewDelta
 
 IP = P.ETH_TYPE_IPV4
 REG_DOMAIN = P.REG_DOMAIN.field
@@ -72,11 +73,19 @@ class OwnerKind:
     ``inputs(view, present)`` returns {owner: fingerprint} for owners tagged with one of ``tags``; an
     owner is recompiled when its fingerprint changes. The fingerprint must contain everything
     ``compile`` reads.
+
+    Per change (``FlowCompiler.update`` with a ``ViewDelta``): ``affected(old, new, delta)`` names
+    every owner whose fingerprint may differ between the two views (a superset: new, gone and
+    changed owners), and ``inputs_of(view, present, owners)`` gives the fingerprints of those of
+    ``owners`` that exist in ``view`` (the same values ``inputs`` gives). A kind without them is
+    fingerprinted whole on every change (fine for kinds with a few owners).
     """
 
     tags: tuple[OwnerTag, ...]
     inputs: Callable[[HostView, frozenset[str]], dict[Owner, object]]
     compile: Callable[[HostView, Owner], list[Flow]]
+    affected: Callable[[HostView, HostView, ViewDelta], Iterable[Owner]] | None = None
+    inputs_of: Callable[[HostView, frozenset[str], Iterable[Owner]], dict[Owner, object]] | None = None
 
 
 # ---- matches and addresses ------------------------------------------------------------

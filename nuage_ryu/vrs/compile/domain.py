@@ -8,6 +8,7 @@ from nuage_ryu.vrs.compile.base import IP, REG_DOMAIN, Owner, OwnerKind, OwnerTa
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import Ct, Flow, Goto
 from nuage_ryu.vrs.view import Domain, HostView, Subnet
+from nuage_ryu.vrs.view_update import ViewDelta, view_index
 
 
 def default_action_cookie(domain_id: str) -> int:
@@ -37,11 +38,12 @@ def compile_domain(view: HostView, domain: Domain) -> list[Flow]:
     # back as +est (conntrack marks a reply of an uncommitted connection +inv).
     # OVS accepts ct() only with an IP match (only IP reaches the policy tables anyway).
     commit = (Ct(zone=domain.ct_zone, commit=True),)
+    deny = (Goto(P.POLICY_DROP.number),)  # dropped there, counted per vport
     flows += [
         Flow(P.INGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.L3_LOOKUP.number)) if allow else (), d),
+             (*commit, Goto(P.L3_LOOKUP.number)) if allow else deny, d),
         Flow(P.EGRESS_POLICY.number, P.PRIO_DEFAULT_ACTION, match(eth_type=IP, **in_domain),
-             (*commit, Goto(P.OUTPUT.number)) if allow else (), d),
+             (*commit, Goto(P.OUTPUT.number)) if allow else deny, d),
     ]
     return flows
 
@@ -59,12 +61,35 @@ def _domain_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
     return {(OwnerTag.DOMAIN, d.id): (d, d.id in present) for d in view.domains.values()}
 
 
+def _domains_affected(old: HostView, new: HostView, delta: ViewDelta) -> list[Owner]:
+    return [(OwnerTag.DOMAIN, d) for d in delta.domains]
+
+
+def _domain_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    return {o: (d, d.id in present) for o in owners if (d := view.domains.get(o[1])) is not None}
+
+
 def _subnet_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
     return {(OwnerTag.SUBNET, s.id): (s, view.domains.get(s.domain_id), s.domain_id in present)
             for s in view.subnets.values()}
 
 
+def _subnets_affected(old: HostView, new: HostView, delta: ViewDelta) -> set[Owner]:
+    out = {(OwnerTag.SUBNET, s) for s in delta.subnets}
+    by_domain = view_index(new).subnets_by_domain
+    for d in delta.domains:
+        out.update((OwnerTag.SUBNET, s) for s in by_domain.get(d, ()))
+    return out
+
+
+def _subnet_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    return {o: (s, view.domains.get(s.domain_id), s.domain_id in present)
+            for o in owners if (s := view.subnets.get(o[1])) is not None}
+
+
 DOMAIN_OWNERS = OwnerKind((OwnerTag.DOMAIN,), _domain_inputs,
-                          lambda view, owner: compile_domain(view, view.domains[owner[1]]))
+                          lambda view, owner: compile_domain(view, view.domains[owner[1]]),
+                          _domains_affected, _domain_inputs_of)
 SUBNET_OWNERS = OwnerKind((OwnerTag.SUBNET,), _subnet_inputs,
-                          lambda view, owner: compile_subnet(view, view.subnets[owner[1]]))
+                          lambda view, owner: compile_subnet(view, view.subnets[owner[1]]),
+                          _subnets_affected, _subnet_inputs_of)

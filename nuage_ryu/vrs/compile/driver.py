@@ -27,6 +27,7 @@ from nuage_ryu.vrs.compile.static import STATIC_OWNERS
 from nuage_ryu.vrs.compile.vport import VPORT_OWNERS
 from nuage_ryu.vrs.flow import Flow, FlowDiff
 from nuage_ryu.vrs.view import HostView
+from nuage_ryu.vrs.view_update import ViewDelta
 
 OWNER_KINDS: tuple[OwnerKind, ...] = (STATIC_OWNERS, DOMAIN_OWNERS, SUBNET_OWNERS, VPORT_OWNERS, ACL_OWNERS,
                                       EXTERNAL_STATIC_OWNERS, EXTERNAL_DOMAIN_OWNERS, EXTERNAL_VPORT_OWNERS)
@@ -46,16 +47,57 @@ class FlowCompiler:
         self.conflicts: list[tuple[tuple, list[Owner]]] = []  # key clashes found by the last update
         self.recompiled: list[Owner] = []  # owners the last update recompiled (for tests and logs)
 
-    def update(self, view: HostView) -> FlowDiff:
-        """Switch to ``view``; returns what must change in the bridge (only changed flows)."""
+    def update(self, view: HostView, delta: ViewDelta | None = None) -> FlowDiff:
+        """Switch to ``view``; returns what must change in the bridge (only changed flows).
+
+        ``delta``: what differs from the last view (``view_update.update_view``): only the owners
+        it may affect are fingerprinted again, instead of every owner of the view, so a change
+        costs what it touches rather than the size of the host's share. None: compare them all.
+        """
+        if delta is None or self.view is None:
+            changed, gone = self._compare_all(view)
+        else:
+            changed, gone = self._compare_affected(self.view, view, delta)
+        return self._apply(view, changed, gone)
+
+    def _compare_all(self, view: HostView) -> tuple[list[Owner], list[Owner]]:
         present = view.present_domains()
         inputs: dict[Owner, object] = {}
         for kind in self.kinds:
             inputs.update(kind.inputs(view, present))
         old = self._inputs
         missing = object()
-        changed = [o for o, fp in inputs.items() if old.get(o, missing) != fp]
-        gone = [o for o in self._inputs if o not in inputs]
+        changed = [(o, fp) for o, fp in inputs.items() if old.get(o, missing) != fp]
+        gone = [o for o in old if o not in inputs]
+        self._inputs = inputs
+        return [o for o, _fp in changed], gone
+
+    def _compare_affected(self, old_view: HostView, view: HostView,
+                          delta: ViewDelta) -> tuple[list[Owner], list[Owner]]:
+        present = view.present_domains()
+        old = self._inputs
+        missing = object()
+        changed: list[Owner] = []
+        gone: list[Owner] = []
+        for kind in self.kinds:
+            if kind.affected is None or kind.inputs_of is None:
+                fresh = kind.inputs(view, present)
+                candidates = set(fresh) | {o for o in old if o[0] in kind.tags}
+            else:
+                candidates = set(kind.affected(old_view, view, delta))
+                fresh = kind.inputs_of(view, present, candidates)
+            for owner in candidates:
+                fp = fresh.get(owner, missing)
+                if fp is missing:
+                    if owner in old:
+                        gone.append(owner)
+                        del old[owner]
+                elif old.get(owner, missing) != fp:
+                    changed.append(owner)
+                    old[owner] = fp
+        return changed, gone
+
+    def _apply(self, view: HostView, changed: list[Owner], gone: list[Owner]) -> FlowDiff:
         touched: set[tuple] = set()
         own_conflicts: list[tuple[tuple, list[Owner]]] = []
         for owner in gone:
@@ -76,7 +118,6 @@ class FlowCompiler:
                         flow = clash.args[0]
                 holders[owner] = flow
                 touched.add(flow.key)
-        self._inputs = inputs
         self.view = view
         self.recompiled = changed
         self.conflicts = own_conflicts

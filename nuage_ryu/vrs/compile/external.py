@@ -24,6 +24,7 @@ from nuage_ryu.vrs.compile.base import REG_DOMAIN, REG_DST_PORT, Owner, OwnerKin
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import OFPP_IN_PORT, Ct, DecTtl, Flow, Goto, Move, Nat, Output, SetField
 from nuage_ryu.vrs.view import Domain, ExternalUplink, HostView, VPort
+from nuage_ryu.vrs.view_update import ViewDelta, view_index
 
 IP = P.ETH_TYPE_IPV4
 ARP = P.ETH_TYPE_ARP
@@ -227,9 +228,73 @@ def _vport_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object
     return out
 
 
+def _carry_external_domains(old: HostView, new: HostView, delta: ViewDelta) -> None:
+    """``external_domains(new)`` from ``old``'s when nothing it reads changed (it walks every vport)."""
+    if new in _EXTERNAL_DOMAINS or old not in _EXTERNAL_DOMAINS or delta.domains:
+        return
+    for vid in delta.vports:
+        for v in (old.vports.get(vid), new.vports.get(vid)):
+            if v is not None and v.host == new.host_name:
+                return  # a local vport's floating IP or published ports may have changed
+    _EXTERNAL_DOMAINS[new] = _EXTERNAL_DOMAINS[old]
+
+
+def _domains_affected(old: HostView, new: HostView, delta: ViewDelta) -> set[Owner]:
+    _carry_external_domains(old, new, delta)
+    if external_domains(old) != external_domains(new):
+        ids = set(old.domains) | set(new.domains)
+    else:
+        ids = set(delta.domains)
+        for sid in delta.subnets:
+            for s in (old.subnets.get(sid), new.subnets.get(sid)):
+                if s is not None:
+                    ids.add(s.domain_id)
+    return {(OwnerTag.EXTERNAL, d) for d in ids}
+
+
+def _domain_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    out: dict[Owner, object] = {}
+    for owner in owners:
+        d = view.domains.get(owner[1])
+        if d is None:
+            continue
+        external = domain_is_external(view, d)
+        cidrs = tuple(sorted(view.subnets[sid].cidr for sid in view_index(view).subnets_by_domain.get(d.id, ())
+                             )) if external else ()
+        out[owner] = (d, external, view.external if external else None, cidrs)
+    return out
+
+
+def _vports_affected(old: HostView, new: HostView, delta: ViewDelta) -> set[Owner]:
+    _carry_external_domains(old, new, delta)
+    if delta.domains or external_domains(old) != external_domains(new):
+        ids = set(view_index(old).vports_by_host.get(old.host_name, ()))
+        ids.update(view_index(new).vports_by_host.get(new.host_name, ()))
+    else:
+        ids = set()
+    ids |= delta.vports | delta.local_ports
+    return {(OwnerTag.EXTERNAL_VPORT, vid) for vid in ids}
+
+
+def _vport_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    out: dict[Owner, object] = {}
+    for owner in owners:
+        v = view.vports.get(owner[1])
+        if v is None or v.host != view.host_name:
+            continue
+        domain = view.domains.get(v.domain_id)
+        external = domain_is_external(view, domain)
+        out[owner] = (v, domain, view.logical_port(v), view.external) if external else None
+    return out
+
+
 EXTERNAL_STATIC_OWNERS = OwnerKind((OwnerTag.EXTERNAL_STATIC,), _static_inputs,
-                                   lambda view, owner: compile_external_static(view))
+                                   lambda view, owner: compile_external_static(view),
+                                   lambda old, new, delta: [(OwnerTag.EXTERNAL_STATIC,)],
+                                   lambda view, present, owners: _static_inputs(view, present))
 EXTERNAL_DOMAIN_OWNERS = OwnerKind((OwnerTag.EXTERNAL,), _domain_inputs,
-                                   lambda view, owner: compile_external_domain(view, view.domains[owner[1]]))
+                                   lambda view, owner: compile_external_domain(view, view.domains[owner[1]]),
+                                   _domains_affected, _domain_inputs_of)
 EXTERNAL_VPORT_OWNERS = OwnerKind((OwnerTag.EXTERNAL_VPORT,), _vport_inputs,
-                                  lambda view, owner: compile_external_vport(view, view.vports[owner[1]]))
+                                  lambda view, owner: compile_external_vport(view, view.vports[owner[1]]),
+                                  _vports_affected, _vport_inputs_of)

@@ -10,6 +10,7 @@ from nuage_ryu.vrs.view import HostView
 
 _TABLES_WITH_MISS_DROP = (
     P.CLASSIFY, P.ARP_RESPONDER, P.INGRESS_CT, P.L3_LOOKUP, P.OVERLAY_LOOKUP, P.EGRESS_CT, P.OUTPUT,
+    P.POLICY_DROP,
 )
 
 # ct_state matches: (value, mask). "+trk+est" must also be "-inv" to pass.
@@ -55,4 +56,6 @@ def _static_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, objec
     return {(OwnerTag.STATIC,): view.tunnel_port_ofport}
 
 
-STATIC_OWNERS = OwnerKind((OwnerTag.STATIC,), _static_inputs, lambda view, owner: compile_static(view))
+STATIC_OWNERS = OwnerKind((OwnerTag.STATIC,), _static_inputs, lambda view, owner: compile_static(view),
+                          lambda old, new, delta: [(OwnerTag.STATIC,)],  # one owner: always compared
+                          lambda view, present, owners: _static_inputs(view, present))

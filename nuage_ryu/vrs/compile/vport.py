@@ -22,6 +22,7 @@ from nuage_ryu.vrs.compile.base import (
 from nuage_ryu.vrs.cookies import CookieKind, cookie_for
 from nuage_ryu.vrs.flow import OFPP_IN_PORT, Controller, DecTtl, Flow, Goto, Output, PopVlan, PushVlan, SetField
 from nuage_ryu.vrs.view import HostView, VPort
+from nuage_ryu.vrs.view_update import ViewDelta, view_index
 
 
 def vport_cookie(view: HostView, vport: VPort) -> int:
@@ -117,6 +118,10 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
         Flow(P.OUTPUT.number, P.PRIO_OUTPUT, match(**{REG_DST_PORT: logical}),
              (PushVlan(), SetField("vlan_vid", P.OFPVID_PRESENT | vport.vlan), Output(port)) if tagged
              else (Output(port),), c),
+        # What policy denies it: a drop each way, whose statistics are its drop counters.
+        Flow(P.POLICY_DROP.number, P.PRIO_DROP_SENT, match(**{REG_SRC_PORT: logical}), (), c),
+        Flow(P.POLICY_DROP.number, P.PRIO_DROP_RECEIVED, match(**{REG_SRC_PORT: 0, REG_DST_PORT: logical}),
+             (), c),
     ]
     if tagged:
         # Another server behind the same gateway port sent it: OVS never outputs to the port a packet
@@ -133,18 +138,34 @@ def compile_vport(view: HostView, vport: VPort) -> list[Flow]:
     return flows
 
 
+def _vport_input(view: HostView, present: frozenset[str], v: VPort) -> object:
+    if v.domain_id not in present:
+        return None
+    local = v.host == view.host_name
+    where = view.local_ports.get(v.id) if local else view.hosts.get(v.host)
+    return (v, view.domains.get(v.domain_id), view.subnets.get(v.subnet_id), local, where,
+            view.tunnel_port_ofport)
+
+
 def _vport_inputs(view: HostView, present: frozenset[str]) -> dict[Owner, object]:
-    out: dict[Owner, object] = {}
-    for v in view.vports.values():
-        if v.domain_id not in present:
-            out[(OwnerTag.VPORT, v.id)] = None
-            continue
-        local = v.host == view.host_name
-        where = view.local_ports.get(v.id) if local else view.hosts.get(v.host)
-        out[(OwnerTag.VPORT, v.id)] = (v, view.domains.get(v.domain_id), view.subnets.get(v.subnet_id), local,
-                                       where, view.tunnel_port_ofport)
-    return out
+    return {(OwnerTag.VPORT, v.id): _vport_input(view, present, v) for v in view.vports.values()}
+
+
+def _vports_affected(old: HostView, new: HostView, delta: ViewDelta) -> set[Owner]:
+    """The vports changed, plugged or unplugged here, and those of a changed host, domain or subnet."""
+    ids = set(delta.vports) | delta.local_ports
+    idx = view_index(new)
+    for index, keys in ((idx.vports_by_host, delta.hosts), (idx.vports_by_domain, delta.domains),
+                        (idx.vports_by_subnet, delta.subnets)):
+        for key in keys:
+            ids.update(index.get(key, ()))
+    return {(OwnerTag.VPORT, vid) for vid in ids}
+
+
+def _vport_inputs_of(view: HostView, present: frozenset[str], owners) -> dict[Owner, object]:
+    return {o: _vport_input(view, present, v) for o in owners if (v := view.vports.get(o[1])) is not None}
 
 
 VPORT_OWNERS = OwnerKind((OwnerTag.VPORT,), _vport_inputs,
-                         lambda view, owner: compile_vport(view, view.vports[owner[1]]))
+                         lambda view, owner: compile_vport(view, view.vports[owner[1]]),
+                         _vports_affected, _vport_inputs_of)

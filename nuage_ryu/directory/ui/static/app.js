@@ -390,7 +390,8 @@ async function viewVport(id) {
   show(h("h1", {}, `VPort ${vport.name}`),
     h("table", {}, h("tbody", {}, ...["ip", "mac", "gateway", "status", "host", "type"].map((k) =>
       h("tr", {}, h("th", {}, k), h("td", {}, String(vport[k] ?? ""))))) ),
-    h("h2", {}, "Policy groups"), form, err);
+    h("h2", {}, "Policy groups"), form, err,
+    h("p", {}, h("a", {href: `#/trace/${vport.id}`, id: "trace-from-here"}, "Trace a packet from this vport")));
 }
 
 async function viewPolicyGroup(id) {
@@ -417,13 +418,78 @@ async function viewHosts() {
     {title: "name", cell: (x) => x.name}, {title: "tunnel ip", cell: (x) => x.tunnel_ip || ""},
     {title: "connected", cell: (x) => h("span", {class: x.connected ? "up" : "down"}, x.connected ? "yes" : "no")},
     {title: "last seen", cell: (x) => (x.last_seen ? new Date(x.last_seen).toISOString().replace("T", " ").slice(0, 19) : "–")},
+    {title: "agent version", cell: (x) => x.agent_version || "–"},
+    {title: "vports", num: true, cell: (x) => fmt(x.vport_count)},
     {title: "datapath id", cell: (x) => x.datapath_id || ""},
-  ], hosts, {search: (x) => x.name, empty: "no host registered"}));
+  ], hosts, {search: (x) => `${x.name} ${x.agent_version || ""}`, empty: "no host registered"}));
+}
+
+// ---------------------------------------------------------------- explain a packet (POST /trace)
+const TRACE_TABLES = (hop) => hop.tables.map((t) => `${t.name}(${t.table})`).join(" → ");
+
+function traceResult(a) {
+  const rule = a.rule;
+  const decided = rule
+    ? h("span", {id: "trace-rule"}, h("a", {href: `#/acl/${rule.id}`}, `rule ${rule.name || short(rule.id)}`),
+      ` priority ${rule.priority}: ${endpointLabel(rule.source, {[rule.source.id]: rule.source.name})} → `,
+      `${endpointLabel(rule.destination, {[rule.destination.id]: rule.destination.name})} ${serviceLabel(rule)} `,
+      h("span", {class: rule.action}, rule.action), rule.stateful ? ", stateful" : ", stateless")
+    : h("span", {id: "trace-rule"}, `the domain's default action (${a.domain.default_action}): no rule matches`);
+  const detail = a.datapath_detail || {};
+  const dp = a.datapath === "unavailable" ? `unavailable: ${detail.reason || ""}`
+    : `${a.datapath} (ofproto/trace on ${detail.host}${detail.seconds !== undefined ? `, ${detail.seconds} s` : ""})`;
+  const dpClass = {agree: "allow", disagree: "deny", unavailable: "warn"}[a.datapath];
+  const end = (e) => (e.name ? `${e.name} (${e.ip}, ${e.host || "no host"})` : e.ip);
+  const svc = a.packet.dst_port !== undefined ? `${a.packet.protocol} ${a.packet.src_port} → ${a.packet.dst_port}`
+    : a.packet.icmp_type !== undefined ? `icmp type ${a.packet.icmp_type} code ${a.packet.icmp_code}` : a.packet.protocol;
+  const rows = [
+    ["packet", `${end(a.from)} → ${end(a.to)}`],
+    ["service", `${svc} in ${a.domain.enterprise}/${a.domain.name}`],
+    ["verdict", h("span", {class: a.verdict, id: "trace-verdict"}, a.verdict)],
+    ["decided by", decided],
+    ["default action", h("span", {id: "trace-default"}, a.default_action ? "yes" : "no")],
+    ...a.path.hops.map((hop, i) => [i ? "" : "path",
+      h("span", {class: "hop"}, `${hop.host || "–"} ${hop.role}: ${TRACE_TABLES(hop)} `,
+        h("span", {class: "muted"}, hop.observed ? "[ofproto/trace]" : "[pipeline]"))]),
+    ["datapath", h("span", {class: dpClass, id: "trace-datapath"}, dp)],
+    ...(detail.differences || []).map((d) => ["", h("span", {class: "deny"}, `– ${d}`)]),
+    ...(a.notes || []).map((n) => ["note", h("span", {class: "muted"}, n)]),
+  ];
+  return h("table", {class: "kv", id: "trace-result", "data-verdict": a.verdict, "data-datapath": a.datapath},
+    h("tbody", {}, ...rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))));
+}
+
+async function viewTrace(from = "") {
+  setCrumbs({text: "trace"});
+  const f = {
+    from: h("input", {name: "from", id: "trace-from", size: 22, required: true, placeholder: "vport or IP"}),
+    to: h("input", {name: "to", id: "trace-to", size: 22, required: true, placeholder: "vport or IP"}),
+    protocol: h("select", {name: "protocol", id: "trace-protocol"},
+      ...["tcp", "udp", "icmp", "any"].map((p) => h("option", {value: p}, p))),
+    port: h("input", {name: "port", id: "trace-port", type: "number", min: 1, max: 65535, size: 6, placeholder: "8080"}),
+  };
+  f.from.value = from;  // from a vport's page: its id (the API takes ids as well as names)
+  const out = h("div", {id: "trace-out"});
+  const form = h("form", {class: "inline", id: "trace-form"}, h("label", {}, "from", f.from), h("label", {}, "to", f.to),
+    h("label", {}, "protocol", f.protocol), h("label", {}, "port", f.port),
+    h("button", {type: "submit", class: "primary"}, "Trace"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {from: f.from.value.trim(), to: f.to.value.trim(), protocol: f.protocol.value};
+    if (f.port.value.trim() && ["tcp", "udp"].includes(f.protocol.value)) body.port = Number(f.port.value);
+    out.replaceChildren(h("p", {class: "muted"}, "tracing…"));
+    try { out.replaceChildren(traceResult(await api("POST", "/trace", body))); }
+    catch (e) { out.replaceChildren(errorBox(e)); }
+  });
+  show(h("h1", {}, "Explain a packet"),
+    h("p", {class: "muted"}, "Which rule decides a packet from a vport (name, path, id prefix, or an address of its domain) ",
+      "to another, the path it takes, and whether the flows on the source's host agree (ofproto/trace there)."),
+    form, out);
 }
 
 // ---------------------------------------------------------------- router
 const ROUTES = [
-  [/^#\/login$/, viewLogin], [/^#\/?$/, viewEnterprises], [/^#\/hosts$/, viewHosts],
+  [/^#\/login$/, viewLogin], [/^#\/?$/, viewEnterprises], [/^#\/hosts$/, viewHosts], [/^#\/trace$/, viewTrace], [/^#\/trace\/([\w-]+)$/, viewTrace],
   [/^#\/enterprise\/([\w-]+)$/, viewEnterprise], [/^#\/domain\/([\w-]+)$/, viewDomain],
   [/^#\/subnet\/([\w-]+)$/, viewSubnet], [/^#\/vport\/([\w-]+)$/, viewVport],
   [/^#\/acl\/([\w-]+)$/, viewAcl], [/^#\/policygroup\/([\w-]+)$/, viewPolicyGroup],
