@@ -225,6 +225,17 @@ class Run:
     def agent_socket(self, host):
         return os.path.join(self.plane, host.name, "agent.sock")
 
+    def host_token_file(self, host):
+        """``host``'s own REST token (reads the directory, writes only vports on that host), as
+        nuage_ryu/lab/plane.py issues one per lab host: no agent holds the admin token."""
+        path = os.path.join(self.plane, host.name, "host-token")
+        if not os.path.exists(path):
+            answer = self.api.post("/tokens", {"host": host.name, "name": "host %s" % host.name})
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(answer["token"] + "\n")
+        return path
+
     def agent_conf(self, host):
         """The agent's config, as nuage_ryu/lab/plane.py writes it for a lab host."""
         return ("[DEFAULT]\nstate_dir = %s\nofp_listen_host = 127.0.0.1\nofp_tcp_listen_port = %d\n"
@@ -232,7 +243,8 @@ class Run:
                 "datapath_type = netdev\ncontroller = tcp:127.0.0.1:%d\ndirectory_connection = %s\n"
                 "directory_api = unix:%s\ndirectory_token_file = %s\nagent_socket = %s\n"
                 % (os.path.join(self.plane, host.name), OFP_PORT, host.name, host.underlay_ip, host.rundir,
-                   OFP_PORT, self.directory_db, self.api_socket, self.token_file, self.agent_socket(host)))
+                   OFP_PORT, self.directory_db, self.api_socket, self.host_token_file(host),
+                   self.agent_socket(host)))
 
     def start_agents(self):
         for host in self.hosts():

@@ -49,6 +49,15 @@ DIRECTORY_OPTS = [
     cfg.PortOpt("api_port", default=8080, help="TCP port of the REST API."),
     cfg.StrOpt("api_socket", default="",
                help="Also (or, with api_port 0, only) serve the REST API on this unix socket."),
+    cfg.FloatOpt("api_header_timeout", default=10.0, min=0.1,
+                 help="Seconds a client has to send a request line and headers, in total; past it: 408 and "
+                      "the connection is closed (a half-sent request holds no worker meanwhile)."),
+    cfg.FloatOpt("api_body_timeout", default=30.0, min=0.1,
+                 help="Seconds a client has to send a request body, in total, after the headers; past it: "
+                      "JSON 408 request_timeout. A slow body holds one worker for at most this long."),
+    cfg.IntOpt("api_max_connections", default=1024, min=1,
+               help="Connections the REST API keeps open at once (idle ones included); one more is closed "
+                    "at accept, the open ones are still served."),
     cfg.StrOpt("api_token_file", default="",
                help="File with the admin bearer token; default <state_dir>/api-token, "
                     "created with mode 0600 if missing."),
@@ -83,7 +92,10 @@ VRS_OPTS = [
                help="REST API of the directory (http://HOST:PORT or unix:/path), used by the "
                     "agent API to create and delete vports (IPAM) on behalf of the plugins."),
     cfg.StrOpt("directory_token_file", default="",
-               help="Bearer token for directory_api; default: the directory's api_token_file."),
+               help="Bearer token for directory_api: this host's own token (written by 'nuage-ctl host "
+                    "enroll HOST' as HOST-token; it may read the directory and write only this host's vports). "
+                    "Default: the directory's api_token_file (the admin token; only for a node that runs the "
+                    "directory too)."),
     cfg.MultiStrOpt("managed_hosts", default=[],
                     help="Central mode: program these hosts' bridges instead of the local one; each "
                          "value 'HOST_NAME TUNNEL_IP OVSDB_REMOTE' (repeat the option per host)."),

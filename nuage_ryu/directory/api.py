@@ -9,7 +9,9 @@ Auth: ``Authorization: Bearer <token>``. The admin token (from the token file)
 may do everything. An enterprise token (created via ``POST /tokens``; only its
 SHA-256 is stored) sees and changes only its own enterprise's objects: others'
 objects are 404 to it; it may read hosts but not create/change them, and may not
-create or delete enterprises or manage tokens (403).
+create or delete enterprises or manage tokens (403). A host token (``POST /tokens`` with
+``host``) is what a host's attach service holds: it reads the directory and writes only the
+vports on its own host (``host_access.py``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import webob
+from webob.request import DisconnectionError
 
 from nuage_ryu import json_input
-from nuage_ryu.directory import listing, openapi, shadow, trace, validate, verdicts_api
+from nuage_ryu.directory import host_access, listing, openapi, shadow, trace, validate, verdicts_api
 from nuage_ryu.directory.audit import AuditLog
 from nuage_ryu.directory.errors import (
     BadRequest,
@@ -67,17 +70,22 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the admin, or an enterprise token limited to ``enterprise``."""
+    """Who is calling: the admin, an enterprise token limited to ``enterprise``, or a host token
+    limited to the vports of ``host``."""
 
     admin: bool
     enterprise: str | None = None
     token_id: str = ""
     token_name: str = ""
+    host: str = ""
 
     @property
     def principal(self) -> str:
-        """Who, as the audit log names it: ``admin`` or ``token:<name or id>`` (never the token)."""
-        return "admin" if self.admin else f"token:{self.token_name or self.token_id}"
+        """Who, as the audit log names it: ``admin``, ``host:<host name>`` or ``token:<name or id>``
+        (never the token)."""
+        if self.admin:
+            return "admin"
+        return f"host:{self.host}" if self.host else f"token:{self.token_name or self.token_id}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,8 @@ class DirectoryAPI:
                 seen["enterprise"] = self._enterprise_of(route, params)
             caller = self._authenticate(req)
             seen["caller"] = caller
+            if caller.host:
+                host_access.check_route(caller.host, handler, route.kind)
             if req.method in MUTATING:
                 seen["enterprise"] = seen["enterprise"] or caller.enterprise
                 ent = self.store.snapshot().enterprises.get(seen["enterprise"] or "")
@@ -243,7 +253,8 @@ class DirectoryAPI:
         record = self.store.snapshot().token_by_hash(hash_token(token))
         if record is None:
             raise Unauthorized("unknown or revoked token")
-        return Caller(admin=False, enterprise=record.enterprise, token_id=record.id, token_name=record.name)
+        return Caller(admin=False, enterprise=record.enterprise, token_id=record.id, token_name=record.name,
+                      host=record.host)
 
     def _enterprise_of(self, route: Route, params: dict) -> str | None:
         """The enterprise a call acts in (for the audit log): of its parent or its object."""
@@ -261,6 +272,8 @@ class DirectoryAPI:
             return True
         if kind == "token":
             return False
+        if caller.host:  # a host carries vports of any tenant (host_access.py)
+            return True
         return state.enterprise_of(kind, obj) == caller.enterprise
 
     def _lookup(self, state: DirectoryState, caller: Caller, kind: str, obj_id: str):
@@ -293,6 +306,10 @@ class DirectoryAPI:
             raw = req.body_file.read(limit + 1)  # also bounds chunked bodies without a length
         except TimeoutError:
             raise RequestTimeout("the request body did not arrive in time") from None
+        except DisconnectionError as exc:
+            # Fewer bytes than Content-Length: the server's body deadline shut the read side
+            # (http_server), or the client stopped. Before, this was a 400 "malformed body".
+            raise RequestTimeout(f"the request body did not arrive in time ({exc})") from None
         except (ValueError, OSError) as exc:
             # cheroot's chunked reader: "Bad chunked transfer size", a missing CRLF, a closed read side
             raise BadRequest(f"malformed request body: {exc}") from None
@@ -370,6 +387,8 @@ class DirectoryAPI:
         if kind == "token":
             self._require_admin(caller, "manage tokens")
         body = self._body(req)
+        if caller.host:
+            host_access.check_vport_write(caller.host, self.store.snapshot(), "create", kind, None, body)
         if route.parent:
             self._lookup(self.store.snapshot(), caller, route.parent, id)
         extra: dict = {}
@@ -396,7 +415,13 @@ class DirectoryAPI:
             self._require_admin(caller, "change hosts")
         body = self._body(req)
         self._lookup(self.store.snapshot(), caller, kind, id)
-        _change, state = self.store.apply(lambda s: validate.plan_update(s, kind, id, body))
+
+        def planner(s: DirectoryState):
+            if caller.host:  # on the state planned on: a vport moved meanwhile is no longer its own
+                host_access.check_vport_write(caller.host, s, "update", kind, id, body)
+            return validate.plan_update(s, kind, id, body)
+
+        _change, state = self.store.apply(planner)
         out = as_dict(kind, validate.get_object(state, kind, id), state, self.store.counters())
         if kind == "acl":
             out["warnings"] = shadow.shadow_warnings(state, id)
@@ -411,7 +436,13 @@ class DirectoryAPI:
         self._lookup(self.store.snapshot(), caller, kind, id)
         if kind == "enterprise":
             self._require_admin(caller, "delete enterprises")
-        self.store.apply(lambda s: validate.plan_delete(s, kind, id, cascade))
+
+        def planner(s: DirectoryState):
+            if caller.host:  # on the state planned on (see _update)
+                host_access.check_vport_write(caller.host, s, "delete", kind, id, None)
+            return validate.plan_delete(s, kind, id, cascade)
+
+        self.store.apply(planner)
         return _json_response(204)
 
     def _members(self, req, caller, route, id):
@@ -460,6 +491,8 @@ class DirectoryAPI:
                       parent_id: str | None, obj_id: str | None) -> None:
         """What the single call checks before planning, for one operation of a bulk request."""
         kind = op.kind
+        if caller.host:  # any operation outside its own vports fails the whole request (403)
+            host_access.check_vport_write(caller.host, state, op.action, kind, obj_id, op.body)
         if op.action == "create":
             if kind in ("enterprise", "host"):
                 self._require_admin(caller, f"create {kind}s")

@@ -180,13 +180,15 @@ class HostCounters:
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
-    """A per-enterprise bearer token; only its SHA-256 is stored."""
+    """A bearer token limited to one enterprise, or to one host (its attach service); only its
+    SHA-256 is stored. Exactly one of ``enterprise`` and ``host`` is set."""
 
     id: str
-    enterprise: str
+    enterprise: str | None
     token_hash: str
     name: str = ""
     created: int = 0
+    host: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -322,7 +324,12 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     ),
     "token": (
         _id(),
-        Field("enterprise", "id", "required", description="Enterprise the token is limited to."),
+        Field("enterprise", "id", "optional", nullable=True,
+              description="Enterprise the token is limited to (an enterprise token); null for a host token."),
+        Field("host", "string", "optional",
+              description="Host name the token is limited to (a host token: that host's attach service may "
+                          "read the directory and create, change and delete the vports bound to that host); "
+                          "empty for an enterprise token. Issuing a host token again replaces the old one."),
         Field("name", "string", "optional", description="Label."),
         Field("created", "timestamp", "server", nullable=True),
     ),

@@ -357,10 +357,10 @@ def component_schemas() -> dict:
                                                 "earlier one (this rule, or later rules this one shadows)."}
         out[name] = {"type": "object", "required": [f.name for f in fields], "properties": props}
         create = {f.name: field_schema(f, kind) for f in fields if f.access != "server"}
-        out["Create" + name] = {
-            "type": "object", "additionalProperties": False,
-            "required": [f.name for f in fields if f.access == "required"], "properties": create,
-        }
+        out["Create" + name] = {"type": "object", "additionalProperties": False, "properties": create}
+        required = [f.name for f in fields if f.access == "required"]
+        if required:  # OpenAPI 3.0: an empty "required" is invalid (a token needs enterprise OR host)
+            out["Create" + name]["required"] = required
         # PUT takes mutable fields; the others are readOnly here: accepted only unchanged (the round
         # trip of a GET), counters ignored whatever their value.
         update = {f.name: field_schema(f, kind) for f in fields}

@@ -13,6 +13,7 @@ import secrets
 import threading
 
 from nuage_ryu import config, tls
+from nuage_ryu.db import rbac
 from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import audit, discovery, external, ui
 from nuage_ryu.directory.api import MAX_BODY, DirectoryAPI
@@ -51,8 +52,11 @@ class DirectoryService:
                  api_host: str = "127.0.0.1",
                  api_port: int = 8080, api_socket: str = "", token_file: str = "", db_socket: str = "",
                  discovery_pointer: str | None = discovery.POINTER, tls: Credentials | None = None,
-                 verdict_retention: int = 10000, verdict_waiters: int = 8):
+                 http_limits: dict | None = None, verdict_retention: int = 10000, verdict_waiters: int = 8):
+        """``http_limits``: keyword arguments of ``HardenedServer`` (header_timeout, body_timeout,
+        max_connections); absent ones keep http_server's defaults."""
         self.state_dir = state_dir
+        self.http_limits = dict(http_limits or {})
         self.connection = connection
         self.listen = listen
         self.host_listen = host_listen  # pssl: listeners with the RBAC host role (ovsdb/rbac.py)
@@ -82,6 +86,8 @@ class DirectoryService:
                    api_host=d.api_host,
                    api_port=d.api_port, api_socket=d.api_socket, token_file=config.api_token_file(conf),
                    db_socket=config.directory_socket(conf), tls=config.tls_credentials(conf),
+                   http_limits={"header_timeout": d.api_header_timeout, "body_timeout": d.api_body_timeout,
+                                "max_connections": d.api_max_connections},
                    verdict_retention=d.verdict_retention, verdict_waiters=d.verdict_waiters)
 
     @property
@@ -102,6 +108,8 @@ class DirectoryService:
                                              host_remotes=[r.strip() for r in self.host_listen.split(",")
                                                            if r.strip()])
                 self.db_server.start()
+            else:
+                self._write_host_role()
             feed = VerdictFeed(self.verdict_retention, self.verdict_waiters)  # GET /verdicts (docs/policy.md)
             self.store = DirectoryStore(self.db_remote, all_counters=True,  # GET shows every host's counters
                                         verdict_feed=feed)
@@ -140,6 +148,15 @@ class DirectoryService:
             except Exception as exc:  # the next round retries
                 LOG.info("old verdict records not deleted: %s", exc)
 
+    def _write_host_role(self) -> None:
+        """An external database (a Raft cluster) gets the RBAC host role too: its members take no
+        listener rows, but relays following it check the role for their hosts (rbac.py)."""
+        try:
+            rbac.apply(self.connection, None, ssl_args=tuple(tls.ovsdb_server_args(self.tls)) if self.tls else ())
+        except rbac.RbacError as exc:  # relays then refuse every host write: say why
+            LOG.warning("cannot write the RBAC host role into %s (hosts behind relays cannot write): %s",
+                        self.connection, exc)
+
     def _publish(self) -> None:
         # So that nuage-ctl on this machine finds the API and token file without options.
         scheme = "https" if self.tls else "http"
@@ -150,7 +167,7 @@ class DirectoryService:
 
     def _serve(self, bind) -> None:
         # Timeouts, connection limit and a deep accept queue: see http_server.
-        server = HardenedServer(bind, ui.mount(self.api), server_name="nuage-ryu-directory")
+        server = HardenedServer(bind, ui.mount(self.api), server_name="nuage-ryu-directory", **self.http_limits)
         # Backstop only: the API answers bodies above MAX_BODY itself with a JSON 413.
         server.max_request_body_size = 4 * MAX_BODY
         if self.tls and isinstance(bind, tuple):  # the unix socket is local: file permissions guard it

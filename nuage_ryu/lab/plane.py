@@ -11,11 +11,14 @@ an operator would on real machines:
   ``nuage_ryu.apps.vrs_agent`` and its DHCP responder ``nuage_ryu.apps.vrs_dhcp``)
   inside the host's namespace, listening for its br-int on that namespace's
   loopback (the lab's default controller target ``tcp:127.0.0.1:6653``), and
-  following the directory database over its unix socket;
+  following the directory database over its unix socket; its attach service holds its
+  own host token (``host_token_file``, as ``nuage-ctl host enroll`` issues it), never the
+  admin token;
 * optionally (``relays=N``) N ovsdb-server relays of the directory database in the
   controller node's namespace, each on a unix socket (``<plane>/relay-K/db.sock``) and, in
-  TLS mode, on ``pssl:`` port 6651+K-1 of the controller node; the agents are then assigned
-  to them round-robin and never talk to the primary;
+  TLS mode, on a host listener (``pssl:`` port 6651+K-1 of the controller node, RBAC role
+  nuage-host: a host behind a relay may write only its own rows, as on the primary); the
+  agents are then assigned to them round-robin and never talk to the primary;
 * optionally (``directory_connection``) the directory on an existing database, e.g.
   a Raft cluster's members (``[directory] connection``), instead of its embedded one.
 
@@ -37,6 +40,7 @@ import sys
 from nuage_ryu.config import ROLE_APPS
 from nuage_ryu.db.relay import OvsdbRelay, RelayError, wait_relay_connected
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
+from nuage_ryu.directory.ctl.host_credentials import token_path
 from nuage_ryu.directory.errors import DirectoryError
 from nuage_ryu.lab.lab import Lab, LabHost
 from nuage_ryu.lab.netns import LabError
@@ -98,9 +102,9 @@ class ControlPlane:
         return self.relay_remote(self.relays[self.lab.hosts.index(host) % len(self.relays)])
 
     def relay_remote(self, relay: OvsdbRelay) -> str:
-        """How agents reach ``relay``: TLS over the underlay, or its unix socket."""
+        """How agents reach ``relay``: its host listener over the underlay (TLS), or its unix socket."""
         if self.tls:
-            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.extra_remotes[0].split(':')[1]}"
+            return f"ssl:{self.lab.controller_node.underlay_ip}:{relay.host_remotes[0].split(':')[1]}"
         return relay.remote
 
     @property
@@ -124,7 +128,20 @@ class ControlPlane:
 
     @property
     def token_file(self) -> str:
+        """The admin token: tools on the controller (tests, the demo) use it; agents never do."""
         return os.path.join(self.directory_state, "api-token")
+
+    def host_token_file(self, host: LabHost) -> str:
+        """``host``'s own REST token (issued on first use, beside its key and certificate):
+        reads the directory, writes only the vports on that host (docs/security.md)."""
+        path = token_path(os.path.join(self.pki_dir, host.host_name), host.host_name)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            answer = self.client().post("/tokens", {"host": host.host_name, "name": f"host {host.host_name}"})
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(answer["token"] + "\n")
+        return path
 
     def log_path(self, name: str) -> str:
         return os.path.join(self.root, f"{name}.log")
@@ -192,7 +209,7 @@ class ControlPlane:
                 f"controller = tcp:127.0.0.1:{OFP_PORT}\n"
                 f"directory_connection = {self.agent_directory(host)}\n"
                 f"directory_api = {self.directory_api}\n"
-                f"directory_token_file = {self.token_file}\n"
+                f"directory_token_file = {self.host_token_file(host)}\n"
                 f"agent_socket = {self.agent_socket(host)}\n"
                 + (self.credentials(host.host_name, host.underlay_ip) if self.tls else ""))
 
@@ -202,14 +219,15 @@ class ControlPlane:
         node = self.lab.controller_node
         for k in range(len(self.relays), self.n_relays):
             run_dir = os.path.join(self.root, f"relay-{k + 1}")
-            # TLS mode: agents come over the underlay (pssl:, a certificate of its own); the relay
-            # itself follows the primary over its local unix socket(s).
+            # TLS mode: agents come over the underlay on the relay's host listener (pssl:, RBAC
+            # role nuage-host, the relay's own certificate); the relay itself follows the primary
+            # over its local unix socket(s).
             listen, creds = [], None
             if self.tls:
                 listen = [f"pssl:{RELAY_BASE_PORT + k}:{node.underlay_ip}"]
                 creds = self.issue(f"relay-{k + 1}", node.underlay_ip)
             relay = OvsdbRelay(self.local_directory_db, os.path.join(run_dir, "db.sock"), run_dir,
-                               extra_remotes=listen, netns=node.netns, ssl=creds)
+                               host_remotes=listen, netns=node.netns, ssl=creds)
             self.relays.append(relay)
             relay.start()
         for relay in self.relays:
@@ -246,7 +264,7 @@ class ControlPlane:
     def central_agent_conf(self) -> str:
         """One agent on the controller node programming every host's bridge over the underlay."""
         node = self.lab.controller_node
-        central_db = self.relay_remote(self.relays[0]) if self.relays else self.local_directory_db
+        central_db = self.relays[0].remote if self.relays else self.local_directory_db
         lines = [f"[DEFAULT]\nstate_dir = {os.path.join(self.root, 'central')}\n"
                  f"ofp_listen_host = {node.underlay_ip}\nofp_tcp_listen_port = {OFP_PORT}\n",
                  f"[vrs]\ndatapath_type = netdev\ncontroller = tcp:{node.underlay_ip}:{OFP_PORT}\n"

@@ -114,3 +114,43 @@ def test_nuage_ctl_db_relay_serves_tls_with_the_given_identity(tmp_path, primary
         assert load_relay(relay_dir).key_file == os.path.abspath(relay_id.key_file)  # kept for the next start
     finally:
         ctl("stop", "--dir", relay_dir)
+
+
+def test_nuage_ctl_db_relay_host_listener_holds_a_host_to_its_own_rows(tmp_path, primary):
+    """--host-remote: the relay checks the host role itself (the primary's RBAC tables, the client's CN)."""
+    import json
+
+    from nuage_ryu import pki
+    from nuage_ryu.directory.testing import free_port
+
+    pki_dir = str(tmp_path / "pki")
+    pki.init_ca(pki_dir)
+    relay_id = pki.issue(pki_dir, "relay-1", alt_names=["127.0.0.1"], out_dir=str(tmp_path / "relay-id"))
+    host = pki.issue(pki_dir, "node-7", out_dir=str(tmp_path / "node-7"))
+    relay_dir, port = str(tmp_path / "relay"), free_port()
+    started = ctl("start", "--dir", relay_dir, "--source", primary.remote, "--host-remote", f"pssl:{port}:127.0.0.1",
+                  "--private-key", relay_id.key_file, "--certificate", relay_id.cert_file,
+                  "--ca-cert", relay_id.ca_file)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert load_relay(relay_dir).host_remotes == [f"pssl:{port}:127.0.0.1"]
+
+        def transact(*ops) -> str:
+            proc = subprocess.run(["ovsdb-client", "--timeout=5", f"--private-key={host.key_file}",
+                                   f"--certificate={host.cert_file}", f"--ca-cert={host.ca_file}", "transact",
+                                   f"ssl:127.0.0.1:{port}", json.dumps(["Nuage_Directory", *ops])],
+                                  capture_output=True, text=True, timeout=10)
+            return proc.stdout + proc.stderr
+
+        select = {"op": "select", "table": "Host", "where": [], "columns": ["name"]}
+        wait_until(lambda: '"rows"' in transact(select), 15, what="the relay's host listener")
+        assert "permission error" in transact({"op": "insert", "table": "Enterprise", "row": {"name": "evil"}})
+        assert "permission error" in transact({"op": "insert", "table": "Host", "row": {"name": "node-8"}})
+        own = transact({"op": "insert", "table": "Host", "row": {"name": "node-7"}})
+        assert "error" not in own, own
+        on_primary = subprocess.run(["ovsdb-client", "transact", primary.remote, json.dumps(
+            ["Nuage_Directory", {"op": "select", "table": "Host", "where": [], "columns": ["name"]}])],
+            capture_output=True, text=True, timeout=10).stdout
+        assert '"node-7"' in on_primary and '"node-8"' not in on_primary and "evil" not in on_primary
+    finally:
+        ctl("stop", "--dir", relay_dir)

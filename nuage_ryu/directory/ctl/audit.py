@@ -32,8 +32,8 @@ def add_parser(objs, formatter, epilog) -> argparse.ArgumentParser:
                                         "nuage-ctl audit --state-dir /var/lib/nuage-ryu --until 2026-12-03"]))
     ap.add_argument("--enterprise", metavar="E",
                     help="only calls in this enterprise (name or id; e.g. --enterprise acme)")
-    ap.add_argument("--principal", metavar="P", help="only calls by admin, token:NAME, or a token's name or id "
-                                                      "(e.g. --principal token:ci-bot)")
+    ap.add_argument("--principal", metavar="P", help="only calls by admin, token:NAME, host:HOST, or a token's "
+                                                      "name or id (e.g. --principal token:ci-bot)")
     ap.add_argument("--since", metavar="T", help="from this time on (ISO 8601, e.g. 2026-12-03T08:00Z; "
                                                  "or epoch seconds)")
     ap.add_argument("--until", metavar="T", help="up to this time (same forms as --since; "

@@ -80,7 +80,10 @@ class Body:
             if getattr(self.args, flag, None) is not None:
                 body[key] = getattr(self.args, flag)
         if self.kind == "token" and self.creating:
-            body["enterprise"] = self.resolver.resolve("enterprise", self.args.enterprise)
+            if self.args.host:
+                body["host"] = self.args.host
+            else:
+                body["enterprise"] = self.resolver.resolve("enterprise", self.args.enterprise)
         return body
 
     def _value(self, opt: Opt, raw):
@@ -211,6 +214,17 @@ class ObjectCommand:
         self.client.delete(f"/{self.info.plural}/{obj_id}", **({"cascade": "true"} if cascade else {}))
         if self.output in ("json", "yaml"):
             self.out.write(render.render_data({"deleted": obj_id}, self.output))
+
+    # -- host credentials (host_credentials.py) --
+    def do_enroll(self) -> None:
+        from nuage_ryu.directory.ctl import host_credentials
+
+        host_credentials.enroll(self.args, self.client, self.out)
+
+    def do_revoke(self) -> None:
+        from nuage_ryu.directory.ctl import host_credentials
+
+        host_credentials.revoke(self.args, self.client, self.out)
 
     # -- policy group members --
     def _members_path(self) -> tuple[str, str]:

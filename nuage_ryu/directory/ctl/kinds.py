@@ -37,7 +37,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("policygroup", "policygroups", "domain", "policy group", "policy groups: named sets of vports"),
     Kind("acl", "acls", "domain", "ACL rule", "ACL rules of a domain (priority, source, destination...)"),
     Kind("host", "hosts", None, "host", "hosts running a VRS agent"),
-    Kind("token", "tokens", None, "token", "API tokens limited to one enterprise"),
+    Kind("token", "tokens", None, "token", "API tokens limited to one enterprise or one host"),
 )}
 
 # The options that name a parent scope, in tree order.

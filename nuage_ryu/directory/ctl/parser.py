@@ -192,7 +192,11 @@ EXAMPLES: dict[tuple[str, str | None], list[str]] = {
     ("host", "show"): [f"{EX} host show node-1"],
     ("host", "update"): [f"{EX} host update node-1 --tunnel-ip 192.0.2.12"],
     ("host", "delete"): [f"{EX} host delete node-1"],
-    ("token", "create"): [f"{EX} token create --enterprise acme --name ci      # prints the token once"],
+    ("host", "enroll"): [f"{EX} host enroll node-1 --san 192.0.2.11 --out /tmp/node-1-creds",
+                         f"{EX} host enroll node-1 --dir /var/lib/nuage-ryu/pki      # again: rotation"],
+    ("host", "revoke"): [f"{EX} host revoke node-1"],
+    ("token", "create"): [f"{EX} token create --enterprise acme --name ci      # prints the token once",
+                          f"{EX} token create --host node-1      # a host token (replaces node-1's old one)"],
     ("token", "list"): [f"{EX} token list"],
     ("token", "show"): [f"{EX} token show ci"],
     ("token", "delete"): [f"{EX} token delete ci"],
@@ -208,6 +212,8 @@ ACTION_HELP = {
     "add-member": "add vports to a policy group",
     "remove-member": "remove vports from a policy group",
     "set-members": "make these vports the only members of a policy group",
+    "enroll": "issue a host's credentials: key, certificate and host token (again: rotation)",
+    "revoke": "revoke a host: delete its token and its host row",
 }
 
 REF_HELP = ("the {kind}: a name, a path ({path}) or an id prefix (4+ hex digits)")
@@ -302,6 +308,8 @@ def add_object(objs, kind: str) -> None:
     actions_here = ["create", "list", "show"] + ([] if kind == "token" else ["update"]) + ["delete"]
     if kind == "policygroup":
         actions_here += ["members", "add-member", "remove-member", "set-members"]
+    if kind == "host":
+        actions_here += ["enroll", "revoke"]
     examples = [EXAMPLES[(kind, a)][0] for a in actions_here]
     op = objs.add_parser(kind, help=info.summary, formatter_class=Formatter,
                          description=f"{info.summary[0].upper()}{info.summary[1:]}.\n\n"
@@ -312,8 +320,12 @@ def add_object(objs, kind: str) -> None:
 
     create = _command(actions, kind, "create")
     if kind == "token":
-        create.add_argument("--enterprise", required=True, metavar="ENTERPRISE",
-                            help="the enterprise the token is limited to (e.g. --enterprise acme)")
+        limit = create.add_mutually_exclusive_group(required=True)
+        limit.add_argument("--enterprise", metavar="ENTERPRISE",
+                           help="the enterprise the token is limited to (e.g. --enterprise acme)")
+        limit.add_argument("--host", metavar="HOST",
+                           help="a host token: that host's attach service reads the directory and writes "
+                                "only its own vports; replaces the host's old token (e.g. --host node-1)")
     else:
         _scope_options(create, kind)
     if kind not in ("acl", "token"):
@@ -347,6 +359,11 @@ def add_object(objs, kind: str) -> None:
         delete.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=False,
                             help="also delete everything below it (default --no-cascade: refuse "
                                  "while it has children)")
+
+    if kind == "host":
+        from nuage_ryu.directory.ctl import host_credentials
+
+        host_credentials.add_actions(_command(actions, kind, "enroll"), _command(actions, kind, "revoke"))
 
     if kind == "policygroup":
         members = _command(actions, kind, "members")

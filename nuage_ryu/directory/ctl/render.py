@@ -150,7 +150,7 @@ COLUMNS: dict[str, list[Column]] = {
     "host": [field("name", shrink=True), field("tunnel_ip", "TUNNEL_IP"), field("datapath_id", "DATAPATH_ID"),
              field("connected"), field("last_seen", "LAST_SEEN"), field("vport_count", "VPORTS", wide_only=True),
              field("agent_version", "AGENT_VERSION", wide_only=True), ident()],
-    "token": [field("name", shrink=True), ref("enterprise"), field("created"), ident()],
+    "token": [field("name", shrink=True), ref("enterprise"), field("host"), field("created"), ident()],
 }
 
 

@@ -112,7 +112,7 @@ def _host(rid: str, row) -> model.Host:
 
 
 def _token(rid: str, row) -> model.ApiToken:
-    return model.ApiToken(rid, _ref(row, "enterprise"), row.token_hash, row.name, row.created)
+    return model.ApiToken(rid, _optional_ref(row, "enterprise"), row.token_hash, row.name, row.created, row.host)
 
 
 # kind -> converter of its row into the model object

@@ -162,13 +162,24 @@ def _host(req: CreateRequest) -> dict:
 
 
 def _token(req: CreateRequest) -> dict:
-    ent = req.state.enterprises.get(req.data["enterprise"])
-    if ent is None:
-        raise ValidationError(f"enterprise {req.data['enterprise']} does not exist")
+    """An enterprise token, or a host token; a host has one token: issuing another revokes the old."""
     if not req.token_hash:
         raise ValueError("token_hash is required to create a token")
-    return {"enterprise": ent.id, "token_hash": req.token_hash, "created": req.now_ms,
-            "name": req.data.get("name", "")}
+    enterprise, host = req.data.get("enterprise"), req.data.get("host") or ""
+    if bool(enterprise) == bool(host):
+        raise ValidationError("a token is limited to an enterprise or to a host: give exactly one of "
+                              "enterprise and host")
+    fields = {"token_hash": req.token_hash, "created": req.now_ms, "name": req.data.get("name", "")}
+    if host:
+        check_hostname(host, "host")
+        for old in req.state.tokens.values():
+            if old.host == host:  # rotation: the old secret stops working in the same transaction
+                req.change.ops.append(Op("delete", "token", old.id))
+        return {**fields, "host": host}
+    ent = req.state.enterprises.get(enterprise)
+    if ent is None:
+        raise ValidationError(f"enterprise {enterprise} does not exist")
+    return {**fields, "enterprise": ent.id}
 
 
 # kind -> planner of the kind's own fields (after name and description)
