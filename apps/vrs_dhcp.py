@@ -27,10 +27,10 @@ registry and dropped.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Mapping
 
-from nuage_ryu.framework import MAIN_DISPATCHER, BaseApp, app_manager, ofp_event, ofproto_v1_4, set_ev_cls
+from nuage_ryu.apps.companion import AgentCompanion
+from nuage_ryu.framework import MAIN_DISPATCHER, ofp_event, ofproto_v1_4, set_ev_cls
 from nuage_ryu.vrs import dhcp
 from nuage_ryu.vrs.pipeline import VERDICT_LOG_TABLES
 from nuage_ryu.vrs.view import gateway_vlan
@@ -49,8 +49,6 @@ UNKNOWN_VPORT = "unknown_vport"  # no vm/host vport of this host on that port (a
 NO_LEASE = "no_lease"  # the vport's subnet or domain is missing/incomplete in the snapshot
 ERROR = "error"  # a bug: caught, logged (rate-limited) and counted
 RESULTS = (*RESPONDER_RESULTS, NO_AGENT, UNKNOWN_DATAPATH, UNKNOWN_VPORT, NO_LEASE, ERROR)
-
-ERROR_LOG_INTERVAL_S = 60.0
 
 
 def split_vlan(frame) -> tuple[bytes, int | None]:
@@ -130,18 +128,15 @@ class DhcpCollector:
         yield family
 
 
-class VrsDhcp(BaseApp):
+class VrsDhcp(AgentCompanion):
     """Answers DHCP for the vm and host vports of the bridges the VrsAgent manages."""
 
     OFP_VERSIONS = [ofproto_v1_4.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
-        self._agent = kwargs.pop("vrs_agent", None)  # tests hand one in; else found at first use
         super().__init__(*args, **kwargs)
         self.stats = dhcp.DhcpStats()
         self._ports: dict[int, PortIndex] = {}  # by datapath id
-        self._collector_registered = False
-        self._last_error_log = float("-inf")
 
     def start(self):
         if self.vrs_agent() is None:
@@ -149,19 +144,8 @@ class VrsDhcp(BaseApp):
                                 "run nuage_ryu.apps.vrs_agent together with nuage_ryu.apps.vrs_dhcp")
         return super().start()
 
-    def vrs_agent(self):
-        """The VrsAgent of this process (None if it is not loaded); registers the metrics once."""
-        if self._agent is None:
-            self._agent = app_manager.lookup_service_brick("VrsAgent")
-        if self._agent is not None and not self._collector_registered:
-            self._collector_registered = True
-            registry = getattr(getattr(self._agent, "metrics", None), "registry", None)
-            if registry is not None:
-                try:
-                    registry.register(DhcpCollector(self.stats))
-                except ValueError as exc:  # already registered (a second instance on one registry)
-                    self.logger.warning("DHCP metrics not registered: %s", exc)
-        return self._agent
+    def collector(self):
+        return DhcpCollector(self.stats)
 
     # -- OpenFlow ----------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
@@ -170,10 +154,7 @@ class VrsDhcp(BaseApp):
             result = self.handle_packet_in(ev.msg)
         except Exception:  # never let one packet take the app's event thread down
             result = ERROR
-            now = time.monotonic()
-            if now - self._last_error_log >= ERROR_LOG_INTERVAL_S:
-                self._last_error_log = now
-                self.logger.exception("DHCP packet-in failed (counted as %r; logged once a minute)", ERROR)
+            self.log_failure("DHCP packet-in failed (counted as %r)", ERROR)
         if result is not None:
             self.stats.bump(result)
 

@@ -27,13 +27,13 @@ import threading
 import time
 
 from nuage_ryu.agent import verdicts
-from nuage_ryu.framework import MAIN_DISPATCHER, BaseApp, app_manager, hub, ofp_event, ofproto_v1_4, set_ev_cls
+from nuage_ryu.apps.companion import AgentCompanion
+from nuage_ryu.framework import MAIN_DISPATCHER, hub, ofp_event, ofproto_v1_4, set_ev_cls
 from nuage_ryu.vrs import pipeline as P
 
 RECORD_LOG = logging.getLogger("nuage_ryu.verdict")
 EXPORT_INTERVAL_S = 1.0
 QUEUE_CAPACITY = 10000
-ERROR_LOG_INTERVAL_S = 60.0
 
 
 class VerdictCollector:
@@ -62,13 +62,12 @@ class VerdictCollector:
         yield lost
 
 
-class VrsVerdicts(BaseApp):
+class VrsVerdicts(AgentCompanion):
     """Turns the verdict copies of the bridges the VrsAgent manages into records."""
 
     OFP_VERSIONS = [ofproto_v1_4.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
-        self._agent = kwargs.pop("vrs_agent", None)  # tests hand one in; else found at first use
         super().__init__(*args, **kwargs)
         self.counts: collections.Counter = collections.Counter()  # (host, result) -> n
         self.meter_dropped: dict[str, int] = {}
@@ -76,22 +75,9 @@ class VrsVerdicts(BaseApp):
         self.export_failed = 0
         self._names: dict[int, verdicts.NamesCache] = {}
         self._stopping = threading.Event()
-        self._collector_registered = False
-        self._last_error_log = float("-inf")
 
-    def vrs_agent(self):
-        """The VrsAgent of this process (None if it is not loaded); registers the metrics once."""
-        if self._agent is None:
-            self._agent = app_manager.lookup_service_brick("VrsAgent")
-        if self._agent is not None and not self._collector_registered:
-            self._collector_registered = True
-            registry = getattr(getattr(self._agent, "metrics", None), "registry", None)
-            if registry is not None:
-                try:
-                    registry.register(VerdictCollector(self))
-                except ValueError as exc:  # already registered (a second instance on one registry)
-                    self.logger.warning("verdict metrics not registered: %s", exc)
-        return self._agent
+    def collector(self):
+        return VerdictCollector(self)
 
     def start(self):
         if self.vrs_agent() is None:
@@ -114,10 +100,7 @@ class VrsVerdicts(BaseApp):
         try:
             self.handle_copy(msg.datapath.id, msg.table_id, msg.cookie, msg.data, time.time())
         except Exception:  # never let one packet take the app's event thread down
-            now = time.monotonic()
-            if now - self._last_error_log >= ERROR_LOG_INTERVAL_S:
-                self._last_error_log = now
-                self.logger.exception("verdict packet-in failed (logged once a minute)")
+            self.log_failure("verdict packet-in failed")
 
     def handle_copy(self, dpid: int, table_id: int, cookie: int, frame: bytes, now: float) -> dict | None:
         """One verdict copy -> its record (logged, queued for the directory); None if not recorded."""

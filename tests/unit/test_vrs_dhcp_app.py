@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nuage_ryu.apps import vrs_dhcp
+from nuage_ryu.apps import companion, vrs_dhcp
 from nuage_ryu.directory import model
 from nuage_ryu.framework import dhcp as dhcp_pkt
 from nuage_ryu.framework import ethernet, ipv4, ofp_event, ofproto_v1_4, ofproto_v1_4_parser, packet, udp, vlan
@@ -175,7 +175,7 @@ def test_foreign_packets_are_counted_and_dropped(app):
 
 
 def test_without_the_agent_every_packet_is_counted(monkeypatch):
-    monkeypatch.setattr(vrs_dhcp.app_manager, "lookup_service_brick", lambda name: None)
+    monkeypatch.setattr(companion.app_manager, "lookup_service_brick", lambda name: None)
     app = vrs_dhcp.VrsDhcp()
     dp = FakeDatapath()
     app.packet_in(packet_in(dp, VM_PORT, client_frame(VM_MAC)))
@@ -185,7 +185,7 @@ def test_without_the_agent_every_packet_is_counted(monkeypatch):
 def test_agent_is_found_as_a_service_brick_and_metrics_go_to_its_registry(monkeypatch):
     registry = CollectorRegistry()
     agent = fake_agent(registry)
-    monkeypatch.setattr(vrs_dhcp.app_manager, "lookup_service_brick", lambda name: agent if name == "VrsAgent"
+    monkeypatch.setattr(companion.app_manager, "lookup_service_brick", lambda name: agent if name == "VrsAgent"
                         else None)
     app = vrs_dhcp.VrsDhcp()
     dp = FakeDatapath()
