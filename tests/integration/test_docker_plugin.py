@@ -46,7 +46,9 @@ def plugin_process(sock: str, agent_sock: str, spec: str):
                              "--socket", sock, "--agent-socket", agent_sock, "--spec-file", spec],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: os.path.exists(sock) or proc.poll() is not None, message="plugin socket")
+        # Ready = socket and spec file: the plugin writes the spec just after its socket listens.
+        wait_until(lambda: (os.path.exists(sock) and os.path.exists(spec)) or proc.poll() is not None,
+                   message="plugin socket and spec file")
         assert proc.poll() is None, proc.stderr.read()
         yield proc
     finally:
