@@ -18,7 +18,7 @@ import ovs.jsonrpc
 import ovs.poller
 
 from nuage_ryu.directory.errors import Unavailable
-from nuage_ryu.directory.store import fast_json
+from nuage_ryu.directory.store import echo, fast_json
 
 
 def session_of(idl: ovs.db.idl.Idl) -> ovs.jsonrpc.Session:
@@ -36,14 +36,25 @@ def session_connected(idl: ovs.db.idl.Idl) -> bool:
 
 
 class _Idl(ovs.db.idl.Idl):
-    """IDL that forwards each row change to a callback (the store's mirror)."""
+    """IDL that forwards each row change to a callback (the store's mirror), and takes the rows
+    this process inserted out of an update before python-ovs parses it (``store/echo.py``)."""
 
     def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable, leader_only: bool):
         super().__init__(remote, helper, leader_only=leader_only)
         self._on_row = on_row
+        self.own_inserts = echo.OwnInserts()
 
     def notify(self, event, row, updates=None):
         self._on_row(event, row)
+
+    # python-ovs (4.0) has no hook between receiving an update and parsing its rows, so this
+    # overrides its private (name-mangled) ``Idl.__parse_update``. A python-ovs without that
+    # method never calls it: every row is then parsed the ordinary way, only slower.
+    def _Idl__parse_update(self, update, version, tables=None):
+        if tables is None and self.own_inserts and version in (ovs.db.idl.OVSDB_UPDATE2,
+                                                                ovs.db.idl.OVSDB_UPDATE3):
+            update = echo.take_own_rows(self, self.own_inserts, update, self._on_row)
+        super()._Idl__parse_update(update, version, tables)
 
 
 class Connection:

@@ -140,8 +140,11 @@ class Mirror:
         self.traces = TraceRows()  # trace requests to agents (store/traces.py), apart from the state
 
     # -- row changes (from Idl.notify) --
-    def on_row(self, event, row) -> None:
-        """Apply one row change reported by the IDL."""
+    def on_row(self, event, row, known=None) -> None:
+        """Apply one row change reported by the IDL.
+
+        ``known``: the model object of a new row this process inserted, as planned (``store/echo.py``:
+        the row is exactly what was written), instead of reading it back from the row."""
         table = table_name(row)
         kind = TABLE_KIND.get(table)
         if kind is None:
@@ -171,7 +174,7 @@ class Mirror:
                 if PRIVATE_OWNER[table][0] == kind:
                     self._private_owner[table].pop(self._private_link[table].pop(rid, ""), None)
         else:
-            new = self._object(kind, row)
+            new = self._object(kind, row, known)
             self._tables[kind] = objects.set(rid, new)
         if kind == "vport":
             self._index_vport(old, new)
@@ -182,9 +185,9 @@ class Mirror:
         if self._changed is not None:
             self._changed.setdefault(kind, set()).add(obj_id)
 
-    def _object(self, kind: str, row):
-        """The model object of a row, with the fields of its private row joined in."""
-        obj = row_to_object(kind, row)
+    def _object(self, kind: str, row, known=None):
+        """The model object of a row (``known``: as planned), with the fields of its private row joined in."""
+        obj = row_to_object(kind, row) if known is None else known
         for table in self._joined:
             owner_kind, column = PRIVATE_OWNER[table]
             if owner_kind == kind:
