@@ -19,43 +19,58 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import ovs.db.data
 import ovs.db.idl
 import ovs.db.types
 
 
+@dataclass(frozen=True)
+class KnownRow:
+    """What the mirror takes, as planned, for a new row this process inserted.
+
+    ``obj``: the model object of a model table's row (None: read it from the row); ``links``: the
+    row ids its private-row link columns hold (a vport's ``port_status``); ``fields``: the model
+    fields of a private row (a ``VPortStatus``: ``{"status": "down"}``).
+    """
+
+    obj: object | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    fields: dict | None = None
+
+
 class OwnInserts:
-    """Rows expected back from the database: (table, UUID) -> (JSON row as sent, model object or None).
+    """Rows expected back from the database: (table, UUID) -> (JSON row as sent, ``KnownRow``).
 
     Filled by the transaction path while it builds an attempt, emptied when the attempt is over
     (caller holds the store's lock, as for all IDL access). ``taken`` counts the rows recognised.
     """
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], tuple[dict, object]] = {}
+        self._rows: dict[tuple[str, str], tuple[dict, KnownRow]] = {}
         self.taken = 0
 
     def __bool__(self) -> bool:
         return bool(self._rows)
 
-    def expect(self, table: str, row_uuid: str, row: dict, known: object | None = None) -> None:
-        """``row`` (JSON, as sent in the insert) is on its way into ``table``; ``known``: its model object."""
+    def expect(self, table: str, row_uuid: str, row: dict, known: KnownRow) -> None:
+        """``row`` (JSON, as sent in the insert) is on its way into ``table``; ``known``: what it holds."""
         self._rows[(table, row_uuid)] = (row, known)
 
     def forget(self) -> None:
         """The attempt is over: rows still expected are parsed the ordinary way if they come."""
         self._rows.clear()
 
-    def take(self, table: str, row_uuid: str, row_json) -> tuple[bool, object | None]:
-        """(True, known object) if ``row_json`` is exactly the row expected at (table, UUID), which
-        is then no longer expected; (False, None) otherwise."""
+    def take(self, table: str, row_uuid: str, row_json) -> KnownRow | None:
+        """The ``KnownRow`` if ``row_json`` is exactly the row expected at (table, UUID), which is
+        then no longer expected; None otherwise."""
         expected = self._rows.get((table, row_uuid))
         if expected is None or expected[0] != row_json:
-            return False, None
+            return None
         del self._rows[(table, row_uuid)]
         self.taken += 1
-        return True, expected[1]
+        return expected[1]
 
 
 class LazyColumns(ovs.db.idl.ColumnDefaultDict):
@@ -92,7 +107,7 @@ class LazyColumns(ovs.db.idl.ColumnDefaultDict):
         return [(column, self[column]) for column in self._table.columns]
 
 
-Notify = Callable[[str, ovs.db.idl.Row, object], None]
+Notify = Callable[[str, ovs.db.idl.Row, KnownRow], None]
 
 
 def take_own_rows(idl: ovs.db.idl.Idl, own: OwnInserts, table_updates, notify: Notify):
@@ -105,7 +120,7 @@ def take_own_rows(idl: ovs.db.idl.Idl, own: OwnInserts, table_updates, notify: N
     if not isinstance(table_updates, dict):
         return table_updates
     rest: dict = {}
-    taken: list[tuple[ovs.db.idl.Row, object]] = []
+    taken: list[tuple[ovs.db.idl.Row, KnownRow]] = []
     for table_name, table_update in table_updates.items():
         table = idl.tables.get(table_name)
         if table is None or not isinstance(table_update, dict):
@@ -117,8 +132,8 @@ def take_own_rows(idl: ovs.db.idl.Idl, own: OwnInserts, table_updates, notify: N
             if isinstance(row_update, dict) and len(row_update) == 1:
                 row_json = row_update.get("insert", row_update.get("initial"))
             if isinstance(row_json, dict):
-                hit, known = own.take(table_name, uuid_string, row_json)
-                if hit:
+                known = own.take(table_name, uuid_string, row_json)
+                if known is not None:
                     row_uuid = uuid.UUID(uuid_string)
                     if row_uuid not in table.rows:
                         row = ovs.db.idl.Row(idl, table, row_uuid, LazyColumns(table, row_json))

@@ -96,7 +96,7 @@ def column_encoder(column_type: types.Type) -> tuple[_Encoder, object]:
     """(value -> JSON datum, the JSON of the column's default) for one column's type.
 
     Values as ``rows.columns`` gives them: a scalar for a column of exactly one value, a list
-    for an optional or set column, a dict for a map.
+    (or one value) for an optional or set column, a dict for a map.
     """
     key = _atom_encoder(column_type.key)
     n_min, n_max = column_type.n_min, column_type.n_max
@@ -120,7 +120,7 @@ def column_encoder(column_type: types.Type) -> tuple[_Encoder, object]:
 
     def members(values):
         if not isinstance(values, (list, tuple, set, frozenset)):
-            raise _Refused(f"is not a list but {type(values).__name__}")
+            values = (values,)  # one value (python-ovs takes it too): e.g. an optional reference
         atoms = {}
         for v in values:
             atom = key(v)

@@ -38,7 +38,7 @@ import ovs.poller
 from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store.connection import Connection
-from nuage_ryu.directory.store.echo import OwnInserts
+from nuage_ryu.directory.store.echo import KnownRow, OwnInserts
 from nuage_ryu.directory.store.insert_json import RowEncoder, insert_op
 from nuage_ryu.directory.store.mirror import Mirror
 from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows
@@ -184,14 +184,17 @@ def _insert(txn: ovs.db.idl.Transaction, encoder: RowEncoder, own: OwnInserts, o
     """
     table = KINDS[op.kind][0]
     row = encoder.row(table, columns(op.fields), op.kind)
+    links = {}
     if op.kind == "vport":
-        status_id = str(uuid.uuid4())
+        status_id = links["port_status"] = str(uuid.uuid4())
         status = encoder.row(STATUS_TABLE, {"host": op.fields["host"], "status": "down"}, "vport")
         txn.add_op(insert_op(STATUS_TABLE, status_id, status))
-        own.expect(STATUS_TABLE, status_id, status)
+        own.expect(STATUS_TABLE, status_id, status, KnownRow(fields={"status": "down"}))
         row["port_status"] = ["uuid", status_id]
     txn.add_op(insert_op(table, op.id, row))
-    own.expect(table, op.id, row, new_object(op))
+    # The mirror takes the planned object (what bulk planning and dry runs already build) for the
+    # row; a token's planner leaves a host token's enterprise out, so a token is read from its row.
+    own.expect(table, op.id, row, KnownRow(new_object(op) if op.kind != "token" else None, links))
 
 
 def _bind_status(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, vport_row, op) -> None:
