@@ -14,8 +14,8 @@ from nuage_ryu.directory.errors import Conflict, ValidationError
 from nuage_ryu.directory.model import KINDS
 from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.directory.store.mirror import REPLICATED
-from nuage_ryu.directory.validate import Change, Op, bulk
 from nuage_ryu.directory.testing import wait_until
+from nuage_ryu.directory.validate import Change, Op, bulk
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -71,7 +71,8 @@ TREE = [
     {"action": "create", "kind": "zone", "parent": "$d", "ref": "z", "body": {"name": "web"}},
     {"action": "create", "kind": "subnet", "parent": "$z", "ref": "s",
      "body": {"name": "front", "cidr": "10.0.0.0/24", "description": "x"}},
-    {"action": "create", "kind": "subnet", "parent": "$z", "ref": "s2", "body": {"name": "back", "cidr": "10.0.9.0/24"}},
+    {"action": "create", "kind": "subnet", "parent": "$z", "ref": "s2",
+     "body": {"name": "back", "cidr": "10.0.9.0/24"}},
     {"action": "create", "kind": "policygroup", "parent": "$d", "ref": "pg1", "body": {"name": "pg1"}},
     {"action": "create", "kind": "policygroup", "parent": "$d", "ref": "pg2", "body": {"name": "pg2"}},
     {"action": "create", "kind": "host", "body": {"name": "h1", "tunnel_ip": "192.0.2.1", "datapath_id": "a2"}},
