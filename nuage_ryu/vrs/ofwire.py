@@ -520,9 +520,38 @@ def _set_field_encoder(name: str):
     prefix = _HH.pack(25, padded) + spec.hdr
     pad = _PAD[: padded - length]
     to_bytes = spec.to_bytes
+    size = spec.size
 
-    def encode(value) -> bytes:
-        return prefix + to_bytes(value) + pad
+    # Specialised by kind (the hot path: a delivery flow sets two MACs); anything unusual goes
+    # through to_bytes, which raises WireError naming the field and value.
+    if spec.kind == "int":
+        def encode(value) -> bytes:
+            try:
+                return prefix + value.to_bytes(size, "big") + pad
+            except (AttributeError, OverflowError, TypeError):
+                return prefix + to_bytes(value) + pad
+    elif spec.kind == "mac":
+        fromhex = bytes.fromhex
+
+        def encode(value) -> bytes:
+            try:
+                raw = fromhex(value.replace(":", ""))
+            except (AttributeError, ValueError, TypeError):
+                raw = to_bytes(value)
+            if len(raw) != 6:
+                raw = to_bytes(value)
+            return prefix + raw + pad
+    elif spec.kind == "ipv4":
+        aton = socket.inet_aton
+
+        def encode(value) -> bytes:
+            try:
+                return prefix + aton(value) + pad
+            except (OSError, TypeError):
+                return prefix + to_bytes(value) + pad
+    else:
+        def encode(value) -> bytes:
+            return prefix + to_bytes(value) + pad
 
     _SET_FIELD_ENCODERS[name] = encode
     return encode
@@ -605,10 +634,144 @@ def encode_flow_mod(flow: Flow, xid: int, command: int = OFPFC_ADD) -> bytes:
 def encode_bundle_add(flow: Flow, xid: int, bundle_id: int, flags: int,
                       command: int = OFPFC_ADD) -> bytes:
     """OFPT_BUNDLE_ADD_MESSAGE wrapping a FLOW_MOD; the inner xid equals the outer (OF1.4 7.3.9.2)."""
+    if command == OFPFC_ADD:
+        shape = (*map(_by_name, flow.match), None, *map(type, flow.actions))
+        plan = _ADD_PLANS.get(shape, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = _add_plan(shape)
+        if plan is not None:
+            try:
+                return plan(flow, xid, bundle_id, flags)
+            except _Unusual:
+                pass  # a mask, a value out of range...: the general path below (it raises WireError)
+    return _encode_bundle_add(flow, xid, bundle_id, flags, command)
+
+
+def _encode_bundle_add(flow: Flow, xid: int, bundle_id: int, flags: int, command: int) -> bytes:
     body = flow_mod_body(flow, command)
     inner_len = 8 + len(body)
     return (_BUNDLE_ADD.pack(OFP_VERSION, OFPT_BUNDLE_ADD_MESSAGE, 16 + inner_len, xid, bundle_id, 0, flags)
             + _HDR.pack(OFP_VERSION, OFPT_FLOW_MOD, inner_len, xid) + body)
+
+
+# ---- the ADD hot path: one encoder compiled per flow shape ---------------------------------
+#
+# A table of 20k-100k flows has a handful of shapes (the match's field names, the actions'
+# types): a classification flow, a delivery flow... For each shape, Python source is generated
+# once that packs the whole BUNDLE_ADD(FLOW_MOD ADD) with three struct calls and no loop: the
+# match fields in wire order as literals, ints packed by struct, MACs and IPv4 converted
+# inline. That is ~2.5x faster than the general encoder above, which stays the reference: the
+# compiled encoder raises _Unusual for anything it does not handle (a mask, an int out of
+# range, a malformed MAC...) and the general path then encodes it or raises WireError.
+# tests/unit/test_ofmsg_wire.py holds both to os-ken's bytes.
+
+class _Unusual(Exception):
+    """The compiled encoder cannot encode this flow: use the general one."""
+
+
+_NO_PLAN = object()
+_ADD_PLANS: dict[tuple, object] = {}
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_BUNDLE_ADD_HEAD = struct.Struct("!BBHIIHH" + "BBHI" + "QQBBHHHIIIHH")  # bundle add, flow mod header+body
+_MAX_PLANS = 4096  # shapes seen; beyond that (a compiler gone wild) the general path
+
+
+def _match_value_code(spec: _Field, var: str, args: list, fmt: list, pre: list) -> bool:
+    """Struct format, argument (and conversion line) for one unmasked match value; False if not handled."""
+    if len(spec.hdr) != 4:
+        return False  # experimenter fields: general path
+    hdr = hex(_U32.unpack(spec.hdr)[0])
+    if spec.kind == "int" and spec.size in _INT_FORMATS:
+        fmt.append("I" + _INT_FORMATS[spec.size])
+        args += [hdr, f"{var}.value"]
+    elif spec.kind == "ipv4":
+        fmt.append("I4s")
+        args += [hdr, f"aton({var}.value)"]
+    elif spec.kind == "mac":
+        # struct's "6s" would pad or cut a malformed MAC silently: check the length.
+        pre += [f"b_{var} = fromhex({var}.value.replace(':', ''))", f"if len(b_{var}) != 6: raise _Unusual"]
+        fmt.append("I6s")
+        args += [hdr, f"b_{var}"]
+    else:
+        return False
+    return True
+
+
+def _action_code(cls, var: str) -> str | None:
+    """An expression for one action's bytes (not a Goto), or None if the shape is not compiled."""
+    if cls is SetField:
+        return f"(SF.get({var}.name) or sf({var}.name))({var}.value)"
+    if cls is Output:
+        return f"OUT.pack(0, 16, {var}.port, {OFPCML_MAX})"
+    if cls is Goto:
+        return None  # not last: an error, reported by the general path
+    return f"(AC.get({var}) or encode_action({var}))"  # cached bytes (ct, resubmit, conjunction...)
+
+
+def _add_plan(shape: tuple):
+    """Compile (and remember) the encoder of one shape; None: the general path encodes it."""
+    split = shape.index(None)
+    names, types = shape[:split], shape[split + 1:]
+    try:
+        plan = _compile_add(names, types)
+    except WireError:  # an unknown field: the general path raises the error with the flow
+        plan = None
+    if len(_ADD_PLANS) < _MAX_PLANS:
+        _ADD_PLANS[shape] = plan
+    return plan
+
+
+def _compile_add(names: tuple, types: tuple):
+    specs = [field(n) for n in names]
+    order = sorted(range(len(names)), key=lambda i: (specs[i].sort_key, i))  # os-ken's field order
+    pre: list[str] = []
+    fmt: list[str] = []
+    args: list[str] = []
+    for i in order:
+        if not _match_value_code(specs[i], f"m{i}", args, fmt, pre):
+            return None
+    goto = bool(types) and types[-1] is Goto
+    act_exprs = [_action_code(cls, f"a{j}") for j, cls in enumerate(types[:-1] if goto else types)]
+    if None in act_exprs:
+        return None
+    body_len = 4 + struct.calcsize("!" + "".join(fmt))
+    pad = (-body_len) % 8
+    src = ["def encode(flow, xid, bundle_id, flags):", "  try:"]
+    if names:
+        src.append("    " + "".join(f"m{i}, " for i in range(len(names))) + "= flow.match")
+        src.append("    if " + " or ".join(f"m{i}.mask is not None" for i in range(len(names))) + ":")
+        src.append("      match = encode_match(flow.match)")
+        src.append("    else:")
+        src += ["      " + line for line in pre]
+        src.append(f"      match = MATCH.pack(1, {body_len}, {', '.join(args)})")
+    else:
+        src.append("    match = EMPTY_MATCH")
+    if types:
+        src.append("    " + "".join(f"a{j}, " for j in range(len(types))) + "= flow.actions")
+    tail = "match"
+    if act_exprs:
+        src.append("    acts = " + " + ".join(act_exprs))
+        tail += " + APPLY.pack(4, 8 + len(acts)) + acts"
+    if goto:
+        tail += f" + GOTO.pack(1, 8, a{len(types) - 1}.table)"
+    src += [
+        f"    tail = {tail}",
+        "    inner = 48 + len(tail)",
+        f"    return HEAD.pack({OFP_VERSION}, {OFPT_BUNDLE_ADD_MESSAGE}, 16 + inner, xid, bundle_id, 0, flags,"
+        f" {OFP_VERSION}, {OFPT_FLOW_MOD}, inner, xid, flow.cookie, 0, flow.table, {OFPFC_ADD},"
+        f" flow.idle_timeout, flow.hard_timeout, flow.priority, {OFP_NO_BUFFER}, {OFPP_ANY}, {OFPG_ANY}, 0, 0)"
+        " + tail",
+        "  except (struct_error, OSError, ValueError, TypeError, AttributeError) as exc:",
+        "    raise _Unusual from exc",
+    ]
+    env = {"MATCH": struct.Struct("!HH" + "".join(fmt) + f"{pad}x"), "HEAD": _BUNDLE_ADD_HEAD,
+           "APPLY": _APPLY, "GOTO": _GOTO, "OUT": _OUTPUT, "SF": _SET_FIELD_ENCODERS, "sf": _set_field_encoder,
+           "AC": _ACTION_CACHE, "encode_action": encode_action, "encode_match": encode_match,
+           "EMPTY_MATCH": _EMPTY_MATCH, "aton": socket.inet_aton, "fromhex": bytes.fromhex,
+           "_Unusual": _Unusual, "struct_error": struct.error}
+    code = compile("\n".join(src) + "\n", f"<ofwire ADD encoder for {names}>", "exec")
+    exec(code, env)  # noqa: S102 - source built above from os-ken's field tables, no outside input
+    return env["encode"]
 
 
 # ---- decoder -----------------------------------------------------------------
