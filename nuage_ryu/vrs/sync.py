@@ -322,7 +322,7 @@ class BridgeSync:
         installed = self.installed  # empty, or the canary alone
         canary = self.canary
         skip_table = canary.table if installed else -1  # only a canary-table flow can be installed already
-        canon = ofwire.canonical_flow
+        canonical_add = ofwire.canonical_add
         encode = ofwire.encode_bundle_add
         append = messages.append
         bundle_id, xid = bundle.bundle_id, bundle.first_add_xid
@@ -341,12 +341,12 @@ class BridgeSync:
             first = True
             t0 = time.perf_counter()
             for done, f in enumerate(flows, 1):  # noqa: B007 - ``done`` is read in the finally clause
-                c = canon(f)
+                c, encode_add = canonical_add(f)
                 desired[c.key] = c  # a later flow with the same key replaces it (its ADD comes later too)
                 if c.table == skip_table and installed.get(c.key) == c:
                     continue
                 try:
-                    buf = encode(c, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS)
+                    buf = encode_add(c, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS)
                 except ofwire.WireError as exc:
                     unencodable.append(c)
                     self._unencodable_streamed(c, exc)
