@@ -201,6 +201,7 @@ def measure_size(lab, n: int, rounds: int) -> dict:
     res: dict[str, list[float]] = {k: [] for k in (
         "ofctl", "sync install", "sync resync", "sync same set", "sync remove all",
         "cpu ofctl: ovs-ofctl", "cpu ofctl: ovs-vswitchd", "cpu sync: app", "cpu sync: ovs-vswitchd",
+        "cpu resync: app", "cpu same set: app", "cpu remove all: app",
         "install prepare", "install diff", "install encode", "install first byte",
         "resync decode", "resync diff")}
     base = flow_count(lab.mgmt)
@@ -238,17 +239,23 @@ def measure_size(lab, n: int, rounds: int) -> dict:
         assert flow_count(lab.mgmt) == n + base, "sync did not install every flow"
         # no-change reconcile: read back + diff, nothing sent.
         bundles = st["bundles"]
+        a0 = process_cpu(app)
         reply = lab.call(cmd="resync")
+        res["cpu resync: app"].append(process_cpu(app) - a0)
         assert reply["bridges"][DPID]["bundles"] == bundles, "resync sent a bundle"
         res["sync resync"].append(reply["elapsed"])
         st = reply["bridges"][DPID]
         res["resync decode"].append(st["last_read_decode_s"])
         res["resync diff"].append(st["last_diff_s"])
+        a0 = process_cpu(app)
         reply = lab.call(cmd="set_desired", synthetic=n)
+        res["cpu same set: app"].append(process_cpu(app) - a0 - reply["synthetic_cpu_s"])
         assert reply["sent"][DPID] == [0, 0, 0], reply["sent"]
         res["sync same set"].append(reply["elapsed"])
         # remove everything (back to the canary only).
+        a0 = process_cpu(app)
         reply = lab.call(cmd="set_desired", pickle=_pickle(lab, []))
+        res["cpu remove all: app"].append(process_cpu(app) - a0)
         assert reply["sent"][DPID] == [1, 0, n], reply["sent"]
         res["sync remove all"].append(reply["elapsed"])
         assert flow_count(lab.mgmt) == base
@@ -337,9 +344,10 @@ def render(measured, missed, codec, codec_n, args, sizes, started, ovs_version) 
                      f"{med(r['cpu sync: ovs-vswitchd']):.3f} s |")
     lines += [
         "",
-        "The other engine operations (wall time, medians) and where an install's time goes inside the engine "
-        "(BridgeSync.stats, medians; *first byte*: from `set_desired` to the first bundle message handed "
-        "to os-ken; prepare/diff/encode are CPU time in the engine, overlapped with sending when streamed):",
+        "The other engine operations (wall time and the app's CPU seconds, medians) and where an install's "
+        "time goes inside the engine (BridgeSync.stats, medians, wall time inside the engine; *first byte*: "
+        "from `set_desired` to the first chunk of flow messages handed to os-ken; a streamed install "
+        "canonicalises, indexes and encodes in one pass, counted as encode):",
         "",
         "| flows | no-change reconcile (read back + diff) | same set again (diff only) | remove all "
         "(delete by cookie) | install: first byte | prepare | diff | encode | resync: decode | resync: diff |",
@@ -348,14 +356,18 @@ def render(measured, missed, codec, codec_n, args, sizes, started, ovs_version) 
     for m in measured:
         r = m["res"]
         lines.append(
-            f"| {m['n']:,} | {med(r['sync resync']):.3f} s | {med(r['sync same set']):.3f} s | "
-            f"{med(r['sync remove all']):.3f} s | {med(r['install first byte']):.3f} s | "
+            f"| {m['n']:,} | {med(r['sync resync']):.3f} s (CPU {med(r['cpu resync: app']):.3f} s) | "
+            f"{med(r['sync same set']):.3f} s (CPU {med(r['cpu same set: app']):.3f} s) | "
+            f"{med(r['sync remove all']):.3f} s (CPU {med(r['cpu remove all: app']):.3f} s) | "
+            f"{med(r['install first byte']):.3f} s | "
             f"{med(r['install prepare']):.3f} s | {med(r['install diff']):.3f} s | {med(r['install encode']):.3f} s"
             f" | {med(r['resync decode']):.3f} s | {med(r['resync diff']):.3f} s |")
     lines += ["", "Every round (seconds), for the record:", ""]
     for m in measured:
         r = m["res"]
-        lines.append(f"- {m['n']:,} flows: ovs-ofctl {_fmt(r['ofctl'])}; engine install {_fmt(r['sync install'])}")
+        lines.append(f"- {m['n']:,} flows: ovs-ofctl {_fmt(r['ofctl'])}; engine install {_fmt(r['sync install'])}; "
+                     f"reconcile {_fmt(r['sync resync'])}; same set {_fmt(r['sync same set'])}; "
+                     f"remove all {_fmt(r['sync remove all'])}")
     lines += [
         "",
         f"In-process codec cost for {codec_n:,} flows, GC paused (one run each):",
