@@ -176,6 +176,7 @@ class SyncStats:
     bytes_sent: int = 0
     errors: int = 0
     full_pushes: int = 0  # canary missing
+    streamed: int = 0  # bundles built while sent (set_desired on a bridge holding none of our flows)
     last_adds: int = 0
     last_deletes: int = 0
     # Where the time of the last operations went (CPU time in this engine, seconds).
@@ -310,6 +311,7 @@ class BridgeSync:
         self.state = PUSHING
         stats = self.stats
         stats.bundles += 1
+        stats.streamed += 1
         if self._force_full:
             stats.full_pushes += 1
             self._force_full = False
