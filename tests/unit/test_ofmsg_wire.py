@@ -269,3 +269,22 @@ def test_compiled_add_encoder_refuses_what_the_general_one_refuses(bad):
         ofwire.encode_bundle_add(flow, 1, 1, 3)
     with pytest.raises(ofwire.WireError):
         ofwire.encode_bundle_add(Flow(0, 1, (), (SetField(bad.name, bad.value), Output(1)), 5), 1, 1, 3)
+
+
+@pytest.mark.parametrize("flow", SAMPLE_FLOWS + [
+    Flow(0, 100, match(eth_src="02:AA:00:00:00:01", in_port=7), (SetField("reg6", 1), Goto(10)), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (SetField("eth_dst", "02:BB:00:00:00:01"), Output(1)), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (Output(OFPP_CONTROLLER),), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (Resubmit(3, in_port=OFPP_IN_PORT),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.0.0.1", reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.1", reg6=1), (Output(2),), 5),  # inet_aton's short form
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst=("10.0.0.7", "255.255.255.0"), reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst=("10.0.0.7", "255.255.255.255"), reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.0.0.1", reg6=True), (Output(2),), 5),
+], ids=lambda f: f"t{f.table}p{f.priority}{f.match[0].value}")
+def test_canonical_add_agrees_with_canonical_flow(flow):
+    c, encode = ofwire.canonical_add(flow)
+    assert c == ofwire.canonical_flow(flow)
+    if c is flow:  # the compiled check said canonical: canonical_flow must return it unchanged
+        assert ofwire.canonical_flow(flow) is flow
+    assert encode(c, 99, 42, 3) == _general_bundle_add(c) == ofwire.encode_bundle_add(c, 99, 42, 3)
