@@ -22,6 +22,10 @@ How it works (details and figures in docs/sync.md):
   nothing. The COMMIT reply (matched by xid and bundle id) confirms it. One
   bundle is in flight at a time; desired changes meanwhile are coalesced into
   the next one.
+* **Streamed install.** On a bridge holding none of our flows but the canary
+  (a fresh bridge), every desired flow is an add: ``set_desired`` returns a
+  generator that canonicalises, indexes and encodes in one pass, so the first
+  chunk leaves after ~1,700 flows instead of after the whole set is indexed.
 * **Ownership by cookie.** Only flows whose cookie ``owns(cookie)`` accepts
   (default ``cookies.is_ours``: the project's cookie kinds) are compared and
   deleted; flows with other cookies (another controller's, an operator's
