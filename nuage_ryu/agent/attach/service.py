@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from nuage_ryu.agent.attach.batch import Coalescer, each_alone
-from nuage_ryu.agent.attach.bulk import BulkVPorts
+from nuage_ryu.agent.attach.bulk import CREATE, DELETE, BulkVPorts
 from nuage_ryu.agent.attach.docker_ipam import DockerBindings
 from nuage_ryu.agent.attach.errors import AttachError, as_attach_error, directory_errors, ovsdb_errors
 from nuage_ryu.agent.attach.links import LinkError, LinkOps, link_names, open_netns
@@ -84,6 +84,7 @@ RESOLVE_TTL = 5.0  # seconds a network's (enterprise, domain, zone, subnet) -> s
 # Seconds the first of concurrent requests waits for others to share its OVSDB transaction. Short:
 # a batch that is being committed collects the next arrivals anyway (group commit).
 BATCH_WINDOW = 0.002
+DIRECTORY_CONCURRENCY = 2  # bulk directory requests in flight at once (batch.py: pipelining)
 ADD_PORT, DELETE_PORT = "add", "delete"  # the two kinds of port row change (one transaction for both)
 
 if TYPE_CHECKING:  # an annotation only: the service needs just the methods (tests hand in proxies)
@@ -195,8 +196,12 @@ class AttachService:
         self._veth_deleter = concurrent.futures.ThreadPoolExecutor(max_workers=8,
                                                                    thread_name_prefix="veth-delete")
         self._bulk = BulkVPorts(directory)
-        self._vport_creates = Coalescer(self._bulk.create, window=batch_window, crowded=crowded)
-        self._vport_deletes = Coalescer(self._bulk.delete, window=batch_window, crowded=crowded)
+        # Creates and deletes of vports share a bulk request (one directory transaction), as the
+        # port rows share an OVSDB transaction.
+        # Two at a time: the directory API plans and commits one write after the other anyway,
+        # but the next request is on its way (TLS, HTTP, JSON) while the previous one commits.
+        self._vport_changes = Coalescer(self._bulk.apply, window=batch_window, crowded=crowded,
+                                        concurrency=DIRECTORY_CONCURRENCY)
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
@@ -213,12 +218,12 @@ class AttachService:
     def _create_vport_row(self, subnet_id: str, fields: dict) -> dict:
         if not self._bulk.supported():  # no bulk API: each caller's own call, in parallel
             return self.directory.create_vport(subnet_id, fields)
-        return self._vport_creates.submit((subnet_id, fields))
+        return self._vport_changes.submit((CREATE, (subnet_id, fields)))
 
     def _delete_vport_row(self, vport_id: str) -> bool:
         if not self._bulk.supported():
             return self.directory.delete_vport(vport_id)
-        return self._vport_deletes.submit(vport_id)
+        return self._vport_changes.submit((DELETE, vport_id))
 
     # Batched OVSDB steps (one transaction for all concurrent callers) ---------------
 
@@ -533,20 +538,25 @@ class AttachService:
     # Detach ------------------------------------------------------------------------
 
     def _teardown(self, port: VPortPort, times: PhaseTimes | None = None) -> None:
-        """Remove one attachment: directory side first, so a directory outage leaves it retryable."""
+        """Remove one attachment, its OVS port row only after its directory side.
+
+        The OVS port row is what a retried DEL finds the attachment by (it carries the vport
+        id): it goes only once the directory side is done, so a directory outage leaves the
+        detach retryable. The veth is gone either way (DEL means tear down), and its delete
+        (tens of ms of the kernel's RCU waits, not CPU) runs meanwhile, on a thread of its own.
+        """
         times = times or PhaseTimes("detach")
-        with times.phase("directory"), directory_errors():
-            if port.external_ids.get(EXT_OWNER, "cni") == "docker":
-                vport = self.directory.get_vport(port.vport_id)
-                if vport is not None:
-                    ext = {k: v for k, v in (vport.get("external_ids") or {}).items()
-                           if k not in (VP_CONTAINER, VP_IFNAME)}
-                    self.directory.update_vport(port.vport_id, {"external_ids": ext})
-            else:
-                self._delete_vport_row(port.vport_id)  # one bulk request with the concurrent detaches'
-        # The port row and the veth go at the same time (both only after the directory side).
         veth = self._veth_deleter.submit(self._timed_delete, port.ifname)
         try:
+            with times.phase("directory"), directory_errors():
+                if port.external_ids.get(EXT_OWNER, "cni") == "docker":
+                    vport = self.directory.get_vport(port.vport_id)
+                    if vport is not None:
+                        ext = {k: v for k, v in (vport.get("external_ids") or {}).items()
+                               if k not in (VP_CONTAINER, VP_IFNAME)}
+                        self.directory.update_vport(port.vport_id, {"external_ids": ext})
+                else:
+                    self._delete_vport_row(port.vport_id)  # one bulk request with the concurrent ones
             with times.phase("ovsdb"), ovsdb_errors():
                 self._delete_port(port.ifname)  # one transaction with the concurrent ones
         finally:
@@ -713,6 +723,5 @@ class AttachService:
         return {"ready": not problems, "host": self.host_name, "bridge": self.bridge, "mtu": self.mtu,
                 "problems": problems,
                 "batches": {"ovsdb": self._port_changes.stats(),
-                            "directory_create": self._vport_creates.stats(),
-                            "directory_delete": self._vport_deletes.stats(),
+                            "directory": self._vport_changes.stats(),
                             "directory_bulk_api": self._bulk.available}}
