@@ -234,7 +234,12 @@ class AttachService:
         deletes = [item for op, item in changes if op == DELETE_PORT]
         if not {spec.ifname for spec in adds} & set(deletes):
             try:
-                self.ovs.change_vport_ports(self.bridge, adds, deletes)
+                if not deletes:
+                    self.ovs.add_vport_ports(self.bridge, adds)
+                elif not adds:
+                    self.ovs.delete_vport_ports(self.bridge, deletes)
+                else:
+                    self.ovs.change_vport_ports(self.bridge, adds, deletes)
                 return [None] * len(changes)
             except Exception as exc:
                 if len(changes) == 1:
@@ -244,9 +249,17 @@ class AttachService:
     def _change_port(self, change: tuple[str, VPortSpec | str]) -> None:
         op, item = change
         if op == ADD_PORT:
-            self.ovs.change_vport_ports(self.bridge, [item], ())
+            self.ovs.add_vport_ports(self.bridge, [item])
         else:
-            self.ovs.change_vport_ports(self.bridge, (), [item])
+            self.ovs.delete_vport_ports(self.bridge, [item])
+
+    def _add_ports(self, specs: list[VPortSpec]) -> list:
+        """The outcomes of adding the port rows ``specs`` as one batch (as concurrent attaches would)."""
+        return self._change_ports([(ADD_PORT, spec) for spec in specs])
+
+    def _delete_ports(self, ifnames: list[str]) -> list:
+        """The outcomes of removing the port rows ``ifnames`` as one batch (absent ones are skipped)."""
+        return self._change_ports([(DELETE_PORT, name) for name in ifnames])
 
     def _delete_port(self, ifname: str) -> None:
         self._port_changes.submit((DELETE_PORT, ifname))
