@@ -341,7 +341,11 @@ class ManagedBridge:
             self._metrics.policy_apply.labels(self.host_name).observe(latency)
         self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
         self._metrics.last_sync.labels(self.host_name).set(time.time())
-        self._on_change()  # statuses are written by the worker, not in the handler
+        if self._status_store is not None:
+            # The vports this confirmation makes up go to the status writer now (offering never
+            # blocks: the writer's thread does the directory write), not a worker round later.
+            self.write_statuses(self._status_store)
+        self._on_change()
 
     def _on_failed(self, flow, err_type: int, err_code: int) -> None:
         self._log.error("%s: %s refused a flow (type %d code %d): %s", self.host_name, self.bridge,
