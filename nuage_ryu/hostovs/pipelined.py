@@ -73,8 +73,10 @@ class PipelinedConnection(connection.Connection):
     def _wait_for(self, inflight: _InFlight) -> None:
         remaining = inflight.txn.time_remaining()
         self.poller.timer_wait(max(0, int(remaining * 1000)))
-        if inflight.ovs_txn is not None:
-            inflight.ovs_txn.wait(self.poller)  # immediate wake once its status is final
+        if inflight.ovs_txn is not None and inflight.retry_seqno is None:
+            # Immediate wake once its status is final (not while a TRY_AGAIN waits for the cache
+            # to change: that status is final too, and the loop would spin).
+            inflight.ovs_txn.wait(self.poller)
 
     def _start(self, inflight: _InFlight) -> _InFlight | None:
         """(Lock held) run the commands against the cache and send the transaction."""
