@@ -45,6 +45,12 @@ _sessions = itertools.count(1)  # OpenFlow connections of this process, over all
 FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
 
 
+def _status_in(state, vport_id: str) -> str | None:
+    """The status of ``vport_id`` in the snapshot ``state`` (None: not there)."""
+    vport = state.vports.get(vport_id) if state is not None else None
+    return None if vport is None else vport.status
+
+
 class ManagedBridge:
     """One host's integration bridge: its OVSDB, its compiled flows, its OpenFlow sync."""
 
@@ -229,8 +235,9 @@ class ManagedBridge:
         """
         with self._lock:
             updates = self.core.status_updates()
+            state = self.core.state
         writer = self._writer_for(store)
-        new = writer.offer(updates)
+        new = writer.offer(updates, lambda vport_id: _status_in(state, vport_id))
         if not new:
             return
         now = time.monotonic()

@@ -37,15 +37,26 @@ class StatusWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def offer(self, updates: Iterable[Update]) -> list[Update]:
+    def offer(self, updates: Iterable[Update],
+              status_now: Callable[[str], str | None] = lambda _vport_id: None) -> list[Update]:
         """The updates a worker round decided; returns those that are new (not sent already).
 
-        ``updates`` must be the round's complete list: a sent status that is not in it any more
-        has reached the snapshot (or its vport is gone) and is forgotten.
+        ``updates`` must be the round's complete list (the vports whose wanted status differs
+        from the snapshot's); ``status_now(vport id)`` is the snapshot's status (None: the vport
+        is gone). A sent status that is not in the list any more has reached the snapshot, or
+        the snapshot still shows the older status, which is wanted again: then the write sent
+        (or on its way) would overwrite it, and the wanted status is sent once more after it.
         """
         current = dict(updates)
         with self._cond:
-            self._sent = {vid: st for vid, st in self._sent.items() if current.get(vid) == st}
+            for vid, sent in list(self._sent.items()):
+                if vid in current:
+                    continue
+                now = status_now(vid)
+                if now is None or now == sent:
+                    del self._sent[vid]  # seen back (or gone): nothing more to do
+                else:
+                    current[vid] = now  # wanted is the status the snapshot still shows
             new = [(vid, st) for vid, st in current.items()
                    if self._sent.get(vid) != st and self._pending.get(vid) != st]
             for vid, st in new:

@@ -60,7 +60,7 @@ def test_a_status_already_sent_is_not_sent_again_until_the_snapshot_shows_it():
         writer.offer([("v1", "up")])
         wait_until(writer.idle, timeout=10)
         assert writer.offer([("v1", "up")]) == []  # the snapshot does not show it yet: not again
-        assert writer.offer([]) == []               # now it does
+        assert writer.offer([], lambda vid: "up") == []  # now it does
         assert writer.offer([("v1", "down")]) == [("v1", "down")]
         wait_until(writer.idle, timeout=10)
         assert store.transactions == [[("v1", "up")], [("v1", "down")]]
@@ -83,5 +83,25 @@ def test_a_refused_batch_is_written_one_by_one_and_the_failed_one_is_offered_aga
         assert writer.offer([("v2", "up")]) == [("v2", "up")]  # not written: offered again
         wait_until(writer.idle, timeout=10)
         assert store.transactions[-1] == [("v2", "up")]
+    finally:
+        writer.close()
+
+
+def test_a_status_wanted_again_while_the_opposite_write_is_on_its_way_is_sent_after_it():
+    """After an agent restart: 'down' is sent for a vport the snapshot shows up (its flows are not
+    confirmed yet); then they are, and 'up' is wanted again while the snapshot still shows 'up':
+    the 'down' on its way would win if 'up' were not sent after it."""
+    store = Store()
+    writer = writer_for(store)
+    try:
+        store.gate.clear()
+        writer.offer([("v1", "down")], lambda vid: "up")
+        wait_until(lambda: not writer._pending, timeout=10)  # 'down' on its way
+        assert writer.offer([], lambda vid: "up") == [("v1", "up")]
+        store.gate.set()
+        wait_until(writer.idle, timeout=10)
+        assert store.transactions == [[("v1", "down")], [("v1", "up")]]
+        assert writer.offer([], lambda vid: "up") == []  # seen back: forgotten
+        assert writer._sent == {}
     finally:
         writer.close()
