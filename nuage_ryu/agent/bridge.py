@@ -12,7 +12,8 @@
   collected as the core says;
 
 and writes what concerns the directory (vport status, counters) through the
-``DirectoryStore`` it is handed, outside OpenFlow handlers.
+``DirectoryStore`` it is handed, outside OpenFlow handlers (vport statuses on a
+thread of their own: status_writer.py).
 
 All work on the core and the sync engine runs under ``lock`` (shared by every
 bridge of the agent); OVSDB reads and directory writes happen outside it, as
@@ -32,6 +33,7 @@ from nuage_ryu import tls
 from nuage_ryu.agent import counters, drops, startup, verdicts
 from nuage_ryu.agent.core import DIFF, FULL, AgentCore, Confirmation
 from nuage_ryu.agent.metrics import AgentMetrics
+from nuage_ryu.agent.status_writer import StatusWriter
 from nuage_ryu.agent.uplink import HostUplink, mgmt_socket_of
 from nuage_ryu.hostovs.host import VXLAN_PORT, HostOVS, datapath_id_for
 from nuage_ryu.hostovs.watch import InterfaceWatch
@@ -41,6 +43,12 @@ from nuage_ryu.vrs.pipeline import DEFAULT_NAT_PORTS
 
 _sessions = itertools.count(1)  # OpenFlow connections of this process, over all bridges
 FLOWS_CONFIRMED_KEPT = 4096  # vports whose "flows confirmed" time is remembered (attach timings)
+
+
+def _status_in(state, vport_id: str) -> str | None:
+    """The status of ``vport_id`` in the snapshot ``state`` (None: not there)."""
+    vport = state.vports.get(vport_id) if state is not None else None
+    return None if vport is None else vport.status
 
 
 class ManagedBridge:
@@ -81,6 +89,8 @@ class ManagedBridge:
         self._uplink_reading: tuple | None = None
         self._drops = drops.DropPoll()  # POLICY_DROP statistics: the per-vport drop counters
         self._drop_index: tuple[object, dict[int, str]] = (None, {})  # (snapshot, its cookie -> vport id)
+        self._status_writer: StatusWriter | None = None  # made on the first write (it needs the store)
+        self._status_store = None
 
     # -- the host's OVSDB ------------------------------------------------------
     def ensure(self, controllers: list[str], creds: Credentials | None = None) -> None:
@@ -108,6 +118,9 @@ class ManagedBridge:
         self._on_change()
 
     def close(self) -> None:
+        if self._status_writer is not None:
+            self._status_writer.close()
+            self._status_writer = None
         if self.uplink is not None:
             self.uplink.close()
         if self.watch is not None:
@@ -213,34 +226,36 @@ class ManagedBridge:
         return self._flows_confirmed.get(vport_id)
 
     def write_statuses(self, store) -> None:
-        """Write the vport statuses the core decided (outside the lock: directory writes may block).
+        """Hand the vport statuses the core decided to the status writer (status_writer.py).
 
-        All of a round's changes go in one directory transaction (a burst of attaches is one
-        write, not one per vport); if that is refused, each is written alone.
+        The writer sends them on its own thread, so the worker goes on with the next round
+        meanwhile; everything decided while a write is in flight is the next transaction (a
+        burst of attaches is a few writes, not one per vport); a refused batch is written one
+        by one.
         """
         with self._lock:
             updates = self.core.status_updates()
-        if not updates:
+            state = self.core.state
+        writer = self._writer_for(store)
+        new = writer.offer(updates, lambda vport_id: _status_in(state, vport_id))
+        if not new:
             return
         now = time.monotonic()
-        for vport_id, status in updates:
+        for vport_id, status in new:
             if status == "up":
                 self._flows_confirmed.pop(vport_id, None)
                 self._flows_confirmed[vport_id] = now
         while len(self._flows_confirmed) > FLOWS_CONFIRMED_KEPT:
             del self._flows_confirmed[next(iter(self._flows_confirmed))]
-        if len(updates) > 1:
-            try:
-                store.set_vport_statuses(updates)
-                return
-            except Exception as exc:
-                self._log.info("%d vport statuses not written in one transaction (%s); one by one",
-                               len(updates), exc)
-        for vport_id, status in updates:
-            try:
-                store.set_vport_status(vport_id, status)
-            except Exception as exc:  # e.g. deleted meanwhile; the next snapshot settles it
-                self._log.info("vport %s status %s not written: %s", vport_id, status, exc)
+
+    def _writer_for(self, store) -> StatusWriter:
+        if self._status_writer is None or self._status_store is not store:
+            if self._status_writer is not None:
+                self._status_writer.close()
+            self._status_writer = StatusWriter(store.set_vport_statuses, store.set_vport_status, self._log,
+                                               name=f"vport-status-{self.host_name}")
+            self._status_store = store
+        return self._status_writer
 
     # -- OpenFlow ----------------------------------------------------------------
     def state_changed(self, datapath, up: bool) -> None:
@@ -333,7 +348,11 @@ class ManagedBridge:
             self._metrics.policy_apply.labels(self.host_name).observe(latency)
         self._metrics.bundles.labels(self.host_name).set(self.sync.stats.bundles)
         self._metrics.last_sync.labels(self.host_name).set(time.time())
-        self._on_change()  # statuses are written by the worker, not in the handler
+        if self._status_store is not None:
+            # The vports this confirmation makes up go to the status writer now (offering never
+            # blocks: the writer's thread does the directory write), not a worker round later.
+            self.write_statuses(self._status_store)
+        self._on_change()
 
     def _on_failed(self, flow, err_type: int, err_code: int) -> None:
         self._log.error("%s: %s refused a flow (type %d code %d): %s", self.host_name, self.bridge,

@@ -27,6 +27,7 @@ from ovsdbapp.backend.ovs_idl import command, connection, event, idlutils, trans
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from nuage_ryu.hostovs.contract import VPortPort, vport_external_ids, vport_port
+from nuage_ryu.hostovs.pipelined import PipelinedConnection
 
 SCHEMA_NAME = "Open_vSwitch"
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14", "OpenFlow15")
@@ -431,7 +432,8 @@ class HostOVS:
     ``remote`` is an OVSDB connection string (``unix:/path/db.sock``,
     ``tcp:IP:PORT``, or a comma-separated list). ``timeout`` bounds connecting
     and every transaction. Thread-safe: transactions are serialised by
-    ovsdbapp's connection thread, and reads take the connection lock.
+    the connection thread (pipelined.py), and reads take the connection lock,
+    which a transaction holds only while it runs, not while it waits for its reply.
     """
 
     def __init__(self, remote: str, timeout: float = 10.0) -> None:
@@ -441,7 +443,7 @@ class HostOVS:
         helper = idlutils.create_schema_helper(schema)
         register_monitored(helper, schema)
         self._idl = _EventIdl(remote, helper)
-        self._conn = connection.Connection(self._idl, timeout)
+        self._conn = PipelinedConnection(self._idl, timeout)  # reads never wait for a commit's reply
         self.api = _HostApi(self._conn, start=False)
         try:
             self._conn.start()
@@ -593,6 +595,23 @@ class HostOVS:
 
     def add_vport_ports(self, bridge: str, specs: Iterable[VPortSpec]) -> None:
         """``add_vport_port`` for many ports in one transaction (all or nothing)."""
+        self.change_vport_ports(bridge, specs, ())
+
+    def change_vport_ports(self, bridge: str, add: Iterable[VPortSpec], delete: Iterable[str]) -> None:
+        """Add the ports ``add`` and remove the ports ``delete`` in one transaction (all or nothing).
+
+        Every OVSDB transaction costs ovs-vswitchd a full bridge reconfiguration, whatever its
+        size: the attaches and detaches of a host in churn share one. Absent ``delete`` ports are
+        skipped; a name must not be in both.
+        """
+        commands = self._port_commands(bridge, add)
+        names = list(delete)
+        if names:
+            commands.insert(0, _DeletePorts(self.api, bridge, names))
+        if commands:
+            self._commit(commands)
+
+    def _port_commands(self, bridge: str, specs: Iterable[VPortSpec]) -> list:
         commands = []
         for spec in specs:
             if not spec.ifname or len(spec.ifname) > 15:
@@ -609,8 +628,7 @@ class HostOVS:
             if spec.mac is not None:
                 columns["mac"] = spec.mac
             commands.append(_EnsurePort(self.api, bridge, spec.ifname, columns))
-        if commands:
-            self._commit(commands)
+        return commands
 
     def delete_vport_port(self, bridge: str, ifname: str) -> None:
         """Remove port ``ifname`` from ``bridge``; nothing happens if it is not there."""

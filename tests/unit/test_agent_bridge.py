@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from nuage_ryu.agent.bridge import ManagedBridge
 from nuage_ryu.agent.metrics import AgentMetrics
 from nuage_ryu.vrs import ofwire
+from tests.ovs_fixtures import wait_until
 from tests.unit.test_agent_core import V3, directory, with_vports
 from tests.unit.test_sync import Msg, Switch, commit_reply
 
@@ -153,6 +154,7 @@ def test_a_round_of_vport_statuses_is_one_directory_transaction():
     assert {vid for vid, status in pending if status == "up"} >= set(ids)
     store = RecordingStore(with_vports(state))
     bridge.write_statuses(store)
+    wait_until(lambda: store.transactions and bridge._status_writer.idle(), timeout=10)
     assert len(store.transactions) == 1 and len(store.transactions[0]) == len(pending)
     assert all(bridge.flows_confirmed_at(vid) is not None for vid in ids)
 
@@ -162,4 +164,5 @@ def test_a_refused_batch_of_statuses_is_written_one_by_one():
     pending = bridge.core.status_updates()
     refusing = RecordingStore(state, refuse_batches=True)
     bridge.write_statuses(refusing)
+    wait_until(lambda: len(refusing.transactions) == len(pending), timeout=10)
     assert refusing.transactions == [[update] for update in pending]

@@ -84,3 +84,28 @@ def test_each_alone_isolates_failures():
 
     outcomes = each_alone([1, 2, 3], one)
     assert outcomes[0] == -1 and isinstance(outcomes[1], KeyError) and outcomes[2] == -3
+
+
+def test_with_concurrency_two_batches_are_in_flight_at_once_and_each_item_runs_once():
+    """Pipelining: the next batch is sent while the previous one waits for its answer."""
+    from tests.ovs_fixtures import wait_until
+
+    seen = []
+    both = threading.Barrier(2, timeout=10)
+
+    def run(items):
+        seen.append(list(items))
+        both.wait()  # a batch can only finish once another one runs beside it
+        return [i * 10 for i in items]
+
+    coalescer = Coalescer(run, window=0.0, concurrency=2)
+    outcomes = {}
+    first = threading.Thread(target=lambda: outcomes.update({0: coalescer.submit(0)}))
+    first.start()
+    wait_until(lambda: len(seen) == 1, timeout=10)  # batch [0] waits for its answer
+    second = threading.Thread(target=lambda: outcomes.update({1: coalescer.submit(1)}))
+    second.start()
+    first.join(15)
+    second.join(15)
+    assert outcomes == {0: 0, 1: 10} and seen == [[0], [1]]
+    assert coalescer.stats() == {"batches": 2, "items": 2, "largest": 1}

@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from nuage_ryu.agent.attach.bulk import BulkVPorts
+from nuage_ryu.agent.attach.bulk import CREATE, DELETE, BulkVPorts
 from nuage_ryu.directory.errors import BadRequest, NotFound, ValidationError
 
 
@@ -129,3 +129,15 @@ def test_an_error_that_names_no_operation_is_every_items_error():
 
     with pytest.raises(Exception, match="unavailable"):
         BulkVPorts(Down()).create([("s1", {"name": "a"}), ("s1", {"name": "b"})])
+
+
+def test_creates_and_deletes_of_a_churning_host_share_one_request_and_fail_alone():
+    directory = BulkDirectory()
+    bulk = BulkVPorts(directory)
+    made = bulk.create([("s1", {"name": "old"})])
+    outcomes = bulk.apply([(CREATE, ("s1", {"name": "new"})), (DELETE, made[0]["id"]),
+                           (CREATE, ("s9", {"name": "bad"})), (DELETE, "v-gone")])
+    assert outcomes[0]["name"] == "new" and outcomes[1] is True and outcomes[3] is False
+    assert isinstance(outcomes[2], NotFound) and outcomes[2].message == "subnet 's9' not found"
+    assert [v["name"] for v in directory.vports.values()] == ["new"]
+    assert directory.calls[1] == "POST /bulk 4"

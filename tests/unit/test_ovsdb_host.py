@@ -264,3 +264,68 @@ def test_an_ovsdb_that_does_not_answer_in_time_is_a_one_line_error(ovsdb, monkey
     monkeypatch.setattr(connection.Connection, "start", no_answer)
     with pytest.raises(HostOVSError, match=r"cannot reach OVSDB at .*: no answer within 2s"):
         HostOVS(ovsdb.db_remote, timeout=2)
+
+
+def test_adds_and_deletes_of_ports_are_one_transaction(host, ovsdb):  # noqa: F811
+    host.ensure_integration_bridge("br-int", "netdev", [CONTROLLER], 1)
+    old = [VPortSpec(f"nv-old{i}", f"vport-old{i}", f"c-old{i}") for i in range(3)]
+    host.add_vport_ports("br-int", old)
+    new = [VPortSpec(f"nv-new{i}", f"vport-new{i}", f"c-new{i}") for i in range(3)]
+    host.change_vport_ports("br-int", new, [s.ifname for s in old] + ["nv-absent"])
+    assert [p.ifname for p in host.list_vport_ports("br-int")] == [s.ifname for s in new]
+    # All or nothing: a bad add keeps the deletes from happening too.
+    with pytest.raises(HostOVSError, match="interface name"):
+        host.change_vport_ports("br-int", [VPortSpec("", "v", "c")], [new[0].ifname])
+    assert [p.ifname for p in host.list_vport_ports("br-int")] == [s.ifname for s in new]
+
+
+def test_reads_do_not_wait_for_a_transaction_on_the_wire(host, ovsdb):  # noqa: F811
+    """ovsdbapp held the IDL lock from sending a transaction until its reply: every port listing
+    and ofport lookup of the agent queued behind each port transaction's round trip. Here
+    ovsdb-server is stopped while a transaction is on the wire, and reads still answer."""
+    import os
+    import signal
+
+    host.ensure_integration_bridge("br-int", "netdev", [CONTROLLER], 1)
+    host.add_vport_ports("br-int", [VPortSpec("nv-a", "vport-a", "c-a")])
+    with open(ovsdb.pidfile("ovsdb-server")) as f:
+        server = int(f.read())
+    os.kill(server, signal.SIGSTOP)
+    try:
+        committing = threading.Thread(target=host.add_vport_ports,
+                                      args=("br-int", [VPortSpec("nv-b", "vport-b", "c-b")]))
+        committing.start()
+        read = []
+        reader = threading.Thread(target=lambda: read.append(
+            ([p.ifname for p in host.list_vport_ports("br-int")], host.get_ofport("nv-a"))))
+        reader.start()
+        reader.join(timeout=5)
+        assert read == [(["nv-a"], None)]  # answered from the cache, the transaction still in flight
+        assert committing.is_alive()
+    finally:
+        os.kill(server, signal.SIGCONT)
+    committing.join(timeout=10)
+    assert [p.ifname for p in host.list_vport_ports("br-int")] == ["nv-a", "nv-b"]
+
+
+def test_a_transaction_on_a_stale_cache_is_retried(host, ovsdb):  # noqa: F811
+    """TRY_AGAIN (a verify failed: the cache was behind) re-runs the commands once the cache changed."""
+    host.ensure_integration_bridge("br-int", "netdev", [CONTROLLER], 1)
+    ovsdb.vsctl("--no-wait", "add-br", "br-x")
+    from ovsdbapp.backend.ovs_idl import command
+
+    class StaleThenFresh(command.BaseCommand):
+        runs = 0
+
+        def run_idl(self, txn):
+            type(self).runs += 1
+            br = self.api._tables["Bridge"].rows.values()
+            row = next(b for b in br if b.name == "br-x")
+            row.verify("external_ids")
+            if type(self).runs == 1:  # someone else changes the row before this commit lands
+                ovsdb.vsctl("--no-wait", "set", "bridge", "br-x", "external_ids:k=other")
+            row.external_ids = dict(row.external_ids, mine="yes")
+
+    host._commit([StaleThenFresh(host.api)])
+    assert StaleThenFresh.runs == 2
+    assert vsctl_json(ovsdb, "Bridge", "br-x", "external_ids")["external_ids"] == {"k": "other", "mine": "yes"}

@@ -24,11 +24,12 @@ _PENDING = object()
 
 
 class _Slot:
-    __slots__ = ("item", "outcome")
+    __slots__ = ("item", "outcome", "taken")
 
     def __init__(self, item) -> None:
         self.item = item
         self.outcome = _PENDING
+        self.taken = False  # in a batch that runs now
 
 
 class Coalescer(Generic[T, R]):
@@ -40,17 +41,20 @@ class Coalescer(Generic[T, R]):
     max_items: batch size limit (the rest go into the next batch).
     crowded() -> bool: whether other callers may come (default: always); the window is waited
     only then, so that a lone request never pays for it.
+    concurrency: batches that may run at once (pipelining: the next batch is sent while the
+    previous one waits for its answer; 1: one after the other).
     """
 
     def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], *, window: float = 0.002,
-                 max_items: int = 256, crowded: Callable[[], bool] | None = None) -> None:
+                 max_items: int = 256, crowded: Callable[[], bool] | None = None, concurrency: int = 1) -> None:
         self._run = run
         self.window = window
         self._crowded = crowded or (lambda: True)
         self.max_items = max_items
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
-        self._leading = False
+        self.concurrency = max(1, concurrency)
+        self._leaders = 0  # batches running now
         self.batches = 0  # batches run so far, and the items in them (the agent's /v1/status shows both)
         self.items = 0
         self.largest = 0
@@ -63,20 +67,21 @@ class Coalescer(Generic[T, R]):
             self._cond.notify_all()  # a leader collecting a batch may take this one too
         while True:
             with self._cond:
-                while slot.outcome is _PENDING and self._leading:
+                while slot.outcome is _PENDING and (self._leaders >= self.concurrency or slot.taken):
                     self._cond.wait()
                 if slot.outcome is not _PENDING:
                     break
-                self._leading = True  # this caller runs the next batch (it may not contain its slot)
+                self._leaders += 1  # this caller runs the next batch (it may not contain its slot)
                 batch = self._collect()
-            outcomes = self._outcomes(batch)
+            outcomes = self._outcomes(batch) if batch else []
             with self._cond:
                 for done, outcome in zip(batch, outcomes, strict=True):
                     done.outcome = outcome
-                self._leading = False
-                self.batches += 1
-                self.items += len(batch)
-                self.largest = max(self.largest, len(batch))
+                self._leaders -= 1
+                if batch:
+                    self.batches += 1
+                    self.items += len(batch)
+                    self.largest = max(self.largest, len(batch))
                 self._cond.notify_all()
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
@@ -97,6 +102,8 @@ class Coalescer(Generic[T, R]):
             self._cond.wait(remaining)
         batch = self._pending[:self.max_items]
         del self._pending[:self.max_items]
+        for slot in batch:
+            slot.taken = True
         return batch
 
     def _outcomes(self, batch: list[_Slot]) -> list:

@@ -13,12 +13,14 @@ in parallel, as before: batches of single calls would only serialise them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
 from nuage_ryu.directory.client import CannotConnect, DirectoryClient
 from nuage_ryu.directory.errors import DirectoryError, Forbidden, MethodNotAllowed, NotFound
 
+CREATE, DELETE = "create", "delete"
 _FAILED_OP = re.compile(r"^operation (\d+) \([^)]*\): ")
 
 
@@ -53,26 +55,42 @@ class BulkVPorts:
 
     def create(self, items: list[tuple[str, dict]]) -> list:
         """Outcomes (the vport, or the exception) of creating ``(subnet id, fields)`` each."""
-        ops = [{"action": "create", "kind": "vport", "parent": subnet_id, "body": fields}
-               for subnet_id, fields in items]
-        return self._run(ops, lambda i: self.directory.create_vport(*items[i]),
-                         lambda result: result["object"], gone=None)
+        return self.apply([(CREATE, item) for item in items])
 
     def delete(self, vport_ids: list[str]) -> list:
         """Outcomes (True: deleted, False: already gone, or the exception) of deleting each vport."""
-        ops = [{"action": "delete", "kind": "vport", "id": vport_id} for vport_id in vport_ids]
-        return self._run(ops, lambda i: self.directory.delete_vport(vport_ids[i]), lambda _result: True,
-                         gone=False)
+        return self.apply([(DELETE, vport_id) for vport_id in vport_ids])
 
-    def _run(self, ops: list[dict], single: Callable[[int], object], outcome_of: Callable[[dict], object],
-             gone: object) -> list:
+    def apply(self, changes: list[tuple[str, object]]) -> list:
+        """Outcomes of (CREATE, (subnet id, fields)) and (DELETE, vport id) changes, mixed, in order.
+
+        A host in churn creates and deletes vports at once: both go into one request (one
+        directory transaction) instead of two.
+        """
+        ops, singles, outcome_of, gone = [], [], [], []
+        for kind, item in changes:
+            if kind == CREATE:
+                subnet_id, fields = item
+                ops.append({"action": "create", "kind": "vport", "parent": subnet_id, "body": fields})
+                singles.append(functools.partial(self.directory.create_vport, subnet_id, fields))
+                outcome_of.append(_created)
+                gone.append(None)
+            else:
+                ops.append({"action": "delete", "kind": "vport", "id": item})
+                singles.append(functools.partial(self.directory.delete_vport, item))
+                outcome_of.append(_deleted)
+                gone.append(False)
+        return self._run(ops, singles, outcome_of, gone)
+
+    def _run(self, ops: list[dict], singles: list[Callable[[], object]],
+             outcome_of: list[Callable[[dict], object]], gone: list[object]) -> list:
         """Send ``ops`` as bulk requests until each has its outcome (``gone``: what a 404 delete means)."""
         outcomes: list = [None] * len(ops)
         pending = list(range(len(ops)))
         while pending:
             if len(pending) == 1 or self.available is False:
                 for i in pending:
-                    outcomes[i] = _outcome(single, i)
+                    outcomes[i] = _outcome(singles[i])
                 break
             try:
                 self.requests += 1
@@ -85,7 +103,8 @@ class BulkVPorts:
                 if index is None:
                     raise
                 bad = pending.pop(index)
-                outcomes[bad] = gone if gone is not None and isinstance(exc, NotFound) else _stripped(exc)
+                outcomes[bad] = gone[bad] if gone[bad] is not None and isinstance(exc, NotFound) \
+                    else _stripped(exc)
                 continue
             except DirectoryError as exc:
                 index = _failed_index(exc, len(pending))
@@ -95,16 +114,24 @@ class BulkVPorts:
                 continue
             self.available = True
             for i, result in zip(pending, answer["results"], strict=True):
-                outcomes[i] = outcome_of(result)
+                outcomes[i] = outcome_of[i](result)
             break
         return outcomes
 
 
-def _outcome(single: Callable[[int], object], i: int):
+def _outcome(single: Callable[[], object]):
     try:
-        return single(i)
+        return single()
     except Exception as exc:
         return exc
+
+
+def _created(result: dict) -> dict:
+    return result["object"]
+
+
+def _deleted(_result: dict) -> bool:
+    return True
 
 
 def _failed_index(exc: DirectoryError, count: int) -> int | None:

@@ -29,6 +29,7 @@ service can be restarted at any time and finds everything again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import functools
@@ -83,6 +84,8 @@ RESOLVE_TTL = 5.0  # seconds a network's (enterprise, domain, zone, subnet) -> s
 # Seconds the first of concurrent requests waits for others to share its OVSDB transaction. Short:
 # a batch that is being committed collects the next arrivals anyway (group commit).
 BATCH_WINDOW = 0.002
+DIRECTORY_CONCURRENCY = 2  # bulk directory requests in flight at once (batch.py: pipelining)
+ADD_PORT, DELETE_PORT = "add", "delete"  # the two kinds of port row change (one transaction for both)
 
 if TYPE_CHECKING:  # an annotation only: the service needs just the methods (tests hand in proxies)
     from nuage_ryu.hostovs.host import HostOVS
@@ -185,11 +188,20 @@ class AttachService:
         def crowded() -> bool:
             return self._in_flight > 1
 
-        self._port_adds = Coalescer(self._add_ports, window=batch_window, crowded=crowded)
-        self._port_deletes = Coalescer(self._delete_ports, window=batch_window, crowded=crowded)
+        # The port rows of attaches *and* detaches share a transaction: each one is a full
+        # reconfiguration of ovs-vswitchd, and a host in churn has both in flight.
+        self._port_changes = Coalescer(self._change_ports, window=batch_window, crowded=crowded)
+        # A detach removes its OVS port row and its veth at once (the kernel's veth delete is
+        # tens of ms of RCU waits, not CPU): the veth goes on one of these threads.
+        self._veth_deleter = concurrent.futures.ThreadPoolExecutor(max_workers=8,
+                                                                   thread_name_prefix="veth-delete")
         self._bulk = BulkVPorts(directory)
-        self._vport_creates = Coalescer(self._bulk.create, window=batch_window, crowded=crowded)
-        self._vport_deletes = Coalescer(self._bulk.delete, window=batch_window, crowded=crowded)
+        # Creates and deletes have queues of their own: in one queue (one bulk request for both)
+        # an ADD's create waited behind the DELs' deletes, +20 ms per ADD in churn (docs/cni.md).
+        self._vport_creates = Coalescer(self._bulk.create, window=batch_window, crowded=crowded,
+                                        concurrency=DIRECTORY_CONCURRENCY)
+        self._vport_deletes = Coalescer(self._bulk.delete, window=batch_window, crowded=crowded,
+                                        concurrency=DIRECTORY_CONCURRENCY)
 
     @contextlib.contextmanager
     def _counted(self) -> Iterator[None]:
@@ -215,28 +227,42 @@ class AttachService:
 
     # Batched OVSDB steps (one transaction for all concurrent callers) ---------------
 
+    def _change_ports(self, changes: list[tuple[str, VPortSpec | str]]) -> list:
+        """(ADD_PORT, spec) and (DELETE_PORT, ifname) changes in one transaction; refused (or one
+        name both added and removed): each one alone, in order, so the bad one fails alone."""
+        adds = [item for op, item in changes if op == ADD_PORT]
+        deletes = [item for op, item in changes if op == DELETE_PORT]
+        if not {spec.ifname for spec in adds} & set(deletes):
+            try:
+                if not deletes:
+                    self.ovs.add_vport_ports(self.bridge, adds)
+                elif not adds:
+                    self.ovs.delete_vport_ports(self.bridge, deletes)
+                else:
+                    self.ovs.change_vport_ports(self.bridge, adds, deletes)
+                return [None] * len(changes)
+            except Exception as exc:
+                if len(changes) == 1:
+                    return [exc]
+        return each_alone(changes, self._change_port)
+
+    def _change_port(self, change: tuple[str, VPortSpec | str]) -> None:
+        op, item = change
+        if op == ADD_PORT:
+            self.ovs.add_vport_ports(self.bridge, [item])
+        else:
+            self.ovs.delete_vport_ports(self.bridge, [item])
+
     def _add_ports(self, specs: list[VPortSpec]) -> list:
-        """The port rows of ``specs`` in one transaction; refused: each one alone, to find the bad one."""
-        try:
-            self.ovs.add_vport_ports(self.bridge, specs)
-            return [None] * len(specs)
-        except Exception as exc:
-            if len(specs) == 1:
-                return [exc]
-        return each_alone(specs, lambda spec: self.ovs.add_vport_ports(self.bridge, [spec]))
+        """The outcomes of adding the port rows ``specs`` as one batch (as concurrent attaches would)."""
+        return self._change_ports([(ADD_PORT, spec) for spec in specs])
 
     def _delete_ports(self, ifnames: list[str]) -> list:
-        """Remove the port rows ``ifnames`` in one transaction (absent ones are skipped)."""
-        try:
-            self.ovs.delete_vport_ports(self.bridge, ifnames)
-            return [None] * len(ifnames)
-        except Exception as exc:
-            if len(ifnames) == 1:
-                return [exc]
-        return each_alone(ifnames, lambda name: self.ovs.delete_vport_ports(self.bridge, [name]))
+        """The outcomes of removing the port rows ``ifnames`` as one batch (absent ones are skipped)."""
+        return self._change_ports([(DELETE_PORT, name) for name in ifnames])
 
     def _delete_port(self, ifname: str) -> None:
-        self._port_deletes.submit(ifname)
+        self._port_changes.submit((DELETE_PORT, ifname))
 
     def _observed(self, times: PhaseTimes, outcome: str) -> None:
         if self.observe is not None:
@@ -420,7 +446,7 @@ class AttachService:
 
         def add_port() -> None:
             with ovsdb_errors():
-                self._port_adds.submit(spec)  # one transaction with the concurrent attaches' ports
+                self._port_changes.submit((ADD_PORT, spec))  # one transaction with the concurrent ones
 
         with times.phase("ovsdb"):
             rollback.guarded_step("delete OVS port", add_port, lambda: self._delete_port(host_if))
@@ -525,7 +551,13 @@ class AttachService:
     # Detach ------------------------------------------------------------------------
 
     def _teardown(self, port: VPortPort, times: PhaseTimes | None = None) -> None:
-        """Remove one attachment: directory side first, so a directory outage leaves it retryable."""
+        """Remove one attachment: directory side first, so a directory outage leaves it retryable.
+
+        Then its OVS port row and its veth at the same time: the kernel's veth delete is tens of
+        ms of RCU waits, not CPU, and runs on a thread of its own meanwhile. (Started together
+        with the directory side instead, it made the concurrent ADDs' directory step ~10 ms
+        slower in churn and the DEL no faster: docs/cni.md.)
+        """
         times = times or PhaseTimes("detach")
         with times.phase("directory"), directory_errors():
             if port.external_ids.get(EXT_OWNER, "cni") == "docker":
@@ -536,10 +568,18 @@ class AttachService:
                     self.directory.update_vport(port.vport_id, {"external_ids": ext})
             else:
                 self._delete_vport_row(port.vport_id)  # one bulk request with the concurrent detaches'
-        with times.phase("ovsdb"), ovsdb_errors():
-            self._delete_port(port.ifname)  # one transaction with the concurrent detaches' ports
-        with times.phase("veth"):
-            self.links.delete(port.ifname)
+        veth = self._veth_deleter.submit(self._timed_delete, port.ifname)
+        try:
+            with times.phase("ovsdb"), ovsdb_errors():
+                self._delete_port(port.ifname)  # one transaction with the concurrent ones
+        finally:
+            seconds = veth.result()[1] if veth.exception() is None else 0.0
+            times.add("veth", seconds)
+        veth.result()  # a failed veth delete fails the detach (the runtime retries it)
+
+    def _timed_delete(self, ifname: str) -> tuple[bool, float]:
+        start = time.monotonic()
+        return self.links.delete(ifname), time.monotonic() - start
 
     def detach(self, container_id: str, ifname: str = "") -> dict:
         """Remove the container's attachment(s) (all of them without ``ifname``). Idempotent."""
@@ -695,7 +735,7 @@ class AttachService:
             problems.append(f"directory: {exc}")
         return {"ready": not problems, "host": self.host_name, "bridge": self.bridge, "mtu": self.mtu,
                 "problems": problems,
-                "batches": {"ovsdb_add": self._port_adds.stats(), "ovsdb_delete": self._port_deletes.stats(),
+                "batches": {"ovsdb": self._port_changes.stats(),
                             "directory_create": self._vport_creates.stats(),
                             "directory_delete": self._vport_deletes.stats(),
                             "directory_bulk_api": self._bulk.available}}
