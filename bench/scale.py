@@ -114,6 +114,8 @@ class Loader:
 
     def __init__(self, db: Ovsdb):
         self.db = db
+        # the schema of the tree under test has the placement index (1.5.0) or not (a reference)
+        self.placement_index = "HostVPorts" in json.loads(Path(schema_path()).read_text())["tables"]
         self.enterprise = str(uuid.uuid4())
         self.vports = 0
         self.domains = 0
@@ -121,6 +123,7 @@ class Loader:
         self.local: list[dict] = []  # the local domains: {"domain", "subnet"}
         self.unrelated: list[dict] = []
         self.serial = 0
+        self.index_keys: set[tuple[str, str]] = set()  # placement index rows written (schema 1.5.0)
 
     def _ops_domain(self, name: str) -> tuple[list, dict]:
         n = self.domains
@@ -161,7 +164,7 @@ class Loader:
         st = f"st{n}"
         return [
             {"op": "insert", "table": "VPortStatus", "uuid-name": st, "row": {"host": host, "status": "down"}},
-            {"op": "insert", "table": "VPort", "row": {
+            {"op": "insert", "table": "VPort", "uuid": str(uuid.uuid4()), "row": {
                 "subnet": _u(dom["subnet"]), "domain": _u(dom["domain"]), "name": f"v{n}", "type": "container",
                 "host": host, "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
                 "mac": f"02:00:{n >> 24 & 255:02x}:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}",
@@ -171,7 +174,29 @@ class Loader:
 
     def _flush(self, ops: list) -> None:
         for i in range(0, len(ops), BATCH):
-            self.db.transact(*ops[i:i + BATCH])
+            chunk = ops[i:i + BATCH]
+            self.db.transact(*chunk, *self._index_ops(chunk))
+
+    def _index_ops(self, ops: list) -> list:
+        """The placement index's rows for the vports inserted by ``ops`` (as the directory's
+        writers keep it: nuage_ryu/directory/store/placement_rows.py)."""
+        if not self.placement_index:
+            return []
+        members: dict[tuple[str, str, str], list] = {}
+        for op in ops:
+            if op["table"] == "VPort" and op["op"] == "insert":
+                row = op["row"]
+                members.setdefault(("HostVPorts", "host", row["host"]), []).append(_u(op["uuid"]))
+                members.setdefault(("DomainVPorts", "domain", row["domain"][1]), []).append(_u(op["uuid"]))
+        out = []
+        for (table, col, key), refs in members.items():
+            if (table, key) in self.index_keys:
+                out.append({"op": "mutate", "table": table, "where": [[col, "==", key]],
+                            "mutations": [["vports", "insert", ["set", refs]]]})
+            else:
+                self.index_keys.add((table, key))
+                out.append({"op": "insert", "table": table, "row": {col: key, "vports": ["set", refs]}})
+        return out
 
     def load_local_share(self, share: int = 40, peer_hosts: int = 4) -> None:
         """Two local domains, 10 vports on H each; the rest of ``share`` vports on ``peer_hosts`` peers."""
@@ -232,7 +257,8 @@ class Loader:
             kind = i % 3
             if kind == 0:
                 host = f"h{self.unrelated.index(dom) * HOSTS_PER_DOMAIN}"
-                self.db.transact(*self._ops_vport(dom, host))
+                ops = self._ops_vport(dom, host)
+                self.db.transact(*ops, *self._index_ops(ops))
             elif kind == 1:  # another host's heartbeat
                 self.db.transact({"op": "update", "table": "HostLiveness", "where": [["name", "==", "h1"]],
                                   "row": {"last_seen": int(time.time() * 1000) + i}})

@@ -39,7 +39,9 @@ from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, Validati
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.mirror import Mirror
-from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows
+from nuage_ryu.directory.store.placement_rows import TABLES as PLACEMENT_TABLES
+from nuage_ryu.directory.store.placement_rows import KeyRows, PlacementWrites
+from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows, stored
 from nuage_ryu.directory.validate import Change
 
 # How often a write is re-planned after losing a race before giving up (409/503).
@@ -79,10 +81,13 @@ def _is_empty(planned: Planned) -> bool:
     return planned.build is None if isinstance(planned, RowChange) else not planned.ops
 
 
-def _index_conflict_is_a_race(planned: Planned) -> bool:
-    # A Change's index conflict is a race only on values it picked itself; a RowChange's always
-    # (another writer linked the same row first).
-    return True if isinstance(planned, RowChange) else planned.auto_assigned
+def _index_conflict_is_a_race(planned: Planned, error: str = "") -> bool:
+    # A Change's index conflict is a race only on values it picked itself, or on a placement
+    # index row another writer created first (placement_rows.py); a RowChange's always (another
+    # writer linked the same row first).
+    if isinstance(planned, RowChange) or _index_table(error) in PLACEMENT_TABLES:
+        return True
+    return planned.auto_assigned
 
 
 _INDEX_RE = re.compile(
@@ -145,7 +150,9 @@ def check_storable(kind: str, fields: dict) -> None:
                                   "which the directory database cannot store")
 
 
-def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Change) -> None:
+def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Change,
+                  placement_keys: KeyRows | None = None) -> None:
+    placement = PlacementWrites(idl, txn, placement_keys) if placement_keys is not None else None
     for op in change.ops:
         if op.action != "delete":
             check_storable(op.kind, columns(op.fields))
@@ -166,6 +173,9 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
             row.delete()  # a vport's status row goes with it (garbage-collected by the database)
             continue
         inserting = op.action == "insert"
+        placed = None
+        if placement is not None and op.kind == "vport":
+            placed = (None, None) if inserting else (row.host, str(stored(row, "domain").as_scalar()))
         for col, value in columns(op.fields).items():
             # A new row's columns start as the empty string/set/map: setting those again costs a
             # type check per column and bytes on the wire (a bulk of 1000 vports sets ~4000 fewer).
@@ -174,6 +184,8 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
             setattr(row, col, value)
         if op.kind == "vport" and (op.action == "insert" or "host" in op.fields):
             _bind_status(idl, txn, row, op)
+        if placed is not None:
+            placement.placed(row, placed, (op.fields.get("host", placed[0]), op.fields.get("domain", placed[1])))
 
 
 def _bind_status(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, vport_row, op) -> None:
@@ -197,9 +209,11 @@ def _bind_status(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, vport_row, op
 class TransactionPath:
     """Plans and commits every write of one store (see the module docstring)."""
 
-    def __init__(self, conn: Connection, mirror: Mirror):
+    def __init__(self, conn: Connection, mirror: Mirror, placement_keys: KeyRows | None = None):
+        """``placement_keys``: a writer of vports keeps the placement index (placement_rows.py)."""
         self._conn = conn
         self._mirror = mirror
+        self._placement_keys = placement_keys
 
     def refresh(self) -> None:
         """Bring the mirror up to the IDL's replica and publish (caller holds the lock)."""
@@ -257,7 +271,7 @@ class TransactionPath:
                     conn.wake()
                     return planned, mirror.state
                 if status == _Txn.ERROR and (
-                        '"constraint violation"' not in error or not _index_conflict_is_a_race(planned)) and (
+                        '"constraint violation"' not in error or not _index_conflict_is_a_race(planned, error)) and (
                         '"duplicate uuid"' not in error):
                     done = self._committed_earlier(uncertain, catch_up=True)
                     if done is not None:  # this attempt clashed with an earlier one's own rows
@@ -315,7 +329,7 @@ class TransactionPath:
             if isinstance(planned, RowChange):
                 planned.build(idl, txn)
             else:
-                _build_change(idl, txn, planned)
+                _build_change(idl, txn, planned, self._placement_keys)
             while True:
                 status = txn.commit()
                 if status != _Txn.INCOMPLETE:
