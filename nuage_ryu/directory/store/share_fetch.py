@@ -183,7 +183,9 @@ class ShareFetch:
         self._tried: set[tuple[str, str]] = set()
         self._skipped: set[tuple[str, str]] = set()
         self._members: set[str] = set()  # vport ids the index rows of this round named
-        self.rounds = 0
+        self.rounds = 0  # rounds of the last fetch
+        self.fetches = 0  # fetches started (one per monitor reply that replaced the replica)
+        self.skips = 0  # updates to rows not held yet, skipped (the rows fetched instead)
 
     @property
     def done(self) -> bool:
@@ -214,6 +216,7 @@ class ShareFetch:
         self._skipped.clear()
         self._fetching = True
         self.rounds = 0
+        self.fetches += 1
         self._send(idl, self._first_round(idl))
 
     def skipped(self, table: str, rid) -> bool:
@@ -222,6 +225,7 @@ class ShareFetch:
         if not self.enabled or table not in FETCHED:
             return False
         self._skipped.add((table, str(rid)))
+        self.skips += 1
         return True
 
     def owns(self, msg) -> bool:
