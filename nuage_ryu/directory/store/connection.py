@@ -126,11 +126,17 @@ class Connection:
             self.idl.cond_change(table, cond)
         deadline = time.monotonic() + timeout
         with self.lock:
-            while not self.synced():
+            while True:
+                self.idl.run()
+                if self.synced():  # do not block once there: the share fetch may end in this run
+                    return
                 if time.monotonic() > deadline:
                     self.idl.close()
                     raise Unavailable(f"cannot reach the directory database at {self.remote}")
-                self.run_once(min(0.2, max(0.0, deadline - time.monotonic())))
+                poller = ovs.poller.Poller()
+                self.idl.wait(poller)
+                poller.timer_wait(int(min(0.2, max(0.0, deadline - time.monotonic())) * 1000))
+                poller.block()
 
     def conditions_acknowledged(self) -> bool:
         """Monitoring, and the server acknowledged every monitor condition change asked for.
