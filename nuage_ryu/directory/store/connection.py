@@ -66,7 +66,7 @@ class _Idl(ovs.db.idl.Idl):
 
     def _Idl__process_update2(self, table, uuid, row_update):
         if (self._fetch is not None and "modify" in row_update and uuid not in table.rows
-                and self._fetch.skipped(table.name, uuid)):
+                and self._fetch.skipped(self, table.name, uuid)):
             return False
         return super()._Idl__process_update2(table, uuid, row_update)
 

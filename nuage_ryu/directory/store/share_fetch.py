@@ -219,13 +219,19 @@ class ShareFetch:
         self.fetches += 1
         self._send(idl, self._first_round(idl))
 
-    def skipped(self, table: str, rid) -> bool:
+    def skipped(self, idl, table: str, rid) -> bool:
         """An update modifies a row of ``table`` the replica does not hold: True if that is
-        expected here (the row is fetched; the fetched state includes the change)."""
+        expected here (the row is fetched; the fetched state includes the change). Outside a
+        fetch (it should not happen: the server sends updates of rows it sent) a fetch of that
+        row starts."""
         if not self.enabled or table not in FETCHED:
             return False
-        self._skipped.add((table, str(rid)))
         self.skips += 1
+        if not self._fetching:
+            self._fetching = True
+            self._send(idl, [(table, str(rid))])
+            return True
+        self._skipped.add((table, str(rid)))
         return True
 
     def owns(self, msg) -> bool:
