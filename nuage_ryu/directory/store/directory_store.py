@@ -98,9 +98,10 @@ class DirectoryStore:
             # request then carries the local domains, and the big tables' rows come by uuid
             # (store/share_fetch.py; docs/scale.md "Agent start-up").
             pre = share_fetch.pre_read(self.remote, self.scope_hosts, min(5.0, timeout)) if fetch_supported() else None
-            if pre is not None:
-                self._scope, known = pre
-                fetch = share_fetch.ShareFetch(self.scope_hosts, known)
+            if pre is not None and pre.index:
+                if pre.scope is not None:
+                    self._scope = pre.scope
+                fetch = share_fetch.ShareFetch(self.scope_hosts, pre.own)
             conditions = scope.monitor_conditions(self._scope)
         else:
             conditions = initial_conditions(self.all_counters)

@@ -83,6 +83,12 @@ class PlacementWrites:
             if after:
                 self._index_row(table, after).addvalue("vports", vport_row.uuid)
 
+    def domain_deleted(self, domain_id: str) -> None:
+        """A domain is deleted in this transaction (it has no vports left): its index row goes too."""
+        row = self._keys.row(self._idl, DOMAIN_TABLE, domain_id)
+        if row is not None:
+            row.delete()
+
     def _index_row(self, table: str, key: str):
         row = self._keys.row(self._idl, table, key) or self._new.get((table, key))
         if row is None:

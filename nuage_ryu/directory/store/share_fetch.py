@@ -23,7 +23,7 @@ per change of the VPort condition at 100k). A fresh agent paid that three times.
 
 Until the fetch is done the store does not call the replica synced: it publishes no snapshot and
 plans no write, so nobody sees the share without its vports. Without the index (a server with
-schema 1.4.0) ``pre_read`` answers None and the store monitors as before.
+schema 1.4.0) the store monitors as before.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import ovs.jsonrpc
 import ovs.poller
@@ -113,25 +114,37 @@ class _Rpc:
         self._conn.close()
 
 
-def pre_read(remote: str, hosts: Iterable[str], timeout: float = 5.0) -> tuple[scope.Scope, set[str]] | None:
+@dataclass(frozen=True)
+class PreRead:
+    """What the pre-read learnt: ``index`` False when the server has no placement index (the
+    store then monitors as before); ``scope`` None when it could not read the share (the first
+    request then names the hosts only and the store widens as the rows arrive); ``own``: the
+    ids of the hosts' own vports."""
+
+    index: bool
+    scope: scope.Scope | None = None
+    own: frozenset[str] = frozenset()
+
+
+def pre_read(remote: str, hosts: Iterable[str], timeout: float = 5.0) -> PreRead:
     """The share of ``hosts`` as far as the placement index tells it without any walk: their
     local domains and those domains' enterprises (carriers: the hosts themselves; the store
     widens the Host condition once it holds the domains' vports), and the ids of the hosts' own
-    vports. None when the server has no placement index (schema before 1.5.0) or cannot be read:
-    the store then monitors as before."""
+    vports. A server that cannot be reached is assumed to have the index (if it has not, the
+    fetch fails and the store monitors as before from its next connection)."""
     hosts = sorted(set(hosts))
     try:
         rpc = _Rpc(remote, time.monotonic() + timeout)
     except (OSError, TimeoutError) as exc:
-        LOG.info("no pre-read of the share (%s); monitoring without it", exc)
-        return None
+        LOG.info("no pre-read of the share (%s): the first monitor request names the hosts only", exc)
+        return PreRead(True)
     try:
         res = rpc.transact([{"op": "select", "table": HOST_TABLE, "where": [["host", "==", h]],
                              "columns": ["vports"]} for h in hosts])
         if any("error" in r for r in res):
             LOG.info("the directory database has no placement index (%s): monitoring without it",
                      next(r for r in res if "error" in r))
-            return None
+            return PreRead(False)
         own = set().union(*(_members(r) for r in res)) if res else set()
         domains: set[str] = set()
         for i in range(0, len(own), MAX_OPS):
@@ -142,10 +155,11 @@ def pre_read(remote: str, hosts: Iterable[str], timeout: float = 5.0) -> tuple[s
         if domains:
             for r in rpc.transact([_select_uuid("Domain", d, ["enterprise"]) for d in sorted(domains)]):
                 enterprises.update(row["enterprise"][1] for row in r.get("rows") or [])
-        return scope.Scope(frozenset(hosts), frozenset(domains), frozenset(enterprises), frozenset(hosts)), own
+        found = scope.Scope(frozenset(hosts), frozenset(domains), frozenset(enterprises), frozenset(hosts))
+        return PreRead(True, found, frozenset(own))
     except (OSError, TimeoutError, KeyError, IndexError, TypeError) as exc:
-        LOG.warning("pre-read of the share failed (%s); monitoring without it", exc)
-        return None
+        LOG.warning("pre-read of the share failed (%s): the first monitor request names the hosts only", exc)
+        return PreRead(True)
     finally:
         rpc.close()
 

@@ -170,6 +170,8 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
             if row is None:
                 raise NotFound(f"{op.kind} {op.id} not found")
         if op.action == "delete":
+            if placement is not None and op.kind == "domain":
+                placement.domain_deleted(op.id)
             row.delete()  # a vport's status row goes with it (garbage-collected by the database)
             continue
         inserting = op.action == "insert"
