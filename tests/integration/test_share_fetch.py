@@ -97,6 +97,12 @@ def test_the_index_follows_vport_creates_moves_bulk_and_deletes(api, server):
     assert index(server.remote) == expected(state)
     assert b.id in index(server.remote)[HOST_TABLE]["h3"] and b.id not in index(server.remote)[HOST_TABLE]["h1"]
     assert blue.id in index(server.remote)[DOMAIN_TABLE] and red.id in index(server.remote)[DOMAIN_TABLE]
+    api.apply(lambda s: validate_delete(s, "domain", blue.id, cascade=True))  # with its vport b
+    out = subprocess.run(["ovsdb-client", "transact", server.remote, json.dumps([
+        "Nuage_Directory", {"op": "select", "table": DOMAIN_TABLE, "where": [], "columns": ["domain"]}])],
+        check=True, capture_output=True, text=True).stdout
+    assert {row["domain"] for row in json.loads(out)[0]["rows"]} == {red.id}  # blue's row went with it
+    assert index(server.remote) == expected(api.snapshot())
 
 
 def test_a_fresh_agent_names_its_domains_in_its_first_monitor_request(api, server):
