@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from nuage_ryu.db import cli
-from nuage_ryu.db.pidfile import running_pid, stop_pid
+from nuage_ryu.db.pidfile import ServerFiles, stop_pid
 
 DB_NAME = "Nuage_Directory"
 
@@ -32,7 +32,7 @@ class ClusterError(Exception):
 
 
 @dataclass
-class Member:
+class Member(ServerFiles):
     """One cluster member."""
 
     index: int
@@ -50,19 +50,6 @@ class Member:
         return os.path.join(self.dir, "ovsdb-server.ctl")
 
     @property
-    def pidfile(self) -> str:
-        return os.path.join(self.dir, "ovsdb-server.pid")
-
-    @property
-    def log(self) -> str:
-        return os.path.join(self.dir, "ovsdb-server.log")
-
-    @property
-    def socket_path(self) -> str:
-        """A unix socket every member also serves (local tools; other network namespaces)."""
-        return os.path.join(self.dir, "db.sock")
-
-    @property
     def raft_remote(self) -> str:
         return f"tcp:{self.host}:{self.raft_port}"
 
@@ -70,10 +57,6 @@ class Member:
     def client_remote(self) -> str:
         return f"tcp:{self.host}:{self.client_port}"
 
-    @property
-    def pid(self) -> int | None:
-        """Pid of the running member, from its pidfile (None if not running)."""
-        return running_pid(self.pidfile)
 
 
 def _run(cmd: list[str], timeout: float = 30) -> str:

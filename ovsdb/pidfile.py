@@ -34,3 +34,31 @@ def stop_pid(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10.0) 
             return
         time.sleep(0.02)
     os.kill(pid, signal.SIGKILL)
+
+
+class ServerFiles:
+    """The files of one ovsdb-server kept under ``self.dir`` (a relay, a cluster member).
+
+    A mixin for dataclasses with a ``dir`` field: the unix socket every such server also
+    serves, its pidfile and log, and the pid of the running process.
+    """
+
+    dir: str
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.dir, "db.sock")
+
+    @property
+    def pidfile(self) -> str:
+        return os.path.join(self.dir, "ovsdb-server.pid")
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.dir, "ovsdb-server.log")
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running server, from its pidfile (None if not running)."""
+        return running_pid(self.pidfile)
+

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from nuage_ryu.db import cli, rbac
-from nuage_ryu.db.pidfile import running_pid, stop_pid
+from nuage_ryu.db.pidfile import ServerFiles, stop_pid
 from nuage_ryu.db.server import OvsdbServer, OvsdbServerError, prepare_db
 from nuage_ryu.pki import Credentials
 from nuage_ryu.tls import ovsdb_server_args
@@ -144,7 +144,7 @@ def database_status(remote: str, timeout: float = 5.0) -> dict:
 
 
 @dataclass
-class RelaySpec:
+class RelaySpec(ServerFiles):
     """What a relay directory holds: where the relay runs and what it follows."""
 
     dir: str
@@ -157,26 +157,10 @@ class RelaySpec:
     ca_file: str = ""
 
     @property
-    def socket_path(self) -> str:
-        return os.path.join(self.dir, "db.sock")
-
-    @property
     def remote(self) -> str:
         """The unix remote every relay serves (agents on this machine, or in its namespaces)."""
         return "unix:" + self.socket_path
 
-    @property
-    def pidfile(self) -> str:
-        return os.path.join(self.dir, "ovsdb-server.pid")
-
-    @property
-    def log(self) -> str:
-        return os.path.join(self.dir, "ovsdb-server.log")
-
-    @property
-    def pid(self) -> int | None:
-        """Pid of the running relay, from its pidfile (None if not running)."""
-        return running_pid(self.pidfile)
 
 
 def _spec_path(directory: str) -> str:
