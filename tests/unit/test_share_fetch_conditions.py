@@ -1,7 +1,7 @@
 """The share fetch's pure parts: which fetched rows a monitor condition keeps, which values it names."""
 
 from nuage_ryu.directory import scope
-from nuage_ryu.directory.store.share_fetch import FETCHED, NO_INITIAL, ShareFetch, matches
+from nuage_ryu.directory.store.share_fetch import BY_CLAUSE, FETCHED, NO_INITIAL, ShareFetch, matches
 
 D1, D2, V = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", \
     "33333333-3333-3333-3333-333333333333"
@@ -29,9 +29,9 @@ def test_the_monitor_request_asks_no_initial_rows_of_fetched_and_empty_tables():
                 "ApiToken": [{"columns": ["name"], "where": [False]}],
                 "Domain": [{"columns": ["name"], "where": [["_uuid", "==", ["uuid", D1]]]}]}
     fetch.monitor_requested(requests)
-    for table in (*FETCHED, "ApiToken"):
+    for table in (*FETCHED, "ApiToken", "Domain"):  # Domain: fetched by clause (BY_CLAUSE)
         assert requests[table][0]["select"] == NO_INITIAL
-    assert "select" not in requests["Domain"][0]
+    assert "Domain" in BY_CLAUSE
     fetch.enabled = False  # without the index: only the empty tables
     again = {"VPort": [{"columns": ["host"], "where": [["host", "==", "h1"]]}],
              "ApiToken": [{"columns": ["name"], "where": [False]}]}

@@ -29,6 +29,7 @@ schema 1.4.0) the store monitors as before.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import random
 import time
@@ -47,6 +48,11 @@ from nuage_ryu.directory.store.rows import stored
 LOG = logging.getLogger(__name__)
 DATABASE = "Nuage_Directory"
 FETCHED = ("VPort", "VPortStatus")  # monitored without initial rows, fetched by uuid
+# Small tables (they grow with domains and hosts, not vports) monitored without initial rows too,
+# fetched by one select per clause of their condition: a scan of a few hundred rows that copies
+# none, where the initial reply copied every row of the table (docs/scale.md).
+BY_CLAUSE = ("Enterprise", "Domain", "Zone", "Subnet", "PolicyGroup", "ACL", "Host", "HostLiveness",
+             "TraceRequest")
 NO_INITIAL = {"initial": False, "insert": True, "delete": True, "modify": True}
 MAX_OPS = 500  # selects per fetch transaction
 
@@ -213,7 +219,7 @@ class ShareFetch:
         for table, reqs in requests.items():
             for req in reqs:
                 where = req.get("where")
-                fetched = self.enabled and table in FETCHED
+                fetched = self.enabled and (table in FETCHED or table in BY_CLAUSE)
                 if fetched or where == [False]:
                     req["select"] = dict(NO_INITIAL)
                 if fetched:
@@ -238,7 +244,7 @@ class ShareFetch:
         expected here (the row is fetched; the fetched state includes the change). Outside a
         fetch (it should not happen: the server sends updates of rows it sent) a fetch of that
         row starts."""
-        if not self.enabled or table not in FETCHED:
+        if not self.enabled or (table not in FETCHED and table not in BY_CLAUSE):
             return False
         self.skips += 1
         if not self._fetching:
@@ -267,6 +273,15 @@ class ShareFetch:
             if table in (HOST_TABLE, DOMAIN_TABLE):
                 self._members |= _members(res)
                 continue
+            if isinstance(rid, tuple):  # a select by one clause: any number of rows
+                held = idl.tables[table].rows
+                for row in res.get("rows") or []:
+                    row_id = row.pop("_uuid")[1]
+                    row.pop("_version", None)
+                    self._tried.add((table, row_id))
+                    if uuid.UUID(row_id) not in held and matches(conds.get(table, [True]), row_id, row):
+                        updates.setdefault(table, {})[row_id] = {"initial": row}
+                continue
             self._tried.add((table, rid))
             rows = res.get("rows") or []
             if rows and matches(conds.get(table, [True]), rid, rows[0]):
@@ -284,6 +299,12 @@ class ShareFetch:
         asked += [(DOMAIN_TABLE, d) for d in sorted(scope.condition_domains(cond, "domain"))]
         asked += [("VPort", v) for v in sorted(self._known)]
         self._known = set()  # only the first fetch: later ones have the index rows
+        for table in BY_CLAUSE:
+            for clause in self._monitor_cond.get(table, [False]):
+                if clause is True:
+                    asked.append((table, ("where", "[]")))
+                elif isinstance(clause, list):
+                    asked.append((table, ("where", json.dumps([clause]))))
         return asked
 
     def _next_round(self, idl, members: set[str]) -> list[tuple[str, str]]:
@@ -310,7 +331,7 @@ class ShareFetch:
             return
         self.rounds += 1
         conds = {}
-        for table in FETCHED:  # the condition in force at the server when it runs the select
+        for table in (*FETCHED, *BY_CLAUSE):  # the condition in force at the server when it runs the select
             state = idl.tables[table].condition_state
             conds[table] = state.requested if state.requested is not None else state.acked
         for i in range(0, len(asked), MAX_OPS):
@@ -320,6 +341,9 @@ class ShareFetch:
                 if table in (HOST_TABLE, DOMAIN_TABLE):
                     col = "host" if table == HOST_TABLE else "domain"
                     ops.append({"op": "select", "table": table, "where": [[col, "==", key]], "columns": ["vports"]})
+                elif isinstance(key, tuple):
+                    ops.append({"op": "select", "table": table, "where": json.loads(key[1]),
+                                "columns": ["_uuid", *idl.tables[table].columns]})
                 else:
                     ops.append(_select_uuid(table, key, list(idl.tables[table].columns)))
             msg = ovs.jsonrpc.Message.create_request("transact", [DATABASE, *ops])
