@@ -184,6 +184,13 @@ class Connection:
         poller.block()
         self.idl.run()
 
+    def block(self, timeout: float) -> None:
+        """Wait (caller holds the lock, still held) until the IDL has something to do, at most ``timeout``."""
+        poller = ovs.poller.Poller()
+        self.idl.wait(poller)
+        poller.timer_wait(int(timeout * 1000))
+        poller.block()
+
     def wait_synced(self, deadline: float) -> None:
         """Run the IDL until synced (caller holds the lock). Raises Unavailable at ``deadline``."""
         while not self.synced():

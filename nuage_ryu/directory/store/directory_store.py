@@ -156,7 +156,13 @@ class DirectoryStore:
                 return
             if time.monotonic() > deadline:
                 raise Unavailable(f"the directory database at {self.remote} did not send this host's share")
-            self._conn.run_once(0.05)
+            # run, look, and only then block: the reply to a condition change often arrives within
+            # the same run, and blocking after it would wait for the timer
+            self._conn.idl.run()
+            self._refresh()
+            if self._settled():
+                return
+            self._conn.block(0.05)
 
     def _rescope(self) -> None:
         """Recompute the share from the newest snapshot; change the conditions that differ."""
