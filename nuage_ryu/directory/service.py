@@ -7,6 +7,7 @@ stop order is the reverse.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -114,6 +115,12 @@ class DirectoryService:
             self.store = DirectoryStore(self.db_remote, all_counters=True,  # GET shows every host's counters
                                         verdict_feed=feed)
             self.store.start()
+            # The modules and the replica just loaded live as long as the process: keep them out of
+            # the cyclic garbage collector's full passes, each of which would walk every object of
+            # a 100k-vport directory again (≈2 s of CPU; docs/scale.md). Collected first, so that
+            # no garbage is kept; objects frozen are still freed when nothing refers to them.
+            gc.collect()
+            gc.freeze()
             self._stopping.clear()
             trimmer = threading.Thread(target=self._trim_verdicts, name="directory-verdict-trim", daemon=True)
             trimmer.start()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import operator
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nuage_ryu.framework import nicira_ext, ofproto_v1_4, ofproto_v1_4_parser, type_desc
@@ -520,9 +521,38 @@ def _set_field_encoder(name: str):
     prefix = _HH.pack(25, padded) + spec.hdr
     pad = _PAD[: padded - length]
     to_bytes = spec.to_bytes
+    size = spec.size
 
-    def encode(value) -> bytes:
-        return prefix + to_bytes(value) + pad
+    # Specialised by kind (the hot path: a delivery flow sets two MACs); anything unusual goes
+    # through to_bytes, which raises WireError naming the field and value.
+    if spec.kind == "int":
+        def encode(value) -> bytes:
+            try:
+                return prefix + value.to_bytes(size, "big") + pad
+            except (AttributeError, OverflowError, TypeError):
+                return prefix + to_bytes(value) + pad
+    elif spec.kind == "mac":
+        fromhex = bytes.fromhex
+
+        def encode(value) -> bytes:
+            try:
+                raw = fromhex(value.replace(":", ""))
+            except (AttributeError, ValueError, TypeError):
+                raw = to_bytes(value)
+            if len(raw) != 6:
+                raw = to_bytes(value)
+            return prefix + raw + pad
+    elif spec.kind == "ipv4":
+        aton = socket.inet_aton
+
+        def encode(value) -> bytes:
+            try:
+                return prefix + aton(value) + pad
+            except (OSError, TypeError):
+                return prefix + to_bytes(value) + pad
+    else:
+        def encode(value) -> bytes:
+            return prefix + to_bytes(value) + pad
 
     _SET_FIELD_ENCODERS[name] = encode
     return encode
@@ -605,10 +635,189 @@ def encode_flow_mod(flow: Flow, xid: int, command: int = OFPFC_ADD) -> bytes:
 def encode_bundle_add(flow: Flow, xid: int, bundle_id: int, flags: int,
                       command: int = OFPFC_ADD) -> bytes:
     """OFPT_BUNDLE_ADD_MESSAGE wrapping a FLOW_MOD; the inner xid equals the outer (OF1.4 7.3.9.2)."""
+    if command == OFPFC_ADD:
+        return _shape_plan(flow).encode(flow, xid, bundle_id, flags)
+    return _encode_bundle_add(flow, xid, bundle_id, flags, command)
+
+
+def canonical_add(flow: Flow) -> tuple[Flow, Callable[[Flow, int, int, int], bytes]]:
+    """(``canonical_flow(flow)``, an ``encode(flow, xid, bundle_id, flags)`` of its BUNDLE_ADD ADD).
+
+    What the sync engine's streamed install does per flow, with the flow's shape looked up once
+    for both: a flow already canonical (the common case) is checked by code compiled for its
+    shape, and the encoder is the one compiled for that shape.
+    """
+    plan = _shape_plan(flow)
+    if plan.is_canonical(flow):
+        return flow, plan.encode
+    c = canonical_flow(flow)
+    return c, _shape_plan(c).encode
+
+
+def _encode_bundle_add(flow: Flow, xid: int, bundle_id: int, flags: int, command: int) -> bytes:
     body = flow_mod_body(flow, command)
     inner_len = 8 + len(body)
     return (_BUNDLE_ADD.pack(OFP_VERSION, OFPT_BUNDLE_ADD_MESSAGE, 16 + inner_len, xid, bundle_id, 0, flags)
             + _HDR.pack(OFP_VERSION, OFPT_FLOW_MOD, inner_len, xid) + body)
+
+
+# ---- the ADD hot path: code compiled per flow shape -----------------------------------------
+#
+# A table of 20k-100k flows has a handful of shapes (the match's field names, the actions'
+# types): a classification flow, a delivery flow... For each shape, Python source is generated
+# once that packs the whole BUNDLE_ADD(FLOW_MOD ADD) with three struct calls and no loop (the
+# match fields in wire order, ints packed by struct, MACs and IPv4 converted inline), and a
+# check that the flow is canonical (what ``canonical_flow`` returns unchanged). That is ~2.5x
+# faster than the general code above, which stays the reference and the fallback: anything the
+# compiled code does not handle (a mask, an int out of range, a malformed MAC...) goes to the
+# general encoder, which encodes it or raises WireError, and to ``canonical_flow``.
+# tests/unit/test_ofmsg_wire.py holds both to os-ken's bytes and to each other.
+
+
+class _Unusual(Exception):
+    """The compiled encoder cannot encode this value: use the general one."""
+
+
+class _ShapePlan:
+    __slots__ = ("encode", "is_canonical")
+
+    def __init__(self, encode, is_canonical) -> None:
+        self.encode = encode  # (flow, xid, bundle_id, flags) -> bytes, raises WireError only
+        self.is_canonical = is_canonical  # flow -> bool; False: ask canonical_flow
+
+
+def _general_add(flow: Flow, xid: int, bundle_id: int, flags: int) -> bytes:
+    return _encode_bundle_add(flow, xid, bundle_id, flags, OFPFC_ADD)
+
+
+def _not_known_canonical(flow: Flow) -> bool:
+    return False
+
+
+_GENERAL_PLAN = _ShapePlan(_general_add, _not_known_canonical)
+_ADD_PLANS: dict[tuple, _ShapePlan] = {}
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_BUNDLE_ADD_HEAD = struct.Struct("!BBHIIHH" + "BBHI" + "QQBBHHHIIIHH")  # bundle add, flow mod header+body
+_MAX_PLANS = 4096  # shapes remembered; beyond that (a compiler gone wild) the general path
+
+
+def _shape_plan(flow: Flow) -> _ShapePlan:
+    shape = (*map(_by_name, flow.match), None, *map(type, flow.actions))
+    plan = _ADD_PLANS.get(shape)
+    if plan is None:
+        split = shape.index(None)
+        try:
+            plan = _compile_shape(shape[:split], shape[split + 1:])
+        except WireError:  # an unknown field: the general path raises the error with the flow
+            plan = None
+        plan = plan or _GENERAL_PLAN
+        if len(_ADD_PLANS) < _MAX_PLANS:
+            _ADD_PLANS[shape] = plan
+    return plan
+
+
+def _match_value_code(spec: _Field, var: str, args: list, fmt: list, pre: list, checks: list) -> bool:
+    """Struct format, argument, conversion and canonical check for one unmasked match value."""
+    if len(spec.hdr) != 4:
+        return False  # experimenter fields: general path
+    hdr = hex(_U32.unpack(spec.hdr)[0])
+    v = f"{var}.value"
+    if spec.kind == "int" and spec.size in _INT_FORMATS:
+        fmt.append("I" + _INT_FORMATS[spec.size])
+        args += [hdr, v]
+        checks.append(f"type({v}) is int and 0 <= {v} < {spec.limit}")
+    elif spec.kind == "ipv4":
+        fmt.append("I4s")
+        args += [hdr, f"aton({v})"]
+        checks.append(f"type({v}) is str and ntoa(aton({v})) == {v}")
+    elif spec.kind == "mac":
+        # struct's "6s" would pad or cut a malformed MAC silently: check the length.
+        pre += [f"b_{var} = fromhex({v}.replace(':', ''))", f"if len(b_{var}) != 6: raise _Unusual"]
+        fmt.append("I6s")
+        args += [hdr, f"b_{var}"]
+        checks.append(f"type({v}) is str and len({v}) == 17 and {v} == {v}.lower()")
+    else:
+        return False
+    return True
+
+
+def _action_code(cls, var: str) -> tuple[str, str] | None:
+    """(bytes expression, canonical check) for one action (not a trailing Goto); None: not compiled."""
+    if cls is SetField:
+        return (f"(SF.get({var}.name) or sf({var}.name))({var}.value)",
+                f"canon_value(FIELDS.get({var}.name) or field({var}.name), {var}.value) is {var}.value")
+    if cls is Output:
+        return f"OUT.pack(0, 16, {var}.port, {OFPCML_MAX})", f"{var}.port != {OFPP_CONTROLLER}"
+    if cls is Goto:
+        return None  # not last: an error, reported by the general path
+    # cached bytes (ct, resubmit, conjunction...)
+    return f"(AC.get({var}) or encode_action({var}))", f"canon_action({var}) is {var}"
+
+
+def _compile_shape(names: tuple, types: tuple) -> _ShapePlan | None:
+    specs = [field(n) for n in names]
+    order = sorted(range(len(names)), key=lambda i: (specs[i].sort_key, i))  # os-ken's field order
+    pre: list[str] = []
+    fmt: list[str] = []
+    args: list[str] = []
+    checks: list[str] = []
+    for i in order:
+        if not _match_value_code(specs[i], f"m{i}", args, fmt, pre, checks):
+            return None
+    goto = bool(types) and types[-1] is Goto
+    acts = [_action_code(cls, f"a{j}") for j, cls in enumerate(types[:-1] if goto else types)]
+    if None in acts:
+        return None
+    checks += [check for _expr, check in acts]
+    body_len = 4 + struct.calcsize("!" + "".join(fmt))
+    m_vars = "".join(f"m{i}, " for i in range(len(names))) + "= flow.match"
+    a_vars = "".join(f"a{j}, " for j in range(len(types))) + "= flow.actions"
+    no_masks = " and ".join(f"m{i}.mask is None" for i in range(len(names)))
+    src = ["def encode(flow, xid, bundle_id, flags):", "  try:"]
+    if names:
+        src += [f"    {m_vars}", f"    if not ({no_masks}):", "      match = encode_match(flow.match)", "    else:"]
+        src += ["      " + line for line in pre]
+        src.append(f"      match = MATCH.pack(1, {body_len}, {', '.join(args)})")
+    else:
+        src.append("    match = EMPTY_MATCH")
+    if types:
+        src.append(f"    {a_vars}")
+    tail = "match"
+    if acts:
+        src.append("    acts = " + " + ".join(expr for expr, _check in acts))
+        tail += " + APPLY.pack(4, 8 + len(acts)) + acts"
+    if goto:
+        tail += f" + GOTO.pack(1, 8, a{len(types) - 1}.table)"
+    src += [
+        f"    tail = {tail}",
+        "    inner = 48 + len(tail)",
+        f"    return HEAD.pack({OFP_VERSION}, {OFPT_BUNDLE_ADD_MESSAGE}, 16 + inner, xid, bundle_id, 0, flags,"
+        f" {OFP_VERSION}, {OFPT_FLOW_MOD}, inner, xid, flow.cookie, 0, flow.table, {OFPFC_ADD},"
+        f" flow.idle_timeout, flow.hard_timeout, flow.priority, {OFP_NO_BUFFER}, {OFPP_ANY}, {OFPG_ANY}, 0, 0)"
+        " + tail",
+        "  except (struct_error, OSError, ValueError, TypeError, AttributeError, _Unusual):",
+        "    return general(flow, xid, bundle_id, flags)  # encodes it, or raises WireError",
+        "",
+        "def is_canonical(flow):",
+        "  try:",
+    ]
+    if names:
+        src += [f"    {m_vars}", f"    if not ({no_masks}):", "      return False"]
+    if types:
+        src.append(f"    {a_vars}")
+    src += [f"    return bool({' and '.join(checks) or 'True'})",
+            "  except (OSError, ValueError, TypeError, AttributeError, WireError):",
+            "    return False  # canonical_flow decides (or raises)"]
+    env = {"MATCH": struct.Struct("!HH" + "".join(fmt) + f"{(-body_len) % 8}x"), "HEAD": _BUNDLE_ADD_HEAD,
+           "APPLY": _APPLY, "GOTO": _GOTO, "OUT": _OUTPUT, "SF": _SET_FIELD_ENCODERS, "sf": _set_field_encoder,
+           "AC": _ACTION_CACHE, "encode_action": encode_action, "encode_match": encode_match,
+           "EMPTY_MATCH": _EMPTY_MATCH, "aton": socket.inet_aton, "ntoa": socket.inet_ntoa,
+           "fromhex": bytes.fromhex, "_Unusual": _Unusual, "struct_error": struct.error, "WireError": WireError,
+           "general": _general_add, "FIELDS": _FIELDS, "field": field, "canon_value": _canonical_value,
+           "canon_action": canonical_action}
+    code = compile("\n".join(src) + "\n", f"<ofwire code for the flow shape {names} {types}>", "exec")
+    exec(code, env)  # noqa: S102 - source built above from os-ken's field tables, no outside input
+    return _ShapePlan(env["encode"], env["is_canonical"])
 
 
 # ---- decoder -----------------------------------------------------------------

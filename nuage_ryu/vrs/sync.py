@@ -22,6 +22,10 @@ How it works (details and figures in docs/sync.md):
   nothing. The COMMIT reply (matched by xid and bundle id) confirms it. One
   bundle is in flight at a time; desired changes meanwhile are coalesced into
   the next one.
+* **Streamed install.** On a bridge holding none of our flows but the canary
+  (a fresh bridge), every desired flow is an add: ``set_desired`` returns a
+  generator that canonicalises, indexes and encodes in one pass, so the first
+  chunk leaves after ~1,700 flows instead of after the whole set is indexed.
 * **Ownership by cookie.** Only flows whose cookie ``owns(cookie)`` accepts
   (default ``cookies.is_ours``: the project's cookie kinds) are compared and
   deleted; flows with other cookies (another controller's, an operator's
@@ -176,6 +180,7 @@ class SyncStats:
     bytes_sent: int = 0
     errors: int = 0
     full_pushes: int = 0  # canary missing
+    streamed: int = 0  # bundles built while sent (set_desired on a bridge holding none of our flows)
     last_adds: int = 0
     last_deletes: int = 0
     # Where the time of the last operations went (CPU time in this engine, seconds).
@@ -183,6 +188,7 @@ class SyncStats:
     last_prepare_s: float = 0.0  # canonicalising + indexing the last desired set
     last_diff_s: float = 0.0  # the last diff
     last_encode_s: float = 0.0  # encoding the last bundle
+    last_first_byte_s: float = 0.0  # from set_desired/apply_diff to the last bundle's first flow message
 
 
 class BridgeSync:
@@ -219,6 +225,7 @@ class BridgeSync:
         self._read_buf: list[Flow] = []
         self._xids = itertools.count(random.randint(1, 1 << 30))
         self._bundle_ids = itertools.count(random.randint(1, 1 << 16))
+        self._t_desired = 0.0  # perf_counter of the last set_desired/apply_diff (stats)
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -247,8 +254,10 @@ class BridgeSync:
 
     def set_desired(self, flows: Iterable[Flow]) -> Messages:
         """Replace the desired flow set. Returns the messages to send (maybe none)."""
+        t0 = self._t_desired = time.perf_counter()
         flows = list(flows)
-        t0 = time.perf_counter()
+        if self._can_stream(flows):
+            return self._stream(flows)
         with gc_paused(len(flows)):
             canon = ofwire.canonical_flow
             desired = {}
@@ -263,6 +272,155 @@ class BridgeSync:
                 del self.quarantine[key]
         sent = self._adopt(desired, t0)
         return self._push() if sent is None else sent
+
+    def _can_stream(self, flows: list[Flow]) -> bool:
+        """True when every desired flow is an add: the bundle can go out while the set is indexed.
+
+        That is the case when the switch holds none of our flows but the canary (a fresh or
+        emptied bridge: an agent's first start, every flow removed), nothing is quarantined, and
+        at least one flow is not the canary (else there may be nothing to send at all).
+        """
+        if self.state != READY or self.quarantine or not flows:
+            return False
+        installed = self.installed
+        if not installed:
+            return True
+        canary = self.canary
+        if canary is None or len(installed) != 1 or canary.key not in installed:
+            return False
+        return any(f.table != canary.table for f in flows)
+
+    def _stream(self, flows: list[Flow]) -> Iterator[bytes]:
+        """set_desired's bundle when every flow is an add: canonicalise, index and encode in one pass.
+
+        The same result as indexing the whole set, diffing and then encoding (``_push``), but the
+        first chunk leaves after ~1,700 flows instead of after the whole set is indexed, so that
+        OVS parses the bundle while the rest is prepared. The desired map is complete, and the
+        bundle known to ``on_error``, by the time the generator is exhausted, which the caller
+        does before calling the engine again (as for every bundle).
+        """
+        desired: dict = {}
+        self.desired = desired
+        self.generation += 1
+        self.stats.last_prepare_s = self.stats.last_diff_s = 0.0
+        messages: list[tuple[int, Flow]] = []
+        bundle_id = next(self._bundle_ids) & 0xFFFFFFFF
+        open_xid = self._next_xid()
+        first = self._next_xid()
+        # xids for the adds: at most one per flow and the canary; the commit takes the next one.
+        self._xids = itertools.count(first + len(flows) + 1)
+        commit_xid = self._next_xid()
+        bundle = Bundle(bundle_id, self.generation, open_xid, commit_xid, first, messages, desired)
+        self.bundle = bundle
+        self.state = PUSHING
+        stats = self.stats
+        stats.bundles += 1
+        stats.streamed += 1
+        if self._force_full:
+            stats.full_pushes += 1
+            self._force_full = False
+        return self._stream_bundle(bundle, flows)
+
+    def _stream_bundle(self, bundle: Bundle, flows: list[Flow]) -> Iterator[bytes]:
+        stats = self.stats
+        desired = bundle.result
+        messages = bundle.messages
+        installed = self.installed  # empty, or the canary alone
+        canary = self.canary
+        skip_table = canary.table if installed else -1  # only a canary-table flow can be installed already
+        canonical_add = ofwire.canonical_add
+        encode = ofwire.encode_bundle_add
+        append = messages.append
+        bundle_id, xid = bundle.bundle_id, bundle.first_add_xid
+        unencodable: list[Flow] = []
+        done = 0
+        head = _bundle_ctrl(bundle.open_xid, bundle_id, ofwire.ofp.OFPBCT_OPEN_REQUEST)
+        stats.bytes_sent += len(head)
+        stats.last_encode_s = 0.0
+        yield head
+        paused = len(flows) >= GC_PAUSE_THRESHOLD and gc.isenabled()
+        if paused:
+            gc.disable()  # see gc_paused: 100k new objects; re-enabled below even if abandoned
+        try:
+            chunk: list[bytes] = []
+            size = 0
+            first = True
+            t0 = time.perf_counter()
+            for done, f in enumerate(flows, 1):  # noqa: B007 - ``done`` is read in the finally clause
+                c, encode_add = canonical_add(f)
+                desired[c.key] = c  # a later flow with the same key replaces it (its ADD comes later too)
+                if c.table == skip_table and installed.get(c.key) == c:
+                    continue
+                try:
+                    buf = encode_add(c, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS)
+                except ofwire.WireError as exc:
+                    unencodable.append(c)
+                    self._unencodable_streamed(c, exc)
+                    continue
+                append((ofwire.OFPFC_ADD, c))
+                xid += 1
+                chunk.append(buf)
+                size += len(buf)
+                if size >= CHUNK_BYTES:
+                    data = b"".join(chunk)
+                    chunk, size = [], 0
+                    stats.bytes_sent += len(data)
+                    stats.last_encode_s += time.perf_counter() - t0
+                    if first:
+                        first = False
+                        stats.last_first_byte_s = time.perf_counter() - self._t_desired
+                    yield data
+                    t0 = time.perf_counter()
+            if canary is not None and canary.key not in desired:
+                desired[canary.key] = canary
+                if installed.get(canary.key) != canary:
+                    append((ofwire.OFPFC_ADD, canary))
+                    chunk.append(encode(canary, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS))
+                    size += len(chunk[-1])
+            stats.last_encode_s += time.perf_counter() - t0
+            stats.last_adds = len(messages)
+            stats.last_deletes = 0
+            stats.adds += len(messages)
+            if unencodable:  # installed after the commit: what was sent
+                bad = {id(c) for c in unencodable}
+                bundle.result = {k: v for k, v in desired.items() if id(v) not in bad}
+            if chunk:
+                if first:
+                    stats.last_first_byte_s = time.perf_counter() - self._t_desired
+                stats.bytes_sent += size
+                yield b"".join(chunk)
+            tail = _bundle_ctrl(bundle.commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST)
+            stats.bytes_sent += len(tail)
+            done = -1
+            yield tail
+        finally:
+            if paused:
+                gc.enable()
+            if done != -1:
+                self._stream_abandoned(bundle, desired, flows, done)
+
+    def _stream_abandoned(self, bundle: Bundle, desired: dict, flows: list[Flow], done: int) -> None:
+        """The caller stopped sending a streamed bundle before its COMMIT: forget the bundle.
+
+        Never trust a half-built desired set (the next push would delete the rest): index what
+        was not reached yet. OVS discards the uncommitted bundle; ``installed`` is unchanged.
+        """
+        canon = ofwire.canonical_flow
+        for f in flows[done:]:
+            c = canon(f)
+            desired[c.key] = c
+        if self.canary is not None:
+            desired.setdefault(self.canary.key, self.canary)
+        if self.bundle is bundle:
+            self.bundle = None
+            self.state = READY
+
+    def _unencodable_streamed(self, flow: Flow, exc: Exception) -> None:
+        LOG.error("%s: cannot encode %r: %s", self.name, flow, exc)
+        self.stats.errors += 1
+        self.quarantine[flow.key] = flow
+        if self.on_failed:
+            self.on_failed(flow, -1, -1)
 
     def _adopt(self, desired: dict, t0: float) -> Messages | None:
         """Make ``desired`` the new desired set (a new generation).
@@ -290,7 +448,7 @@ class BridgeSync:
         """
         if self.desired is None:
             raise ValueError("apply_diff before the first set_desired")
-        t0 = time.perf_counter()
+        t0 = self._t_desired = time.perf_counter()
         # In sync and nothing set aside: the switch holds exactly the old desired set, so the
         # bundle is just the diff's keys (no pass over the whole table).
         fast = self.in_sync and not self.quarantine and not self._force_full
@@ -454,7 +612,20 @@ class BridgeSync:
             adds = []
             found = 0
             get = installed.get
-            for key, flow in desired.items():
+            canary = self.canary
+            if not installed or (canary is not None and len(installed) == 1 and canary.key in installed):
+                # A fresh or emptied bridge: every desired flow is an add (but an identical canary),
+                # no need to look each one up.
+                same = desired.get(canary.key) if installed else None
+                if same is not None and same == installed[canary.key]:
+                    adds = [f for f in desired.values() if f is not same]
+                    found = 1
+                else:
+                    adds = list(desired.values())
+                desired_items = ()
+            else:
+                desired_items = desired.items()
+            for key, flow in desired_items:
                 have = get(key)
                 if have is None:
                     adds.append(flow)
@@ -534,6 +705,7 @@ class BridgeSync:
         chunk: list[bytes] = []
         size = 0
         xid = bundle.first_add_xid
+        first = True
         t0 = time.perf_counter()
         for command, flow in bundle.messages:
             try:
@@ -548,12 +720,17 @@ class BridgeSync:
                 stats.bytes_sent += size
                 data = b"".join(chunk)
                 stats.last_encode_s += time.perf_counter() - t0
+                if first:
+                    first = False
+                    stats.last_first_byte_s = time.perf_counter() - self._t_desired
                 yield data
                 t0 = time.perf_counter()
                 chunk = []
                 size = 0
         stats.last_encode_s += time.perf_counter() - t0
         if chunk:
+            if first:
+                stats.last_first_byte_s = time.perf_counter() - self._t_desired
             stats.bytes_sent += size
             yield b"".join(chunk)
         tail = _bundle_ctrl(bundle.commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST)

@@ -163,6 +163,7 @@ def test_install_change_restart_app_restart_ovs(harness):
     # 1. Install a few thousand flows: one bundle, all of them, confirmed.
     reply = harness.set_desired(flows)
     assert reply["sent"][DPID] == [1, N_FLOWS + 1, 0]  # +1: the canary
+    assert reply["bridges"][DPID]["streamed"] == 1  # an empty bridge: sent while indexed
     assert read_back(instance) == expected(flows)
     lines = ofctl_durations(instance)
     assert len(lines) == N_FLOWS + 1
@@ -219,3 +220,18 @@ def test_foreign_flows_survive_and_stale_flows_go(harness):
     assert (0, 7, match(in_port=77)) in keys  # cookie 0: not ours, left alone
     assert (0, 8, match(in_port=78)) not in keys  # our cookie, not desired: deleted
     assert {k: f for k, f in keys.items() if k != (0, 7, match(in_port=77))} == expected(flows)
+
+
+def test_streamed_install_sends_a_repeated_key_twice_and_the_later_flow_wins(harness):
+    """A desired set with two flows for one key: the streamed bundle carries both ADDs (the first is
+    on the wire before the second is seen); OVS applies them in order, as the indexed path's map would."""
+    flows = make_flows(40)
+    again = Flow(flows[3].table, flows[3].priority, flows[3].match, (Output(4000),), flows[3].cookie)
+    reply = harness.set_desired(flows + [again])
+    status = reply["bridges"][DPID]
+    assert status["streamed"] == 1 and status["in_sync"] and status["errors"] == 0
+    assert reply["sent"][DPID] == [1, 42, 0]  # 40 + the repeated key + the canary
+    want = expected(flows[:3] + [again] + flows[4:])
+    assert read_back(harness.instance) == want
+    reply = harness.set_desired(flows[:3] + [again] + flows[4:])  # the same set, indexed now: nothing to send
+    assert reply["sent"][DPID] == [0, 0, 0]

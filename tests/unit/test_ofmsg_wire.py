@@ -230,3 +230,61 @@ def test_counters_read_a_stats_entry_os_ken_cannot_parse():
     lazy = ofwire._LazyFlowStats.parser(body, 0)
     assert (lazy.table_id, lazy.priority, lazy.cookie, lazy.packet_count, lazy.byte_count) == \
         (22, 65000, 0x16, 10, 1000)
+
+
+def _general_bundle_add(flow):
+    return ofwire._encode_bundle_add(flow, 99, 42, 3, ofwire.OFPFC_ADD)
+
+
+@pytest.mark.parametrize("flow", SAMPLE_FLOWS + [
+    # the flow shapes of the sync benchmark, and the same shapes with a mask (compiled encoders
+    # fall back to the general match encoder for it)
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (SetField("reg6", 1000), SetField("reg5", 3), Goto(10)), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.0.0.9", reg6=1000),
+         (SetField("eth_src", "02:ff:00:00:00:01"), SetField("eth_dst", MAC), Output(3)), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst=("10.0.0.0", "255.255.255.0"), reg6=1000),
+         (SetField("eth_src", "02:ff:00:00:00:01"), SetField("eth_dst", MAC), Output(3)), 5),
+    Flow(0, 100, match(eth_src=(MAC, "ff:ff:ff:00:00:00"), in_port=7), (Goto(10),), 5),
+    Flow(1, 1, (), (), 0, idle_timeout=5, hard_timeout=9),
+], ids=lambda f: f"t{f.table}p{f.priority}")
+def test_compiled_add_encoder_equals_the_general_one(flow):
+    assert ofwire.encode_bundle_add(flow, 99, 42, 3) == _general_bundle_add(flow)
+    assert ofwire.encode_bundle_add(flow, 99, 42, 3) == ofwire.encode_bundle_add(flow, 99, 42, 3)  # cached plan
+
+
+@pytest.mark.parametrize("bad", [
+    MatchField("eth_src", "zz:zz:zz:zz:zz:zz"),
+    MatchField("eth_src", "02:00:00:00:00"),  # too short: struct would pad it silently
+    MatchField("eth_src", "02:00:00:00:00:00:07"),  # too long
+    MatchField("in_port", 1 << 40),
+    MatchField("in_port", -1),
+    MatchField("in_port", "3"),
+    MatchField("ipv4_dst", "10.0.0.300"),
+])
+def test_compiled_add_encoder_refuses_what_the_general_one_refuses(bad):
+    good = Flow(0, 100, match(eth_src=MAC, in_port=1, ipv4_dst="10.0.0.1"), (Output(1),), 5)
+    ofwire.encode_bundle_add(good, 1, 1, 3)  # compile the shape first
+    flow = Flow(0, 100, tuple(bad if m.name == bad.name else m for m in good.match), (Output(1),), 5)
+    with pytest.raises(ofwire.WireError):
+        ofwire.encode_bundle_add(flow, 1, 1, 3)
+    with pytest.raises(ofwire.WireError):
+        ofwire.encode_bundle_add(Flow(0, 1, (), (SetField(bad.name, bad.value), Output(1)), 5), 1, 1, 3)
+
+
+@pytest.mark.parametrize("flow", SAMPLE_FLOWS + [
+    Flow(0, 100, match(eth_src="02:AA:00:00:00:01", in_port=7), (SetField("reg6", 1), Goto(10)), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (SetField("eth_dst", "02:BB:00:00:00:01"), Output(1)), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (Output(OFPP_CONTROLLER),), 5),
+    Flow(0, 100, match(eth_src=MAC, in_port=7), (Resubmit(3, in_port=OFPP_IN_PORT),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.0.0.1", reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.1", reg6=1), (Output(2),), 5),  # inet_aton's short form
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst=("10.0.0.7", "255.255.255.0"), reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst=("10.0.0.7", "255.255.255.255"), reg6=1), (Output(2),), 5),
+    Flow(10, 100, match(eth_type=0x0800, ipv4_dst="10.0.0.1", reg6=True), (Output(2),), 5),
+], ids=lambda f: f"t{f.table}p{f.priority}{f.match[0].value}")
+def test_canonical_add_agrees_with_canonical_flow(flow):
+    c, encode = ofwire.canonical_add(flow)
+    assert c == ofwire.canonical_flow(flow)
+    if c is flow:  # the compiled check said canonical: canonical_flow must return it unchanged
+        assert ofwire.canonical_flow(flow) is flow
+    assert encode(c, 99, 42, 3) == _general_bundle_add(c) == ofwire.encode_bundle_add(c, 99, 42, 3)

@@ -58,3 +58,33 @@ def test_errors_are_strings_as_python_ovs_reports_them():
     partial = MessageParser()
     partial.feed('{"a": ')
     assert not partial.is_done() and isinstance(partial.finish(), str)
+
+
+def big_update(rng: random.Random, rows: int) -> dict:
+    """An update3-like message with strings that hold brackets, quotes and backslashes anywhere."""
+    nasty = ['"', "\\", "{", "}", "[", "]", "\\\"", "é", "\n", ":", ","]
+    table = {}
+    for i in range(rows):
+        name = "".join(rng.choice(nasty + ["a", "b"]) for _ in range(rng.randint(0, 12)))
+        table[f"{i:08x}-0000-4000-8000-000000000000"] = {"insert": {
+            "name": name, "ip": f"10.0.{i // 250}.{i % 250}", "subnet": ["uuid", f"{i:032x}"],
+            "external_ids": ["map", [[name, name[::-1]]]], "policygroups": ["set", [["uuid", "a"], ["uuid", "b"]]]}}
+    return {"method": "update3", "params": ["x", "0000", {"VPort": table}], "id": None}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_large_message_in_socket_sized_chunks(seed):
+    """Chunks of a few kB (python-ovs reads 4096 bytes): the object is found whole, whatever falls
+    on a chunk's edge (inside a string, right after a backslash, a closing bracket)."""
+    rng = random.Random(seed)
+    message = big_update(rng, 300)
+    text = json.dumps(message) + '{"next": 1}'
+    parser = MessageParser()
+    pos = 0
+    while not parser.is_done():
+        n = rng.choice([1, 2, 4096, rng.randint(1, 5000)])
+        chunk = text[pos:pos + n]
+        assert chunk, "ran out of input before the object ended"
+        pos += parser.feed(chunk)
+    assert parser.finish() == message
+    assert text[pos:] == '{"next": 1}'

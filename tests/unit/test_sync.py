@@ -395,3 +395,72 @@ def test_undecodable_read_is_retried_then_stalls():
     # The next change starts from a fresh read-back.
     (read,) = Switch.parse(bs.set_desired(flows(2)))
     assert read[0] == "read" and bs.state == sync.READING
+
+
+def _fresh(installed=()):
+    sw = Switch(installed)
+    bs = sync.BridgeSync()
+    connect(bs, sw)
+    return bs, sw
+
+
+def test_install_on_an_empty_bridge_streams_before_the_set_is_indexed():
+    n = 5000  # ~10 chunks of CHUNK_BYTES
+    desired = flows(n)
+    bs, sw = _fresh([CANARY])
+    msgs = bs.set_desired(desired)
+    assert bs.state == sync.PUSHING and bs.generation == 1
+    sent = [next(msgs), next(msgs)]  # OPEN, then the first chunk of adds
+    assert len(bs.desired) < n / 2  # the rest is not even canonicalised yet
+    sent += list(msgs)
+    assert len(bs.desired) == n + 1
+    parsed, after = run_bundle(bs, sw, sent)
+    assert after == [] and bs.in_sync
+    assert [p[0] for p in parsed] == ["ctrl"] + ["add"] * n + ["ctrl"]  # the installed canary not re-sent
+    assert len({p[1] for p in parsed}) == len(parsed)  # every message its own xid
+    assert sw.installed == {f.key: f for f in desired + [CANARY]}
+    assert bs.installed == sw.installed and bs.stats.last_adds == n
+
+
+def test_streamed_and_indexed_installs_send_the_same_flows():
+    mixed = [Flow(0, 100, match(eth_src="02:AA:00:00:00:01"), (Output(1),), VP),  # not canonical
+             Flow(0, 100, match(eth_src="02:aa:00:00:00:01"), (Output(2),), VP),  # same key: this one wins
+             Flow(0, 90, match(in_port=7), (SetField("eth_dst", "02:BB:00:00:00:02"), Output(3)), VP)]
+    desired = flows(20) + mixed
+    streamed, sw1 = _fresh()
+    run_bundle(streamed, sw1, streamed.set_desired(desired))
+    # A bridge already holding one of the flows takes the indexed path (diff, then encode).
+    indexed, sw2 = _fresh([desired[0], CANARY])
+    run_bundle(indexed, sw2, indexed.set_desired(desired))
+    assert streamed.in_sync and indexed.in_sync
+    assert sw1.installed == sw2.installed == streamed.installed == indexed.installed
+    assert streamed.desired == indexed.desired
+    assert sw1.installed[mixed[1].key].actions == (Output(2),)
+
+
+def test_abandoned_stream_keeps_the_whole_desired_set():
+    desired = flows(5000)
+    bs, sw = _fresh([CANARY])
+    msgs = bs.set_desired(desired)
+    next(msgs), next(msgs)
+    msgs.close()  # the caller gave up (e.g. the connection broke while sending)
+    assert bs.state == sync.READY and bs.bundle is None
+    assert len(bs.desired) == len(desired) + 1  # never a partial set: the next push would delete the rest
+    (read,) = Switch.parse(bs.resync())
+    out = []
+    for raw in sw.stats_replies(read[1]):
+        out = bs.on_flow_stats_reply(raw)
+    parsed, after = run_bundle(bs, sw, out)
+    assert bs.in_sync and sw.installed == {f.key: f for f in desired + [CANARY]}
+
+
+def test_refused_flow_in_a_streamed_bundle_is_quarantined():
+    failed = []
+    bs = sync.BridgeSync(on_failed=lambda f, t, c: failed.append(f))
+    sw = Switch()
+    connect(bs, sw)
+    desired = flows(4)
+    parsed = Switch.parse(bs.set_desired(desired))
+    bad_xid = next(p[1] for p in parsed if p[0] == "add" and p[4] == desired[2])
+    assert bs.on_error(Msg(xid=bad_xid, type=ofp.OFPET_BAD_INSTRUCTION, code=ofp.OFPBIC_BAD_TABLE_ID)) == []
+    assert failed == [desired[2]] and desired[2].key in bs.quarantine

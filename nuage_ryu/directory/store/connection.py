@@ -18,7 +18,7 @@ import ovs.jsonrpc
 import ovs.poller
 
 from nuage_ryu.directory.errors import Unavailable
-from nuage_ryu.directory.store import fast_json
+from nuage_ryu.directory.store import echo, fast_json
 
 
 def session_of(idl: ovs.db.idl.Idl) -> ovs.jsonrpc.Session:
@@ -36,7 +36,8 @@ def session_connected(idl: ovs.db.idl.Idl) -> bool:
 
 
 class _Idl(ovs.db.idl.Idl):
-    """IDL that forwards each row change to a callback (the store's mirror).
+    """IDL that forwards each row change to a callback (the store's mirror), and takes the rows
+    this process inserted out of an update before python-ovs parses it (``store/echo.py``).
 
     With a ``ShareFetch`` (a scoped store, ``store/share_fetch.py``) it also lets the fetch see
     the monitor requests, the replica being replaced, updates to rows it does not hold and the
@@ -50,9 +51,19 @@ class _Idl(ovs.db.idl.Idl):
         self._fetch = fetch
         super().__init__(remote, helper, leader_only=leader_only)
         self._on_row = on_row
+        self.own_inserts = echo.OwnInserts()
 
     def notify(self, event, row, updates=None):
         self._on_row(event, row)
+
+    # python-ovs (4.0) has no hook between receiving an update and parsing its rows, so this
+    # overrides its private (name-mangled) ``Idl.__parse_update``. A python-ovs without that
+    # method never calls it: every row is then parsed the ordinary way, only slower.
+    def _Idl__parse_update(self, update, version, tables=None):
+        if tables is None and self.own_inserts and version in (ovs.db.idl.OVSDB_UPDATE2,
+                                                                ovs.db.idl.OVSDB_UPDATE3):
+            update = echo.take_own_rows(self, self.own_inserts, update, self._on_row)
+        super()._Idl__parse_update(update, version, tables)
 
     def send_request(self, request):
         if self._fetch is not None and request.method in ("monitor_cond", "monitor_cond_since"):

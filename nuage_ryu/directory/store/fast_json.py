@@ -19,12 +19,21 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 
 import ovs.json
 
 _STRUCTURE = re.compile(r'["{}\[\]]')
 _IN_STRING = re.compile(r'["\\]')
 _NOT_SPACE = re.compile(r"\S")
+# The tokens of a chunk in one pass of the C regex engine: a whole string (group 1 empty), a
+# bracket (group 1), or a string still open at the chunk's end (group 2; group 3: a backslash
+# whose escaped character is in the next chunk).
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|([\[\]{}])|("(?:[^"\\]|\\.)*)(\\?)\Z', re.S)
+# The rest of a string a chunk starts in: up to its closing quote, or (group 1) to the chunk's end.
+_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"')
+_STRING_TAIL = re.compile(r'(?:[^"\\]|\\.)*(\\?)\Z', re.S)
+_DEPTH = {"{": 1, "[": 1, "}": -1, "]": -1, "": 0}
 
 
 class MessageParser:
@@ -42,7 +51,52 @@ class MessageParser:
         """Consume ``s`` up to the end of the object; returns how many characters were consumed."""
         if self._done:
             return 0
-        i, n = 0, len(s)
+        i = 0
+        if self._depth > 0:
+            # Inside the object (most chunks of a large message): C-level passes over the chunk,
+            # unless the object may end in it; the character-by-character scan finds where.
+            if self._in_string:
+                i = self._finish_string(s)
+                if i is None:
+                    self._parts.append(s)
+                    return len(s)
+            if self._inside_to_the_end(s, i):
+                self._parts.append(s)
+                return len(s)
+        return self._scan(s, i)
+
+    def _finish_string(self, s: str) -> int | None:
+        """Where the string the chunk starts in ends (after its quote); None: it goes on past ``s``."""
+        i = 0
+        if self._escape:
+            if not s:
+                return None
+            self._escape, i = False, 1
+        m = _STRING_END.match(s, i)
+        if m is None:
+            self._escape = bool(_STRING_TAIL.match(s, i).group(1))
+            return None
+        self._in_string = False
+        return m.end()
+
+    def _inside_to_the_end(self, s: str, i: int) -> bool:
+        """True (state updated) if the object is still open at every point of ``s[i:]``."""
+        tokens = _TOKENS.findall(s, i)
+        if not tokens:
+            return True
+        depth = self._depth
+        lowest = min(accumulate([_DEPTH[t[0]] for t in tokens], initial=depth))
+        if lowest <= 0:
+            return False
+        last = tokens[-1]
+        self._depth = depth + sum(_DEPTH[t[0]] for t in tokens)
+        if last[1]:
+            self._in_string, self._escape = True, bool(last[2])
+        return True
+
+    def _scan(self, s: str, i: int) -> int:
+        """Character-level scan of ``s`` from ``i`` (state as left by the previous chunk)."""
+        n = len(s)
         while i < n:
             if self._in_string:
                 if self._escape:

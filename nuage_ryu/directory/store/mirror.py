@@ -27,6 +27,7 @@ from nuage_ryu.directory import model
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store import placement_rows
 from nuage_ryu.directory.store.changes import ChangeLog
+from nuage_ryu.directory.store.echo import KnownRow
 from nuage_ryu.directory.store.rows import (
     LIVENESS_TABLE,
     STATUS_TABLE,
@@ -147,8 +148,11 @@ class Mirror:
         self.traces = TraceRows()  # trace requests to agents (store/traces.py), apart from the state
 
     # -- row changes (from Idl.notify) --
-    def on_row(self, event, row) -> None:
-        """Apply one row change reported by the IDL."""
+    def on_row(self, event, row, known: KnownRow | None = None) -> None:
+        """Apply one row change reported by the IDL.
+
+        ``known``: for a new row this process inserted, what it holds as planned (``store/echo.py``:
+        the row is exactly what was written), taken instead of reading the row back."""
         table = table_name(row)
         kind = TABLE_KIND.get(table)
         if kind is None:
@@ -156,7 +160,7 @@ class Mirror:
                 if self._on_verdict_row is not None:
                     self._on_verdict_row(event, row)
             elif table in PRIVATE_OWNER:
-                self._on_private_row(table, event, row)
+                self._on_private_row(table, event, row, known)
             elif table == COUNTERS_TABLE:
                 rid = str(row.uuid)
                 if event == ovs.db.idl.ROW_DELETE:
@@ -180,7 +184,7 @@ class Mirror:
                 if PRIVATE_OWNER[table][0] == kind:
                     self._private_owner[table].pop(self._private_link[table].pop(rid, ""), None)
         else:
-            new = self._object(kind, row)
+            new = self._object(kind, row, known)
             self._tables[kind] = objects.set(rid, new)
         if kind == "vport":
             self._index_vport(old, new)
@@ -191,13 +195,13 @@ class Mirror:
         if self._changed is not None:
             self._changed.setdefault(kind, set()).add(obj_id)
 
-    def _object(self, kind: str, row):
-        """The model object of a row, with the fields of its private row joined in."""
-        obj = row_to_object(kind, row)
+    def _object(self, kind: str, row, known: KnownRow | None = None):
+        """The model object of a row (or as planned), with the fields of its private row joined in."""
+        obj = known.obj if known is not None and known.obj is not None else row_to_object(kind, row)
         for table in self._joined:
             owner_kind, column = PRIVATE_OWNER[table]
             if owner_kind == kind:
-                link = linked_row(row, column)
+                link = known.links.get(column) if known is not None else linked_row(row, column)
                 if link is not None:
                     self._private_owner[table][link] = obj.id
                     self._private_link[table][obj.id] = link
@@ -206,7 +210,7 @@ class Mirror:
                         obj = dataclasses.replace(obj, **fields)
         return obj
 
-    def _on_private_row(self, table: str, event, row) -> None:
+    def _on_private_row(self, table: str, event, row, known: KnownRow | None = None) -> None:
         rid = str(row.uuid)
         if event == ovs.db.idl.ROW_DELETE:
             # Deleted with its owner, or left this replica's conditions while the owner stays
@@ -214,13 +218,13 @@ class Mirror:
             self._private[table] = discard(self._private[table], rid)
             fields = PRIVATE_DEFAULTS[table]
         else:
-            fields = _private_fields(table, row)
+            fields = known.fields if known is not None and known.fields is not None else _private_fields(table, row)
             self._private[table] = self._private[table].set(rid, fields)
         if table not in self._joined:
             return
         kind = PRIVATE_OWNER[table][0]
         owner = self._tables[kind].get(self._private_owner[table].get(rid, ""))
-        if owner is not None:
+        if owner is not None and any(getattr(owner, f) != v for f, v in fields.items()):
             new = dataclasses.replace(owner, **fields)
             if new != owner:
                 self._tables[kind] = self._tables[kind].set(owner.id, new)

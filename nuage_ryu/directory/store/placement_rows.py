@@ -70,18 +70,18 @@ class PlacementWrites:
         self._idl, self._txn, self._keys = idl, txn, keys
         self._new: dict[tuple[str, str], object] = {}  # index rows inserted by this transaction
 
-    def placed(self, vport_row, old: tuple[str | None, str | None], new: tuple[str, str]) -> None:
-        """``vport_row`` (inserted or updated in this transaction) moved from (host, domain)
-        ``old`` ((None, None): a new vport) to ``new``."""
+    def placed(self, vport_id: uuid.UUID, old: tuple[str | None, str | None], new: tuple[str, str]) -> None:
+        """The vport ``vport_id`` (inserted or updated in this transaction) moved from (host,
+        domain) ``old`` ((None, None): a new vport) to ``new``."""
         for table, before, after in ((HOST_TABLE, old[0], new[0]), (DOMAIN_TABLE, old[1], new[1])):
             if before == after:
                 continue
             if before:
                 row = self._keys.row(self._idl, table, before)
                 if row is not None:
-                    row.delvalue("vports", vport_row.uuid)
+                    row.delvalue("vports", vport_id)
             if after:
-                self._index_row(table, after).addvalue("vports", vport_row.uuid)
+                self._index_row(table, after).addvalue("vports", vport_id)
 
     def domain_deleted(self, domain_id: str) -> None:
         """A domain is deleted in this transaction (it has no vports left): its index row goes too."""

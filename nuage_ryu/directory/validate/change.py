@@ -38,6 +38,11 @@ class Change:
     auto_assigned: bool = False
 
 
+def new_object(op: Op):
+    """The model object an ``insert`` operation creates (as the database's row will read back)."""
+    return OBJECT_CLASSES[op.kind](id=op.id, **op.fields)
+
+
 def apply_change(state: DirectoryState, change: Change) -> DirectoryState:
     """Apply a planned change in memory (what the database does): a new state, ``state`` untouched.
 
@@ -51,7 +56,7 @@ def apply_change(state: DirectoryState, change: Change) -> DirectoryState:
     for op in change.ops:
         table = maps[KINDS[op.kind][1]]
         if op.action == "insert":
-            table[op.id] = OBJECT_CLASSES[op.kind](id=op.id, **op.fields)
+            table[op.id] = new_object(op)
         elif op.action == "update":
             table[op.id] = replace(table[op.id], **op.fields)
         else:

@@ -15,8 +15,8 @@ from dataclasses import replace
 import immutables
 
 from nuage_ryu.directory import model
-from nuage_ryu.directory.model import KINDS, OBJECT_CLASSES, DirectoryState
-from nuage_ryu.directory.validate.change import Change
+from nuage_ryu.directory.model import KINDS, DirectoryState
+from nuage_ryu.directory.validate.change import Change, new_object
 from nuage_ryu.directory.vport_index import discard, index_vport
 
 
@@ -58,7 +58,7 @@ class WorkingState:
             table = self._tables[op.kind]
             old = table.get(op.id)
             if op.action == "insert":
-                new = OBJECT_CLASSES[op.kind](id=op.id, **op.fields)
+                new = new_object(op)
             elif op.action == "update":
                 new = replace(old, **op.fields)
             else:
