@@ -51,7 +51,18 @@ import uuid
 from pathlib import Path
 
 # NUAGE_BENCH_TREE: run the agent side on another checkout of the project (a reference run).
-sys.path.insert(0, os.environ.get("NUAGE_BENCH_TREE") or str(Path(__file__).resolve().parents[1]))
+THIS_TREE = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, os.environ.get("NUAGE_BENCH_TREE") or THIS_TREE)
+if os.environ.get("NUAGE_BENCH_TREE"):
+    # nuage_ryu.db is the tree's ovsdb/ folder (setup.cfg package_dir): take the reference tree's,
+    # not the installed one, so that its schema is the reference's too
+    import importlib.util
+
+    _db = Path(os.environ["NUAGE_BENCH_TREE"]) / "ovsdb"
+    _spec = importlib.util.spec_from_file_location("nuage_ryu.db", _db / "__init__.py",
+                                                   submodule_search_locations=[str(_db)])
+    sys.modules["nuage_ryu.db"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["nuage_ryu.db"])
 
 from nuage_ryu.db.server import OvsdbServer  # noqa: E402
 from nuage_ryu.directory.store import schema_path  # noqa: E402
@@ -112,8 +123,10 @@ def _u(x: str) -> list:
 class Loader:
     """Writes the directory: the local share once, then unrelated domains up to a total vport count."""
 
-    def __init__(self, db: Ovsdb):
+    def __init__(self, db: Ovsdb, schema: str | None = None):
         self.db = db
+        # the schema of the tree under test has the placement index (1.5.0) or not (a reference)
+        self.placement_index = "HostVPorts" in json.loads(Path(schema or schema_path()).read_text())["tables"]
         self.enterprise = str(uuid.uuid4())
         self.vports = 0
         self.domains = 0
@@ -121,6 +134,7 @@ class Loader:
         self.local: list[dict] = []  # the local domains: {"domain", "subnet"}
         self.unrelated: list[dict] = []
         self.serial = 0
+        self.index_keys: set[tuple[str, str]] = set()  # placement index rows written (schema 1.5.0)
 
     def _ops_domain(self, name: str) -> tuple[list, dict]:
         n = self.domains
@@ -161,7 +175,7 @@ class Loader:
         st = f"st{n}"
         return [
             {"op": "insert", "table": "VPortStatus", "uuid-name": st, "row": {"host": host, "status": "down"}},
-            {"op": "insert", "table": "VPort", "row": {
+            {"op": "insert", "table": "VPort", "uuid": str(uuid.uuid4()), "row": {
                 "subnet": _u(dom["subnet"]), "domain": _u(dom["domain"]), "name": f"v{n}", "type": "container",
                 "host": host, "ip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
                 "mac": f"02:00:{n >> 24 & 255:02x}:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}",
@@ -171,7 +185,29 @@ class Loader:
 
     def _flush(self, ops: list) -> None:
         for i in range(0, len(ops), BATCH):
-            self.db.transact(*ops[i:i + BATCH])
+            chunk = ops[i:i + BATCH]
+            self.db.transact(*chunk, *self._index_ops(chunk))
+
+    def _index_ops(self, ops: list) -> list:
+        """The placement index's rows for the vports inserted by ``ops`` (as the directory's
+        writers keep it: nuage_ryu/directory/store/placement_rows.py)."""
+        if not self.placement_index:
+            return []
+        members: dict[tuple[str, str, str], list] = {}
+        for op in ops:
+            if op["table"] == "VPort" and op["op"] == "insert":
+                row = op["row"]
+                members.setdefault(("HostVPorts", "host", row["host"]), []).append(_u(op["uuid"]))
+                members.setdefault(("DomainVPorts", "domain", row["domain"][1]), []).append(_u(op["uuid"]))
+        out = []
+        for (table, col, key), refs in members.items():
+            if (table, key) in self.index_keys:
+                out.append({"op": "mutate", "table": table, "where": [[col, "==", key]],
+                            "mutations": [["vports", "insert", ["set", refs]]]})
+            else:
+                self.index_keys.add((table, key))
+                out.append({"op": "insert", "table": table, "row": {col: key, "vports": ["set", refs]}})
+        return out
 
     def load_local_share(self, share: int = 40, peer_hosts: int = 4) -> None:
         """Two local domains, 10 vports on H each; the rest of ``share`` vports on ``peer_hosts`` peers."""
@@ -232,7 +268,8 @@ class Loader:
             kind = i % 3
             if kind == 0:
                 host = f"h{self.unrelated.index(dom) * HOSTS_PER_DOMAIN}"
-                self.db.transact(*self._ops_vport(dom, host))
+                ops = self._ops_vport(dom, host)
+                self.db.transact(*ops, *self._index_ops(ops))
             elif kind == 1:  # another host's heartbeat
                 self.db.transact({"op": "update", "table": "HostLiveness", "where": [["name", "==", "h1"]],
                                   "row": {"last_seen": int(time.time() * 1000) + i}})
@@ -337,10 +374,16 @@ def process_cpu_s(pid: int) -> float:
 
 
 class Agent:
-    def __init__(self, remote: str, server_pid: int):
+    def __init__(self, remote: str, server_pid: int, tree: str | None = None):
+        """``tree``: the checkout whose agent side runs (None: this one, or NUAGE_BENCH_TREE's)."""
         server_cpu = process_cpu_s(server_pid)
+        env = dict(os.environ)
+        if tree is not None:
+            env.pop("NUAGE_BENCH_TREE", None)
+            if tree != THIS_TREE:
+                env["NUAGE_BENCH_TREE"] = tree
         self.proc = subprocess.Popen([sys.executable, __file__, "--agent", remote], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, env=env)
         self.started = self._read()
         # what serving this agent's start-up cost the server (nothing else talks to it meanwhile)
         self.started["server_startup_cpu_s"] = process_cpu_s(server_pid) - server_cpu
@@ -364,14 +407,20 @@ class Agent:
         self.proc.wait(30)
 
 
-def measure(loader: Loader, remote: str, server_pid: int, unrelated: int, local: int, repeat: int) -> dict:
+def start_ups(remote: str, server_pid: int, tree: str | None) -> dict:
+    """One fresh agent process started and stopped: its start-up figures."""
+    agent = Agent(remote, server_pid, tree)
+    agent.close()
+    return agent.started
+
+
+def measure(loader: Loader, remote: str, server_pid: int, unrelated: int, local: int, repeat: int,
+            tree: str | None = None, starts: list[dict] | None = None) -> dict:
     # start-up and RSS: the median of ``repeat`` fresh agent processes (the machine is shared)
-    starts = []
-    for _ in range(repeat - 1):
-        extra = Agent(remote, server_pid)
-        starts.append(extra.started)
-        extra.close()
-    agent = Agent(remote, server_pid)
+    starts = list(starts or [])
+    for _ in range(repeat - 1 - len(starts)):
+        starts.append(start_ups(remote, server_pid, tree))
+    agent = Agent(remote, server_pid, tree)
     starts.append(agent.started)
     try:
         out = dict(agent.started)
@@ -433,31 +482,51 @@ def in_share(shares: list[int], changes: int) -> list[dict]:
     return results
 
 
-def per_host(sizes: list[int], unrelated: int, local: int, repeat: int) -> list[dict]:
-    results = []
-    with tempfile.TemporaryDirectory(prefix="hq-scale-") as tmp:
-        srv = OvsdbServer(os.path.join(tmp, "directory.db"), schema_path(), os.path.join(tmp, "db.sock"))
-        srv.start()
+def per_host(sizes: list[int], unrelated: int, local: int, repeat: int,
+             reference: str | None = None) -> dict[str, list[dict]]:
+    """Part (a). ``reference``: another checkout measured in the same run on a directory of its
+    own schema, loaded alike; at each size the two trees' agents start alternately."""
+    trees = {"after": THIS_TREE} if reference is None else {"before": reference, "after": THIS_TREE}
+    results: dict[str, list[dict]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory(prefix="hs-scale-") as tmp:
+        servers, loaders = {}, {}
         try:
-            db = Ovsdb(os.path.join(tmp, "db.sock"))
-            loader = Loader(db)
-            loader.load_local_share()
+            for name, tree in trees.items():
+                schema = os.path.join(tree, "ovsdb", "nuage_directory.ovsschema")
+                sock = os.path.join(tmp, f"{name}.sock")
+                servers[name] = OvsdbServer(os.path.join(tmp, f"{name}.db"), schema, sock)
+                servers[name].start()
+                loaders[name] = Loader(Ovsdb(sock), schema)
+                loaders[name].load_local_share()
             for size in sizes:
-                load_s = loader.grow_to(size)
-                if size == sizes[0]:  # h1 exists once the first unrelated domain does
-                    loader.ensure_liveness_rows()
-                res = measure(loader, srv.remote, srv._proc.pid, unrelated, local, repeat)
-                res.update(total_vports=loader.vports, load_s=load_s, load_avg=os.getloadavg()[0])
-                results.append(res)
-                print(json.dumps(res), flush=True)
+                load_s = {}
+                for name, loader in loaders.items():
+                    load_s[name] = loader.grow_to(size)
+                    if size == sizes[0]:  # h1 exists once the first unrelated domain does
+                        loader.ensure_liveness_rows()
+                starts: dict[str, list[dict]] = {name: [] for name in trees}
+                for _ in range(repeat - 1):  # alternately, so that both see the same load
+                    for name, tree in trees.items():
+                        srv = servers[name]
+                        starts[name].append(start_ups(srv.remote, srv._proc.pid, tree))
+                for name, tree in trees.items():
+                    srv = servers[name]
+                    res = measure(loaders[name], srv.remote, srv._proc.pid, unrelated, local, repeat,
+                                  tree, starts[name])
+                    res.update(tree=name, total_vports=loaders[name].vports, load_s=load_s[name],
+                               load_avg=os.getloadavg()[0])
+                    results[name].append(res)
+                    print(json.dumps(res), flush=True)
         finally:
-            srv.stop()
+            for srv in servers.values():
+                srv.stop()
     return results
 
 
 def report(results: list[dict]) -> None:
     base = results[0]
-    print("\n| total vports | load (s) | start-up (s) | × | agent CPU at start (s) | × | server CPU per start (s) "
+    print(f"\n{base.get('tree', '')}")
+    print("| total vports | load (s) | start-up (s) | × | agent CPU at start (s) | × | server CPU per start (s) "
           "| RSS (MB) | × | CPU/unrelated change (ms) | listener calls | CPU/local change (ms) | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -483,6 +552,8 @@ def main() -> None:
     ap.add_argument("--unrelated", type=int, default=600, help="unrelated changes per size")
     ap.add_argument("--local", type=int, default=30, help="local-domain changes per size")
     ap.add_argument("--repeat", type=int, default=5, help="agent start-ups per size (median)")
+    ap.add_argument("--reference", help="per-host: another checkout (e.g. a git worktree of main) measured "
+                    "in the same run, its agents started alternately with this tree's")
     ap.add_argument("--agent", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.agent:
@@ -499,8 +570,10 @@ def main() -> None:
         in_share([int(s) for s in args.shares.split(",")], args.changes)
         print(f"load average at end: {os.getloadavg()}")
         return
-    results = per_host([int(s) for s in args.sizes.split(",")], args.unrelated, args.local, args.repeat)
-    report(results)
+    results = per_host([int(s) for s in args.sizes.split(",")], args.unrelated, args.local, args.repeat,
+                       args.reference)
+    for rows in results.values():
+        report(rows)
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -102,7 +102,8 @@ class ManagedBridge:
         if creds is not None:
             self.host_ovs.set_ssl(creds.key_file, creds.cert_file, creds.ca_file)
         controllers = tls.controller_targets(controllers, creds)
-        self.host_ovs.ensure_integration_bridge(self.bridge, self.datapath_type, controllers, self.datapath_id)
+        self.host_ovs.ensure_integration_bridge(self.bridge, self.datapath_type, controllers, self.datapath_id,
+                                                renew_controllers=True)
         if self.tunnel_ip:
             self.host_ovs.ensure_tunnel_port(self.bridge, self.tunnel_ip)
         if self.external_bridge:

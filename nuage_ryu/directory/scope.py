@@ -92,6 +92,12 @@ def condition_domains(cond: Sequence, column: str) -> frozenset[str]:
     return frozenset(c[2][1] for c in cond if isinstance(c, list) and c[0] == column and c[1] == "==")
 
 
+def condition_values(cond: Sequence, column: str) -> frozenset[str]:
+    """The plain values a condition selects by ``column`` (e.g. the host names of VPort's)."""
+    return frozenset(c[2] for c in cond if isinstance(c, list) and c[0] == column and c[1] == "=="
+                     and isinstance(c[2], str))
+
+
 def acknowledged_domains(acked: Mapping[str, Sequence]) -> frozenset[str]:
     """Domains named by the acknowledged condition of every table of ``DOMAIN_TABLES``.
 

@@ -26,6 +26,7 @@ from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend.ovs_idl import command, connection, event, idlutils, transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from nuage_ryu.hostovs import controller_target
 from nuage_ryu.hostovs.contract import VPortPort, vport_external_ids, vport_port
 from nuage_ryu.hostovs.pipelined import PipelinedConnection
 
@@ -289,27 +290,33 @@ class _BumpNextCfg(command.BaseCommand):
 class _EnsureControllers(command.BaseCommand):
     """Make a bridge's controllers exactly ``targets`` with the given settings.
 
-    Rows whose target is already right are kept (only their settings are
-    corrected), so re-running never drops a live OpenFlow connection.
+    Rows whose target is already right (in either spelling: ``controller_target``) are kept
+    (only their settings are corrected), so re-running never drops a live OpenFlow connection.
+    ``renew``: a kept row that is not connected is replaced by one with the other spelling of its
+    target, so that ovs-vswitchd tries it at once instead of at its next back-off step (up to 8 s
+    for a target it has retried since before any agent connected); the bridge keeps its flows.
     """
 
-    def __init__(self, api, bridge: str, targets: Sequence[str], settings: Mapping[str, object]):
+    def __init__(self, api, bridge: str, targets: Sequence[str], settings: Mapping[str, object],
+                 renew: bool = False):
         super().__init__(api)
         self.bridge = bridge
-        self.targets = list(dict.fromkeys(targets))
+        self.targets = list(dict.fromkeys(controller_target.canonical(t) for t in targets))
         self.settings = settings
+        self.renew = renew
 
     def run_idl(self, txn):
         br = idlutils.row_by_value(self.api.idl, "Bridge", "name", self.bridge)
         # A bridge inserted earlier in this transaction has no column values yet.
         current = getattr(br, "controller", [])
-        existing = {row.target: row for row in current}
+        existing = {controller_target.canonical(row.target): row for row in current}
         rows = []
         for target in self.targets:
             row = existing.get(target)
-            if row is None:
+            other = controller_target.respelled(row.target) if row is not None and self.renew else None
+            if row is None or (other is not None and not row.is_connected):
                 row = txn.insert(self.api._tables["Controller"])
-                row.target = target
+                row.target = target if other is None else other
             _set_if_changed(row, self.settings)
             rows.append(row)
         if {r.uuid for r in rows} != {r.uuid for r in current}:  # a set column: order is meaningless
@@ -491,13 +498,18 @@ class HostOVS:
                                   protocols: Sequence[str] = DEFAULT_PROTOCOLS,
                                   external_ids: Mapping[str, str] | None = None,
                                   inactivity_probe_ms: int = DEFAULT_INACTIVITY_PROBE_MS,
-                                  max_backoff_ms: int = DEFAULT_MAX_BACKOFF_MS) -> None:
+                                  max_backoff_ms: int = DEFAULT_MAX_BACKOFF_MS,
+                                  renew_controllers: bool = False) -> None:
         """Create or correct the integration bridge ``name`` in one transaction.
 
         fail_mode=secure (no flows without the controller: never a learning
         switch that would leak traffic between tenants), the given OpenFlow
         protocols, datapath type, fixed datapath id, in-band control disabled,
         and exactly ``controllers`` as its controller targets.
+
+        ``renew_controllers`` (the agent, whose OpenFlow listener is up by then): a controller
+        row that is not connected gets its target's other spelling, so that ovs-vswitchd
+        connects at once rather than at the next step of its back-off (``controller_target``).
         """
         if datapath_type not in ("system", "netdev"):
             raise HostOVSError(f"datapath_type must be 'system' or 'netdev', not {datapath_type!r}")
@@ -512,7 +524,7 @@ class HostOVS:
                             ("fail_mode", "secure"),
                             ("protocols", list(protocols)),
                             ("other_config", other_config)),
-            _EnsureControllers(self.api, name, controllers, settings),
+            _EnsureControllers(self.api, name, controllers, settings, renew_controllers),
         ]
         if external_ids:
             commands.append(self.api.db_set("Bridge", name, ("external_ids", dict(external_ids))))
@@ -729,10 +741,10 @@ class HostOVS:
                 "protocols": list(_committed(br, "protocols")),
                 "other_config": dict(_committed(br, "other_config")),
                 "external_ids": dict(_committed(br, "external_ids")),
-                "controllers": [{"target": c.target,
+                "controllers": [{"target": controller_target.canonical(c.target),
                                  "is_connected": bool(c.is_connected),
                                  "connection_mode": c.connection_mode[0] if c.connection_mode else None}
-                                for c in sorted(controllers, key=lambda c: c.target)],
+                                for c in sorted(controllers, key=lambda c: controller_target.canonical(c.target))],
                 "ports": sorted(_committed(p, "name") for p in ports),
             }
 

@@ -26,9 +26,22 @@ def test_the_store_replicates_every_table_of_the_schema():
     with open(schema_path()) as f:
         tables = set(json.load(f)["tables"])
     # everything but the database server's own configuration (RBAC roles, listeners: ovsdb/rbac.py)
+    # and the placement index, which writers keep (keys only) and agents read by select
     from nuage_ryu.db import rbac
+    from nuage_ryu.directory.store import placement_rows
 
-    assert set(mirror.REPLICATED) == tables - set(rbac.CONFIG_TABLES)
+    assert set(mirror.REPLICATED) == tables - set(rbac.CONFIG_TABLES) - set(placement_rows.TABLES)
+    writer = mirror.schema_helper(schema_path(), placement_writer=True).get_idl_schema()
+    assert set(placement_rows.TABLES) <= set(writer.tables)
+    assert not set(placement_rows.TABLES) & set(mirror.schema_helper(schema_path()).get_idl_schema().tables)
+
+
+def test_python_ovs_private_methods_are_hooked_in_the_connection_only():
+    """The share fetch overrides python-ovs's private Idl methods (store/connection.py says which
+    and why); nothing else calls or overrides one."""
+    found = sorted({str(path.relative_to(DIRECTORY)) for path in DIRECTORY.rglob("*.py")
+                    if "_Idl__" in path.read_text()})
+    assert found == ["store/connection.py"]
 
 
 def test_python_ovs_internals_are_read_in_three_functions_only():

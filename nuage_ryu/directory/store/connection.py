@@ -37,9 +37,18 @@ def session_connected(idl: ovs.db.idl.Idl) -> bool:
 
 class _Idl(ovs.db.idl.Idl):
     """IDL that forwards each row change to a callback (the store's mirror), and takes the rows
-    this process inserted out of an update before python-ovs parses it (``store/echo.py``)."""
+    this process inserted out of an update before python-ovs parses it (``store/echo.py``).
 
-    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable, leader_only: bool):
+    With a ``ShareFetch`` (a scoped store, ``store/share_fetch.py``) it also lets the fetch see
+    the monitor requests, the replica being replaced, updates to rows it does not hold and the
+    replies to the fetch's own selects. python-ovs 4.0 has no public hook for the last three:
+    they override its private ``_Idl__clear``, ``_Idl__process_update2`` and
+    ``_Idl__txn_process_reply`` (``HOOKS``; checked at import, see ``fetch_supported``).
+    """
+
+    def __init__(self, remote: str, helper: ovs.db.idl.SchemaHelper, on_row: Callable, leader_only: bool,
+                 fetch=None):
+        self._fetch = fetch
         super().__init__(remote, helper, leader_only=leader_only)
         self._on_row = on_row
         self.own_inserts = echo.OwnInserts()
@@ -56,6 +65,44 @@ class _Idl(ovs.db.idl.Idl):
             update = echo.take_own_rows(self, self.own_inserts, update, self._on_row)
         super()._Idl__parse_update(update, version, tables)
 
+    def send_request(self, request):
+        if self._fetch is not None and request.method in ("monitor_cond", "monitor_cond_since"):
+            self._fetch.monitor_requested(request.params[2])
+        return super().send_request(request)
+
+    def _Idl__clear(self):
+        super()._Idl__clear()
+        if self._fetch is not None:
+            self._fetch.replica_cleared(self)
+
+    def _Idl__process_update2(self, table, uuid, row_update):
+        if (self._fetch is not None and "modify" in row_update and uuid not in table.rows
+                and self._fetch.skipped(self, table.name, uuid)):
+            return False
+        return super()._Idl__process_update2(table, uuid, row_update)
+
+    def _Idl__txn_process_reply(self, msg):
+        if self._fetch is not None and self._fetch.owns(msg):
+            self._fetch.on_reply(self, msg)
+            return True
+        return super()._Idl__txn_process_reply(msg)
+
+    def inject(self, updates: dict) -> None:
+        """Apply fetched rows as if the server had sent them (``<table-updates2>``)."""
+        self._Idl__parse_update(updates, ovs.db.idl.OVSDB_UPDATE2)
+
+    def send_raw(self, msg) -> None:
+        """Send a request of the fetch (its reply comes back through ``_Idl__txn_process_reply``)."""
+        self._session.send(msg)
+
+
+HOOKS = ("_Idl__clear", "_Idl__process_update2", "_Idl__txn_process_reply", "_Idl__parse_update")
+
+
+def fetch_supported() -> bool:
+    """Whether this python-ovs has the private methods the share fetch hooks into."""
+    return all(callable(getattr(ovs.db.idl.Idl, name, None)) for name in HOOKS)
+
 
 class Connection:
     """The IDL of one remote or several (a Raft cluster's members, or relays), its lock and thread.
@@ -71,25 +118,36 @@ class Connection:
         self.leader_only = leader_only
         self.lock = threading.RLock()
         self.idl: ovs.db.idl.Idl | None = None
+        self._fetch = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
 
     def open(self, helper: ovs.db.idl.SchemaHelper, on_row: Callable, conditions: dict[str, list],
-             timeout: float) -> None:
-        """Create the IDL and wait (at most ``timeout``) for the initial contents. Raises Unavailable."""
+             timeout: float, fetch=None) -> None:
+        """Create the IDL and wait (at most ``timeout``) for the initial contents. Raises Unavailable.
+
+        ``fetch``: a ``share_fetch.ShareFetch`` (a scoped store): the big tables' rows come by
+        uuid after each monitor reply; the replica is synced only once they are in."""
         fast_json.install()  # python-ovs's pure-Python lexer is a third of a bulk commit's CPU
-        self.idl = _Idl(self.remote, helper, on_row, self.leader_only)
+        self._fetch = fetch
+        self.idl = _Idl(self.remote, helper, on_row, self.leader_only, fetch)
         for table, cond in conditions.items():
             self.idl.cond_change(table, cond)
         deadline = time.monotonic() + timeout
         with self.lock:
-            while not self.synced():
+            while True:
+                self.idl.run()
+                if self.synced():  # do not block once there: the share fetch may end in this run
+                    return
                 if time.monotonic() > deadline:
                     self.idl.close()
                     raise Unavailable(f"cannot reach the directory database at {self.remote}")
-                self.run_once(min(0.2, max(0.0, deadline - time.monotonic())))
+                poller = ovs.poller.Poller()
+                self.idl.wait(poller)
+                poller.timer_wait(int(min(0.2, max(0.0, deadline - time.monotonic())) * 1000))
+                poller.block()
 
     def conditions_acknowledged(self) -> bool:
         """Monitoring, and the server acknowledged every monitor condition change asked for.
@@ -105,9 +163,14 @@ class Connection:
                    for t in idl.tables.values())
 
     def synced(self) -> bool:
-        """Connected, monitoring, and the initial contents received."""
+        """Connected, monitoring, and the initial contents received (fetched rows included)."""
         idl = self.idl
-        return idl.has_ever_connected() and idl.state == idl.IDL_S_MONITORING and session_connected(idl)
+        return (idl.has_ever_connected() and idl.state == idl.IDL_S_MONITORING and session_connected(idl)
+                and self.fetched())
+
+    def fetched(self) -> bool:
+        """No share fetch in progress (always True without one)."""
+        return self._fetch is None or self._fetch.done
 
     @property
     def connected(self) -> bool:
@@ -131,6 +194,13 @@ class Connection:
         poller.timer_wait(int(timeout * 1000))
         poller.block()
         self.idl.run()
+
+    def block(self, timeout: float) -> None:
+        """Wait (caller holds the lock, still held) until the IDL has something to do, at most ``timeout``."""
+        poller = ovs.poller.Poller()
+        self.idl.wait(poller)
+        poller.timer_wait(int(timeout * 1000))
+        poller.block()
 
     def wait_synced(self, deadline: float) -> None:
         """Run the IDL until synced (caller holds the lock). Raises Unavailable at ``deadline``."""

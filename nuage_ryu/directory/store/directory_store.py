@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable
 from nuage_ryu.directory import model, scope
 from nuage_ryu.directory.errors import Unavailable
 from nuage_ryu.directory.model import DirectoryState
-from nuage_ryu.directory.store import agent_writes, traces, verdicts
-from nuage_ryu.directory.store.connection import Connection
+from nuage_ryu.directory.store import agent_writes, placement_rows, share_fetch, traces, verdicts
+from nuage_ryu.directory.store.connection import Connection, fetch_supported
 from nuage_ryu.directory.store.counters import CounterWatch, check_counts, plan_report
 from nuage_ryu.directory.store.mirror import Mirror, initial_conditions, schema_helper, schema_path
 from nuage_ryu.directory.store.rows import VERDICT_TABLE
 from nuage_ryu.directory.store.trace_rows import TraceRequest
-from nuage_ryu.directory.store.transactions import TransactionPath
+from nuage_ryu.directory.store.transactions import RowChange, TransactionPath
 from nuage_ryu.directory.validate import Change, check_hostname
 
 LOG = logging.getLogger(__name__)
@@ -71,10 +71,13 @@ class DirectoryStore:
         self._conn = Connection(remote, leader_only=leader_only)
         scoped = self.scope_hosts is not None
         self.verdicts = verdict_feed if all_counters and not scoped else None
+        # A full store writes vports, so it keeps the placement index (placement_rows.py).
+        self._placement_keys = None if scoped else placement_rows.KeyRows()
         self._mirror = Mirror(on_new_state=self._conn.wake_from_writer,
                               complete_domains=self._complete_domains if scoped else None,
-                              on_verdict_row=self.verdicts.on_row if self.verdicts is not None else None)
-        self._path = TransactionPath(self._conn, self._mirror)
+                              on_verdict_row=self.verdicts.on_row if self.verdicts is not None else None,
+                              placement_keys=self._placement_keys)
+        self._path = TransactionPath(self._conn, self._mirror, self._placement_keys)
         self._counter_watch = CounterWatch(all_counters, self.scope_hosts or frozenset())
         self._listeners: list[Callable[[DirectoryState], None]] = []
         self._fired_version = 0
@@ -89,38 +92,77 @@ class DirectoryStore:
         """Connect, wait for the initial contents (a scoped store: its whole share, its conditions
         acknowledged), and start the IDL thread."""
         deadline = time.monotonic() + timeout
+        fetch = None
         if self._scope is not None:
+            # The share as the placement index tells it, before the first monitor request: that
+            # request then carries the local domains, and the big tables' rows come by uuid
+            # (store/share_fetch.py; docs/scale.md "Agent start-up").
+            pre = share_fetch.pre_read(self.remote, self.scope_hosts, min(5.0, timeout)) if fetch_supported() else None
+            if pre is not None and pre.index:
+                if pre.scope is not None:
+                    self._scope = pre.scope
+                fetch = share_fetch.ShareFetch(self.scope_hosts, pre.own)
             conditions = scope.monitor_conditions(self._scope)
         else:
             conditions = initial_conditions(self.all_counters)
             if self.verdicts is None:
                 conditions[VERDICT_TABLE] = [False]
-        self._conn.open(schema_helper(self._schema), self._mirror.on_row, conditions, timeout)
+        self._conn.open(schema_helper(self._schema, placement_writer=self._placement_keys is not None),
+                        self._mirror.on_row, conditions, timeout, fetch)
         with self._conn.lock:
             self._mirror.publish()
             if self.verdicts is not None:
                 self.verdicts.flush()
             if self._scope is not None:
                 self._converge(deadline)
+        if self._placement_keys is not None:
+            self._backfill_placement()
         self._conn.start_thread(self._after_run, self._fire_listeners)
 
+    def _backfill_placement(self) -> None:
+        """A database converted from 1.4.0 has an empty placement index: fill it, once, from the
+        vports (a writer's store at start; concurrent writers doing the same race on the index's
+        unique keys, and the loser finds the rows there when it re-plans)."""
+        idl = self._conn.idl
+
+        def planner(state: DirectoryState) -> RowChange:
+            if not state.vports or any(idl.tables[t].rows for t in placement_rows.TABLES):
+                return RowChange("the placement index")
+            want = placement_rows.backfill(state.vports.values())
+            LOG.info("filling the placement index of %d vports (a database from before schema 1.5.0)",
+                     len(state.vports))
+            return RowChange("the placement index", lambda i, txn: placement_rows.build_backfill(i, txn, want))
+
+        with self._conn.lock:
+            self._path.run(planner, time.monotonic() + max(self.write_timeout, 60.0))
+
     def _after_run(self) -> None:
+        """After each ``idl.run()`` of the IDL thread (under the lock): publish, then re-scope."""
         if self.verdicts is not None:
             self.verdicts.flush()  # the verdict rows of the batch just applied (store/verdicts.py)
-        """After each ``idl.run()`` of the IDL thread (under the lock): publish, then re-scope."""
-        self._path.refresh()
-        self._rescope()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # While a share fetch is in progress the replica lacks the fetched rows: publish nothing.
+        if self._conn.fetched():
+            self._path.refresh()
+            self._rescope()
 
     def _converge(self, deadline: float) -> None:
         """Widen the conditions until the share is a fixed point and acknowledged (under the lock)."""
         while True:
-            self._path.refresh()
-            self._rescope()
+            self._refresh()
             if self._settled():
                 return
             if time.monotonic() > deadline:
                 raise Unavailable(f"the directory database at {self.remote} did not send this host's share")
-            self._conn.run_once(0.05)
+            # run, look, and only then block: the reply to a condition change often arrives within
+            # the same run, and blocking after it would wait for the timer
+            self._conn.idl.run()
+            self._refresh()
+            if self._settled():
+                return
+            self._conn.block(0.05)
 
     def _rescope(self) -> None:
         """Recompute the share from the newest snapshot; change the conditions that differ."""
@@ -141,12 +183,13 @@ class DirectoryStore:
 
     def _settled(self) -> bool:
         # Caller holds the lock; the snapshot is the newest published one.
-        return (self._conn.conditions_acknowledged() and self._scoped_state is self._mirror.state)
+        return (self._conn.conditions_acknowledged() and self._conn.fetched()
+                and self._scoped_state is self._mirror.state)
 
     def _complete_domains(self) -> frozenset[str]:
         """The domains whose objects the replica holds completely (called by the mirror at publish)."""
         idl = self._conn.idl
-        if idl is None or idl.state != idl.IDL_S_MONITORING:
+        if idl is None or idl.state != idl.IDL_S_MONITORING or not self._conn.fetched():
             return frozenset()
         return scope.acknowledged_domains(
             {t: idl.tables[t].condition_state.acked for t in scope.DOMAIN_TABLES})

@@ -25,6 +25,7 @@ import ovs.db.idl
 
 from nuage_ryu.directory import model
 from nuage_ryu.directory.model import KINDS, DirectoryState
+from nuage_ryu.directory.store import placement_rows
 from nuage_ryu.directory.store.changes import ChangeLog
 from nuage_ryu.directory.store.echo import KnownRow
 from nuage_ryu.directory.store.rows import (
@@ -55,14 +56,17 @@ def schema_path() -> str:
     return str(resources.files("nuage_ryu.db").joinpath("nuage_directory.ovsschema"))
 
 
-def schema_helper(schema: str) -> ovs.db.idl.SchemaHelper:
-    """The IDL schema of what the store replicates (``REPLICATED``)."""
+def schema_helper(schema: str, placement_writer: bool = False) -> ovs.db.idl.SchemaHelper:
+    """The IDL schema of what the store replicates (``REPLICATED``); ``placement_writer``: also
+    the placement index's keys (a writer of vports keeps it: ``placement_rows.py``)."""
     helper = ovs.db.idl.SchemaHelper(location=schema)
     for table, cols in REPLICATED.items():
         if cols is None:
             helper.register_table(table)
         else:
             helper.register_columns(table, list(cols))
+    if placement_writer:
+        placement_rows.register(helper)
     return helper
 
 
@@ -100,16 +104,19 @@ class Mirror:
 
     def __init__(self, on_new_state: Callable[[], None],
                  complete_domains: Callable[[], frozenset[str]] | None = None,
-                 on_verdict_row: Callable[[object, object], None] | None = None):
+                 on_verdict_row: Callable[[object, object], None] | None = None,
+                 placement_keys: placement_rows.KeyRows | None = None):
         """``complete_domains``: for a scoped store, the domains whose rows the replica holds
         completely (their monitor conditions are acknowledged), published with each state as
         ``DirectoryState.complete_domains``; None: a full replica (every domain is complete).
         ``on_verdict_row(event, row)``: where Verdict rows go (they are no part of the state).
+        ``placement_keys``: follows the placement index's rows (a writer's store).
 
         A scoped store (an agent) does not join host liveness into its snapshots: nothing in an
         agent reads it, and its own heartbeat then wakes nothing either."""
         self._on_new_state = on_new_state
         self._on_verdict_row = on_verdict_row
+        self._placement_keys = placement_keys
         self._joined = (STATUS_TABLE,) if complete_domains is not None else tuple(PRIVATE_OWNER)
         self._complete_domains = complete_domains
         self._complete: frozenset[str] | None = None
@@ -163,6 +170,8 @@ class Mirror:
                 self._counters_dirty = True
             elif table == TRACE_TABLE:
                 self.traces.on_row(event, row)
+            elif table in placement_rows.TABLES and self._placement_keys is not None:
+                self._placement_keys.on_row(table, event, row)
             return
         rid = str(row.uuid)
         objects = self._tables[kind]

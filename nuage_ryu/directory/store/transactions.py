@@ -41,7 +41,9 @@ from nuage_ryu.directory.store.connection import Connection
 from nuage_ryu.directory.store.echo import KnownRow, OwnInserts
 from nuage_ryu.directory.store.insert_json import RowEncoder, insert_op
 from nuage_ryu.directory.store.mirror import Mirror
-from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows
+from nuage_ryu.directory.store.placement_rows import TABLES as PLACEMENT_TABLES
+from nuage_ryu.directory.store.placement_rows import KeyRows, PlacementWrites
+from nuage_ryu.directory.store.rows import REF_FIELDS, STATUS_TABLE, TABLE_KIND, columns, linked_rows, stored
 from nuage_ryu.directory.validate import Change
 from nuage_ryu.directory.validate.change import new_object
 
@@ -82,10 +84,13 @@ def _is_empty(planned: Planned) -> bool:
     return planned.build is None if isinstance(planned, RowChange) else not planned.ops
 
 
-def _index_conflict_is_a_race(planned: Planned) -> bool:
-    # A Change's index conflict is a race only on values it picked itself; a RowChange's always
-    # (another writer linked the same row first).
-    return True if isinstance(planned, RowChange) else planned.auto_assigned
+def _index_conflict_is_a_race(planned: Planned, error: str = "") -> bool:
+    # A Change's index conflict is a race only on values it picked itself, or on a placement
+    # index row another writer created first (placement_rows.py); a RowChange's always (another
+    # writer linked the same row first).
+    if isinstance(planned, RowChange) or _index_table(error) in PLACEMENT_TABLES:
+        return True
+    return planned.auto_assigned
 
 
 _INDEX_RE = re.compile(
@@ -149,7 +154,8 @@ def check_storable(kind: str, fields: dict) -> None:
 
 
 def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Change,
-                  encoder: RowEncoder, own: OwnInserts) -> None:
+                  encoder: RowEncoder, own: OwnInserts, placement_keys: KeyRows | None = None) -> None:
+    placement = PlacementWrites(idl, txn, placement_keys) if placement_keys is not None else None
     for op in change.ops:
         if op.action == "update":  # an insert's values are checked by its encoder
             check_storable(op.kind, columns(op.fields))
@@ -161,18 +167,27 @@ def _build_change(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, change: Chan
     for op in change.ops:
         if op.action == "insert":
             _insert(txn, encoder, own, op)
+            if placement is not None and op.kind == "vport":
+                placement.placed(uuid.UUID(op.id), (None, None), (op.fields.get("host", ""), op.fields["domain"]))
             continue
         table = idl.tables[KINDS[op.kind][0]]
         row = table.rows.get(uuid.UUID(op.id))
         if row is None:
             raise NotFound(f"{op.kind} {op.id} not found")
         if op.action == "delete":
+            if placement is not None and op.kind == "domain":
+                placement.domain_deleted(op.id)
             row.delete()  # a vport's status row goes with it (garbage-collected by the database)
             continue
+        placed = None
+        if placement is not None and op.kind == "vport":
+            placed = (row.host, str(stored(row, "domain").as_scalar()))
         for col, value in columns(op.fields).items():
             setattr(row, col, value)
         if op.kind == "vport" and "host" in op.fields:
             _bind_status(idl, txn, row, op)
+        if placed is not None:
+            placement.placed(row.uuid, placed, (op.fields.get("host", placed[0]), op.fields.get("domain", placed[1])))
 
 
 def _insert(txn: ovs.db.idl.Transaction, encoder: RowEncoder, own: OwnInserts, op) -> None:
@@ -214,9 +229,11 @@ def _bind_status(idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, vport_row, op
 class TransactionPath:
     """Plans and commits every write of one store (see the module docstring)."""
 
-    def __init__(self, conn: Connection, mirror: Mirror):
+    def __init__(self, conn: Connection, mirror: Mirror, placement_keys: KeyRows | None = None):
+        """``placement_keys``: a writer of vports keeps the placement index (placement_rows.py)."""
         self._conn = conn
         self._mirror = mirror
+        self._placement_keys = placement_keys
         self._encoder: RowEncoder | None = None  # for the IDL it was made for (conn.idl)
 
     def refresh(self) -> None:
@@ -275,7 +292,7 @@ class TransactionPath:
                     conn.wake()
                     return planned, mirror.state
                 if status == _Txn.ERROR and (
-                        '"constraint violation"' not in error or not _index_conflict_is_a_race(planned)) and (
+                        '"constraint violation"' not in error or not _index_conflict_is_a_race(planned, error)) and (
                         '"duplicate uuid"' not in error):
                     done = self._committed_earlier(uncertain, catch_up=True)
                     if done is not None:  # this attempt clashed with an earlier one's own rows
@@ -336,7 +353,7 @@ class TransactionPath:
             else:
                 if self._encoder is None or self._encoder.idl is not idl:
                     self._encoder = RowEncoder(idl)
-                _build_change(idl, txn, planned, self._encoder, own)
+                _build_change(idl, txn, planned, self._encoder, own, self._placement_keys)
             while True:
                 status = txn.commit()
                 if status != _Txn.INCOMPLETE:
