@@ -342,10 +342,7 @@ class BridgeSync:
         if paused:
             gc.disable()  # see gc_paused: 100k new objects; re-enabled below even if abandoned
         try:
-            chunk: list[bytes] = []
-            size = 0
-            first = True
-            t0 = time.perf_counter()
+            chunks = _Chunks(stats, self._t_desired)
             for done, f in enumerate(flows, 1):  # noqa: B007 - ``done`` is read in the finally clause
                 c, encode_add = canonical_add(f)
                 desired[c.key] = c  # a later flow with the same key replaces it (its ADD comes later too)
@@ -359,36 +356,24 @@ class BridgeSync:
                     continue
                 append((ofwire.OFPFC_ADD, c))
                 xid += 1
-                chunk.append(buf)
-                size += len(buf)
-                if size >= CHUNK_BYTES:
-                    data = b"".join(chunk)
-                    chunk, size = [], 0
-                    stats.bytes_sent += len(data)
-                    stats.last_encode_s += time.perf_counter() - t0
-                    if first:
-                        first = False
-                        stats.last_first_byte_s = time.perf_counter() - self._t_desired
+                data = chunks.add(buf)
+                if data is not None:
                     yield data
-                    t0 = time.perf_counter()
+                    chunks.resume()
             if canary is not None and canary.key not in desired:
                 desired[canary.key] = canary
                 if installed.get(canary.key) != canary:
                     append((ofwire.OFPFC_ADD, canary))
-                    chunk.append(encode(canary, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS))
-                    size += len(chunk[-1])
-            stats.last_encode_s += time.perf_counter() - t0
+                    chunks.add(encode(canary, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS), flush=False)
             stats.last_adds = len(messages)
             stats.last_deletes = 0
             stats.adds += len(messages)
             if unencodable:  # installed after the commit: what was sent
                 bad = {id(c) for c in unencodable}
                 bundle.result = {k: v for k, v in desired.items() if id(v) not in bad}
-            if chunk:
-                if first:
-                    stats.last_first_byte_s = time.perf_counter() - self._t_desired
-                stats.bytes_sent += size
-                yield b"".join(chunk)
+            data = chunks.rest()
+            if data is not None:
+                yield data
             tail = _bundle_ctrl(bundle.commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST)
             stats.bytes_sent += len(tail)
             done = -1
@@ -702,11 +687,8 @@ class BridgeSync:
         yield head
         encode = ofwire.encode_bundle_add
         bundle_id = bundle.bundle_id
-        chunk: list[bytes] = []
-        size = 0
         xid = bundle.first_add_xid
-        first = True
-        t0 = time.perf_counter()
+        chunks = _Chunks(stats, self._t_desired)
         for command, flow in bundle.messages:
             try:
                 buf = encode(flow, xid & 0xFFFFFFFF, bundle_id, BUNDLE_FLAGS, command)
@@ -714,25 +696,13 @@ class BridgeSync:
                 self._unencodable(bundle, flow, exc)
                 buf = b""
             xid += 1
-            chunk.append(buf)
-            size += len(buf)
-            if size >= CHUNK_BYTES:
-                stats.bytes_sent += size
-                data = b"".join(chunk)
-                stats.last_encode_s += time.perf_counter() - t0
-                if first:
-                    first = False
-                    stats.last_first_byte_s = time.perf_counter() - self._t_desired
+            data = chunks.add(buf)
+            if data is not None:
                 yield data
-                t0 = time.perf_counter()
-                chunk = []
-                size = 0
-        stats.last_encode_s += time.perf_counter() - t0
-        if chunk:
-            if first:
-                stats.last_first_byte_s = time.perf_counter() - self._t_desired
-            stats.bytes_sent += size
-            yield b"".join(chunk)
+                chunks.resume()
+        data = chunks.rest()
+        if data is not None:
+            yield data
         tail = _bundle_ctrl(bundle.commit_xid, bundle_id, ofwire.ofp.OFPBCT_COMMIT_REQUEST)
         stats.bytes_sent += len(tail)
         yield tail
@@ -776,6 +746,52 @@ class BridgeSync:
         self.confirmed_generation = self.generation
         if self.on_confirmed is not None:
             self.on_confirmed(frozenset(f.cookie for f in self.installed.values()), self.generation)
+
+
+class _Chunks:
+    """Encoded flow messages gathered into writes of about CHUNK_BYTES, counted in the stats.
+
+    ``add`` returns a write once the gathered messages reach CHUNK_BYTES; the caller yields it
+    and calls ``resume`` (the time the consumer spends sending is not encoding time); ``rest``
+    returns what is left at the end (or None). Encoding time, bytes sent and the time to the
+    first write (from ``t_desired``) go into ``stats``.
+    """
+
+    __slots__ = ("stats", "t_desired", "parts", "size", "first", "t0")
+
+    def __init__(self, stats: SyncStats, t_desired: float):
+        self.stats = stats
+        self.t_desired = t_desired
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.first = True
+        self.t0 = time.perf_counter()
+
+    def add(self, buf: bytes, flush: bool = True) -> bytes | None:
+        self.parts.append(buf)
+        self.size += len(buf)
+        return self._take() if flush and self.size >= CHUNK_BYTES else None
+
+    def resume(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def rest(self) -> bytes | None:
+        if self.parts:
+            return self._take()
+        self.stats.last_encode_s += time.perf_counter() - self.t0
+        return None
+
+    def _take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts, self.size = [], 0
+        now = time.perf_counter()
+        stats = self.stats
+        stats.bytes_sent += len(data)
+        stats.last_encode_s += now - self.t0
+        if self.first:
+            self.first = False
+            stats.last_first_byte_s = now - self.t_desired
+        return data
 
 
 def _bundle_ctrl(xid: int, bundle_id: int, ctrl_type: int) -> bytes:

@@ -438,6 +438,19 @@ def test_streamed_and_indexed_installs_send_the_same_flows():
     assert sw1.installed[mixed[1].key].actions == (Output(2),)
 
 
+def test_both_install_paths_count_every_byte_they_send():
+    # 5000 flows: several CHUNK_BYTES writes, then a rest and the commit.
+    desired = flows(5000)
+    for held in ([], [desired[0], CANARY]):  # empty bridge: streamed; one flow held: indexed
+        bs, _sw = _fresh(held)
+        before = bs.stats.bytes_sent
+        writes = list(bs.set_desired(desired))
+        assert len(writes) > 3
+        assert all(len(w) <= sync.CHUNK_BYTES + 4096 for w in writes)
+        assert bs.stats.bytes_sent - before == sum(len(w) for w in writes)
+        assert bs.stats.last_first_byte_s > 0 and bs.stats.last_encode_s > 0
+
+
 def test_abandoned_stream_keeps_the_whole_desired_set():
     desired = flows(5000)
     bs, sw = _fresh([CANARY])
