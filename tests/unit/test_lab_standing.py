@@ -19,8 +19,17 @@ from nuage_ryu.lab import containers, standing
 from nuage_ryu.lab.cli import main as lab_main
 from nuage_ryu.lab.lab import Lab
 from nuage_ryu.lab.netns import LabError
+from tests.ovs_fixtures import wait_until
 
 SLEEPER = "import time; time.sleep(60)"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 @pytest.fixture
@@ -30,6 +39,10 @@ def sleepers():
     def start(*marker: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-c", SLEEPER, *marker])
         procs.append(proc)
+        # Until the child has exec'd, /proc/PID/cmdline is still pytest's: what the plane's
+        # records are checked against must be the sleeper's own command line.
+        wanted = "\0".join([SLEEPER, *marker]).encode()
+        wait_until(lambda: wanted in _cmdline(proc.pid), timeout=10, message=f"sleeper {proc.pid} to start")
         return proc
 
     yield start
