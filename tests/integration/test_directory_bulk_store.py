@@ -4,7 +4,6 @@ store/echo.py): the writer's replica equals a fresh reader's, refusals leave not
 from __future__ import annotations
 
 import shutil
-import threading
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from nuage_ryu.directory.store import DirectoryStore
 from nuage_ryu.directory.store.mirror import REPLICATED
 from nuage_ryu.directory.testing import wait_until
 from nuage_ryu.directory.validate import Change, Op, bulk
+from tests.integration.test_directory_store import raced as raced_planners
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -188,32 +188,18 @@ def test_a_value_the_schema_refuses_is_a_422_before_anything_is_sent(stores):
 
 def raced(stores, make_ops):
     """Each store plans its bulk on the same state before either commits; later attempts run freely."""
-    barrier = threading.Barrier(len(stores), timeout=20)
-    results: list = [None] * len(stores)
     attempts = [0] * len(stores)
 
-    def run(i, store):
+    def planner_factory(i):
         parsed = bulk.parse_bulk({"operations": make_ops(i)})
         ids = [str(uuid.uuid4()) for _ in parsed]
 
-        def planner(state):
+        def plan(state):
             attempts[i] += 1
-            change = bulk.plan_bulk(state, parsed, ids).change
-            if attempts[i] == 1:
-                barrier.wait()
-            return change
+            return bulk.plan_bulk(state, parsed, ids).change
+        return plan
 
-        try:
-            results[i] = store.apply(planner)
-        except Exception as exc:  # collected for the assertions
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i, st)) for i, st in enumerate(stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results, attempts
+    return raced_planners(planner_factory, stores, barrier_timeout=20, join_timeout=60), attempts
 
 
 def test_two_bulks_racing_for_the_same_addresses_both_land_and_the_loser_re_plans(server, stores):

@@ -46,9 +46,9 @@ def tree(store):
     return ent, dom, zone, sub
 
 
-def raced(planner_factory, stores):
+def raced(planner_factory, stores, barrier_timeout: float = 10, join_timeout: float = 30):
     """Run one planner per store so that both plan on the same state before either commits."""
-    barrier = threading.Barrier(len(stores), timeout=10)
+    barrier = threading.Barrier(len(stores), timeout=barrier_timeout)
     results: list = [None] * len(stores)
 
     def run(i, store):
@@ -71,7 +71,7 @@ def raced(planner_factory, stores):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(join_timeout)
     return results
 
 
