@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from nuage_ryu.db.server import OvsdbServer
-from nuage_ryu.directory.store import schema_path
+from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.testing import ManagerProcess
 
 
@@ -40,3 +40,11 @@ def server(tmp_path):
     srv.start()
     yield srv
     srv.stop()
+
+@pytest.fixture
+def api(server):
+    """The directory API's kind of store (all counters, no scope) on ``server``."""
+    st = DirectoryStore(server.remote, all_counters=True)
+    st.start()
+    yield st
+    st.stop()

@@ -24,14 +24,6 @@ pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="ne
 
 
 @pytest.fixture
-def api(server):
-    st = DirectoryStore(server.remote, all_counters=True)
-    st.start()
-    yield st
-    st.stop()
-
-
-@pytest.fixture
 def agents(server):
     made = []
 

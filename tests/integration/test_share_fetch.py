@@ -67,14 +67,6 @@ def domain_tree(api, ent, name, cidr):
     return dom, sub
 
 
-@pytest.fixture
-def api(server):
-    st = DirectoryStore(server.remote, all_counters=True)
-    st.start()
-    yield st
-    st.stop()
-
-
 def test_the_index_follows_vport_creates_moves_bulk_and_deletes(api, server):
     ent = create(api, "enterprise", None, {"name": "acme"})
     blue, blue_sub = domain_tree(api, ent, "blue", "10.1.0.0/24")
