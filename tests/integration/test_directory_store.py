@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 
 import pytest
 
 from nuage_ryu.db.server import OvsdbServer, prepare_db
 from nuage_ryu.directory import validate
-from nuage_ryu.directory.errors import Conflict, NotFound, ValidationError
+from nuage_ryu.directory.errors import Conflict, NotFound, Unavailable, ValidationError
 from nuage_ryu.directory.model import KINDS, DirectoryState
 from nuage_ryu.directory.store import DirectoryStore, schema_path
+from nuage_ryu.directory.store.transactions import UNCERTAIN_GRACE_S
 from nuage_ryu.directory.store.verdicts import VerdictFeed
 from nuage_ryu.directory.testing import wait_until
 
@@ -156,6 +160,50 @@ def test_listener_called_from_idl_thread_for_remote_changes(stores):
     create(stores[1], "enterprise", None, {"name": "remote"})
     assert done.wait(5)
     assert all(thread == "directory-idl" for thread, _ in seen)
+
+
+def test_a_write_queued_behind_a_write_in_doubt_is_answered_by_its_own_deadline(server):
+    """While one write waits for a database that stopped answering (its outcome in doubt, as in a
+    Raft leader change), the next write of the same store gets a 503 at its own deadline instead
+    of waiting for the first one's grace; once the database answers again the first one commits,
+    once."""
+    st = DirectoryStore(server.remote, write_timeout=1.0)
+    st.start()
+    results: dict = {}
+    try:
+        ent = create(st, "enterprise", None, {"name": "acme"})
+        lock = st._conn.lock
+
+        def lock_held() -> bool:
+            if lock.acquire(blocking=False):
+                lock.release()
+                return False
+            return True
+
+        def in_doubt() -> None:
+            try:
+                results["domain"] = create(st, "domain", ent.id, {"name": "prod"})
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                results["error"] = exc
+
+        os.kill(server.pid, signal.SIGSTOP)
+        first = threading.Thread(target=in_doubt)
+        first.start()
+        wait_until(lock_held, 5, what="the first write to hold the store's lock")
+        start = time.monotonic()
+        with pytest.raises(Unavailable, match="busy"):
+            create(st, "domain", ent.id, {"name": "dev"})
+        assert time.monotonic() - start < UNCERTAIN_GRACE_S / 2  # its own 1 s deadline, not the grace
+        assert first.is_alive()  # still waiting for the database: in doubt, not answered 503
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    first.join(UNCERTAIN_GRACE_S + 10)
+    try:
+        assert "error" not in results, results.get("error")
+        names = [d.name for d in st.snapshot().domains.values()]
+        assert names == ["prod"] and results["domain"].name == "prod"
+    finally:
+        st.stop()
 
 
 def test_agent_side_writes(stores):

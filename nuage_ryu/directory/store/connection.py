@@ -8,10 +8,11 @@ serialised. A pipe wakes the IDL thread when a writer read an update off the con
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import ovs.db.idl
 import ovs.jsonrpc
@@ -148,6 +149,22 @@ class Connection:
                 self.idl.wait(poller)
                 poller.timer_wait(int(min(0.2, max(0.0, deadline - time.monotonic())) * 1000))
                 poller.block()
+
+    @contextlib.contextmanager
+    def locked(self, deadline: float) -> Iterator[None]:
+        """Hold the lock, waiting for it at most until ``deadline`` (monotonic); Unavailable past it.
+
+        A write whose outcome is in doubt (a Raft leader change) keeps the lock while it waits for
+        the cluster; the writes queued behind it must still be answered (a 503: retry) before their
+        clients give up, not hang on the lock past every timeout.
+        """
+        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Unavailable("the directory store is busy with another write (is the database's "
+                              "leader changing?); try again")
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def conditions_acknowledged(self) -> bool:
         """Monitoring, and the server acknowledged every monitor condition change asked for.

@@ -325,7 +325,7 @@ class DirectoryStore:
     def _write_private(self, planner) -> None:
         # The planners read links from the IDL: plan under the lock (the path takes it too).
         deadline = time.monotonic() + self.write_timeout
-        with self._conn.lock:
+        with self._conn.locked(deadline):
             if self._conn.idl is None:
                 raise Unavailable("the directory store is stopped")
             self._path.run(planner, deadline)
@@ -366,7 +366,7 @@ class DirectoryStore:
         check_hostname(host_name, "host")
         rules, defaults = check_counts("rules", rules), check_counts("defaults", defaults)
         deadline = time.monotonic() + self.write_timeout
-        with self._conn.lock:
+        with self._conn.locked(deadline):
             if self._conn.idl is None:
                 raise Unavailable("the directory store is stopped")
             self._conn.wait_synced(deadline)

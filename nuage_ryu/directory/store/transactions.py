@@ -49,8 +49,11 @@ from nuage_ryu.directory.validate.change import new_object
 
 # How often a write is re-planned after losing a race before giving up (409/503).
 MAX_ATTEMPTS = 20
-# How long a write whose outcome is in doubt (leader change) may wait for the cluster to show it.
-UNCERTAIN_GRACE_S = 30.0
+# How long after it reached the store a write whose outcome is in doubt (leader change) may wait
+# for the cluster to show it: under the clients' 30 s timeout (DirectoryClient), so that the client
+# gets the answer (or a 503) rather than a timeout of its own. Writes queued behind it wait for the
+# lock only until their own deadline (Connection.locked).
+UNCERTAIN_GRACE_S = 20.0
 # How often the database may close the connection while one write is in flight before that write
 # is given up (503): a transaction the server cannot even parse makes it drop the connection, and
 # re-sending it forever would stop every other write with it.
@@ -248,11 +251,11 @@ class TransactionPath:
         Returns the applied change and the state right after it. Raises DirectoryError.
         """
         conn, mirror = self._conn, self._mirror
-        with conn.lock:
+        arrived = time.monotonic()
+        with conn.locked(deadline):
             # Attempts whose outcome is unknown (reply lost in a leader change): any of them may
             # have committed, and its rows may only become visible after a later attempt planned.
             uncertain: list[Change] = []
-            uncertain_since = 0.0
             drops = 0
             planned: Planned | None = None
             for _attempt in range(MAX_ATTEMPTS):
@@ -261,7 +264,7 @@ class TransactionPath:
                 # A 503 tells the client "not done, retry"; for a write that may have committed that
                 # would turn its retry into a false 409. So with an attempt in doubt, wait longer
                 # (bounded) for the cluster to come back and show whether it committed.
-                until = max(deadline, uncertain_since + UNCERTAIN_GRACE_S) if uncertain else deadline
+                until = max(deadline, arrived + UNCERTAIN_GRACE_S) if uncertain else deadline
                 conn.wait_synced(until)
                 self.refresh()
                 done = self._committed_earlier(uncertain)
@@ -311,8 +314,6 @@ class TransactionPath:
                 # automatically chosen value) or the outcome is unknown (leader change): if the
                 # previous attempt did commit, its inserted rows are there now; otherwise re-plan.
                 if isinstance(planned, Change):
-                    if not uncertain:
-                        uncertain_since = time.monotonic()
                     uncertain.append(planned)
                 self._catch_up()
                 done = self._committed_earlier(uncertain)
