@@ -18,8 +18,10 @@ host (fixed remote_ip, fixed key, UDP 4790 so it never meets br-int's flow-based
 endpoint a second interface ``eth1`` on it with an address in 10.254.0.0/24. Same processes, same veth
 type, same MTU, same datapath thread; only the bridge differs.
 
-Per pair, per mode, ``--rounds`` times, modes interleaved (pipeline, baseline, pipeline, ...) so that a
-change in machine load hits both alike; the median round is reported:
+Each host's ovs-vswitchd is bound to a CPU of its own (``pin_vswitchd``; ``--no-pin``: not), as the
+switches of two real hosts would each have their own cores. Per pair, per mode, ``--rounds`` times,
+modes interleaved (pipeline, baseline, pipeline, ...) so that a change in machine load hits both alike;
+the median round is reported:
 
 * throughput: ``iperf3 -c`` for ``--seconds``, one TCP stream, receiver's bits/s;
 * RR latency: ``sockperf ping-pong --tcp --full-rtt -m 64``: round-trip time p50/p99 of a 64-byte
@@ -320,6 +322,21 @@ PMD_FIELDS = {
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pin_vswitchd(host: LabHost, cpu: int) -> None:
+    """Bind every thread of ``host``'s ovs-vswitchd to ``cpu`` (threads it starts later inherit it).
+
+    The default (``--no-pin`` to skip): h1's on the first CPU, h2's on the second, in both modes.
+    Unbound, the scheduler of this 2-core machine sometimes ran both on one core, and such a round
+    measured about half the rate of the others, whichever mode it measured (cross-host rounds of one
+    run: 295-452 against 694-829 connections/s). The clients and servers stay unbound: bound too
+    (client + h1's ovs-vswitchd on one core), a same-host pair's client and switch took turns on
+    one core while the other idled (same-host RR 142 -> 220 us, CRR 1312 -> 206 connections/s).
+    """
+    pid = host.ovs.pids()["ovs-vswitchd"]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})
 
 
 def vswitchd_cpu(host: LabHost) -> float:
@@ -653,8 +670,10 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
     loads = [r[m]["load"] for r in rows for m in ("pipeline", "baseline")]
     lines = [
         f"Measured {started}: `.venv/bin/python bench/dataplane.py{' --quick' if args.quick else ''}"
-        f"{' --shortcut' if args.shortcut else ''} "
+        f"{' --shortcut' if args.shortcut else ''}{' --no-pin' if args.no_pin else ''} "
         f"--rounds {args.rounds} --seconds {args.seconds:g}`; {ovs}, netdev datapath on veths, "
+        + ("each ovs-vswitchd bound to a CPU of its own (h1 0, h2 1; clients and servers unbound), "
+           if not args.no_pin and (os.cpu_count() or 1) >= 2 else "ovs-vswitchd unbound, ") +
         f"{os.cpu_count()} cores shared with other jobs (1-min load average during the runs "
         f"{min(loads):.1f}..{max(loads):.1f}). Policy: {args.rules} rules, groups of "
         f"{args.group_size} ({sum(map(len, topo.phantom_ips.values()))} phantom members on {PHANTOM_HOSTS} "
@@ -759,6 +778,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--json", help="also write every run's record to this file")
     ap.add_argument("--tag", default="bd", help="lab prefix tag")
+    ap.add_argument("--no-pin", action="store_true", help="leave both ovs-vswitchd unbound (see pin_vswitchd)")
     args = ap.parse_args(argv)
     quick = {"rounds": 1, "seconds": 1.0, "group_size": 10, "rules": 12, "connections": 100, "more_rules": 10}
     full = {"rounds": 3, "seconds": 5.0, "group_size": 100, "rules": 100, "connections": 1000,
@@ -774,6 +794,10 @@ def main(argv=None) -> int:
         try:
             topo = build_policy(lab, net, args.group_size, args.rules)
             build_baseline(lab, topo)
+            pinned = not args.no_pin and (os.cpu_count() or 1) >= 2
+            if pinned:
+                for host, cpu in zip(lab.hosts, (0, 1), strict=True):
+                    pin_vswitchd(host, cpu)
             for dst in ("app1", "app2"):
                 servers.start(topo.endpoints[dst])
                 wait_listening(topo.endpoints[dst], (IPERF_PORT, SOCKPERF_PORT, CRR_PORT))
