@@ -673,7 +673,7 @@ def report(rows: list[dict], args, topo: Topology, flows: dict[str, int], ceilin
         f"{' --shortcut' if args.shortcut else ''}{' --no-pin' if args.no_pin else ''} "
         f"--rounds {args.rounds} --seconds {args.seconds:g}`; {ovs}, netdev datapath on veths, "
         + ("each ovs-vswitchd bound to a CPU of its own (h1 0, h2 1; clients and servers unbound), "
-           if not args.no_pin and (os.cpu_count() or 1) >= 2 else "ovs-vswitchd unbound, ") +
+           if args.pin else "ovs-vswitchd unbound, ") +
         f"{os.cpu_count()} cores shared with other jobs (1-min load average during the runs "
         f"{min(loads):.1f}..{max(loads):.1f}). Policy: {args.rules} rules, groups of "
         f"{args.group_size} ({sum(map(len, topo.phantom_ips.values()))} phantom members on {PHANTOM_HOSTS} "
@@ -780,6 +780,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="bd", help="lab prefix tag")
     ap.add_argument("--no-pin", action="store_true", help="leave both ovs-vswitchd unbound (see pin_vswitchd)")
     args = ap.parse_args(argv)
+    args.pin = not args.no_pin and (os.cpu_count() or 1) >= 2  # one CPU each: needs two
     quick = {"rounds": 1, "seconds": 1.0, "group_size": 10, "rules": 12, "connections": 100, "more_rules": 10}
     full = {"rounds": 3, "seconds": 5.0, "group_size": 100, "rules": 100, "connections": 1000,
             "more_rules": 400}
@@ -794,8 +795,7 @@ def main(argv=None) -> int:
         try:
             topo = build_policy(lab, net, args.group_size, args.rules)
             build_baseline(lab, topo)
-            pinned = not args.no_pin and (os.cpu_count() or 1) >= 2
-            if pinned:
+            if args.pin:
                 for host, cpu in zip(lab.hosts, (0, 1), strict=True):
                     pin_vswitchd(host, cpu)
             for dst in ("app1", "app2"):
