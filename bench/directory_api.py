@@ -27,6 +27,7 @@ ovsdb-server apart, vports per API CPU-second, and the load average before and a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -145,107 +146,165 @@ def main() -> int:
     if args.bulk_rate:
         return bulk_rate(args)
 
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "loadavg_start": os.getloadavg()}, "runs": []}
-    with tempfile.TemporaryDirectory(prefix="nuage-bench-") as state:
-        mgr = ManagerProcess(state)
-        mgr.start()
-        try:
-            admin = mgr.client()
-            ent = admin.post("/enterprises", {"name": "bench"})
-            dom = admin.post(f"/enterprises/{ent['id']}/domains", {"name": "d"})
-            zone = admin.post(f"/domains/{dom['id']}/zones", {"name": "z"})
+    results = new_results()
+    with bench_directory() as (_state, mgr, admin, dom, zone):
 
-            def create_vport(subnet_id, prefix="v"):
-                return lambda client, i: client.post(f"/subnets/{subnet_id}/vports", {"name": f"{prefix}{i}"})
+        def create_vport(subnet_id, prefix="v"):
+            return lambda client, i: client.post(f"/subnets/{subnet_id}/vports", {"name": f"{prefix}{i}"})
 
-            def bulk_load(subnet_id: str, n: int, prefix: str, label: str) -> None:
-                batches = [[{"action": "create", "kind": "vport", "parent": subnet_id,
-                             "body": {"name": f"{prefix}{i}"}} for i in range(lo, min(n, lo + args.batch))]
-                           for lo in range(0, n, args.batch)]
-                lat, wall = run_clients(mgr, args.bulk_clients, batches,
-                                        lambda c, ops: c.post("/bulk", {"operations": ops}))
-                run = summary(label, lat, wall)
-                run["vports_per_s"] = round(n / wall, 1)
-                run["vports_per_server_cpu_s"] = round(n / max(run["server_cpu_s"], 1e-3), 1)
-                run["loadavg"] = os.getloadavg()
-                results["runs"].append(run)
-                print(json.dumps(run), flush=True)
+        def bulk_load(subnet_id: str, n: int, prefix: str, label: str) -> None:
+            batches = [[{"action": "create", "kind": "vport", "parent": subnet_id,
+                         "body": {"name": f"{prefix}{i}"}} for i in range(lo, min(n, lo + args.batch))]
+                       for lo in range(0, n, args.batch)]
+            lat, wall = run_clients(mgr, args.bulk_clients, batches,
+                                    lambda c, ops: c.post("/bulk", {"operations": ops}))
+            run = summary(label, lat, wall)
+            run["vports_per_s"] = round(n / wall, 1)
+            run["vports_per_server_cpu_s"] = round(n / max(run["server_cpu_s"], 1e-3), 1)
+            run["loadavg"] = os.getloadavg()
+            results["runs"].append(run)
+            print(json.dumps(run), flush=True)
 
-            for n_clients in ((8,) if args.bulk_only else (1, 8)):
-                sub = admin.post(f"/zones/{zone['id']}/subnets",
-                                 {"name": f"lat{n_clients}", "cidr": f"10.{n_clients}.0.0/16"})
-                lat, wall = run_clients(mgr, n_clients, list(range(args.creates)), create_vport(sub["id"]))
-                results["runs"].append(summary(f"create vport, {n_clients} client(s)", lat, wall))
-                results["runs"][-1]["loadavg"] = os.getloadavg()
-                results["runs"][-1]["vports_per_server_cpu_s"] = round(
-                    args.creates / max(results["runs"][-1]["server_cpu_s"], 1e-3), 1)
-                print(json.dumps(results["runs"][-1]), flush=True)
-
-            bulk_sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk", "cidr": "10.200.0.0/16"})
-            bulk_load(bulk_sub["id"], args.bulk_vports, "b",
-                      f"bulk load {args.bulk_vports} vports, batches of {args.batch}, {args.bulk_clients} clients")
-            t0 = time.perf_counter()
-            seen, token, pages = 0, None, 0
-            while True:
-                status, headers, raw = admin.raw("GET", f"/api/v1/subnets/{bulk_sub['id']}/vports",
-                                                 params={"limit": 1000, **({"page_token": token} if token else {})})
-                seen += len(json.loads(raw))
-                pages += 1
-                token = next((v for k, v in headers.items() if k.lower() == "x-next-page-token"), None)
-                if not token:
-                    break
-            results["runs"].append({"name": f"page through {seen} vports, limit 1000 ({pages} pages)",
-                                    "wall_s": round(time.perf_counter() - t0, 3)})
-            print(json.dumps(results["runs"][-1]), flush=True)
-            if args.bulk_only:
-                admin.close()
-                return _finish(results, args)
-
-            sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "load", "cidr": "10.100.0.0/16"})
-            lat, wall = run_clients(mgr, 8, list(range(args.vports)), create_vport(sub["id"]))
-            results["runs"].append(summary(f"load {args.vports} vports, 8 clients", lat, wall))
+        for n_clients in ((8,) if args.bulk_only else (1, 8)):
+            sub = admin.post(f"/zones/{zone['id']}/subnets",
+                             {"name": f"lat{n_clients}", "cidr": f"10.{n_clients}.0.0/16"})
+            lat, wall = run_clients(mgr, n_clients, list(range(args.creates)), create_vport(sub["id"]))
+            results["runs"].append(summary(f"create vport, {n_clients} client(s)", lat, wall))
+            results["runs"][-1]["loadavg"] = os.getloadavg()
+            results["runs"][-1]["vports_per_server_cpu_s"] = round(
+                args.creates / max(results["runs"][-1]["server_cpu_s"], 1e-3), 1)
             print(json.dumps(results["runs"][-1]), flush=True)
 
-            pgs = [admin.post(f"/domains/{dom['id']}/policygroups", {"name": f"pg{i}"})["id"]
-                   for i in range(20)]
-
-            def create_rule(client, i):
-                client.post(f"/domains/{dom['id']}/acls", {
-                    "priority": i + 1, "source": {"type": "policygroup", "id": pgs[i % 20]},
-                    "destination": {"type": "policygroup", "id": pgs[(i + 1) % 20]},
-                    "protocol": "tcp", "dst_ports": str(1 + i % 65535)})
-
-            lat, wall = run_clients(mgr, 8, list(range(args.rules)), create_rule)
-            results["runs"].append(summary(f"load {args.rules} ACL rules, 8 clients", lat, wall))
-            print(json.dumps(results["runs"][-1]), flush=True)
-
-            # With the directory loaded: one more latency sample at 8 clients.
-            lat, wall = run_clients(mgr, 8, list(range(args.creates)), create_vport(sub["id"], "after"))
-            results["runs"].append(summary(f"create vport at {args.vports}+ vports, 8 clients", lat, wall))
-            print(json.dumps(results["runs"][-1]), flush=True)
-
-            t0 = time.perf_counter()
-            listed = admin.get(f"/subnets/{sub['id']}/vports")
-            results["runs"].append({"name": f"list {len(listed)} vports of one subnet",
-                                    "wall_s": round(time.perf_counter() - t0, 3)})
-            print(json.dumps(results["runs"][-1]), flush=True)
-
-            sub2 = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk2", "cidr": "10.201.0.0/16"})
-            bulk_load(sub2["id"], args.bulk_vports, "c",
-                      f"bulk load {args.bulk_vports} vports at {2 * args.vports + args.bulk_vports}+ vports, "
-                      f"batches of {args.batch}, {args.bulk_clients} clients")
+        bulk_sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk", "cidr": "10.200.0.0/16"})
+        bulk_load(bulk_sub["id"], args.bulk_vports, "b",
+                  f"bulk load {args.bulk_vports} vports, batches of {args.batch}, {args.bulk_clients} clients")
+        t0 = time.perf_counter()
+        seen, token, pages = 0, None, 0
+        while True:
+            status, headers, raw = admin.raw("GET", f"/api/v1/subnets/{bulk_sub['id']}/vports",
+                                             params={"limit": 1000, **({"page_token": token} if token else {})})
+            seen += len(json.loads(raw))
+            pages += 1
+            token = next((v for k, v in headers.items() if k.lower() == "x-next-page-token"), None)
+            if not token:
+                break
+        results["runs"].append({"name": f"page through {seen} vports, limit 1000 ({pages} pages)",
+                                "wall_s": round(time.perf_counter() - t0, 3)})
+        print(json.dumps(results["runs"][-1]), flush=True)
+        if args.bulk_only:
             admin.close()
-        finally:
-            mgr.stop()
+            return _finish(results, args)
+
+        sub = admin.post(f"/zones/{zone['id']}/subnets", {"name": "load", "cidr": "10.100.0.0/16"})
+        lat, wall = run_clients(mgr, 8, list(range(args.vports)), create_vport(sub["id"]))
+        results["runs"].append(summary(f"load {args.vports} vports, 8 clients", lat, wall))
+        print(json.dumps(results["runs"][-1]), flush=True)
+
+        pgs = [admin.post(f"/domains/{dom['id']}/policygroups", {"name": f"pg{i}"})["id"]
+               for i in range(20)]
+
+        def create_rule(client, i):
+            client.post(f"/domains/{dom['id']}/acls", {
+                "priority": i + 1, "source": {"type": "policygroup", "id": pgs[i % 20]},
+                "destination": {"type": "policygroup", "id": pgs[(i + 1) % 20]},
+                "protocol": "tcp", "dst_ports": str(1 + i % 65535)})
+
+        lat, wall = run_clients(mgr, 8, list(range(args.rules)), create_rule)
+        results["runs"].append(summary(f"load {args.rules} ACL rules, 8 clients", lat, wall))
+        print(json.dumps(results["runs"][-1]), flush=True)
+
+        # With the directory loaded: one more latency sample at 8 clients.
+        lat, wall = run_clients(mgr, 8, list(range(args.creates)), create_vport(sub["id"], "after"))
+        results["runs"].append(summary(f"create vport at {args.vports}+ vports, 8 clients", lat, wall))
+        print(json.dumps(results["runs"][-1]), flush=True)
+
+        t0 = time.perf_counter()
+        listed = admin.get(f"/subnets/{sub['id']}/vports")
+        results["runs"].append({"name": f"list {len(listed)} vports of one subnet",
+                                "wall_s": round(time.perf_counter() - t0, 3)})
+        print(json.dumps(results["runs"][-1]), flush=True)
+
+        sub2 = admin.post(f"/zones/{zone['id']}/subnets", {"name": "bulk2", "cidr": "10.201.0.0/16"})
+        bulk_load(sub2["id"], args.bulk_vports, "c",
+                  f"bulk load {args.bulk_vports} vports at {2 * args.vports + args.bulk_vports}+ vports, "
+                  f"batches of {args.batch}, {args.bulk_clients} clients")
+        admin.close()
     return _finish(results, args)
 
 
 def bulk_rate(args) -> int:
     """The ``--bulk-rate`` runs (module docstring)."""
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "loadavg_start": os.getloadavg()}, "runs": []}
+    results = new_results()
+    with bench_directory() as (state, mgr, admin, _dom, zone):
+        subnets: dict[int, str] = {}
 
+        def subnet_for(i: int) -> str:
+            # 50,000 vports per /16: a large directory spreads over a few subnets
+            k = i // 50000
+            if k not in subnets:
+                subnets[k] = admin.post(f"/zones/{zone['id']}/subnets",
+                                        {"name": f"s{k}", "cidr": f"10.{100 + k}.0.0/16"})["id"]
+            return subnets[k]
+
+        def measured(label: str, n: int, run) -> dict:
+            load0 = os.getloadavg()
+            api0, db0 = api_and_db_cpu(mgr)
+            lat, wall = run()
+            api1, db1 = api_and_db_cpu(mgr)
+            out = summary(label, lat, wall)
+            out.update({"vports": n, "vports_per_s": round(n / wall, 1),
+                        "api_cpu_s": round(api1 - api0, 3), "ovsdb_cpu_s": round(db1 - db0, 3),
+                        "vports_per_api_cpu_s": round(n / max(api1 - api0, 1e-3), 1),
+                        "loadavg_before": load0, "loadavg_after": os.getloadavg()})
+            results["runs"].append(out)
+            print(json.dumps(out), flush=True)
+            return out
+
+        def bulk(first: int, n: int, label: str) -> dict:
+            batches = []
+            for lo in range(first, first + n, args.batch):
+                hi = min(first + n, lo + args.batch)
+                batches.append([{"action": "create", "kind": "vport", "parent": subnet_for(i),
+                                 "body": {"name": f"v{i}"}} for i in range(lo, hi)])
+            return measured(label, n, lambda: run_clients(
+                mgr, args.bulk_clients, batches, lambda c, ops: c.post("/bulk", {"operations": ops})))
+
+        single = admin.post(f"/zones/{zone['id']}/subnets", {"name": "single", "cidr": "10.8.0.0/16"})["id"]
+        measured(f"create vport, 8 clients, {args.creates}", args.creates, lambda: run_clients(
+            mgr, 8, list(range(args.creates)),
+            lambda c, i: c.post(f"/subnets/{single}/vports", {"name": f"s{i}"})))
+        n = args.bulk_vports
+        bulk(0, n, f"bulk {n} vports into an empty directory, batches of {args.batch}, "
+                   f"{args.bulk_clients} clients")
+        if args.existing > n:
+            bulk(n, args.existing - n, f"grow the directory to {args.existing} vports by bulk")
+            bulk(args.existing, n, f"bulk {n} vports at {args.existing} vports, batches of {args.batch}, "
+                                   f"{args.bulk_clients} clients")
+            # The same once more after a restart of the API (the database kept): the replica is
+            # then loaded at start-up, as in production after an upgrade or a failover. The
+            # database is compacted first: its log of ~50 bulk transactions would otherwise make
+            # the embedded ovsdb-server miss its 10 s start-up deadline on a loaded machine.
+            admin.close()
+            subprocess.run(["ovs-appctl", "-t", os.path.join(state, "directory", "ovsdb-server.ctl"),
+                            "ovsdb-server/compact"], check=True, capture_output=True, timeout=120)
+            mgr.stop()
+            mgr.start(timeout=300)
+            admin = mgr.client()
+            bulk(args.existing + n, n, f"bulk {n} vports at {args.existing + n} vports after an API restart, "
+                                       f"batches of {args.batch}, {args.bulk_clients} clients")
+        admin.close()
+    return _finish(results, args)
+
+
+def new_results() -> dict:
+    """The results document: the machine, then one entry per run."""
+    return {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "loadavg_start": os.getloadavg()}, "runs": []}
+
+
+@contextlib.contextmanager
+def bench_directory():
+    """(state dir, its running directory, an admin client, the bench domain, its zone); stopped after."""
     with tempfile.TemporaryDirectory(prefix="nuage-bench-") as state:
         mgr = ManagerProcess(state)
         mgr.start()
@@ -254,66 +313,9 @@ def bulk_rate(args) -> int:
             ent = admin.post("/enterprises", {"name": "bench"})
             dom = admin.post(f"/enterprises/{ent['id']}/domains", {"name": "d"})
             zone = admin.post(f"/domains/{dom['id']}/zones", {"name": "z"})
-            subnets: dict[int, str] = {}
-
-            def subnet_for(i: int) -> str:
-                # 50,000 vports per /16: a large directory spreads over a few subnets
-                k = i // 50000
-                if k not in subnets:
-                    subnets[k] = admin.post(f"/zones/{zone['id']}/subnets",
-                                            {"name": f"s{k}", "cidr": f"10.{100 + k}.0.0/16"})["id"]
-                return subnets[k]
-
-            def measured(label: str, n: int, run) -> dict:
-                load0 = os.getloadavg()
-                api0, db0 = api_and_db_cpu(mgr)
-                lat, wall = run()
-                api1, db1 = api_and_db_cpu(mgr)
-                out = summary(label, lat, wall)
-                out.update({"vports": n, "vports_per_s": round(n / wall, 1),
-                            "api_cpu_s": round(api1 - api0, 3), "ovsdb_cpu_s": round(db1 - db0, 3),
-                            "vports_per_api_cpu_s": round(n / max(api1 - api0, 1e-3), 1),
-                            "loadavg_before": load0, "loadavg_after": os.getloadavg()})
-                results["runs"].append(out)
-                print(json.dumps(out), flush=True)
-                return out
-
-            def bulk(first: int, n: int, label: str) -> dict:
-                batches = []
-                for lo in range(first, first + n, args.batch):
-                    hi = min(first + n, lo + args.batch)
-                    batches.append([{"action": "create", "kind": "vport", "parent": subnet_for(i),
-                                     "body": {"name": f"v{i}"}} for i in range(lo, hi)])
-                return measured(label, n, lambda: run_clients(
-                    mgr, args.bulk_clients, batches, lambda c, ops: c.post("/bulk", {"operations": ops})))
-
-            single = admin.post(f"/zones/{zone['id']}/subnets", {"name": "single", "cidr": "10.8.0.0/16"})["id"]
-            measured(f"create vport, 8 clients, {args.creates}", args.creates, lambda: run_clients(
-                mgr, 8, list(range(args.creates)),
-                lambda c, i: c.post(f"/subnets/{single}/vports", {"name": f"s{i}"})))
-            n = args.bulk_vports
-            bulk(0, n, f"bulk {n} vports into an empty directory, batches of {args.batch}, "
-                       f"{args.bulk_clients} clients")
-            if args.existing > n:
-                bulk(n, args.existing - n, f"grow the directory to {args.existing} vports by bulk")
-                bulk(args.existing, n, f"bulk {n} vports at {args.existing} vports, batches of {args.batch}, "
-                                       f"{args.bulk_clients} clients")
-                # The same once more after a restart of the API (the database kept): the replica is
-                # then loaded at start-up, as in production after an upgrade or a failover. The
-                # database is compacted first: its log of ~50 bulk transactions would otherwise make
-                # the embedded ovsdb-server miss its 10 s start-up deadline on a loaded machine.
-                admin.close()
-                subprocess.run(["ovs-appctl", "-t", os.path.join(state, "directory", "ovsdb-server.ctl"),
-                                "ovsdb-server/compact"], check=True, capture_output=True, timeout=120)
-                mgr.stop()
-                mgr.start(timeout=300)
-                admin = mgr.client()
-                bulk(args.existing + n, n, f"bulk {n} vports at {args.existing + n} vports after an API restart, "
-                                           f"batches of {args.batch}, {args.bulk_clients} clients")
-            admin.close()
+            yield state, mgr, admin, dom, zone
         finally:
             mgr.stop()
-    return _finish(results, args)
 
 
 def _finish(results: dict, args) -> int:
