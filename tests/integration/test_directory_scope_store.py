@@ -14,11 +14,12 @@ import threading
 
 import pytest
 
-from nuage_ryu.db.server import OvsdbServer, prepare_db
+from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import validate
 from nuage_ryu.directory.errors import ValidationError
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.testing import wait_until
+from tests.schema_helpers import current_schema, old_database
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -225,8 +226,7 @@ def test_a_vport_moved_to_another_host_hands_its_status_row_over(api, agents, tw
 def test_a_database_from_before_the_private_tables_is_converted(tmp_path):
     """Schema 1.1.0 kept status and liveness in the VPort and Host rows: converted, they start
     ``down``/disconnected and the agents' writes create the private rows."""
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.1.0"
     del old["tables"]["HostLiveness"], old["tables"]["VPortStatus"]
     del old["tables"]["VPort"]["columns"]["port_status"], old["tables"]["Host"]["columns"]["liveness"]
@@ -234,10 +234,7 @@ def test_a_database_from_before_the_private_tables_is_converted(tmp_path):
                                                                     "enum": ["set", ["down", "up"]]}}}
     old["tables"]["Host"]["columns"]["connected"] = {"type": "boolean"}
     old["tables"]["Host"]["columns"]["last_seen"] = {"type": "integer"}
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, old_path = old_database(tmp_path, old)
     srv = OvsdbServer(db, str(old_path), str(tmp_path / "old.sock"))
     srv.start()
     try:

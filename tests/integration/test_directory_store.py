@@ -20,6 +20,7 @@ from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.store.transactions import UNCERTAIN_GRACE_S
 from nuage_ryu.directory.store.verdicts import VerdictFeed
 from nuage_ryu.directory.testing import wait_until
+from tests.schema_helpers import current_schema, old_database
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -358,15 +359,10 @@ def test_counter_reports_never_make_rest_writes_replan(api_and_agents):
 
 
 def test_schema_upgrade_converts_and_keeps_data(tmp_path):
-    with open(schema_path()) as f:
-        schema = json.load(f)
-    old = json.loads(json.dumps(schema))
+    old = current_schema()
     old["version"] = "0.9.0"
     del old["tables"]["Enterprise"]["columns"]["description"]
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, _ = old_database(tmp_path, old)
     subprocess.run(["ovsdb-tool", "transact", db,
                     '["Nuage_Directory",{"op":"insert","table":"Enterprise","row":{"name":"kept"}}]'],
                    check=True, capture_output=True)
@@ -386,15 +382,11 @@ def test_schema_upgrade_converts_and_keeps_data(tmp_path):
 
 
 def test_database_from_before_counters_is_converted_and_takes_reports(tmp_path):
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.0.0"  # the schema before HostCounters existed
     del old["tables"]["HostCounters"]
     del old["tables"]["Host"]["columns"]["counters"]
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, _ = old_database(tmp_path, old)
     subprocess.run(["ovsdb-tool", "transact", db,
                     '["Nuage_Directory",{"op":"insert","table":"Host","row":{"name":"node-1"}}]'],
                    check=True, capture_output=True)
@@ -412,14 +404,10 @@ def test_database_from_before_counters_is_converted_and_takes_reports(tmp_path):
 
 
 def test_a_host_from_before_agent_versions_is_converted_and_takes_its_agents_version(tmp_path):
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.3.0"  # the schema before Host.agent_version
     del old["tables"]["Host"]["columns"]["agent_version"]
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, _ = old_database(tmp_path, old)
     subprocess.run(["ovsdb-tool", "transact", db,
                     '["Nuage_Directory",{"op":"insert","table":"Host","row":{"name":"node-1","tunnel_ip":"192.0.2.1"}}]'],
                    check=True, capture_output=True)
@@ -442,17 +430,13 @@ def test_rules_and_domains_from_before_verdict_logs_are_converted_enforced_and_n
     """Schema 1.4.0 adds ACL.log, ACL.enforce, Domain.log_default and the Verdict table (docs/policy.md):
     a rule written before them is converted to an enforced, unlogged rule (enforce stored as an empty
     set = true), its domain's default action unlogged, and records can be stored at once."""
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.3.0"
     del old["tables"]["ACL"]["columns"]["log"]
     del old["tables"]["ACL"]["columns"]["enforce"]
     del old["tables"]["Domain"]["columns"]["log_default"]
     del old["tables"]["Verdict"]
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, _ = old_database(tmp_path, old)
     ops = [{"op": "insert", "table": "Enterprise", "uuid-name": "e", "row": {"name": "e"}},
            {"op": "insert", "table": "Domain", "uuid-name": "d",
             "row": {"enterprise": ["named-uuid", "e"], "name": "d", "vni": 7, "ct_zone": 7,

@@ -15,11 +15,10 @@ import sys
 
 import pytest
 
-from nuage_ryu.db.server import prepare_db
 from nuage_ryu.directory.errors import Forbidden, Unauthorized
-from nuage_ryu.directory.store.mirror import schema_path
 from nuage_ryu.directory.testing import ManagerProcess
 from tests.lab_helpers import lab_with_plane, ns_run
+from tests.schema_helpers import current_schema, old_database
 
 pytestmark = pytest.mark.integration
 
@@ -174,17 +173,13 @@ def test_nuage_ctl_host_enroll_writes_key_certificate_and_token_and_revoke_withd
 
 
 def test_a_database_of_schema_1_3_is_converted_and_its_enterprise_tokens_keep_working(tmp_path):
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.3.0"  # before host tokens: every token had an enterprise
     token_cols = old["tables"]["ApiToken"]["columns"]
     del token_cols["host"]
     token_cols["enterprise"] = {"type": {"key": {"type": "uuid", "refTable": "Enterprise"}}}
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
     state = tmp_path / "dir"
-    db = str(state / "directory" / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, _ = old_database(tmp_path, old, str(state / "directory" / "directory.db"))
     secret = "nrt_from_before"
     txn = ["Nuage_Directory",
            {"op": "insert", "table": "Enterprise", "uuid-name": "e", "row": {"name": "kept"}},

@@ -18,12 +18,13 @@ import uuid
 
 import pytest
 
-from nuage_ryu.db.server import OvsdbServer, prepare_db
+from nuage_ryu.db.server import OvsdbServer
 from nuage_ryu.directory import validate
 from nuage_ryu.directory.store import DirectoryStore, schema_path
 from nuage_ryu.directory.store.placement_rows import DOMAIN_TABLE, HOST_TABLE
 from nuage_ryu.directory.testing import wait_until
 from nuage_ryu.directory.validate import bulk
+from tests.schema_helpers import current_schema, old_database
 
 pytestmark = pytest.mark.skipif(shutil.which("ovsdb-server") is None, reason="needs ovsdb-server")
 
@@ -228,14 +229,10 @@ def test_a_restarted_server_is_fetched_from_again_and_nothing_partial_is_publish
 
 
 def test_a_database_from_1_4_is_converted_and_its_index_filled_and_an_old_server_still_works(tmp_path):
-    with open(schema_path()) as f:
-        old = json.load(f)
+    old = current_schema()
     old["version"] = "1.4.0"
     del old["tables"][HOST_TABLE], old["tables"][DOMAIN_TABLE]
-    old_path = tmp_path / "old.ovsschema"
-    old_path.write_text(json.dumps(old))
-    db = str(tmp_path / "directory.db")
-    assert prepare_db(db, str(old_path)) == "created"
+    db, old_path = old_database(tmp_path, old)
     ops = [{"op": "insert", "table": "Enterprise", "uuid-name": "e", "row": {"name": "acme"}},
            {"op": "insert", "table": "Domain", "uuid-name": "d",
             "row": {"name": "d", "enterprise": ["named-uuid", "e"], "vni": 5000, "ct_zone": 5,
